@@ -1,0 +1,148 @@
+#include <CLI/CLI.hpp>
+#include <cstdio>
+#include <filesystem>
+#include <iostream>
+
+#include "cli/app.h"
+#include "core/text.h"
+#include "fio/catalog.h"
+#include "proc/runner.h"
+
+namespace fs = std::filesystem;
+
+#ifndef KAB_SOURCE_DIR
+#define KAB_SOURCE_DIR "."
+#endif
+
+namespace kab::cli {
+
+namespace {
+
+int cmd_help(const std::vector<std::string>&);
+
+const std::vector<Command> k_commands = {
+    {"help", "list the subcommands", cmd_help},
+    {"validate", "check a scenario file and report every error in it", cmd_validate},
+    {"plan", "print the ordered samples a scenario expands to", cmd_plan},
+    // TODO-LATER {"kernel", "build, list, show and clean kernels (kab kernel --help)", cmd_kernel},
+    // TODO-LATER {"image", "build the guest image (initramfs with fio and kab's agent)", cmd_image},
+    // TODO-LATER {"run", "run a scenario and store every sample", cmd_run},
+    // TODO-LATER {"runs", "list stored runs", cmd_runs},
+    // TODO-LATER {"show", "print the samples of a stored run", cmd_show},
+    // TODO-LATER {"compare", "build two kernels, run them interleaved, analyse, report", cmd_compare},
+    // TODO-LATER {"report", "analyse stored samples without running anything", cmd_report},
+    // TODO-LATER {"doctor", "check this host: accelerator, libvirt, tools", cmd_doctor},
+};
+
+int cmd_help(const std::vector<std::string>&) {
+  std::printf("usage: kab COMMAND [options]   (kab COMMAND --help for its options)\n\ncommands:\n");
+  for (const auto& c : k_commands) std::printf("  %-10s %s\n", c.name, c.summary);
+  std::printf(
+      "\nexit codes: 0 ok, 1 failure or regression, 2 usage or input error, 3 run failed, 130 interrupted\n");
+  return k_exit_ok;
+}
+
+std::string find_root() {
+  if (const char* env = std::getenv("KAB_ROOT")) return env;
+  std::error_code ec;
+  for (fs::path p = fs::current_path(ec); !p.empty(); p = p.parent_path()) {
+    if (fs::exists(p / "kernels") && fs::exists(p / "scenarios") && fs::exists(p / "harness")) return p.string();
+    if (p == p.root_path()) break;
+  }
+  return KAB_SOURCE_DIR;
+}
+
+}  // namespace
+
+const std::vector<Command>& commands() { return k_commands; }
+
+const Paths& paths() {
+  static Paths p = [] {
+    Paths out;
+    out.root = find_root();
+    out.kernels_dir = out.root + "/kernels";
+    out.scenarios_dir = out.root + "/scenarios";
+    out.default_db = out.root + "/results/kab.db";
+    if (const char* c = std::getenv("KAB_CACHE_DIR")) out.cache_dir = c;
+    else if (const char* x = std::getenv("XDG_CACHE_HOME")) out.cache_dir = std::string(x) + "/kab";
+    else if (const char* h = std::getenv("HOME")) out.cache_dir = std::string(h) + "/.cache/kab";
+    else out.cache_dir = "/var/cache/kab";
+    return out;
+  }();
+  return p;
+}
+
+scenario::Context validation_context() {
+  static fio::Catalog* catalog = [] {
+    try {
+      return new fio::Catalog();
+    } catch (const std::exception& e) {
+      throw Fatal(std::string(e.what()) + " (install fio: make deps)", k_exit_usage);
+    }
+  }();
+  scenario::Context ctx;
+  ctx.kernels = scenario::list_kernel_names(paths().kernels_dir);
+  ctx.fio_options = catalog->names();
+  ctx.fio_knows = [](const std::string& o) { return catalog->knows(o); };
+  return ctx;
+}
+
+core::Scenario load_scenario_or_exit(const std::string& path) {
+  auto parsed = scenario::load_scenario(path, validation_context());
+  if (!parsed.errors.empty()) {
+    std::fputs(scenario::format_errors(parsed.errors).c_str(), stderr);
+    throw Fatal(path + ": " + std::to_string(parsed.errors.size()) + " error(s)", k_exit_usage);
+  }
+  return std::move(*parsed.value);
+}
+
+core::KernelSpec load_kernel_or_exit(const std::string& name) {
+  std::string path = paths().kernels_dir + "/" + name + ".yaml";
+  if (!fs::exists(path)) {
+    auto names = scenario::list_kernel_names(paths().kernels_dir);
+    std::string msg = "unknown kernel '" + name + "'";
+    if (auto s = core::suggest(name, names)) msg += ", did you mean '" + *s + "'?";
+    throw Fatal(msg, k_exit_usage);
+  }
+  auto parsed = scenario::load_kernel(path, paths().kernels_dir);
+  if (!parsed.errors.empty()) {
+    std::fputs(scenario::format_errors(parsed.errors).c_str(), stderr);
+    throw Fatal(path + ": " + std::to_string(parsed.errors.size()) + " error(s)", k_exit_usage);
+  }
+  return std::move(*parsed.value);
+}
+
+}  // namespace kab::cli
+
+int main(int argc, char** argv) {
+  using namespace kab::cli;
+  kab::proc::install_interrupt_handler();
+  std::vector<std::string> args(argv + 1, argv + argc);
+  if (args.empty() || args[0] == "--help" || args[0] == "-h") args = {"help"};
+  if (args[0] == "--version") {
+    std::printf("kab %s\n", KAB_VERSION);
+    return k_exit_ok;
+  }
+  const Command* cmd = nullptr;
+  for (const auto& c : commands())
+    if (args[0] == c.name) cmd = &c;
+  if (!cmd) {
+    std::vector<std::string> names;
+    for (const auto& c : commands()) names.push_back(c.name);
+    std::string msg = "kab: error: unknown command '" + args[0] + "'";
+    if (auto s = kab::core::suggest(args[0], names)) msg += ", did you mean '" + *s + "'?";
+    std::fprintf(stderr, "%s\n(kab help lists the commands)\n", msg.c_str());
+    return k_exit_usage;
+  }
+  try {
+    int code = cmd->run(std::vector<std::string>(args.begin() + 1, args.end()));
+    if (kab::proc::interrupted_flag()) return k_exit_interrupted;
+    return code;
+  } catch (const Fatal& e) {
+    std::fprintf(stderr, "kab: error: %s\n", e.what());
+    return kab::proc::interrupted_flag() ? k_exit_interrupted : e.exit_code;
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "kab: error: %s\n", e.what());
+    return kab::proc::interrupted_flag() ? k_exit_interrupted : k_exit_failure;
+  }
+}

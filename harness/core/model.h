@@ -1,0 +1,120 @@
+// The model kab's core reasons about: scenarios, plans, samples. Plain data,
+// no I/O; every adapter converts its outside world into these types.
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <optional>
+#include <string>
+#include <vector>
+
+namespace kab::core {
+
+// Ordered fio options (name → value). Order matters for the job file text and
+// so for reproducibility, so this is a vector, not a map.
+using FioOptions = std::vector<std::pair<std::string, std::string>>;
+
+struct Arm {
+  std::string name;     // e.g. "stock"; the first arm of a scenario is the base
+  std::string kernel;   // kernel definition name, e.g. "stock-6.1"
+  std::string variant;  // optional variant of the kernel definition ("" = none)
+};
+
+enum class BackendType { virtiofsd, dpu };
+
+// A model of a DPU's virtio-fs function (kab-dpu); all zero = as fast as it can be.
+struct DpuModel {
+  int cores = 1;                // worker threads (DPU cores)
+  std::vector<int> core_cpus;   // host CPUs the workers are pinned to
+  double latency_us = 0;        // per request, doorbell + completion round trip
+  double bandwidth_mbps = 0;    // DMA bandwidth cap in MB/s, 0 = none
+  int queue_depth = 0;          // in-flight requests cap, 0 = none
+};
+
+struct BackendSpec {
+  std::string name;                 // unique within a scenario
+  BackendType type = BackendType::virtiofsd;
+  std::string cache = "auto";       // auto | always | none
+  bool writeback = true;
+  int thread_pool_size = 0;         // 0 = backend's default
+  std::string sandbox = "namespace";
+  std::string store = "tmpfs";      // "tmpfs" or a host directory backing the share
+  std::vector<int> cpus;            // host CPUs the backend is pinned to (empty = kab decides)
+  double cpu_quota = 0;             // fraction of one CPU, 0 = no cap
+  DpuModel dpu;
+};
+
+enum class Platform { qemu, uml };
+
+struct GuestSpec {
+  Platform platform = Platform::qemu;
+  int vcpus = 1;
+  std::uint64_t memory_bytes = 1024ull << 20;
+  std::string cmdline;             // extra kernel command line
+  double timeout_s = 300;          // per-sample timeout
+  std::string image = "initramfs"; // initramfs | disk
+};
+
+struct FioSpec {
+  FioOptions job;                                  // base job options
+  std::vector<std::pair<std::string, std::vector<std::string>>> matrix;  // axes, in file order
+  std::vector<FioOptions> exclude;                 // partial cells to drop
+  std::string job_file;                            // run this file unchanged instead
+};
+
+struct Scenario {
+  std::string name;
+  std::string description;
+  std::string path;       // where it was read from ("" for literals)
+  std::string text;       // the file's text, stored with every run
+  std::vector<Arm> arms;
+  std::vector<BackendSpec> backends;
+  GuestSpec guest;
+  FioSpec fio;
+  int repetitions = 5;
+  std::uint64_t seed = 1;
+  double min_effect = 0.02;   // fraction, 0.02 = 2%
+  double alpha = 0.05;
+  double quiet_load = 0;      // wait for a host load below this before a sample (0 = don't)
+};
+
+// One combination of the matrix axes: the fio options that vary.
+using Cell = FioOptions;
+
+struct PlannedSample {
+  int index = 0;          // position in the plan, 0-based
+  std::string arm;
+  std::string kernel;
+  std::string variant;
+  std::string backend;
+  Platform platform = Platform::qemu;
+  Cell cell;
+  int repetition = 0;     // 0-based, per arm × cell × backend
+};
+
+struct Plan {
+  std::uint64_t seed = 0;
+  std::vector<PlannedSample> samples;
+};
+
+// A kernel definition (kernels/NAME.yaml).
+struct KernelSpec {
+  std::string name;
+  std::string path;                    // the definition file
+  std::string source;                  // Debian package ("linux-source-6.1") or a tree/tarball path
+  std::vector<std::string> patches;    // absolute paths, applied in order
+  std::string config_base = "tinyconfig";
+  std::vector<std::string> fragments;  // absolute paths, merged in order (every arch)
+  std::vector<std::pair<std::string, std::vector<std::string>>> arch_fragments;  // arch → more
+  std::vector<std::pair<std::string, std::vector<std::string>>> variants;        // name → fragments
+};
+
+std::string to_string(BackendType t);
+std::string to_string(Platform p);
+std::optional<BackendType> backend_type_from(const std::string& s);
+std::optional<Platform> platform_from(const std::string& s);
+
+// "bs=1M,rw=randwrite"; "" for the empty cell.
+std::string cell_label(const Cell& cell);
+
+}  // namespace kab::core

@@ -1,0 +1,101 @@
+#include "core/planner.h"
+
+#include <algorithm>
+#include <numeric>
+
+namespace kab::core {
+
+std::uint64_t SeededRandom::next() {
+  std::uint64_t z = (m_state += 0x9E3779B97F4A7C15ull);
+  z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+  z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+  return z ^ (z >> 31);
+}
+
+std::uint64_t SeededRandom::below(std::uint64_t bound) {
+  if (bound <= 1) return 0;
+  std::uint64_t limit = UINT64_MAX - UINT64_MAX % bound;
+  std::uint64_t r;
+  do r = next(); while (r >= limit);
+  return r % bound;
+}
+
+namespace {
+
+bool excluded(const Cell& cell, const std::vector<FioOptions>& exclude) {
+  for (const auto& ex : exclude) {
+    bool all = !ex.empty();
+    for (const auto& [k, v] : ex) {
+      bool hit = false;
+      for (const auto& [ck, cv] : cell)
+        if (ck == k && cv == v) hit = true;
+      if (!hit) {
+        all = false;
+        break;
+      }
+    }
+    if (all) return true;
+  }
+  return false;
+}
+
+}  // namespace
+
+std::vector<Cell> expand_cells(const FioSpec& fio) {
+  std::vector<Cell> cells{Cell{}};
+  for (const auto& [name, values] : fio.matrix) {
+    std::vector<Cell> next;
+    for (const auto& c : cells)
+      for (const auto& v : values) {
+        Cell n = c;
+        n.emplace_back(name, v);
+        next.push_back(std::move(n));
+      }
+    cells = std::move(next);
+  }
+  std::vector<Cell> out;
+  for (auto& c : cells)
+    if (!excluded(c, fio.exclude)) out.push_back(std::move(c));
+  return out;
+}
+
+Plan make_plan(const Scenario& s) {
+  Plan plan;
+  plan.seed = s.seed;
+  SeededRandom rng(s.seed);
+
+  struct Group {
+    Cell cell;
+    const BackendSpec* backend;
+  };
+  std::vector<Group> groups;
+  for (const auto& cell : expand_cells(s.fio))
+    for (const auto& b : s.backends) groups.push_back({cell, &b});
+
+  // Fisher–Yates with our own generator.
+  for (std::size_t i = groups.size(); i > 1; --i) std::swap(groups[i - 1], groups[rng.below(i)]);
+
+  for (const auto& g : groups) {
+    bool reversed = rng.below(2) == 1;
+    for (int rep = 0; rep < s.repetitions; ++rep) {
+      std::vector<std::size_t> order(s.arms.size());
+      std::iota(order.begin(), order.end(), 0);
+      if ((rep % 2 == 1) != reversed) std::reverse(order.begin(), order.end());
+      for (std::size_t a : order) {
+        PlannedSample ps;
+        ps.index = static_cast<int>(plan.samples.size());
+        ps.arm = s.arms[a].name;
+        ps.kernel = s.arms[a].kernel;
+        ps.variant = s.arms[a].variant;
+        ps.backend = g.backend->name;
+        ps.platform = s.guest.platform;
+        ps.cell = g.cell;
+        ps.repetition = rep;
+        plan.samples.push_back(std::move(ps));
+      }
+    }
+  }
+  return plan;
+}
+
+}  // namespace kab::core

@@ -1,0 +1,34 @@
+// The planner: scenario → ordered samples. Pure and deterministic: the same
+// scenario and seed give a byte-identical plan.
+#pragma once
+
+#include "core/model.h"
+
+namespace kab::core {
+
+// The cartesian product of the scenario's matrix axes, in file order, minus
+// every cell matched by an `exclude` entry (an entry matches a cell when all
+// of its options equal the cell's). One empty cell when there is no matrix.
+std::vector<Cell> expand_cells(const FioSpec& fio);
+
+// Expands cells × backends × arms × repetitions. Groups (cell, backend) are
+// shuffled by the seed; within a group arms run in ABBA-balanced blocks (one
+// repetition of every arm per block, even blocks forward, odd blocks
+// reversed), the orientation of the first block drawn from the seed, so slow
+// drift affects every arm alike.
+Plan make_plan(const Scenario& scenario);
+
+// A deterministic 64-bit generator (splitmix64): the plan must not depend on
+// the standard library's distribution algorithms.
+class SeededRandom {
+ public:
+  explicit SeededRandom(std::uint64_t seed) : m_state(seed) {}
+  std::uint64_t next();
+  // Uniform in [0, bound) without modulo bias.
+  std::uint64_t below(std::uint64_t bound);
+
+ private:
+  std::uint64_t m_state;
+};
+
+}  // namespace kab::core

@@ -1,0 +1,40 @@
+#include "fio/catalog.h"
+
+#include <algorithm>
+#include <sstream>
+#include <stdexcept>
+
+#include "core/text.h"
+#include "proc/runner.h"
+
+namespace kab::fio {
+
+Catalog::Catalog(std::string fio_binary) : m_fio(std::move(fio_binary)) {
+  auto [ok, out] = proc::capture({m_fio, "--cmdhelp=all"});
+  if (!ok) throw std::runtime_error("cannot list fio's options with '" + m_fio + " --cmdhelp=all': " + core::trim(out));
+  std::istringstream ss(out);
+  std::string line;
+  while (std::getline(ss, line)) {
+    auto colon = line.find(':');
+    if (colon == std::string::npos) continue;
+    std::string name = core::trim(line.substr(0, colon));
+    if (!name.empty() && name.find(' ') == std::string::npos) m_names.push_back(name);
+  }
+  std::sort(m_names.begin(), m_names.end());
+  auto [vok, v] = proc::capture({m_fio, "--version"});
+  m_version = vok ? core::trim(v) : "unknown";
+}
+
+bool Catalog::knows(const std::string& option) {
+  if (std::binary_search(m_names.begin(), m_names.end(), option)) return true;
+  auto it = m_asked.find(option);
+  if (it != m_asked.end()) return it->second;
+  // fio answers "No such command: X" for names it does not know at all, and
+  // describes aliases (readwrite → rw) and engine options otherwise.
+  auto [ok, out] = proc::capture({m_fio, "--cmdhelp=" + option});
+  bool known = out.find("No such command") == std::string::npos && !core::trim(out).empty();
+  m_asked[option] = known;
+  return known;
+}
+
+}  // namespace kab::fio

@@ -1,0 +1,27 @@
+// What the installed fio knows: its option names, read from fio itself
+// (`fio --cmdhelp=all`, aliases and engine options via `fio --cmdhelp=NAME`).
+#pragma once
+
+#include <map>
+#include <string>
+#include <vector>
+
+namespace kab::fio {
+
+class Catalog {
+ public:
+  // Runs `fio --cmdhelp=all` once. Throws std::runtime_error when fio is missing.
+  explicit Catalog(std::string fio_binary = "fio");
+  const std::vector<std::string>& names() const { return m_names; }
+  // True for listed names, aliases and engine options (asks fio, memoized).
+  bool knows(const std::string& option);
+  std::string version() const { return m_version; }
+
+ private:
+  std::string m_fio;
+  std::string m_version;
+  std::vector<std::string> m_names;
+  std::map<std::string, bool> m_asked;
+};
+
+}  // namespace kab::fio

@@ -1,0 +1,487 @@
+#include "scenario/scenario.h"
+
+#include <algorithm>
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+
+#include "scenario/yaml_reader.h"
+
+namespace fs = std::filesystem;
+
+namespace kab::scenario {
+
+namespace {
+
+const std::vector<std::string> k_top_keys = {"name",   "description", "arms",       "backends", "guest",
+                                             "fio",    "repetitions", "seed",       "min_effect",
+                                             "alpha",  "quiet_load"};
+const std::vector<std::string> k_backend_keys = {"name",  "type",  "cache", "writeback", "thread_pool_size",
+                                                 "sandbox", "store", "cpus", "cpu_quota", "dpu"};
+const std::vector<std::string> k_dpu_keys = {"cores", "core_cpus", "latency_us", "bandwidth_mbps", "queue_depth"};
+const std::vector<std::string> k_guest_keys = {"platform", "vcpus", "memory", "cmdline", "timeout", "image"};
+const std::vector<std::string> k_fio_keys = {"job", "matrix", "exclude", "job_file"};
+const std::vector<std::string> k_arm_keys = {"kernel", "variant"};
+
+std::optional<std::string> read_file(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) return std::nullopt;
+  std::ostringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
+}
+
+class ScenarioParser {
+ public:
+  ScenarioParser(const std::string& path, const std::string& text, const Context& ctx)
+      : m_r(path, text), m_ctx(ctx) {
+    m_s.path = path;
+    m_s.text = text;
+  }
+
+  Parsed<core::Scenario> run() {
+    Parsed<core::Scenario> out;
+    auto root = m_r.load();
+    if (root) {
+      if (!root->IsMap()) {
+        m_r.error_at(*root, "a scenario must be a map of keys (arms, backends, guest, fio, ...), got " +
+                                kind_of(*root));
+      } else {
+        parse_root(*root);
+      }
+    }
+    out.errors = m_r.errors();
+    if (out.errors.empty()) out.value = std::move(m_s);
+    return out;
+  }
+
+ private:
+  void parse_root(const YAML::Node& root) {
+    m_r.check_keys(root, k_top_keys);
+    if (root["name"]) {
+      if (auto v = m_r.scalar(root["name"], "name")) m_s.name = *v;
+    } else {
+      m_s.name = fs::path(m_s.path).stem().string();
+    }
+    if (root["description"])
+      if (auto v = m_r.scalar(root["description"], "description")) m_s.description = *v;
+    if (m_r.require(root, "arms", "scenario")) parse_arms(root["arms"]);
+    if (root["backends"]) parse_backends(root["backends"]);
+    else {
+      core::BackendSpec b;
+      b.name = "virtiofsd";
+      m_s.backends.push_back(b);
+    }
+    if (root["guest"]) parse_guest(root["guest"]);
+    if (m_r.require(root, "fio", "scenario")) parse_fio(root["fio"]);
+    if (root["repetitions"]) {
+      if (auto v = m_r.integer(root["repetitions"], "repetitions")) {
+        if (*v < 1) m_r.error_at(root["repetitions"], "'repetitions' must be at least 1, got " + std::to_string(*v));
+        else m_s.repetitions = static_cast<int>(*v);
+      }
+    }
+    if (root["seed"]) {
+      if (auto v = m_r.integer(root["seed"], "seed")) {
+        if (*v < 0) m_r.error_at(root["seed"], "'seed' must not be negative, got " + std::to_string(*v));
+        else m_s.seed = static_cast<std::uint64_t>(*v);
+      }
+    }
+    if (root["min_effect"]) {
+      if (auto v = m_r.fraction(root["min_effect"], "min_effect")) {
+        if (*v < 0 || *v >= 1) m_r.error_at(root["min_effect"], "'min_effect' must be between 0% and 100%");
+        else m_s.min_effect = *v;
+      }
+    }
+    if (root["alpha"]) {
+      if (auto v = m_r.number(root["alpha"], "alpha")) {
+        if (*v <= 0 || *v >= 1) m_r.error_at(root["alpha"], "'alpha' must be between 0 and 1, got " + root["alpha"].Scalar());
+        else m_s.alpha = *v;
+      }
+    }
+    if (root["quiet_load"])
+      if (auto v = m_r.number(root["quiet_load"], "quiet_load")) m_s.quiet_load = *v;
+  }
+
+  void parse_arms(const YAML::Node& arms) {
+    if (!arms.IsMap()) {
+      m_r.error_at(arms, "'arms' must be a map of arm name to kernel, got " + kind_of(arms));
+      return;
+    }
+    for (auto it = arms.begin(); it != arms.end(); ++it) {
+      core::Arm arm;
+      arm.name = it->first.Scalar();
+      bool dup = false;
+      for (const auto& a : m_s.arms) dup = dup || a.name == arm.name;
+      if (dup) {
+        m_r.error_at(it->first, "duplicate arm name '" + arm.name + "'");
+        continue;
+      }
+      const YAML::Node& v = it->second;
+      // YAML::Node's assignment writes through to the node, so pick, never reassign.
+      if (v.IsMap()) {
+        m_r.check_keys(v, k_arm_keys);
+        if (!m_r.require(v, "kernel", "arm '" + arm.name + "'")) continue;
+      }
+      const YAML::Node kernel_node = v.IsMap() ? v["kernel"] : v;
+      if (v.IsMap()) {
+        if (v["variant"])
+          if (auto s = m_r.scalar(v["variant"], "variant")) arm.variant = *s;
+      }
+      auto k = m_r.scalar(kernel_node, "arms." + arm.name);
+      if (!k) continue;
+      arm.kernel = *k;
+      if (!m_ctx.kernels.empty() &&
+          std::find(m_ctx.kernels.begin(), m_ctx.kernels.end(), arm.kernel) == m_ctx.kernels.end()) {
+        std::string msg = "arm '" + arm.name + "' names unknown kernel '" + arm.kernel + "'";
+        if (auto s = core::suggest(arm.kernel, m_ctx.kernels)) msg += ", did you mean '" + *s + "'?";
+        m_r.error_at(kernel_node, msg);
+      }
+      m_s.arms.push_back(arm);
+    }
+    if (m_s.arms.size() < 2 && m_r.errors().empty())
+      m_r.error_at(arms, "a scenario needs at least two arms (base first, then candidates), got " +
+                             std::to_string(m_s.arms.size()));
+  }
+
+  std::optional<std::vector<int>> cpu_list(const YAML::Node& n, const std::string& name) {
+    auto items = m_r.scalar_list(n, name);
+    if (!items) return std::nullopt;
+    std::vector<int> out;
+    for (const auto& s : *items) {
+      try {
+        std::size_t used = 0;
+        int v = std::stoi(s, &used);
+        if (used != s.size() || v < 0) throw std::invalid_argument(s);
+        out.push_back(v);
+      } catch (const std::exception&) {
+        m_r.error_at(n, "'" + name + "' must list host CPU numbers, got '" + s + "'");
+        return std::nullopt;
+      }
+    }
+    return out;
+  }
+
+  void parse_backends(const YAML::Node& list) {
+    if (!m_r.expect_list(list, "backends")) return;
+    if (list.size() == 0) {
+      m_r.error_at(list, "'backends' is empty: name at least one backend");
+      return;
+    }
+    for (const auto& b : list) {
+      if (!m_r.expect_map(b, "backends item")) continue;
+      m_r.check_keys(b, k_backend_keys);
+      core::BackendSpec spec;
+      if (m_r.require(b, "type", "backend"))
+        if (auto t = m_r.scalar(b["type"], "type")) {
+          if (auto bt = core::backend_type_from(*t)) spec.type = *bt;
+          else {
+            std::string msg = "unknown backend type '" + *t + "'";
+            if (auto s = core::suggest(*t, {"virtiofsd", "dpu"})) msg += ", did you mean '" + *s + "'?";
+            else msg += " (expected virtiofsd or dpu)";
+            m_r.error_at(b["type"], msg);
+          }
+        }
+      spec.name = core::to_string(spec.type);
+      if (b["name"])
+        if (auto v = m_r.scalar(b["name"], "name")) spec.name = *v;
+      for (const auto& other : m_s.backends)
+        if (other.name == spec.name)
+          m_r.error_at(b["name"] ? b["name"] : b, "duplicate backend name '" + spec.name + "'");
+      if (b["cache"])
+        if (auto v = m_r.scalar(b["cache"], "cache")) {
+          if (*v != "auto" && *v != "always" && *v != "none")
+            m_r.error_at(b["cache"], "'cache' must be auto, always or none, got '" + *v + "'");
+          spec.cache = *v;
+        }
+      if (b["writeback"])
+        if (auto v = m_r.boolean(b["writeback"], "writeback")) spec.writeback = *v;
+      if (b["thread_pool_size"])
+        if (auto v = m_r.integer(b["thread_pool_size"], "thread_pool_size")) {
+          if (*v < 0) m_r.error_at(b["thread_pool_size"], "'thread_pool_size' must not be negative");
+          spec.thread_pool_size = static_cast<int>(*v);
+        }
+      if (b["sandbox"])
+        if (auto v = m_r.scalar(b["sandbox"], "sandbox")) {
+          if (*v != "namespace" && *v != "chroot" && *v != "none")
+            m_r.error_at(b["sandbox"], "'sandbox' must be namespace, chroot or none, got '" + *v + "'");
+          spec.sandbox = *v;
+        }
+      if (b["store"])
+        if (auto v = m_r.scalar(b["store"], "store")) {
+          if (*v != "tmpfs" && (v->empty() || (*v)[0] != '/'))
+            m_r.error_at(b["store"], "'store' must be tmpfs or an absolute host directory, got '" + *v + "'");
+          spec.store = *v;
+        }
+      if (b["cpus"])
+        if (auto v = cpu_list(b["cpus"], "cpus")) spec.cpus = *v;
+      if (b["cpu_quota"])
+        if (auto v = m_r.fraction(b["cpu_quota"], "cpu_quota")) {
+          if (*v <= 0) m_r.error_at(b["cpu_quota"], "'cpu_quota' must be above 0");
+          spec.cpu_quota = *v;
+        }
+      if (b["dpu"]) {
+        const YAML::Node& d = b["dpu"];
+        if (spec.type != core::BackendType::dpu)
+          m_r.error_at(d, "'dpu' settings need 'type: dpu'");
+        if (m_r.expect_map(d, "dpu")) {
+          m_r.check_keys(d, k_dpu_keys);
+          if (d["cores"])
+            if (auto v = m_r.integer(d["cores"], "cores")) {
+              if (*v < 1) m_r.error_at(d["cores"], "'cores' must be at least 1, got " + std::to_string(*v));
+              spec.dpu.cores = static_cast<int>(*v);
+            }
+          if (d["core_cpus"])
+            if (auto v = cpu_list(d["core_cpus"], "core_cpus")) spec.dpu.core_cpus = *v;
+          if (d["latency_us"])
+            if (auto v = m_r.number(d["latency_us"], "latency_us")) spec.dpu.latency_us = *v;
+          if (d["bandwidth_mbps"])
+            if (auto v = m_r.number(d["bandwidth_mbps"], "bandwidth_mbps")) spec.dpu.bandwidth_mbps = *v;
+          if (d["queue_depth"])
+            if (auto v = m_r.integer(d["queue_depth"], "queue_depth")) spec.dpu.queue_depth = static_cast<int>(*v);
+        }
+      }
+      m_s.backends.push_back(spec);
+    }
+  }
+
+  void parse_guest(const YAML::Node& g) {
+    if (!m_r.expect_map(g, "guest")) return;
+    m_r.check_keys(g, k_guest_keys);
+    auto& s = m_s.guest;
+    if (g["platform"])
+      if (auto v = m_r.scalar(g["platform"], "platform")) {
+        if (auto p = core::platform_from(*v)) s.platform = *p;
+        else {
+          std::string msg = "unknown platform '" + *v + "'";
+          if (auto sug = core::suggest(*v, {"qemu", "uml"})) msg += ", did you mean '" + *sug + "'?";
+          else msg += " (expected qemu or uml)";
+          m_r.error_at(g["platform"], msg);
+        }
+      }
+    if (g["vcpus"])
+      if (auto v = m_r.integer(g["vcpus"], "vcpus")) {
+        if (*v < 1 || *v > 64) m_r.error_at(g["vcpus"], "'vcpus' must be between 1 and 64, got " + std::to_string(*v));
+        s.vcpus = static_cast<int>(*v);
+      }
+    if (g["memory"])
+      if (auto v = m_r.size(g["memory"], "memory")) {
+        if (*v < (64ull << 20)) m_r.error_at(g["memory"], "'memory' must be at least 64M");
+        s.memory_bytes = *v;
+      }
+    if (g["cmdline"])
+      if (auto v = m_r.scalar(g["cmdline"], "cmdline")) s.cmdline = *v;
+    if (g["timeout"])
+      if (auto v = m_r.duration(g["timeout"], "timeout")) {
+        if (*v <= 0) m_r.error_at(g["timeout"], "'timeout' must be above 0");
+        s.timeout_s = *v;
+      }
+    if (g["image"])
+      if (auto v = m_r.scalar(g["image"], "image")) {
+        if (*v != "initramfs" && *v != "disk")
+          m_r.error_at(g["image"], "'image' must be initramfs or disk, got '" + *v + "'");
+        s.image = *v;
+      }
+  }
+
+  void check_fio_option(const YAML::Node& key_node) {
+    const std::string name = key_node.Scalar();
+    if (!m_ctx.fio_knows || m_ctx.fio_knows(name)) return;
+    std::string msg = "unknown fio option '" + name + "'";
+    if (auto s = core::suggest(name, m_ctx.fio_options)) msg += ", did you mean '" + *s + "'?";
+    m_r.error_at(key_node, msg);
+  }
+
+  void parse_fio(const YAML::Node& f) {
+    if (!m_r.expect_map(f, "fio")) return;
+    m_r.check_keys(f, k_fio_keys);
+    auto& fio = m_s.fio;
+    if (f["job_file"]) {
+      if (auto v = m_r.scalar(f["job_file"], "job_file")) {
+        fs::path p = *v;
+        if (p.is_relative()) p = fs::path(m_s.path).parent_path() / p;
+        if (!fs::exists(p)) m_r.error_at(f["job_file"], "job_file '" + *v + "' does not exist");
+        fio.job_file = p.string();
+      }
+      if (f["job"] || f["matrix"])
+        m_r.error_at(f["job_file"], "'job_file' runs a fio job file unchanged: it excludes 'job' and 'matrix'");
+      return;
+    }
+    if (!m_r.require(f, "job", "fio")) return;
+    const YAML::Node& job = f["job"];
+    if (m_r.expect_map(job, "fio.job")) {
+      for (auto it = job.begin(); it != job.end(); ++it) {
+        check_fio_option(it->first);
+        if (it->second.IsNull()) {  // a flag such as `time_based:`
+          fio.job.emplace_back(it->first.Scalar(), "");
+          continue;
+        }
+        if (auto v = m_r.scalar(it->second, it->first.Scalar())) fio.job.emplace_back(it->first.Scalar(), *v);
+      }
+    }
+    if (f["matrix"]) {
+      const YAML::Node& m = f["matrix"];
+      if (m_r.expect_map(m, "fio.matrix")) {
+        for (auto it = m.begin(); it != m.end(); ++it) {
+          const std::string axis = it->first.Scalar();
+          check_fio_option(it->first);
+          auto values = m_r.scalar_list(it->second, axis);
+          if (!values) continue;
+          if (values->empty()) {
+            m_r.error_at(it->second, "matrix axis '" + axis + "' is empty");
+            continue;
+          }
+          fio.matrix.emplace_back(axis, *values);
+        }
+      }
+    }
+    if (f["exclude"]) {
+      const YAML::Node& ex = f["exclude"];
+      if (m_r.expect_list(ex, "fio.exclude")) {
+        for (const auto& item : ex) {
+          if (!m_r.expect_map(item, "exclude item")) continue;
+          core::FioOptions partial;
+          for (auto it = item.begin(); it != item.end(); ++it) {
+            const std::string axis = it->first.Scalar();
+            auto ax = std::find_if(fio.matrix.begin(), fio.matrix.end(),
+                                   [&](const auto& a) { return a.first == axis; });
+            if (ax == fio.matrix.end()) {
+              std::vector<std::string> axes;
+              for (const auto& a : fio.matrix) axes.push_back(a.first);
+              std::string msg = "exclude names '" + axis + "', which is not a matrix axis";
+              if (auto s = core::suggest(axis, axes)) msg += ", did you mean '" + *s + "'?";
+              m_r.error_at(it->first, msg);
+              continue;
+            }
+            auto v = m_r.scalar(it->second, axis);
+            if (!v) continue;
+            if (std::find(ax->second.begin(), ax->second.end(), *v) == ax->second.end())
+              m_r.error_at(it->second, "exclude value '" + *v + "' is not on matrix axis '" + axis + "'");
+            partial.emplace_back(axis, *v);
+          }
+          fio.exclude.push_back(partial);
+        }
+      }
+    }
+  }
+
+  YamlReader m_r;
+  const Context& m_ctx;
+  core::Scenario m_s;
+};
+
+}  // namespace
+
+Parsed<core::Scenario> parse_scenario(const std::string& path, const std::string& text, const Context& ctx) {
+  return ScenarioParser(path, text, ctx).run();
+}
+
+Parsed<core::Scenario> load_scenario(const std::string& path, const Context& ctx) {
+  auto text = read_file(path);
+  if (!text) {
+    Parsed<core::Scenario> out;
+    out.errors.push_back({path, 0, 0, "cannot read scenario file", ""});
+    return out;
+  }
+  return parse_scenario(path, *text, ctx);
+}
+
+Parsed<core::KernelSpec> parse_kernel(const std::string& path, const std::string& text,
+                                      const std::string& kernels_dir) {
+  Parsed<core::KernelSpec> out;
+  YamlReader r(path, text);
+  core::KernelSpec k;
+  k.name = fs::path(path).stem().string();
+  k.path = path;
+  auto resolve_all = [&](const YAML::Node& n, const std::string& name, const std::string& sub) {
+    std::vector<std::string> paths;
+    auto items = r.scalar_list(n, name);
+    if (!items) return paths;
+    for (const auto& item : *items) {
+      fs::path p = item;
+      if (p.is_relative()) p = fs::path(kernels_dir) / sub / p;
+      if (!fs::exists(p)) r.error_at(n, name + " file '" + item + "' does not exist (looked for " + p.string() + ")");
+      paths.push_back(fs::absolute(p).lexically_normal().string());
+    }
+    return paths;
+  };
+  if (auto root = r.load()) {
+    if (!root->IsMap()) {
+      r.error_at(*root, "a kernel definition must be a map (source, patches, config, variants), got " +
+                            kind_of(*root));
+    } else {
+      const YAML::Node& n = *root;
+      r.check_keys(n, {"description", "source", "patches", "config", "variants"});
+      if (r.require(n, "source", "kernel definition"))
+        if (auto v = r.scalar(n["source"], "source")) {
+          k.source = *v;
+          bool package = core::starts_with(*v, "linux-source-");
+          if (!package) {
+            fs::path p = *v;
+            if (p.is_relative()) p = fs::path(kernels_dir) / p;
+            if (!fs::exists(p))
+              r.error_at(n["source"], "source '" + *v + "' is neither a linux-source-X.Y package nor an existing path");
+            else k.source = fs::absolute(p).lexically_normal().string();
+          }
+        }
+      if (n["patches"]) k.patches = resolve_all(n["patches"], "patch", "patches");
+      if (n["config"]) {
+        const YAML::Node& c = n["config"];
+        if (r.expect_map(c, "config")) {
+          r.check_keys(c, {"base", "fragments", "arch_fragments"});
+          if (c["base"])
+            if (auto v = r.scalar(c["base"], "base")) {
+              static const std::vector<std::string> bases = {"tinyconfig", "defconfig", "allnoconfig"};
+              if (std::find(bases.begin(), bases.end(), *v) == bases.end()) {
+                std::string msg = "unknown config base '" + *v + "'";
+                if (auto s = core::suggest(*v, bases)) msg += ", did you mean '" + *s + "'?";
+                r.error_at(c["base"], msg);
+              }
+              k.config_base = *v;
+            }
+          if (c["fragments"]) k.fragments = resolve_all(c["fragments"], "fragment", "configs");
+          if (c["arch_fragments"] && r.expect_map(c["arch_fragments"], "arch_fragments")) {
+            for (auto it = c["arch_fragments"].begin(); it != c["arch_fragments"].end(); ++it) {
+              std::string arch = it->first.Scalar();
+              if (arch != "x86_64" && arch != "um") r.error_at(it->first, "unknown arch '" + arch + "' (expected x86_64 or um)");
+              k.arch_fragments.emplace_back(arch, resolve_all(it->second, "fragment", "configs"));
+            }
+          }
+        }
+      }
+      if (n["variants"] && r.expect_map(n["variants"], "variants")) {
+        for (auto it = n["variants"].begin(); it != n["variants"].end(); ++it)
+          k.variants.emplace_back(it->first.Scalar(), resolve_all(it->second, "fragment", "configs"));
+      }
+    }
+  }
+  out.errors = r.errors();
+  if (out.errors.empty()) out.value = std::move(k);
+  return out;
+}
+
+Parsed<core::KernelSpec> load_kernel(const std::string& path, const std::string& kernels_dir) {
+  auto text = read_file(path);
+  if (!text) {
+    Parsed<core::KernelSpec> out;
+    out.errors.push_back({path, 0, 0, "cannot read kernel definition", ""});
+    return out;
+  }
+  return parse_kernel(path, *text, kernels_dir);
+}
+
+std::vector<std::string> list_kernel_names(const std::string& kernels_dir) {
+  std::vector<std::string> out;
+  std::error_code ec;
+  for (const auto& e : fs::directory_iterator(kernels_dir, ec))
+    if (e.path().extension() == ".yaml") out.push_back(e.path().stem().string());
+  std::sort(out.begin(), out.end());
+  return out;
+}
+
+std::string format_errors(const std::vector<core::Diagnostic>& errors) {
+  std::string out;
+  for (const auto& d : errors) out += core::format_diagnostic(d);
+  return out;
+}
+
+}  // namespace kab::scenario

@@ -1,0 +1,48 @@
+// Scenario and kernel-definition files (YAML) → core model, with every
+// problem in the file reported at once as a positioned diagnostic.
+#pragma once
+
+#include <functional>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "core/model.h"
+#include "core/text.h"
+
+namespace kab::scenario {
+
+struct Context {
+  // Names of the kernel definitions that exist (kernels/*.yaml without .yaml).
+  std::vector<std::string> kernels;
+  // All option names the installed fio lists (for suggestions).
+  std::vector<std::string> fio_options;
+  // Whether fio knows an option (also aliases and engine options). When
+  // empty, fio options are not checked.
+  std::function<bool(const std::string&)> fio_knows;
+};
+
+template <typename T>
+struct Parsed {
+  std::optional<T> value;                 // set only when there are no errors
+  std::vector<core::Diagnostic> errors;
+};
+
+// Parses scenario text. `path` is used in messages and to resolve job_file.
+Parsed<core::Scenario> parse_scenario(const std::string& path, const std::string& text, const Context& ctx);
+// Reads and parses a file; an unreadable file is one diagnostic.
+Parsed<core::Scenario> load_scenario(const std::string& path, const Context& ctx);
+
+// Parses kernels/NAME.yaml; patch and fragment paths resolve against
+// `kernels_dir` (patches under kernels_dir/patches, fragments under
+// kernels_dir/configs) and must exist.
+Parsed<core::KernelSpec> parse_kernel(const std::string& path, const std::string& text,
+                                      const std::string& kernels_dir);
+Parsed<core::KernelSpec> load_kernel(const std::string& path, const std::string& kernels_dir);
+
+// Names of kernels/*.yaml definitions, sorted.
+std::vector<std::string> list_kernel_names(const std::string& kernels_dir);
+
+std::string format_errors(const std::vector<core::Diagnostic>& errors);
+
+}  // namespace kab::scenario

@@ -1,0 +1,109 @@
+#include <catch2/catch.hpp>
+#include <map>
+#include <set>
+
+#include "core/planner.h"
+
+using namespace kab::core;
+
+namespace {
+
+Scenario two_arm_scenario(int reps, std::uint64_t seed) {
+  Scenario s;
+  s.arms = {{"stock", "stock-6.1", ""}, {"rfc", "rfc-6.1", ""}};
+  BackendSpec b;
+  b.name = "virtiofsd";
+  s.backends = {b};
+  s.fio.job = {{"rw", "randwrite"}};
+  s.repetitions = reps;
+  s.seed = seed;
+  return s;
+}
+
+std::string order_of(const Plan& p) {
+  std::string out;
+  for (const auto& s : p.samples) out += s.arm == "stock" ? 'A' : 'B';
+  return out;
+}
+
+}  // namespace
+
+TEST_CASE("expand_cells is the cartesian product minus exclusions", "[planner]") {
+  FioSpec f;
+  SECTION("no matrix is one empty cell") { CHECK(expand_cells(f) == std::vector<Cell>{Cell{}}); }
+  SECTION("product in file order") {
+    f.matrix = {{"bs", {"4k", "1M"}}, {"rw", {"write", "randwrite"}}};
+    auto cells = expand_cells(f);
+    REQUIRE(cells.size() == 4);
+    CHECK(cells[0] == Cell{{"bs", "4k"}, {"rw", "write"}});
+    CHECK(cells[3] == Cell{{"bs", "1M"}, {"rw", "randwrite"}});
+  }
+  SECTION("exclusion by partial cell") {
+    f.matrix = {{"bs", {"4k", "1M"}}, {"rw", {"write", "randwrite"}}, {"numjobs", {"1", "2"}}};
+    f.exclude = {{{"bs", "4k"}, {"numjobs", "2"}}};
+    auto cells = expand_cells(f);
+    CHECK(cells.size() == 6);
+    for (const auto& c : cells) CHECK_FALSE((c[0].second == "4k" && c[2].second == "2"));
+  }
+}
+
+TEST_CASE("make_plan interleaves arms in ABBA blocks", "[planner]") {
+  SECTION("two arms alternate in balanced blocks") {
+    auto plan = make_plan(two_arm_scenario(4, 1));
+    std::string o = order_of(plan);
+    CHECK((o == "ABBAABBA" || o == "BAABBAAB"));
+  }
+  SECTION("every arm runs each repetition once, positions balanced") {
+    Scenario s = two_arm_scenario(6, 99);
+    s.fio.matrix = {{"bs", {"4k", "64k", "1M"}}};
+    s.backends.push_back(s.backends[0]);
+    s.backends[1].name = "dpu";
+    auto plan = make_plan(s);
+    CHECK(plan.samples.size() == 3 * 2 * 2 * 6);
+    std::map<std::string, int> first_in_block;
+    std::set<std::string> seen;
+    for (std::size_t i = 0; i < plan.samples.size(); i += 2) {
+      const auto& a = plan.samples[i];
+      const auto& b = plan.samples[i + 1];
+      CHECK(a.cell == b.cell);
+      CHECK(a.backend == b.backend);
+      CHECK(a.repetition == b.repetition);
+      CHECK(a.arm != b.arm);
+      first_in_block[a.arm]++;
+      seen.insert(a.arm + a.backend + cell_label(a.cell) + std::to_string(a.repetition));
+    }
+    CHECK(first_in_block["stock"] == first_in_block["rfc"]);
+    CHECK(seen.size() == 3 * 2 * 6);
+    for (std::size_t i = 0; i < plan.samples.size(); ++i) CHECK(plan.samples[i].index == static_cast<int>(i));
+  }
+  SECTION("three arms: reversed blocks") {
+    Scenario s = two_arm_scenario(2, 5);
+    s.arms.push_back({"third", "x", ""});
+    auto plan = make_plan(s);
+    std::string o;
+    for (const auto& p : plan.samples) o += p.arm[0];
+    CHECK((o == "srttrs" || o == "trssrt"));
+  }
+}
+
+TEST_CASE("make_plan is deterministic and the seed matters", "[planner]") {
+  Scenario s = two_arm_scenario(3, 1234);
+  s.fio.matrix = {{"bs", {"4k", "64k", "1M", "2M"}}, {"rw", {"write", "randwrite"}}};
+  auto label = [](const Plan& p) {
+    std::string out;
+    for (const auto& x : p.samples) out += x.arm + "/" + cell_label(x.cell) + "/" + std::to_string(x.repetition) + ";";
+    return out;
+  };
+  SECTION("same seed, same plan") { CHECK(label(make_plan(s)) == label(make_plan(s))); }
+  SECTION("the seed is recorded") { CHECK(make_plan(s).seed == 1234); }
+  SECTION("another seed, another order") {
+    Scenario t = s;
+    t.seed = 1235;
+    CHECK(label(make_plan(s)) != label(make_plan(t)));
+  }
+  SECTION("the seed also chooses the first arm of a one-cell plan") {
+    std::set<std::string> firsts;
+    for (std::uint64_t seed = 0; seed < 16; ++seed) firsts.insert(make_plan(two_arm_scenario(2, seed)).samples[0].arm);
+    CHECK(firsts.size() == 2);
+  }
+}

@@ -1,0 +1,205 @@
+#include <catch2/catch.hpp>
+
+#include "fio/catalog.h"
+#include "scenario/scenario.h"
+
+using namespace kab;
+
+namespace {
+
+scenario::Context context() {
+  static fio::Catalog catalog;   // the real, installed fio
+  scenario::Context ctx;
+  ctx.kernels = scenario::list_kernel_names(KAB_SOURCE_DIR "/kernels");
+  ctx.fio_options = catalog.names();
+  ctx.fio_knows = [](const std::string& o) { return catalog.knows(o); };
+  return ctx;
+}
+
+std::string errors_of(const std::string& name) {
+  std::string path = std::string(KAB_TEST_DATA) + "/scenarios/" + name;
+  auto parsed = scenario::load_scenario(path, context());
+  std::string out = scenario::format_errors(parsed.errors);
+  // Messages start with the path; pin them relative to tests/data.
+  std::string prefix = std::string(KAB_TEST_DATA) + "/";
+  for (std::size_t p; (p = out.find(prefix)) != std::string::npos;) out.erase(p, prefix.size());
+  return out;
+}
+
+}  // namespace
+
+TEST_CASE("malformed scenarios give positioned messages", "[scenario]") {
+  SECTION("bad-arms-list.yaml") {
+    CHECK(errors_of("bad-arms-list.yaml") ==
+          "scenarios/bad-arms-list.yaml:2:3: 'arms' must be a map of arm name to kernel, got a list\n"
+          "  - stock-6.1\n"
+          "  ^ near here\n");
+  }
+  SECTION("bad-backend-type.yaml") {
+    CHECK(errors_of("bad-backend-type.yaml") ==
+          "scenarios/bad-backend-type.yaml:5:11: unknown backend type 'virtiofs', did you mean 'virtiofsd'?\n"
+          "  - type: virtiofs\n"
+          "          ^ near here\n");
+  }
+  SECTION("bad-duplicate-arm.yaml") {
+    CHECK(errors_of("bad-duplicate-arm.yaml") ==
+          "scenarios/bad-duplicate-arm.yaml:3:3: duplicate arm name 'stock'\n"
+          "  stock: rfc-6.1\n"
+          "  ^ near here\n");
+  }
+  SECTION("bad-empty-axis.yaml") {
+    CHECK(errors_of("bad-empty-axis.yaml") ==
+          "scenarios/bad-empty-axis.yaml:7:9: matrix axis 'bs' is empty\n"
+          "    bs: []\n"
+          "        ^ near here\n");
+  }
+  SECTION("bad-exclude-axis.yaml") {
+    CHECK(errors_of("bad-exclude-axis.yaml") ==
+          "scenarios/bad-exclude-axis.yaml:10:16: exclude names 'numjob', which is not a matrix axis, did you mean 'numjobs'?\n"
+          "    - {bs: 4k, numjob: 2}\n"
+          "               ^ near here\n");
+  }
+  SECTION("bad-fio-option.yaml") {
+    CHECK(errors_of("bad-fio-option.yaml") ==
+          "scenarios/bad-fio-option.yaml:7:5: unknown fio option 'iodepht', did you mean 'iodepth'?\n"
+          "    iodepht: 32\n"
+          "    ^ near here\n");
+  }
+  SECTION("bad-many-errors.yaml") {
+    CHECK(errors_of("bad-many-errors.yaml") ==
+          "scenarios/bad-many-errors.yaml:4:8: arm 'rfc' names unknown kernel 'rfc-61', did you mean 'rfc-6.1'?\n"
+          "  rfc: rfc-61\n"
+          "       ^ near here\n"
+          "scenarios/bad-many-errors.yaml:6:3: unknown key 'vcpu', did you mean 'vcpus'?\n"
+          "  vcpu: 2\n"
+          "  ^ near here\n"
+          "scenarios/bad-many-errors.yaml:7:13: unknown platform 'qemm', did you mean 'qemu'?\n"
+          "  platform: qemm\n"
+          "            ^ near here\n"
+          "scenarios/bad-many-errors.yaml:11:5: unknown fio option 'ramptime', did you mean 'ramp_time'?\n"
+          "    ramptime: 2\n"
+          "    ^ near here\n"
+          "scenarios/bad-many-errors.yaml:14:14: 'repetitions' must be at least 1, got -1\n"
+          "repetitions: -1\n"
+          "             ^ near here\n"
+          "scenarios/bad-many-errors.yaml:15:8: 'alpha' must be between 0 and 1, got 2\n"
+          "alpha: 2\n"
+          "       ^ near here\n");
+  }
+  SECTION("bad-memory-size.yaml") {
+    CHECK(errors_of("bad-memory-size.yaml") ==
+          "scenarios/bad-memory-size.yaml:5:11: 'memory' is not a size: '1 gigabyte' (expected e.g. 512M, 1G)\n"
+          "  memory: 1 gigabyte\n"
+          "          ^ near here\n");
+  }
+  SECTION("bad-missing-arms.yaml") {
+    CHECK(errors_of("bad-missing-arms.yaml") ==
+          "scenarios/bad-missing-arms.yaml:1:1: missing required key 'arms' in scenario\n"
+          "fio:\n"
+          "^ near here\n");
+  }
+  SECTION("bad-missing-fio.yaml") {
+    CHECK(errors_of("bad-missing-fio.yaml") ==
+          "scenarios/bad-missing-fio.yaml:1:1: missing required key 'fio' in scenario\n"
+          "arms:\n"
+          "^ near here\n");
+  }
+  SECTION("bad-not-a-map.yaml") {
+    CHECK(errors_of("bad-not-a-map.yaml") ==
+          "scenarios/bad-not-a-map.yaml:1:1: a scenario must be a map of keys (arms, backends, guest, fio, ...), got a list\n"
+          "- arms\n"
+          "^ near here\n");
+  }
+  SECTION("bad-one-arm.yaml") {
+    CHECK(errors_of("bad-one-arm.yaml") ==
+          "scenarios/bad-one-arm.yaml:2:3: a scenario needs at least two arms (base first, then candidates), got 1\n"
+          "  stock: stock-6.1\n"
+          "  ^ near here\n");
+  }
+  SECTION("bad-repetitions-type.yaml") {
+    CHECK(errors_of("bad-repetitions-type.yaml") ==
+          "scenarios/bad-repetitions-type.yaml:6:14: 'repetitions' must be an integer, got 'five'\n"
+          "repetitions: five\n"
+          "             ^ near here\n");
+  }
+  SECTION("bad-repetitions-zero.yaml") {
+    CHECK(errors_of("bad-repetitions-zero.yaml") ==
+          "scenarios/bad-repetitions-zero.yaml:6:14: 'repetitions' must be at least 1, got 0\n"
+          "repetitions: 0\n"
+          "             ^ near here\n");
+  }
+  SECTION("bad-syntax.yaml") {
+    CHECK(errors_of("bad-syntax.yaml") ==
+          "scenarios/bad-syntax.yaml:4:4: YAML syntax error: end of sequence flow not found\n"
+          "fio:\n"
+          "   ^ near here\n");
+  }
+  SECTION("bad-timeout.yaml") {
+    CHECK(errors_of("bad-timeout.yaml") ==
+          "scenarios/bad-timeout.yaml:5:12: 'timeout' is not a duration: 'soon' (expected e.g. 30s, 2m)\n"
+          "  timeout: soon\n"
+          "           ^ near here\n");
+  }
+  SECTION("bad-unknown-kernel.yaml") {
+    CHECK(errors_of("bad-unknown-kernel.yaml") ==
+          "scenarios/bad-unknown-kernel.yaml:3:8: arm 'rfc' names unknown kernel 'rfc-6.2', did you mean 'rfc-6.1'?\n"
+          "  rfc: rfc-6.2\n"
+          "       ^ near here\n");
+  }
+  SECTION("bad-unknown-key.yaml") {
+    CHECK(errors_of("bad-unknown-key.yaml") ==
+          "scenarios/bad-unknown-key.yaml:4:1: unknown key 'repetitons', did you mean 'repetitions'?\n"
+          "repetitons: 3\n"
+          "^ near here\n");
+  }
+  SECTION("bad-writeback-type.yaml") {
+    CHECK(errors_of("bad-writeback-type.yaml") ==
+          "scenarios/bad-writeback-type.yaml:6:16: 'writeback' must be true or false, got 'maybe'\n"
+          "    writeback: maybe\n"
+          "               ^ near here\n");
+  }
+}
+
+TEST_CASE("shipped scenarios are valid", "[scenario]") {
+  for (const char* name : {"rfc-writeback.yaml", "quick.yaml", "matrix-example.yaml"}) {
+    auto parsed = scenario::load_scenario(std::string(KAB_SOURCE_DIR "/scenarios/") + name, context());
+    INFO(name << "\n" << scenario::format_errors(parsed.errors));
+    CHECK(parsed.errors.empty());
+  }
+}
+
+TEST_CASE("the RFC scenario holds the RFC's job exactly", "[scenario]") {
+  auto parsed = scenario::load_scenario(KAB_SOURCE_DIR "/scenarios/rfc-writeback.yaml", context());
+  REQUIRE(parsed.value);
+  const auto& s = *parsed.value;
+  core::FioOptions expected = {{"ioengine", "psync"}, {"fsync", "1"},      {"direct", "0"},
+                               {"bs", "1M"},          {"rw", "randwrite"}, {"randrepeat", "0"},
+                               {"iodepth", "1"},      {"size", "512M"},    {"runtime", "30"},
+                               {"time_based", ""},    {"cpus_allowed", "0"}};
+  CHECK(s.fio.job == expected);
+  REQUIRE(s.arms.size() == 2);
+  CHECK(s.arms[0].name == "stock");
+  CHECK(s.arms[1].kernel == "rfc-6.1");
+  CHECK(s.backends[0].writeback);
+  CHECK(s.repetitions == 5);
+}
+
+TEST_CASE("a minimal scenario gets the defaults", "[scenario]") {
+  auto parsed = scenario::load_scenario(std::string(KAB_TEST_DATA) + "/scenarios/good-minimal.yaml", context());
+  REQUIRE(parsed.value);
+  CHECK(parsed.value->name == "good-minimal");
+  CHECK(parsed.value->backends.size() == 1);
+  CHECK(parsed.value->backends[0].type == core::BackendType::virtiofsd);
+  CHECK(parsed.value->guest.platform == core::Platform::qemu);
+  CHECK(parsed.value->repetitions == 5);
+}
+
+TEST_CASE("no input crashes the parser", "[scenario]") {
+  for (const char* text : {"", "~", "[", "{", "arms: {a: b, c: d}\nfio: 3", "arms: !!binary x\n",
+                           "arms:\n  a:\n    kernel: [x]\n  b: {}\nfio: {job: []}",
+                           "fio: {job: {rw: [a, b]}, matrix: {bs: {x: y}}, exclude: [3]}",
+                           "backends: [{type: dpu, dpu: [1]}, 7]\nguest: [1]\nseed: -4"}) {
+    auto parsed = scenario::parse_scenario("t.yaml", text, context());
+    CHECK_FALSE(parsed.errors.empty());
+  }
+}
