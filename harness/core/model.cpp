@@ -30,3 +30,27 @@ std::string cell_label(const Cell& cell) {
 }
 
 }  // namespace kab::core
+
+#include "core/sample.h"
+
+namespace kab::core {
+
+std::string to_string(SampleStatus s) {
+  switch (s) {
+    case SampleStatus::ok: return "ok";
+    case SampleStatus::unhealthy: return "unhealthy";
+    case SampleStatus::timeout: return "timeout";
+    case SampleStatus::crashed: return "crashed";
+    case SampleStatus::failed: return "failed";
+  }
+  return "failed";
+}
+
+std::optional<SampleStatus> sample_status_from(const std::string& s) {
+  for (auto st : {SampleStatus::ok, SampleStatus::unhealthy, SampleStatus::timeout, SampleStatus::crashed,
+                  SampleStatus::failed})
+    if (to_string(st) == s) return st;
+  return std::nullopt;
+}
+
+}  // namespace kab::core
