@@ -24,7 +24,7 @@ const std::vector<Command> k_commands = {
     {"help", "list the subcommands", cmd_help},
     {"validate", "check a scenario file and report every error in it", cmd_validate},
     {"plan", "print the ordered samples a scenario expands to", cmd_plan},
-    // TODO-LATER {"kernel", "build, list, show and clean kernels (kab kernel --help)", cmd_kernel},
+    {"kernel", "build, list, show and clean kernels (kab kernel --help)", cmd_kernel},
     // TODO-LATER {"image", "build the guest image (initramfs with fio and kab's agent)", cmd_image},
     // TODO-LATER {"run", "run a scenario and store every sample", cmd_run},
     // TODO-LATER {"runs", "list stored runs", cmd_runs},

@@ -1,0 +1,105 @@
+// The ports: the only ways kab's core reaches the world. Adapters implement
+// them (harness/kernel, image, backend, vm, store); unit tests use fakes.
+#pragma once
+
+#include <functional>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "core/model.h"
+#include "core/sample.h"
+
+namespace kab::core {
+
+// A built kernel in the cache.
+struct KernelArtifact {
+  std::string key;            // content-addressed cache key
+  std::string name, variant, arch;
+  std::string dir;            // cache directory holding the files below
+  std::string vmlinux;        // uncompressed ELF (PVH boot) — x86_64
+  std::string bzimage;        // x86_64
+  std::string uml_binary;     // ARCH=um: the `linux` executable
+  std::string config_path;
+  std::string config_hash;
+  std::vector<std::string> patch_hashes;
+  std::string source_identity;
+  std::string release;        // `make kernelrelease`
+  bool fresh = false;         // built now rather than taken from the cache
+  double wall_s = 0, cpu_s = 0;
+  int objects_compiled = 0;
+  std::string explain;        // why it was (or was not) built
+};
+
+class KernelBuilder {
+ public:
+  virtual ~KernelBuilder() = default;
+  // Returns the cached artifact or builds it. Throws on a failed build, with
+  // the failing patch hunk or the build log tail in the message.
+  virtual KernelArtifact build(const KernelSpec& spec, const std::string& arch, const std::string& variant) = 0;
+};
+
+// The guest image (initramfs with busybox, fio and kab's agent).
+struct GuestImage {
+  std::string path;
+  std::string key;
+};
+
+class ImageBuilder {
+ public:
+  virtual ~ImageBuilder() = default;
+  virtual GuestImage build() = 0;
+};
+
+// A running backend serving the share under test.
+struct BackendHandle {
+  std::string socket_path;
+  std::string shared_dir;
+  std::string cmdline;
+  std::string log_path;
+};
+
+class Backend {
+ public:
+  virtual ~Backend() = default;
+  // Starts the backend for one sample; throws with its log tail on failure.
+  virtual BackendHandle start(const BackendSpec& spec, const std::string& work_dir) = 0;
+  virtual bool alive() = 0;
+  // Stops and reaps it; returns its host CPU usage. Idempotent.
+  virtual HostUsage stop() = 0;
+  // The backend's own statistics (kab-dpu), "" otherwise.
+  virtual std::string stats_json() { return ""; }
+};
+
+// What a guest boot produced.
+struct GuestOutcome {
+  enum class End { completed, timeout, crashed, failed } end = End::failed;
+  std::string reason;
+  std::string console_path, report_path;   // console log, agent report
+  double boot_s = 0, total_s = 0;
+  HostUsage vm_usage;
+};
+
+struct GuestRequest {
+  const KernelArtifact* kernel = nullptr;
+  std::string initramfs;            // base image
+  std::string extra_initramfs;      // per-sample cpio appended (job, sample id)
+  std::string backend_socket;
+  std::string tag = "kabfs";
+  GuestSpec guest;
+  std::string work_dir;             // console, report files go here
+  std::string name;                 // domain / process name
+  std::vector<int> vcpu_cpus;       // host CPUs for vCPUs (empty = unpinned)
+  std::vector<int> emulator_cpus;
+};
+
+class Hypervisor {
+ public:
+  virtual ~Hypervisor() = default;
+  virtual std::string accelerator() = 0;   // "kvm", "tcg", "uml"
+  // Boots, waits for the agent to finish or the timeout, tears down.
+  // Never throws for guest failures: they are outcomes.
+  virtual GuestOutcome run(const GuestRequest& request) = 0;
+};
+
+}  // namespace kab::core

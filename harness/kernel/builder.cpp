@@ -1,0 +1,693 @@
+#include "kernel/builder.h"
+
+#include <unistd.h>
+
+#include <algorithm>
+#include <chrono>
+#include <ctime>
+#include <filesystem>
+#include <fstream>
+#include <map>
+#include <nlohmann/json.hpp>
+#include <regex>
+#include <set>
+#include <sstream>
+#include <thread>
+
+#include "core/hash.h"
+#include "core/text.h"
+#include "proc/runner.h"
+
+namespace fs = std::filesystem;
+using json = nlohmann::json;
+
+namespace kab::kernel {
+
+namespace {
+
+std::string read_text(const fs::path& p) {
+  std::ifstream in(p, std::ios::binary);
+  std::ostringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
+}
+
+void write_text(const fs::path& p, const std::string& text) {
+  fs::create_directories(p.parent_path());
+  fs::path tmp = p;
+  tmp += ".tmp" + std::to_string(::getpid());
+  {
+    std::ofstream out(tmp, std::ios::binary | std::ios::trunc);
+    out << text;
+    if (!out) throw BuildError("cannot write " + tmp.string());
+  }
+  fs::rename(tmp, p);
+}
+
+double now_s() {
+  using namespace std::chrono;
+  return duration<double>(steady_clock::now().time_since_epoch()).count();
+}
+
+std::string iso_now() {
+  std::time_t t = std::time(nullptr);
+  char buf[32];
+  std::strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%SZ", std::gmtime(&t));
+  return buf;
+}
+
+std::string compiler_identity() {
+  auto [ok, out] = proc::capture({"gcc", "--version"});
+  return ok ? core::trim(core::split(out, '\n')[0]) : "unknown";
+}
+
+int nproc() {
+  long n = ::sysconf(_SC_NPROCESSORS_ONLN);
+  return n > 0 ? static_cast<int>(n) : 1;
+}
+
+std::string short_hash(const std::string& h) { return h.substr(0, 16); }
+
+// Counts compile steps in a Kbuild log ("  CC      fs/fuse/file.o").
+int count_compiled(const std::string& log_text) {
+  int n = 0;
+  std::istringstream ss(log_text);
+  std::string line;
+  while (std::getline(ss, line))
+    if (core::starts_with(line, "  CC ") || core::starts_with(line, "  AS ")) ++n;
+  return n;
+}
+
+}  // namespace
+
+std::string BuildInputs::hash() const {
+  core::Sha256 h;
+  h.field("kab-kernel-inputs-v1").field(source_identity).field(arch).field(config_base).field(compiler);
+  for (const auto& [n, d] : patches) h.field("patch").field(n).field(d);
+  for (const auto& [n, d] : fragments) h.field("fragment").field(n).field(d);
+  return h.hex();
+}
+
+std::vector<std::string> BuildInputs::differences(const BuildInputs& b) const {
+  std::vector<std::string> out;
+  if (source_identity != b.source_identity)
+    out.push_back("source changed: " + b.source_identity + " -> " + source_identity);
+  if (arch != b.arch) out.push_back("arch changed: " + b.arch + " -> " + arch);
+  if (config_base != b.config_base) out.push_back("config base changed: " + b.config_base + " -> " + config_base);
+  if (compiler != b.compiler) out.push_back("compiler changed: " + b.compiler + " -> " + compiler);
+  auto diff_list = [&](const char* what, const auto& now, const auto& before) {
+    std::map<std::string, std::string> a(now.begin(), now.end()), o(before.begin(), before.end());
+    for (const auto& [n, d] : a) {
+      auto it = o.find(n);
+      if (it == o.end()) out.push_back(std::string(what) + " " + n + " added");
+      else if (it->second != d) out.push_back(std::string(what) + " " + n + " changed");
+    }
+    for (const auto& [n, d] : o)
+      if (!a.count(n)) out.push_back(std::string(what) + " " + n + " removed");
+    if (out.empty() && now != before) out.push_back(std::string(what) + " order changed");
+  };
+  diff_list("patch", patches, b.patches);
+  diff_list("fragment", fragments, b.fragments);
+  return out;
+}
+
+static json inputs_json(const BuildInputs& in) {
+  json j;
+  j["source_identity"] = in.source_identity;
+  j["arch"] = in.arch;
+  j["config_base"] = in.config_base;
+  j["compiler"] = in.compiler;
+  j["patches"] = json::array();
+  for (const auto& [n, d] : in.patches) j["patches"].push_back({{"name", n}, {"sha256", d}});
+  j["fragments"] = json::array();
+  for (const auto& [n, d] : in.fragments) j["fragments"].push_back({{"name", n}, {"sha256", d}});
+  return j;
+}
+
+static BuildInputs inputs_from_json(const json& j) {
+  BuildInputs in;
+  in.source_identity = j.value("source_identity", "");
+  in.arch = j.value("arch", "");
+  in.config_base = j.value("config_base", "");
+  in.compiler = j.value("compiler", "");
+  for (const auto& p : j.value("patches", json::array())) in.patches.emplace_back(p["name"], p["sha256"]);
+  for (const auto& p : j.value("fragments", json::array())) in.fragments.emplace_back(p["name"], p["sha256"]);
+  return in;
+}
+
+std::string source_identity(const std::string& source) {
+  if (core::starts_with(source, "linux-source-")) {
+    auto [ok, out] = proc::capture({"dpkg-query", "-W", "-f=${Version}", source});
+    if (!ok || core::trim(out).empty())
+      throw BuildError("kernel source package " + source + " is not installed (make deps installs it)");
+    return source + "=" + core::trim(out);
+  }
+  if (fs::is_directory(source)) return "tree:" + source;
+  return "tarball:" + source + " sha256:" + core::sha256_file(source);
+}
+
+std::vector<std::string> patched_files(const std::string& patch_text) {
+  std::vector<std::string> out;
+  std::istringstream ss(patch_text);
+  std::string line;
+  while (std::getline(ss, line)) {
+    if (!core::starts_with(line, "+++ ")) continue;
+    std::string p = line.substr(4);
+    auto tab = p.find('\t');
+    if (tab != std::string::npos) p = p.substr(0, tab);
+    p = core::trim(p);
+    if (p == "/dev/null") continue;
+    auto slash = p.find('/');
+    if (slash != std::string::npos) p = p.substr(slash + 1);
+    if (std::find(out.begin(), out.end(), p) == out.end()) out.push_back(p);
+  }
+  return out;
+}
+
+namespace {
+
+// The header and first lines of hunk `number` (1-based) of `file` in a patch.
+std::string hunk_text(const std::string& patch_text, const std::string& file, int number) {
+  std::istringstream ss(patch_text);
+  std::string line, out;
+  bool in_file = false;
+  int hunk = 0, shown = 0;
+  while (std::getline(ss, line)) {
+    if (core::starts_with(line, "+++ ")) {
+      auto files = patched_files(line + "\n");
+      in_file = !files.empty() && files[0] == file;
+      hunk = 0;
+      continue;
+    }
+    if (!in_file) continue;
+    if (core::starts_with(line, "@@")) {
+      ++hunk;
+      if (hunk == number) {
+        out += "      " + line + "\n";
+        shown = 1;
+        continue;
+      }
+      if (hunk > number) break;
+    }
+    if (hunk == number && shown > 0 && shown < 8 && !core::starts_with(line, "diff ")) {
+      out += "      " + line + "\n";
+      ++shown;
+    }
+  }
+  return out;
+}
+
+void copy_file_fresh(const fs::path& from, const fs::path& to) {
+  // A new inode with a new mtime: Kbuild must see the change, and the
+  // pristine file the work tree's hard link points at must stay untouched.
+  std::error_code ec;
+  fs::remove(to, ec);
+  fs::create_directories(to.parent_path());
+  fs::copy_file(from, to, fs::copy_options::overwrite_existing);
+}
+
+}  // namespace
+
+void apply_patches_staged(const std::string& base_dir, const std::vector<std::string>& patches,
+                          const std::string& staging_dir) {
+  fs::remove_all(staging_dir);
+  fs::create_directories(staging_dir);
+  std::set<std::string> files;
+  for (const auto& p : patches)
+    for (const auto& f : patched_files(read_text(p))) files.insert(f);
+  for (const auto& f : files) {
+    fs::path src = fs::path(base_dir) / f;
+    if (fs::exists(src)) copy_file_fresh(src, fs::path(staging_dir) / f);
+  }
+  for (const auto& p : patches) {
+    proc::Options o;
+    o.argv = {"patch", "-p1", "--forward", "--batch", "--no-backup-if-mismatch", "-r", "-", "-d", staging_dir,
+              "-i", p};
+    proc::Result r = proc::run(o);
+    if (r.ok()) continue;
+    std::string text = read_text(p);
+    std::string msg = "patch " + fs::path(p).filename().string() + " does not apply to the source:\n";
+    std::istringstream ss(r.output);
+    std::string line, current;
+    std::regex failed(R"(Hunk #(\d+) FAILED at (\d+))");
+    int hunks = 0;
+    while (std::getline(ss, line)) {
+      if (core::starts_with(line, "patching file ")) current = core::trim(line.substr(14));
+      std::smatch m;
+      if (std::regex_search(line, m, failed)) {
+        ++hunks;
+        msg += "  " + current + ": hunk #" + m[1].str() + " FAILED at line " + m[2].str() + "\n" +
+               hunk_text(text, current, std::stoi(m[1].str()));
+      }
+      if (line.find("can't find file") != std::string::npos || line.find("No file to patch") != std::string::npos ||
+          line.find("malformed patch") != std::string::npos || line.find("Only garbage") != std::string::npos) {
+        msg += "  " + core::trim(line) + "\n";
+        ++hunks;
+      }
+    }
+    if (!hunks) msg += core::trim(r.output) + "\n";
+    fs::remove_all(staging_dir);
+    if (!msg.empty() && msg.back() == '\n') msg.pop_back();
+    throw BuildError(msg);
+  }
+}
+
+std::vector<Wanted> read_fragment(const std::string& text, const std::string& fragment_name) {
+  std::vector<Wanted> out;
+  std::istringstream ss(text);
+  std::string line;
+  std::regex set(R"(^(CONFIG_[A-Za-z0-9_]+)=(.*)$)");
+  std::regex unset(R"(^# (CONFIG_[A-Za-z0-9_]+) is not set$)");
+  while (std::getline(ss, line)) {
+    line = core::trim(line);
+    std::smatch m;
+    if (std::regex_match(line, m, set)) out.push_back({m[1].str(), m[2].str(), fragment_name});
+    else if (std::regex_match(line, m, unset)) out.push_back({m[1].str(), "n", fragment_name});
+  }
+  return out;
+}
+
+std::vector<DroppedOption> dropped_options(const std::vector<Wanted>& wanted, const std::string& final_config) {
+  std::map<std::string, std::string> final_values;
+  for (const auto& w : read_fragment(final_config, "")) final_values[w.option] = w.value;
+  // Later fragments override earlier ones: check only the last request of each option.
+  std::map<std::string, Wanted> last;
+  std::vector<std::string> order;
+  for (const auto& w : wanted) {
+    if (!last.count(w.option)) order.push_back(w.option);
+    last[w.option] = w;
+  }
+  std::vector<DroppedOption> out;
+  for (const auto& opt : order) {
+    const Wanted& w = last[opt];
+    auto it = final_values.find(opt);
+    std::string got = it == final_values.end() ? "n" : it->second;
+    if (got != w.value) out.push_back({w, got, ""});
+  }
+  return out;
+}
+
+std::string kconfig_depends(const std::string& src_dir, const std::string& option) {
+  std::string sym = core::starts_with(option, "CONFIG_") ? option.substr(7) : option;
+  std::regex head("^(menu)?config " + sym + "\\s*$");
+  std::string found;
+  std::error_code ec;
+  for (auto it = fs::recursive_directory_iterator(src_dir, ec); it != fs::recursive_directory_iterator(); ++it) {
+    if (!core::starts_with(it->path().filename().string(), "Kconfig")) continue;
+    std::ifstream in(it->path());
+    std::string line;
+    bool in_block = false;
+    while (std::getline(in, line)) {
+      if (std::regex_match(line, head)) {
+        in_block = true;
+        continue;
+      }
+      if (!in_block) continue;
+      if (!line.empty() && !std::isspace(static_cast<unsigned char>(line[0]))) {
+        in_block = false;
+        continue;
+      }
+      std::string t = core::trim(line);
+      if (core::starts_with(t, "depends on")) found += (found.empty() ? "" : "; ") + t;
+    }
+    if (!found.empty()) break;
+  }
+  return found;
+}
+
+Builder::Builder(Options options) : m_options(std::move(options)) {
+  if (m_options.jobs <= 0) m_options.jobs = nproc();
+}
+
+BuildInputs Builder::inputs_of(const core::KernelSpec& spec, const std::string& arch, const std::string& variant) const {
+  BuildInputs in;
+  in.source_identity = source_identity(spec.source);
+  in.arch = arch;
+  in.config_base = spec.config_base;
+  in.compiler = compiler_identity();
+  for (const auto& p : spec.patches) in.patches.emplace_back(fs::path(p).filename().string(), core::sha256_file(p));
+  auto add_frags = [&](const std::vector<std::string>& list) {
+    for (const auto& f : list) in.fragments.emplace_back(fs::path(f).filename().string(), core::sha256_file(f));
+  };
+  add_frags(spec.fragments);
+  for (const auto& [a, list] : spec.arch_fragments)
+    if (a == arch) add_frags(list);
+  if (!variant.empty()) {
+    bool found = false;
+    for (const auto& [v, list] : spec.variants)
+      if (v == variant) {
+        add_frags(list);
+        found = true;
+      }
+    if (!found) {
+      std::vector<std::string> names;
+      for (const auto& [v, l] : spec.variants) names.push_back(v);
+      std::string msg = "kernel " + spec.name + " has no variant '" + variant + "'";
+      if (auto s = core::suggest(variant, names)) msg += ", did you mean '" + *s + "'?";
+      throw BuildError(msg);
+    }
+  }
+  return in;
+}
+
+std::string Builder::pristine_source(const std::string& source, const std::string& identity) {
+  if (fs::is_directory(source)) return source;
+  fs::path dir = fs::path(m_options.cache_dir) / "src" / short_hash(core::sha256_hex(identity));
+  if (fs::exists(dir / ".kab-complete")) return dir.string();
+  std::string tarball = source;
+  if (core::starts_with(source, "linux-source-")) {
+    tarball.clear();
+    for (const char* ext : {".tar.xz", ".tar.bz2", ".tar.gz"}) {
+      std::string cand = "/usr/src/" + source + ext;
+      if (fs::exists(cand)) tarball = cand;
+    }
+    if (tarball.empty()) throw BuildError("no tarball of " + source + " under /usr/src (make deps installs it)");
+  }
+  if (m_options.progress) m_options.progress({"extract " + tarball, 0, 0, 0});
+  fs::path tmp = dir;
+  tmp += ".tmp" + std::to_string(::getpid());
+  fs::remove_all(tmp);
+  fs::create_directories(tmp);
+  proc::Options o;
+  o.argv = {"tar", "-xf", tarball, "-C", tmp.string(), "--strip-components=1"};
+  proc::Result r = proc::run(o);
+  if (!r.ok()) {
+    fs::remove_all(tmp);
+    throw BuildError("cannot extract " + tarball + ": tar " + r.describe() + "\n" + r.tail);
+  }
+  write_text(tmp / ".kab-complete", identity + "\n");
+  fs::remove_all(dir);
+  fs::rename(tmp, dir);
+  return dir.string();
+}
+
+core::KernelArtifact Builder::build(const core::KernelSpec& spec, const std::string& arch, const std::string& variant) {
+  const double t0 = now_s();
+  auto report = [&](const std::string& step, int done = 0, int expected = 0) {
+    if (m_options.progress) m_options.progress({step, done, expected, now_s() - t0});
+  };
+  const fs::path cache = m_options.cache_dir;
+  BuildInputs in = inputs_of(spec, arch, variant);
+  const std::string input_hash = in.hash();
+  const std::string label = spec.name + (variant.empty() ? "" : "+" + variant) + " (" + arch + ")";
+  const fs::path last_inputs_file = cache / "last-inputs" / (spec.name + "-" + arch + (variant.empty() ? "" : "-" + variant) + ".json");
+
+  std::string explain;
+  if (fs::exists(last_inputs_file)) {
+    auto diffs = in.differences(inputs_from_json(json::parse(read_text(last_inputs_file))));
+    if (diffs.empty()) explain = "inputs are those of the last build of " + label;
+    else {
+      explain = "inputs changed since the last build of " + label + ":";
+      for (const auto& d : diffs) explain += "\n  " + d;
+    }
+  } else {
+    explain = "no earlier build of " + label + " in " + cache.string();
+  }
+
+  // Fast path: these inputs were built before.
+  const fs::path index_file = cache / "index" / input_hash;
+  if (!m_options.force && fs::exists(index_file)) {
+    std::string key = core::trim(read_text(index_file));
+    fs::path meta = cache / "kernels" / key / "meta.json";
+    if (fs::exists(meta)) {
+      for (auto a : cached())
+        if (a.key == key) {
+          a.fresh = false;
+          a.explain = "cached: " + explain + "; artifact " + key.substr(0, 12) + " is up to date";
+          return a;
+        }
+    }
+  }
+
+  const std::string pristine = pristine_source(spec.source, in.source_identity);
+
+  // The lane: one work tree and O= directory per (source, arch, config inputs).
+  core::Sha256 lh;
+  lh.field(in.source_identity).field(arch).field(in.config_base);
+  for (const auto& [n, d] : in.fragments) lh.field(n).field(d);
+  const fs::path lane = cache / "lanes" / short_hash(lh.hex());
+  const fs::path src = lane / "src", out = lane / "out";
+  if (!fs::exists(lane / ".src-complete")) {
+    report("link work tree");
+    fs::remove_all(src);
+    fs::create_directories(lane);
+    proc::Options o;
+    o.argv = {"cp", "-al", pristine, src.string()};
+    proc::Result r = proc::run(o);
+    if (!r.ok()) throw BuildError("cannot link a work tree from " + pristine + ": " + r.describe() + "\n" + r.tail);
+    write_text(lane / ".src-complete", "");
+    write_text(lane / "state.json", json{{"patches", json::array()}, {"files", json::array()}}.dump());
+  }
+
+  // Switch the work tree to this kernel's patch set.
+  json state = json::parse(read_text(lane / "state.json"));
+  json want_patches = json::array();
+  for (const auto& [n, d] : in.patches) want_patches.push_back(d);
+  if (state["patches"] != want_patches) {
+    report("patch");
+    fs::path staging = lane / "staging";
+    apply_patches_staged(pristine, spec.patches, staging.string());   // throws, leaving the tree as it was
+    std::set<std::string> new_files;
+    for (const auto& p : spec.patches)
+      for (const auto& f : patched_files(read_text(p))) new_files.insert(f);
+    // Restore what the previous patch set changed, then install the new files.
+    for (const auto& f : state["files"]) {
+      std::string rel = f.get<std::string>();
+      if (new_files.count(rel)) continue;
+      if (fs::exists(fs::path(pristine) / rel)) copy_file_fresh(fs::path(pristine) / rel, src / rel);
+      else fs::remove(src / rel);
+    }
+    for (const auto& rel : new_files) {
+      fs::path staged = staging / rel;
+      if (fs::exists(staged)) copy_file_fresh(staged, src / rel);
+      else fs::remove(src / rel);   // deleted by the patch
+    }
+    fs::remove_all(staging);
+    json files = json::array();
+    for (const auto& f : new_files) files.push_back(f);
+    write_text(lane / "state.json", json{{"patches", want_patches}, {"files", files}}.dump());
+  }
+
+  // Kbuild environment: reproducible version strings, ccache shared across lanes.
+  std::vector<std::pair<std::string, std::string>> env = {
+      {"KBUILD_BUILD_TIMESTAMP", "kab"}, {"KBUILD_BUILD_USER", "kab"}, {"KBUILD_BUILD_HOST", "kab"},
+      {"LC_ALL", "C"}};
+  std::vector<std::string> make_base = {"make", "-C", src.string(), "O=" + out.string(), "ARCH=" + arch};
+  if (m_options.use_ccache && !proc::which("ccache").empty()) {
+    make_base.push_back("CC=ccache gcc");
+    make_base.push_back("HOSTCC=ccache gcc");
+    env.push_back({"CCACHE_BASEDIR", (cache / "lanes").string()});
+    env.push_back({"CCACHE_NOHASHDIR", "1"});
+    env.push_back({"CCACHE_SLOPPINESS", "time_macros"});
+  }
+  const fs::path log = lane / "build.log";
+  fs::create_directories(out);
+  { std::ofstream(log, std::ios::trunc) << "kab: building " << label << "\n"; }
+  auto run_make = [&](std::vector<std::string> extra, const std::string& step, int expected) {
+    proc::Options o;
+    o.argv = make_base;
+    o.argv.insert(o.argv.end(), extra.begin(), extra.end());
+    o.env = env;
+    o.output_path = log.string();
+    std::size_t log_start = fs::file_size(log);
+    proc::Child child(o);
+    while (!child.wait(0.5)) {
+      if (proc::interrupted_flag()) {
+        child.stop();
+        throw BuildError("interrupted while building " + label);
+      }
+      if (m_options.progress && expected >= 0) {
+        std::ifstream f(log);
+        f.seekg(static_cast<std::streamoff>(log_start));
+        std::string text((std::istreambuf_iterator<char>(f)), std::istreambuf_iterator<char>());
+        report(step, count_compiled(text), expected);
+      }
+    }
+    if (!child.result().ok())
+      throw BuildError("building " + label + " failed (" + step + ", make " + child.result().describe() +
+                       "); last lines of " + log.string() + ":\n" + proc::tail_file(log.string(), 30));
+    return child.result();
+  };
+
+  // Configuration: base target, fragments in order, olddefconfig, then check.
+  report("config");
+  run_make({spec.config_base}, "config", -1);
+  std::vector<Wanted> wanted;
+  {
+    std::ofstream cfg(out / ".config", std::ios::app);
+    std::vector<std::string> frag_paths = spec.fragments;
+    for (const auto& [a, list] : spec.arch_fragments)
+      if (a == arch) frag_paths.insert(frag_paths.end(), list.begin(), list.end());
+    for (const auto& [v, list] : spec.variants)
+      if (v == variant) frag_paths.insert(frag_paths.end(), list.begin(), list.end());
+    for (const auto& f : frag_paths) {
+      std::string text = read_text(f);
+      cfg << "\n# kab: fragment " << fs::path(f).filename().string() << "\n" << text << "\n";
+      auto w = read_fragment(text, fs::path(f).filename().string());
+      wanted.insert(wanted.end(), w.begin(), w.end());
+    }
+  }
+  run_make({"olddefconfig"}, "config", -1);
+  const std::string final_config = read_text(out / ".config");
+  auto dropped = dropped_options(wanted, final_config);
+  if (!dropped.empty()) {
+    std::string msg = "the configuration of " + label + " lost options its fragments asked for:";
+    for (const auto& d : dropped) {
+      msg += "\n  " + d.wanted.option + "=" + d.wanted.value + " (from " + d.wanted.fragment + ") is " +
+             (d.got == "n" ? std::string("not set") : "=" + d.got);
+      std::string dep = kconfig_depends(src.string(), d.wanted.option);
+      if (!dep.empty()) msg += "; Kconfig: " + dep;
+    }
+    throw BuildError(msg);
+  }
+  const std::string config_hash = core::sha256_hex(final_config);
+  const std::string key = core::Sha256().field(input_hash).field(config_hash).hex();
+  const fs::path art = cache / "kernels" / key;
+
+  core::KernelArtifact a;
+  if (!m_options.force && fs::exists(art / "meta.json")) {
+    write_text(index_file, key + "\n");
+    for (auto c : cached())
+      if (c.key == key) {
+        c.explain = "cached: " + explain + "; the final .config matches artifact " + key.substr(0, 12);
+        return c;
+      }
+  }
+
+  // Compile. The expected object count comes from the last build of this lane.
+  int expected = 0;
+  if (fs::exists(lane / "objects")) expected = std::stoi(core::trim(read_text(lane / "objects")));
+  else if (fs::exists(cache / ("expected-objects-" + arch))) expected = std::stoi(core::trim(read_text(cache / ("expected-objects-" + arch))));
+  std::vector<std::string> targets = arch == "um" ? std::vector<std::string>{"linux"}
+                                                  : std::vector<std::string>{"vmlinux", "bzImage"};
+  std::vector<std::string> args = {"-j" + std::to_string(m_options.jobs)};
+  args.insert(args.end(), targets.begin(), targets.end());
+  std::size_t log_before = fs::file_size(log);
+  proc::Result r = run_make(args, "compile", expected);
+  std::string compile_log;
+  {
+    std::ifstream f(log);
+    f.seekg(static_cast<std::streamoff>(log_before));
+    compile_log.assign((std::istreambuf_iterator<char>(f)), std::istreambuf_iterator<char>());
+  }
+  const int objects = count_compiled(compile_log);
+  // A cold build's count is the best estimate for the next cold build of this arch.
+  if (!fs::exists(lane / "objects") || objects > expected) write_text(lane / "objects", std::to_string(std::max(objects, expected)) + "\n");
+  if (!fs::exists(cache / ("expected-objects-" + arch)) && objects > 100)
+    write_text(cache / ("expected-objects-" + arch), std::to_string(objects) + "\n");
+  auto [rok, release] = proc::capture({"make", "-s", "-C", src.string(), "O=" + out.string(), "ARCH=" + arch, "kernelrelease"});
+
+  // Publish atomically: a temp directory renamed into place.
+  report("store artifact");
+  fs::path tmp = cache / "kernels" / (".tmp-" + key.substr(0, 12) + "-" + std::to_string(::getpid()));
+  fs::remove_all(tmp);
+  fs::create_directories(tmp);
+  a.key = key;
+  a.name = spec.name;
+  a.variant = variant;
+  a.arch = arch;
+  a.dir = art.string();
+  a.config_hash = config_hash;
+  a.source_identity = in.source_identity;
+  a.release = rok ? core::trim(release) : "";
+  for (const auto& [n, d] : in.patches) a.patch_hashes.push_back(d);
+  a.fresh = true;
+  a.wall_s = now_s() - t0;
+  a.cpu_s = r.usage.user_s + r.usage.sys_s;
+  a.objects_compiled = objects;
+  a.explain = "built: " + explain;
+  if (arch == "um") {
+    fs::copy_file(out / "linux", tmp / "linux");
+  } else {
+    fs::copy_file(out / "vmlinux", tmp / "vmlinux");
+    fs::copy_file(out / "arch/x86/boot/bzImage", tmp / "bzImage");
+  }
+  fs::copy_file(out / ".config", tmp / "config");
+  fs::copy_file(log, tmp / "build.log");
+  json meta;
+  meta["key"] = key;
+  meta["name"] = spec.name;
+  meta["variant"] = variant;
+  meta["arch"] = arch;
+  meta["release"] = a.release;
+  meta["config_hash"] = config_hash;
+  meta["inputs"] = inputs_json(in);
+  meta["built_at"] = iso_now();
+  meta["wall_s"] = a.wall_s;
+  meta["cpu_s"] = a.cpu_s;
+  meta["objects_compiled"] = objects;
+  meta["lane"] = lane.filename().string();
+  write_text(tmp / "meta.json", meta.dump(2));
+  fs::remove_all(art);
+  fs::rename(tmp, art);
+  write_text(index_file, key + "\n");
+  write_text(last_inputs_file, inputs_json(in).dump(2));
+  a.dir = art.string();
+  a.config_path = (art / "config").string();
+  if (arch == "um") a.uml_binary = (art / "linux").string();
+  else {
+    a.vmlinux = (art / "vmlinux").string();
+    a.bzimage = (art / "bzImage").string();
+  }
+  report("done", objects, objects);
+  return a;
+}
+
+std::vector<core::KernelArtifact> Builder::cached() const {
+  std::vector<core::KernelArtifact> out;
+  std::error_code ec;
+  for (const auto& e : fs::directory_iterator(fs::path(m_options.cache_dir) / "kernels", ec)) {
+    fs::path meta = e.path() / "meta.json";
+    if (!fs::exists(meta)) continue;
+    json j = json::parse(read_text(meta), nullptr, false);
+    if (j.is_discarded()) continue;
+    core::KernelArtifact a;
+    a.key = j.value("key", "");
+    a.name = j.value("name", "");
+    a.variant = j.value("variant", "");
+    a.arch = j.value("arch", "");
+    a.release = j.value("release", "");
+    a.dir = e.path().string();
+    a.config_hash = j.value("config_hash", "");
+    a.config_path = (e.path() / "config").string();
+    a.wall_s = j.value("wall_s", 0.0);
+    a.cpu_s = j.value("cpu_s", 0.0);
+    a.objects_compiled = j.value("objects_compiled", 0);
+    if (j.contains("inputs")) {
+      a.source_identity = j["inputs"].value("source_identity", "");
+      for (const auto& p : j["inputs"].value("patches", json::array())) a.patch_hashes.push_back(p["sha256"]);
+    }
+    if (a.arch == "um") a.uml_binary = (e.path() / "linux").string();
+    else {
+      a.vmlinux = (e.path() / "vmlinux").string();
+      a.bzimage = (e.path() / "bzImage").string();
+    }
+    out.push_back(a);
+  }
+  std::sort(out.begin(), out.end(), [](const auto& x, const auto& y) { return x.name + x.key < y.name + y.key; });
+  return out;
+}
+
+int Builder::clean(const std::string& name) {
+  int removed = 0;
+  for (const auto& a : cached())
+    if (name.empty() || a.name == name) {
+      fs::remove_all(a.dir);
+      ++removed;
+    }
+  fs::path cache = m_options.cache_dir;
+  if (name.empty()) {
+    fs::remove_all(cache / "lanes");
+    fs::remove_all(cache / "index");
+    fs::remove_all(cache / "last-inputs");
+  } else {
+    std::error_code ec;
+    for (const auto& e : fs::directory_iterator(cache / "index", ec)) {
+      std::string key = core::trim(read_text(e.path()));
+      if (!fs::exists(cache / "kernels" / key)) fs::remove(e.path());
+    }
+  }
+  return removed;
+}
+
+}  // namespace kab::kernel

@@ -1,0 +1,100 @@
+// KernelBuilder over Kbuild: sources, patches, config fragments, a
+// content-addressed artifact cache and incremental A/B builds.
+//
+// Layout under the cache directory (~/.cache/kab):
+//   src/<source-hash>/        pristine extracted source, read-only, shared
+//   lanes/<lane-hash>/src     work tree (hard links to pristine; patched files are copies)
+//   lanes/<lane-hash>/out     Kbuild O= directory, reused by every kernel of the lane
+//   kernels/<key>/            artifacts: vmlinux, bzImage or linux, config, build.log, meta.json
+//   index/<input-hash>        input hash → key, so a repeated build is found without Kbuild
+// A lane is one (source, arch, config inputs): stock and patched kernels of
+// the same config share it, so switching between them recompiles only the
+// files the patches touch (Kbuild command lines hold absolute source paths,
+// so a tree at another path would recompile everything).
+#pragma once
+
+#include <functional>
+#include <string>
+#include <vector>
+
+#include "core/ports.h"
+
+namespace kab::kernel {
+
+struct BuildError : std::runtime_error {
+  using std::runtime_error::runtime_error;
+};
+
+struct Progress {
+  std::string step;        // "extract", "patch", "config", "compile", "done"
+  int done = 0, expected = 0;
+  double elapsed_s = 0;
+};
+
+struct Options {
+  std::string cache_dir;
+  int jobs = 0;                 // 0 = nproc
+  bool use_ccache = true;
+  bool force = false;           // rebuild even when cached
+  std::function<void(const Progress&)> progress;   // may be empty
+};
+
+// The inputs that decide a build, each hashed; --explain compares two of these.
+struct BuildInputs {
+  std::string source_identity;
+  std::string arch;
+  std::vector<std::pair<std::string, std::string>> patches;     // file name → sha256
+  std::string config_base;
+  std::vector<std::pair<std::string, std::string>> fragments;   // file name → sha256
+  std::string compiler;
+  std::string hash() const;
+  // Human list of differences from `before` ("patch 0001-x.patch changed", ...).
+  std::vector<std::string> differences(const BuildInputs& before) const;
+};
+
+class Builder : public core::KernelBuilder {
+ public:
+  explicit Builder(Options options);
+  core::KernelArtifact build(const core::KernelSpec& spec, const std::string& arch, const std::string& variant) override;
+
+  BuildInputs inputs_of(const core::KernelSpec& spec, const std::string& arch, const std::string& variant) const;
+  // Artifacts in the cache (from their meta.json).
+  std::vector<core::KernelArtifact> cached() const;
+  // Removes artifacts (of kernel `name`, or all when empty) and, with all, the lanes.
+  int clean(const std::string& name);
+
+ private:
+  std::string pristine_source(const std::string& source, const std::string& identity);
+  Options m_options;
+};
+
+// "linux-source-6.1=6.1.192-3" for a Debian package, "path:/x (sha256 …)" for a tarball.
+std::string source_identity(const std::string& source);
+
+// Files a unified diff touches (paths after stripping one component).
+std::vector<std::string> patched_files(const std::string& patch_text);
+
+// Applies `patches` in order to a copy of the files they touch, taken from
+// `base_dir`, in `staging_dir`. On failure throws BuildError naming the patch
+// file and each failing hunk with its header; nothing in base_dir changes.
+void apply_patches_staged(const std::string& base_dir, const std::vector<std::string>& patches,
+                          const std::string& staging_dir);
+
+// An option a fragment asks for: value "y", "m", a literal, or "n" for
+// "# CONFIG_X is not set".
+struct Wanted {
+  std::string option, value, fragment;
+};
+std::vector<Wanted> read_fragment(const std::string& text, const std::string& fragment_name);
+
+struct DroppedOption {
+  Wanted wanted;
+  std::string got;          // the final value, "n" when unset
+  std::string depends;      // the Kconfig "depends on" of the option, when found
+};
+// The requested options that the final .config does not have as asked.
+std::vector<DroppedOption> dropped_options(const std::vector<Wanted>& wanted, const std::string& final_config);
+// "depends on A && B" lines of `option` (CONFIG_ prefix optional) in the tree's Kconfig files.
+std::string kconfig_depends(const std::string& src_dir, const std::string& option);
+
+}  // namespace kab::kernel
