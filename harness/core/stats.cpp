@@ -1,0 +1,227 @@
+#include "core/stats.h"
+
+#include <algorithm>
+#include <cmath>
+#include <limits>
+#include <numeric>
+
+namespace kab::core {
+
+namespace {
+
+constexpr double k_nan = std::numeric_limits<double>::quiet_NaN();
+
+// Average ranks (1-based) of x ∪ y in that order, and the tie term Σ(t³ - t).
+struct Ranks {
+  std::vector<double> rank;
+  double tie_term = 0;
+  bool ties = false;
+};
+
+Ranks rank_all(std::span<const double> x, std::span<const double> y) {
+  std::vector<double> all(x.begin(), x.end());
+  all.insert(all.end(), y.begin(), y.end());
+  std::vector<std::size_t> order(all.size());
+  std::iota(order.begin(), order.end(), 0);
+  std::stable_sort(order.begin(), order.end(), [&](auto a, auto b) { return all[a] < all[b]; });
+  Ranks r;
+  r.rank.resize(all.size());
+  for (std::size_t i = 0; i < order.size();) {
+    std::size_t j = i;
+    while (j + 1 < order.size() && all[order[j + 1]] == all[order[i]]) ++j;
+    double avg = (static_cast<double>(i + 1) + static_cast<double>(j + 1)) / 2;
+    for (std::size_t k = i; k <= j; ++k) r.rank[order[k]] = avg;
+    double t = static_cast<double>(j - i + 1);
+    if (t > 1) {
+      r.ties = true;
+      r.tie_term += t * t * t - t;
+    }
+    i = j + 1;
+  }
+  return r;
+}
+
+double u_of_x(const Ranks& r, std::size_t n1) {
+  double r1 = 0;
+  for (std::size_t i = 0; i < n1; ++i) r1 += r.rank[i];
+  return r1 - static_cast<double>(n1) * static_cast<double>(n1 + 1) / 2;
+}
+
+// Number of arrangements giving each U = 0..n1*n2 under the null, by the
+// recursion f(m, n, k) = f(m-1, n, k-n) + f(m, n-1, k) (Mann & Whitney 1947),
+// swept over n with one row per m. Only additions of non-negative terms, so
+// the doubles stay exact to rounding.
+std::vector<double> u_counts(int n1, int n2) {
+  const int kmax = n1 * n2;
+  std::vector<std::vector<double>> g(n1 + 1, std::vector<double>(kmax + 1, 0.0));
+  for (int m = 0; m <= n1; ++m) g[m][0] = 1;  // f(m, 0, 0) = 1
+  for (int n = 1; n <= n2; ++n)
+    for (int m = 1; m <= n1; ++m)  // row m-1 already holds f(m-1, n, ·)
+      for (int k = n; k <= m * n; ++k) g[m][k] += g[m - 1][k - n];
+  return g[n1];
+}
+
+}  // namespace
+
+double mean(std::span<const double> v) {
+  if (v.empty()) return k_nan;
+  return std::accumulate(v.begin(), v.end(), 0.0) / static_cast<double>(v.size());
+}
+
+double median(std::span<const double> v) {
+  if (v.empty()) return k_nan;
+  std::vector<double> s(v.begin(), v.end());
+  std::sort(s.begin(), s.end());
+  std::size_t n = s.size();
+  return n % 2 ? s[n / 2] : (s[n / 2 - 1] + s[n / 2]) / 2;
+}
+
+double sample_sd(std::span<const double> v) {
+  if (v.size() < 2) return k_nan;
+  double m = mean(v), ss = 0;
+  for (double x : v) ss += (x - m) * (x - m);
+  return std::sqrt(ss / static_cast<double>(v.size() - 1));
+}
+
+double quantile_sorted(std::span<const double> s, double q) {
+  if (s.empty()) return k_nan;
+  double h = (static_cast<double>(s.size()) - 1) * std::clamp(q, 0.0, 1.0);
+  auto lo = static_cast<std::size_t>(std::floor(h));
+  if (lo + 1 >= s.size()) return s.back();
+  return s[lo] + (h - static_cast<double>(lo)) * (s[lo + 1] - s[lo]);
+}
+
+Summary summarize(std::span<const double> v) {
+  Summary s;
+  s.n = static_cast<int>(v.size());
+  if (v.empty()) {
+    s.median = s.mean = s.sd = s.cv = s.min = s.max = k_nan;
+    return s;
+  }
+  s.median = median(v);
+  s.mean = mean(v);
+  s.sd = sample_sd(v);
+  s.cv = (s.mean == 0 || std::isnan(s.sd)) ? k_nan : s.sd / std::fabs(s.mean);
+  auto [lo, hi] = std::minmax_element(v.begin(), v.end());
+  s.min = *lo;
+  s.max = *hi;
+  return s;
+}
+
+double mann_whitney_exact_p(std::span<const double> x, std::span<const double> y) {
+  if (x.empty() || y.empty()) return 1;
+  const int n1 = static_cast<int>(x.size()), n2 = static_cast<int>(y.size());
+  Ranks r = rank_all(x, y);
+  double u1 = u_of_x(r, x.size());
+  double u = std::max(u1, static_cast<double>(n1) * n2 - u1);
+  // P(U >= u) = P(U <= n1*n2 - u) by symmetry; summing the lower tail keeps
+  // the additions among the small terms.
+  auto counts = u_counts(n1, n2);
+  double total = std::accumulate(counts.begin(), counts.end(), 0.0);
+  auto upto = static_cast<long>(static_cast<double>(n1) * n2 - std::floor(u));
+  double tail = 0;
+  for (long k = 0; k <= upto; ++k) tail += counts[k];
+  return std::min(1.0, 2 * tail / total);
+}
+
+double mann_whitney_asymptotic_p(std::span<const double> x, std::span<const double> y) {
+  if (x.empty() || y.empty()) return 1;
+  const double n1 = static_cast<double>(x.size()), n2 = static_cast<double>(y.size()), n = n1 + n2;
+  Ranks r = rank_all(x, y);
+  double u1 = u_of_x(r, x.size());
+  double u = std::max(u1, n1 * n2 - u1);
+  double var = n1 * n2 / 12 * ((n + 1) - r.tie_term / (n * (n - 1)));
+  if (!(var > 0)) return 1;
+  double z = (u - n1 * n2 / 2 - 0.5) / std::sqrt(var);
+  // 2 · P(Z > z) for a standard normal Z.
+  return std::min(1.0, std::erfc(z / std::sqrt(2.0)));
+}
+
+UTest mann_whitney_u(std::span<const double> x, std::span<const double> y) {
+  UTest t;
+  if (x.empty() || y.empty()) return t;
+  Ranks r = rank_all(x, y);
+  t.u = u_of_x(r, x.size());
+  t.ties = r.ties;
+  bool exact = !r.ties && x.size() <= static_cast<std::size_t>(k_exact_max_n) &&
+               y.size() <= static_cast<std::size_t>(k_exact_max_n);
+  t.method = exact ? UTestMethod::exact : UTestMethod::asymptotic;
+  t.p = exact ? mann_whitney_exact_p(x, y) : mann_whitney_asymptotic_p(x, y);
+  return t;
+}
+
+double min_two_sided_p(int n1, int n2) {
+  if (n1 <= 0 || n2 <= 0) return 1;
+  // C(n1+n2, n1) as a running product; fine in doubles for any n kab sees.
+  double c = 1;
+  for (int i = 1; i <= n1; ++i) c = c * (n2 + i) / i;
+  return std::min(1.0, 2 / c);
+}
+
+std::vector<double> holm_adjust(std::span<const double> p) {
+  const std::size_t m = p.size();
+  std::vector<std::size_t> order(m);
+  std::iota(order.begin(), order.end(), 0);
+  std::stable_sort(order.begin(), order.end(), [&](auto a, auto b) { return p[a] < p[b]; });
+  std::vector<double> adj(m);
+  double running = 0;
+  for (std::size_t rank = 0; rank < m; ++rank) {
+    std::size_t i = order[rank];
+    running = std::max(running, std::min(1.0, static_cast<double>(m - rank) * p[i]));
+    adj[i] = running;
+  }
+  return adj;
+}
+
+std::uint64_t SplitMix64::next() {
+  std::uint64_t z = (m_state += 0x9e3779b97f4a7c15ULL);
+  z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
+  z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
+  return z ^ (z >> 31);
+}
+
+std::uint64_t SplitMix64::below(std::uint64_t n) {
+  return static_cast<std::uint64_t>((static_cast<unsigned __int128>(next()) * n) >> 64);
+}
+
+Interval bootstrap_median_ratio_ci(std::span<const double> base, std::span<const double> candidate,
+                                   const BootstrapOptions& options) {
+  Interval none{k_nan, k_nan};
+  if (base.empty() || candidate.empty() || options.resamples <= 0) return none;
+  SplitMix64 rng(options.seed);
+  std::vector<double> ratios;
+  ratios.reserve(static_cast<std::size_t>(options.resamples));
+  std::vector<double> b(base.size()), c(candidate.size());
+  auto resample_median = [&](std::span<const double> from, std::vector<double>& into) {
+    for (auto& v : into) v = from[rng.below(from.size())];
+    std::size_t n = into.size();
+    std::nth_element(into.begin(), into.begin() + n / 2, into.end());
+    double hi = into[n / 2];
+    if (n % 2) return hi;
+    double lo = *std::max_element(into.begin(), into.begin() + n / 2);
+    return (lo + hi) / 2;
+  };
+  for (int i = 0; i < options.resamples; ++i) {
+    double mb = resample_median(base, b);
+    double mc = resample_median(candidate, c);
+    if (mb != 0 && std::isfinite(mc / mb)) ratios.push_back(mc / mb);
+  }
+  if (ratios.size() * 2 < static_cast<std::size_t>(options.resamples)) return none;
+  std::sort(ratios.begin(), ratios.end());
+  double tail = (1 - options.confidence) / 2;
+  return {quantile_sorted(ratios, tail), quantile_sorted(ratios, 1 - tail)};
+}
+
+double hodges_lehmann_ratio(std::span<const double> base, std::span<const double> candidate) {
+  if (base.empty() || candidate.empty()) return k_nan;
+  std::vector<double> d;
+  d.reserve(base.size() * candidate.size());
+  for (double b : base)
+    for (double c : candidate) {
+      if (!(b > 0) || !(c > 0)) return k_nan;
+      d.push_back(std::log(c) - std::log(b));
+    }
+  return std::exp(median(d));
+}
+
+}  // namespace kab::core

@@ -1,0 +1,138 @@
+"""Reference values for kab's statistics (harness/core/stats.h), computed by SciPy.
+
+Run through make_reference.sh, which provides Debian's python3-scipy and
+python3-numpy without installing them. Writes JSON to the path given as argv[1].
+
+Each data set carries its literal inputs and what SciPy says about them:
+  - numpy: median, mean, sample standard deviation (ddof=1), min, max;
+  - scipy.stats.mannwhitneyu(x, y, alternative='two-sided'): U of x, and the
+    p-value by method='exact' (only for data without ties: SciPy's exact
+    distribution ignores ties) and by method='asymptotic' with
+    use_continuity=True (normal approximation with tie correction);
+  - the Hodges-Lehmann ratio: exp(median of all log(y_j) - log(x_i)).
+Holm's step-down adjustment is computed by hand (as statsmodels'
+multipletests(method='holm') defines it) on literal p-value vectors.
+"""
+
+import json
+import math
+import sys
+
+import numpy as np
+import scipy
+import scipy.stats as st
+
+# Literal data sets. Names say what each exercises. Values are MiB/s-like
+# figures such as kab measures, or small integers where ties are the point.
+DATASETS = [
+    ("rfc-like-3v3", [655.0, 648.5, 661.2], [754.0, 760.3, 741.9]),
+    ("n2-vs-n2", [100.0, 101.0], [102.0, 103.0]),
+    ("n2-vs-n2-overlap", [100.0, 103.0], [101.0, 102.0]),
+    ("overlap-5v5", [612.0, 655.5, 640.1, 701.9, 598.3], [690.2, 645.0, 720.4, 702.6, 668.8]),
+    ("identical-shift-5v5", [1.0, 2.0, 3.0, 4.0, 5.0], [6.0, 7.0, 8.0, 9.0, 10.0]),
+    ("unequal-8v7", [41.2, 55.3, 61.0, 48.7, 99.1, 72.4, 66.6, 58.2],
+     [60.1, 70.2, 65.3, 88.8, 77.7, 52.9, 81.4]),
+    ("a-a-10v10", [502.3, 511.8, 497.4, 530.2, 488.9, 520.5, 507.7, 499.0, 515.6, 525.1],
+     [509.9, 494.2, 518.3, 503.6, 527.4, 491.5, 512.2, 500.8, 522.9, 505.5]),
+    ("ties-5v5", [1.0, 2.0, 2.0, 3.0, 4.0], [2.0, 3.0, 3.0, 5.0, 6.0]),
+    ("ties-heavy-6v6", [7.0, 7.0, 7.0, 8.0, 8.0, 9.0], [7.0, 8.0, 8.0, 9.0, 9.0, 9.0]),
+    ("all-equal-3v3", [5.0, 5.0, 5.0], [5.0, 5.0, 5.0]),
+    ("one-vs-four", [10.0], [11.0, 12.0, 9.0, 13.0]),
+]
+
+
+def generated_sets():
+    # Larger sets, from a fixed numpy seed; the values land in the JSON, so the
+    # C++ side reads them literally.
+    rng = np.random.RandomState(20231228)
+    base = rng.normal(655.0, 60.0, 20)
+    cand = rng.normal(700.0, 60.0, 20)
+    yield "normal-20v20", [round(float(v), 3) for v in base], [round(float(v), 3) for v in cand]
+    base = rng.normal(655.0, 60.0, 40)
+    cand = rng.normal(670.0, 60.0, 35)
+    yield "normal-40v35", [round(float(v), 3) for v in base], [round(float(v), 3) for v in cand]
+    # Rounded to whole numbers: many ties, large n -> asymptotic.
+    base = rng.normal(100.0, 4.0, 30)
+    cand = rng.normal(102.0, 4.0, 25)
+    yield "rounded-ties-30v25", [float(round(v)) for v in base], [float(round(v)) for v in cand]
+    # Larger than kab's exact limit (50), no ties -> asymptotic.
+    base = rng.normal(655.0, 60.0, 60)
+    cand = rng.normal(640.0, 60.0, 55)
+    yield "normal-60v55", [round(float(v), 4) for v in base], [round(float(v), 4) for v in cand]
+
+
+def has_ties(values):
+    return len(set(values)) != len(values)
+
+
+def describe(v):
+    a = np.asarray(v, dtype=float)
+    d = {
+        "n": int(a.size),
+        "median": float(np.median(a)),
+        "mean": float(np.mean(a)),
+        "min": float(np.min(a)),
+        "max": float(np.max(a)),
+    }
+    d["sd"] = float(np.std(a, ddof=1)) if a.size > 1 else None
+    return d
+
+
+def hodges_lehmann_ratio(x, y):
+    diffs = [math.log(b) - math.log(a) for a in x for b in y]
+    return float(math.exp(np.median(diffs)))
+
+
+def holm(p):
+    # Step-down: sort ascending, multiply the i-th smallest (0-based) by m - i,
+    # enforce monotonicity, cap at 1.
+    m = len(p)
+    order = sorted(range(m), key=lambda i: p[i])
+    adj = [0.0] * m
+    running = 0.0
+    for rank, i in enumerate(order):
+        running = max(running, min(1.0, (m - rank) * p[i]))
+        adj[i] = running
+    return adj
+
+
+def main():
+    out = {
+        "generator": "tests/data/stats/make_reference.py",
+        "scipy_version": scipy.__version__,
+        "numpy_version": np.__version__,
+        "datasets": [],
+        "holm": [],
+    }
+    for name, x, y in list(DATASETS) + list(generated_sets()):
+        ties = has_ties(x + y)
+        entry = {"name": name, "x": x, "y": y, "ties": ties,
+                 "x_stats": describe(x), "y_stats": describe(y)}
+        asym = st.mannwhitneyu(x, y, alternative="two-sided", method="asymptotic",
+                               use_continuity=True)
+        entry["u_x"] = float(asym.statistic)
+        entry["p_asymptotic"] = float(asym.pvalue)
+        if not ties:
+            ex = st.mannwhitneyu(x, y, alternative="two-sided", method="exact")
+            entry["p_exact"] = float(ex.pvalue)
+        else:
+            entry["p_exact"] = None
+        entry["hodges_lehmann_ratio"] = hodges_lehmann_ratio(x, y)
+        entry["median_ratio"] = float(np.median(y) / np.median(x)) if np.median(x) != 0 else None
+        out["datasets"].append(entry)
+
+    for p in ([0.01, 0.04, 0.03, 0.005],
+              [0.2, 0.01, 0.049, 0.5, 0.012],
+              [0.03, 0.03, 0.03],
+              [0.0079, 0.3],
+              [0.6],
+              [0.001, 0.4, 0.2, 0.9, 0.02, 0.02]):
+        out["holm"].append({"p": p, "adjusted": holm(p)})
+
+    with open(sys.argv[1], "w") as f:
+        json.dump(out, f, indent=1)
+        f.write("\n")
+
+
+if __name__ == "__main__":
+    main()
