@@ -1,0 +1,190 @@
+// kab-dpu: an emulated DPU virtio-fs device, served as a vhost-user back-end.
+#include "dpu_model.h"
+#include "fuse_server.h"
+#include "log.h"
+#include "stats.h"
+#include "vhost_user_server.h"
+#include "virtio_fs_device.h"
+
+#include <CLI/CLI.hpp>
+
+#include <poll.h>
+#include <signal.h>
+#include <sys/signalfd.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include <cstring>
+#include <iostream>
+
+using namespace kab::dpu;
+
+int main(int argc, char** argv) {
+  CLI::App app{"kab-dpu: emulated DPU virtio-fs device (vhost-user-fs back-end)"};
+  std::string socket_path, shared_dir, tag = "kab", stats_path, log_path, core_cpus;
+  bool writeback = false, debug = false;
+  unsigned request_queues = 1;
+  DpuModelConfig model;
+  uint32_t max_write_kib = 1024;
+  double timeout_s = 1.0;
+  app.add_option("--socket", socket_path, "vhost-user unix socket to listen on")->required();
+  app.add_option("--shared-dir", shared_dir, "host directory to export")->required();
+  app.add_option("--tag", tag, "virtio-fs tag in the config space (max 36 bytes)");
+  app.add_option("--request-queues", request_queues, "request queues announced")
+      ->check(CLI::Range(1u, 16u));
+  app.add_flag("--writeback", writeback, "offer FUSE_WRITEBACK_CACHE");
+  app.add_option("--max-write-kib", max_write_kib, "FUSE max_write in KiB")
+      ->check(CLI::Range(4u, 16384u));
+  app.add_option("--cache-timeout", timeout_s, "entry/attribute validity in seconds");
+  app.add_option("--cores", model.cores, "DPU worker threads (0: serve on the queue threads)");
+  app.add_option("--core-cpus", core_cpus, "host CPUs for the workers, e.g. 0,1 or 2-3");
+  app.add_option("--latency-us", model.latency_us, "added latency per request in µs")
+      ->check(CLI::Range(0.0, 1e7));
+  app.add_option("--bandwidth-mbps", model.bandwidth_mbps, "DMA bandwidth cap in MB/s (10^6)")
+      ->check(CLI::Range(0.0, 1e9));
+  app.add_option("--queue-depth", model.queue_depth, "requests in flight per queue (0: ring size)");
+  app.add_option("--stats", stats_path, "JSON statistics file (SIGUSR1 and exit)");
+  app.add_option("--log", log_path, "log file (default stderr)");
+  app.add_flag("--debug", debug, "log every vhost-user message");
+  CLI11_PARSE(app, argc, argv);
+
+  if (tag.empty() || tag.size() > 36) {
+    std::cerr << "kab-dpu: error: --tag must be 1 to 36 bytes\n";
+    return 2;
+  }
+  if (!parse_cpu_list(core_cpus, model.core_cpus)) {
+    std::cerr << "kab-dpu: error: --core-cpus '" << core_cpus << "' is not a CPU list\n";
+    return 2;
+  }
+  if (!log_open(log_path, debug ? LogLevel::debug : LogLevel::info)) {
+    std::cerr << "kab-dpu: error: cannot open log " << log_path << ": " << std::strerror(errno)
+              << "\n";
+    return 2;
+  }
+  umask(0);  // the guest already applied its umask to the modes it sends
+
+  // Signals are read from a signalfd by the control thread; every thread inherits the mask.
+  sigset_t sigs;
+  sigemptyset(&sigs);
+  sigaddset(&sigs, SIGUSR1);
+  sigaddset(&sigs, SIGTERM);
+  sigaddset(&sigs, SIGINT);
+  pthread_sigmask(SIG_BLOCK, &sigs, nullptr);
+  signal(SIGPIPE, SIG_IGN);
+  int sfd = signalfd(-1, &sigs, SFD_CLOEXEC);
+
+  nlohmann::json context = {
+      {"tool", "kab-dpu"},
+      {"shared_dir", shared_dir},
+      {"tag", tag},
+      {"writeback", writeback},
+      {"request_queues", request_queues},
+      {"max_write", max_write_kib * 1024},
+      {"cores", model.cores},
+      {"core_cpus", model.core_cpus},
+      {"latency_us", model.latency_us},
+      {"bandwidth_mbps", model.bandwidth_mbps},
+      {"queue_depth", model.queue_depth},
+      {"pid", getpid()},
+  };
+  unsigned workers = model.cores ? model.cores : request_queues + 1;
+  Stats stats(workers);
+  auto write_stats = [&] {
+    if (!stats_path.empty() && !stats.write_file(stats_path, context))
+      log_msg(LogLevel::error, "cannot write statistics to " + stats_path);
+  };
+
+  DmaThrottle throttle(model.bandwidth_mbps);
+  std::unique_ptr<FuseServer> fuse;
+  try {
+    FuseOptions fo;
+    fo.shared_dir = shared_dir;
+    fo.writeback = writeback;
+    fo.max_write = max_write_kib * 1024;
+    fo.timeout_s = timeout_s;
+    fuse = std::make_unique<FuseServer>(fo, throttle.enabled() ? &throttle : nullptr);
+  } catch (const std::exception& e) {
+    std::cerr << "kab-dpu: error: " << e.what() << "\n";
+    return 1;
+  }
+
+  int lfd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  sockaddr_un addr{};
+  addr.sun_family = AF_UNIX;
+  if (socket_path.size() >= sizeof addr.sun_path) {
+    std::cerr << "kab-dpu: error: socket path " << socket_path << " is too long\n";
+    return 2;
+  }
+  std::strcpy(addr.sun_path, socket_path.c_str());
+  unlink(socket_path.c_str());
+  if (bind(lfd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0 || listen(lfd, 1) != 0) {
+    std::cerr << "kab-dpu: error: socket " << socket_path << ": " << std::strerror(errno) << "\n";
+    return 1;
+  }
+  chmod(socket_path.c_str(), 0660);
+  log_msg(LogLevel::info, "listening on " + socket_path + ", exporting " + shared_dir);
+
+  // Wait for the front-end, still answering signals.
+  int cfd = -1;
+  for (;;) {
+    pollfd p[2] = {{lfd, POLLIN, 0}, {sfd, POLLIN, 0}};
+    if (poll(p, 2, -1) < 0) {
+      if (errno == EINTR)
+        continue;
+      break;
+    }
+    if (p[1].revents & POLLIN) {
+      signalfd_siginfo si;
+      if (read(sfd, &si, sizeof si) == sizeof si) {
+        if (si.ssi_signo == SIGUSR1) {
+          write_stats();
+        } else {
+          log_msg(LogLevel::info, "signal " + std::to_string(si.ssi_signo) + " before connect");
+          write_stats();
+          unlink(socket_path.c_str());
+          return 0;
+        }
+      }
+    }
+    if (p[0].revents & POLLIN) {
+      cfd = accept4(lfd, nullptr, nullptr, SOCK_CLOEXEC);
+      if (cfd >= 0)
+        break;
+    }
+  }
+  close(lfd);
+  unlink(socket_path.c_str());
+  if (cfd < 0) {
+    std::cerr << "kab-dpu: error: accept: " << std::strerror(errno) << "\n";
+    return 1;
+  }
+  log_msg(LogLevel::info, "front-end connected");
+
+  VirtioFsDevice device(*fuse, stats, model.latency_us);
+  ServerOptions so;
+  so.tag = tag;
+  so.request_queues = request_queues;
+  so.max_queues = 1 + std::max(request_queues, 16u);
+  so.model = model;
+  int rc;
+  {
+    VhostUserServer server(so, device, stats);
+    rc = server.serve(cfd, sfd, [&] {
+      signalfd_siginfo si;
+      if (read(sfd, &si, sizeof si) != sizeof si)
+        return true;
+      if (si.ssi_signo == SIGUSR1) {
+        write_stats();
+        return true;
+      }
+      log_msg(LogLevel::info, "stopping on signal " + std::to_string(si.ssi_signo));
+      return false;
+    });
+  }
+  close(cfd);
+  write_stats();
+  log_msg(LogLevel::info, "exiting with status " + std::to_string(rc));
+  return rc;
+}

@@ -1,0 +1,526 @@
+#include "vhost_user_server.h"
+
+#include "log.h"
+
+#include <poll.h>
+#include <sys/eventfd.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <cstring>
+
+namespace kab::dpu {
+
+using namespace vhost;
+
+struct VhostUserServer::Vring {
+  unsigned index = 0;
+  uint32_t num = 0;
+  VringAddrWire addr{};
+  bool addr_set = false;
+  uint16_t base = 0;
+  int kick_fd = -1;
+  int call_fd = -1;
+  int err_fd = -1;
+  bool kick_set = false;  // SET_VRING_KICK seen (with or without fd): the ring is started
+  bool enabled = false;
+  bool running = false;
+
+  std::mutex mutex;  // guards vq's used ring, call_fd, inflight
+  std::condition_variable cv;
+  unsigned inflight = 0;
+  Virtqueue vq;
+  std::thread thread;
+  int stop_fd = -1;
+  std::atomic<bool> stopping{false};
+
+  ~Vring() {
+    for (int f : {kick_fd, call_fd, err_fd, stop_fd})
+      if (f >= 0)
+        ::close(f);
+  }
+};
+
+uint64_t VhostUserServer::supported_features() {
+  return (1ull << k_f_version_1) | (1ull << k_f_protocol_features) |
+         (1ull << k_f_indirect_desc) | (1ull << k_f_event_idx);
+}
+
+uint64_t VhostUserServer::supported_protocol_features() {
+  return (1ull << k_pf_mq) | (1ull << k_pf_reply_ack) | (1ull << k_pf_config) |
+         (1ull << k_pf_reset_device);
+}
+
+VhostUserServer::VhostUserServer(ServerOptions opts, RequestProcessor& processor, Stats& stats)
+    : m_opts(std::move(opts)), m_processor(processor), m_stats(stats) {
+  if (m_opts.max_queues < m_opts.request_queues + 1)
+    m_opts.max_queues = m_opts.request_queues + 1;
+  for (unsigned i = 0; i < m_opts.max_queues; ++i) {
+    m_vrings.push_back(std::make_unique<Vring>());
+    m_vrings.back()->index = i;
+  }
+  if (m_opts.model.cores > 0)
+    m_pool = std::make_unique<WorkerPool>(m_opts.model.cores, m_opts.model.core_cpus);
+}
+
+VhostUserServer::~VhostUserServer() {
+  stop_all();
+  m_pool.reset();
+}
+
+std::vector<uint8_t> VhostUserServer::config_space() const {
+  std::vector<uint8_t> c(40, 0);
+  std::memcpy(c.data(), m_opts.tag.data(), std::min<size_t>(m_opts.tag.size(), 36));
+  uint32_t n = m_opts.request_queues;
+  std::memcpy(c.data() + 36, &n, 4);
+  return c;
+}
+
+void VhostUserServer::stop_all() {
+  for (auto& v : m_vrings)
+    stop_vring(*v);
+}
+
+void VhostUserServer::reset() {
+  stop_all();
+  for (auto& v : m_vrings) {
+    unsigned i = v->index;
+    v = std::make_unique<Vring>();
+    v->index = i;
+  }
+  m_mem.reset();
+  m_acked_features = 0;
+  m_features_set = false;
+}
+
+bool VhostUserServer::vring_should_run(const Vring& v) const {
+  return v.kick_set && v.enabled && v.addr_set && v.num > 0 && m_mem;
+}
+
+bool VhostUserServer::start_vring(Vring& v) {
+  if (v.running || !vring_should_run(v))
+    return true;
+  bool event_idx = m_acked_features & (1ull << k_f_event_idx);
+  if (!v.vq.configure(m_mem.get(), v.num, v.addr.desc_user_addr, v.addr.avail_user_addr,
+                      v.addr.used_user_addr, event_idx)) {
+    log_msg(LogLevel::error, "queue " + std::to_string(v.index) +
+                                 ": ring addresses or size invalid (num " + std::to_string(v.num) +
+                                 "); queue not started");
+    return false;
+  }
+  v.vq.set_last_avail(v.base);
+  v.stopping = false;
+  if (v.stop_fd < 0)
+    v.stop_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+  v.running = true;
+  v.thread = std::thread([this, &v] { run_vring(v); });
+  log_msg(LogLevel::debug, "queue " + std::to_string(v.index) + " started, size " +
+                               std::to_string(v.num) + ", base " + std::to_string(v.base));
+  return true;
+}
+
+void VhostUserServer::stop_vring(Vring& v) {
+  if (!v.running)
+    return;
+  v.stopping = true;
+  uint64_t one = 1;
+  if (::write(v.stop_fd, &one, sizeof one) < 0) {
+  }
+  {
+    std::lock_guard lock(v.mutex);
+    v.cv.notify_all();
+  }
+  v.thread.join();
+  uint64_t drain;
+  if (::read(v.stop_fd, &drain, sizeof drain) < 0) {
+  }
+  v.running = false;
+  v.base = v.vq.last_avail();
+}
+
+void VhostUserServer::complete(Vring& v, uint16_t head, uint32_t len) {
+  std::lock_guard lock(v.mutex);
+  if (v.vq.push_used(head, len) && v.call_fd >= 0) {
+    uint64_t one = 1;
+    if (::write(v.call_fd, &one, sizeof one) < 0) {
+    }
+    m_stats.add_notify();
+  }
+  --v.inflight;
+  v.cv.notify_all();
+}
+
+void VhostUserServer::dispatch(Vring& v, std::shared_ptr<Chain> chain) {
+  {
+    std::lock_guard lock(v.mutex);
+    ++v.inflight;
+  }
+  if (m_pool) {
+    m_pool->submit([this, &v, chain](unsigned worker) {
+      auto t0 = std::chrono::steady_clock::now();
+      uint32_t len = m_processor.process(v.index, *chain, worker);
+      complete(v, chain->head, len);
+      m_stats.add_busy(worker, uint64_t(std::chrono::duration_cast<std::chrono::nanoseconds>(
+                                            std::chrono::steady_clock::now() - t0)
+                                            .count()));
+    });
+    return;
+  }
+  auto t0 = std::chrono::steady_clock::now();
+  uint32_t len = m_processor.process(v.index, *chain, v.index);
+  complete(v, chain->head, len);
+  m_stats.add_busy(v.index, uint64_t(std::chrono::duration_cast<std::chrono::nanoseconds>(
+                                         std::chrono::steady_clock::now() - t0)
+                                         .count()));
+}
+
+void VhostUserServer::run_vring(Vring& v) {
+  unsigned depth = m_opts.model.queue_depth ? m_opts.model.queue_depth : v.num;
+  if (!m_pool && !m_opts.model.core_cpus.empty())
+    pin_current_thread(m_opts.model.core_cpus[v.index % m_opts.model.core_cpus.size()]);
+  bool broken_logged = false;
+  while (!v.stopping) {
+    // Drain what the driver has made available, up to the queue depth.
+    for (;;) {
+      {
+        std::unique_lock lock(v.mutex);
+        v.cv.wait(lock, [&] { return v.inflight < depth || v.stopping; });
+      }
+      if (v.stopping)
+        break;
+      std::optional<uint16_t> head;
+      {
+        std::lock_guard lock(v.mutex);
+        head = v.vq.pop();
+      }
+      if (!head)
+        break;
+      auto chain = std::make_shared<Chain>();
+      WalkError err = v.vq.walk(*head, *chain);
+      if (err != WalkError::none) {
+        m_stats.add_malformed();
+        log_guest_error("queue " + std::to_string(v.index) + ": descriptor chain at head " +
+                        std::to_string(*head) + ": " + to_string(err) + "; completed with length 0");
+        // Completed with no data, so the driver does not wait forever for this head.
+        if (*head < v.num) {
+          {
+            std::lock_guard lock(v.mutex);
+            ++v.inflight;
+          }
+          complete(v, *head, 0);
+        }
+        continue;
+      }
+      dispatch(v, std::move(chain));
+    }
+    if (v.stopping)
+      break;
+    if (v.vq.broken() && !broken_logged) {
+      broken_logged = true;
+      log_guest_error("queue " + std::to_string(v.index) +
+                      ": available index ran more than the ring size ahead; queue halted");
+    }
+    bool more;
+    {
+      std::lock_guard lock(v.mutex);
+      more = !v.vq.broken() && v.vq.enable_kicks();
+    }
+    if (more)
+      continue;
+    pollfd p[2] = {{v.kick_fd, POLLIN, 0}, {v.stop_fd, POLLIN, 0}};
+    // Without a kick fd the ring is polled.
+    int r = ::poll(p, 2, v.kick_fd >= 0 ? -1 : 1);
+    if (r < 0 && errno != EINTR)
+      break;
+    if (v.kick_fd >= 0 && (p[0].revents & POLLIN)) {
+      uint64_t cnt;
+      if (::read(v.kick_fd, &cnt, sizeof cnt) > 0)
+        m_stats.add_kick();
+    }
+  }
+  // Requests in flight finish before the ring is reported stopped.
+  std::unique_lock lock(v.mutex);
+  v.cv.wait(lock, [&] { return v.inflight == 0; });
+}
+
+VhostUserServer::Step VhostUserServer::handle_one(int fd) {
+  auto msg = std::make_unique<Message>();
+  std::string err;
+  RecvStatus st = recv_message(fd, *msg, err);
+  if (st == RecvStatus::eof)
+    return Step::disconnect;
+  if (st == RecvStatus::error) {
+    log_msg(LogLevel::error, "vhost-user: " + err);
+    return Step::error;
+  }
+  log_msg(LogLevel::debug, std::string("vhost-user: ") + request_name(msg->request) + " size " +
+                               std::to_string(msg->size) + " fds " + std::to_string(msg->fds.size()));
+  bool replied = false;
+  bool ok = handle(*msg, fd, replied);
+  msg->close_fds();
+  if (!ok)
+    log_msg(LogLevel::warn, std::string("vhost-user: ") + request_name(msg->request) + " failed");
+  if (!replied && (msg->flags & k_flag_need_reply) &&
+      (m_protocol_features & (1ull << k_pf_reply_ack))) {
+    uint64_t status = ok ? 0 : 1;
+    if (!send_message(fd, msg->request, k_flag_version | k_flag_reply, &status, sizeof status))
+      return Step::error;
+  }
+  return Step::ok;
+}
+
+static int take_fd(Message& msg) {
+  if (msg.fds.empty())
+    return -1;
+  int f = msg.fds.front();
+  msg.fds.erase(msg.fds.begin());
+  return f;
+}
+
+bool VhostUserServer::handle(Message& msg, int fd, bool& replied) {
+  auto reply_u64 = [&](uint64_t v) {
+    replied = true;
+    return send_message(fd, msg.request, k_flag_version | k_flag_reply, &v, sizeof v);
+  };
+  auto vring_of = [&](uint32_t index) -> Vring* {
+    if (index >= m_vrings.size()) {
+      log_msg(LogLevel::warn, std::string(request_name(msg.request)) + ": queue index " +
+                                  std::to_string(index) + " out of range");
+      return nullptr;
+    }
+    return m_vrings[index].get();
+  };
+  switch (msg.request) {
+  case GET_FEATURES:
+    return reply_u64(supported_features());
+  case SET_FEATURES: {
+    uint64_t f;
+    if (!msg.get(f))
+      return false;
+    if (f & ~supported_features())
+      log_msg(LogLevel::warn, "SET_FEATURES: front-end acked unsupported bits; ignored");
+    m_acked_features = f & supported_features();
+    m_features_set = true;
+    return true;
+  }
+  case GET_PROTOCOL_FEATURES:
+    return reply_u64(supported_protocol_features());
+  case SET_PROTOCOL_FEATURES: {
+    uint64_t f;
+    if (!msg.get(f))
+      return false;
+    m_protocol_features = f & supported_protocol_features();
+    return true;
+  }
+  case SET_OWNER:
+    return true;
+  case RESET_OWNER:
+  case RESET_DEVICE:
+    reset();
+    return true;
+  case GET_QUEUE_NUM:
+    return reply_u64(m_opts.max_queues);
+  case SET_MEM_TABLE: {
+    uint32_t nregions;
+    if (!msg.get(nregions) || nregions == 0 || nregions > k_max_mem_regions ||
+        msg.size < 8 + nregions * sizeof(MemRegionWire) || msg.fds.size() != nregions) {
+      log_msg(LogLevel::error, "SET_MEM_TABLE: malformed (regions/fds mismatch)");
+      return false;
+    }
+    auto mem = std::make_unique<GuestMemory>();
+    for (uint32_t i = 0; i < nregions; ++i) {
+      MemRegionWire r;
+      std::memcpy(&r, msg.payload + 8 + i * sizeof r, sizeof r);
+      std::string e = mem->map_region(r.guest_phys_addr, r.memory_size, r.userspace_addr,
+                                      r.mmap_offset, msg.fds[i]);
+      if (!e.empty()) {
+        log_msg(LogLevel::error, "SET_MEM_TABLE: region " + std::to_string(i) + ": " + e);
+        return false;
+      }
+      log_msg(LogLevel::debug, "memory region gpa " + std::to_string(r.guest_phys_addr) +
+                                   " size " + std::to_string(r.memory_size));
+    }
+    // Queues see the table swap only while stopped.
+    std::vector<Vring*> were_running;
+    for (auto& v : m_vrings)
+      if (v->running) {
+        were_running.push_back(v.get());
+        stop_vring(*v);
+      }
+    m_mem = std::move(mem);
+    for (Vring* v : were_running)
+      start_vring(*v);
+    return true;
+  }
+  case SET_VRING_NUM: {
+    VringStateWire s;
+    if (!msg.get(s))
+      return false;
+    Vring* v = vring_of(s.index);
+    if (!v || s.num == 0 || s.num > k_max_queue_size || (s.num & (s.num - 1)))
+      return false;
+    v->num = s.num;
+    return true;
+  }
+  case SET_VRING_ADDR: {
+    VringAddrWire a;
+    if (!msg.get(a))
+      return false;
+    Vring* v = vring_of(a.index);
+    if (!v)
+      return false;
+    bool was = v->running;
+    stop_vring(*v);
+    v->addr = a;
+    v->addr_set = true;
+    if (was)
+      start_vring(*v);
+    return true;
+  }
+  case SET_VRING_BASE: {
+    VringStateWire s;
+    if (!msg.get(s))
+      return false;
+    Vring* v = vring_of(s.index);
+    if (!v)
+      return false;
+    v->base = uint16_t(s.num);
+    return true;
+  }
+  case GET_VRING_BASE: {
+    VringStateWire s;
+    if (!msg.get(s))
+      return false;
+    Vring* v = vring_of(s.index);
+    if (!v)
+      return false;
+    stop_vring(*v);
+    v->kick_set = false;
+    if (v->kick_fd >= 0) {
+      ::close(v->kick_fd);
+      v->kick_fd = -1;
+    }
+    VringStateWire r{s.index, v->base};
+    replied = true;
+    return send_message(fd, msg.request, k_flag_version | k_flag_reply, &r, sizeof r);
+  }
+  case SET_VRING_KICK:
+  case SET_VRING_CALL:
+  case SET_VRING_ERR: {
+    uint64_t u;
+    if (!msg.get(u))
+      return false;
+    Vring* v = vring_of(uint32_t(u & k_vring_idx_mask));
+    if (!v)
+      return false;
+    int newfd = -1;
+    if (!(u & k_vring_nofd)) {
+      newfd = take_fd(msg);
+      if (newfd < 0) {
+        log_msg(LogLevel::error, std::string(request_name(msg.request)) + ": fd missing");
+        return false;
+      }
+    }
+    if (msg.request == SET_VRING_KICK) {
+      bool was = v->running;
+      stop_vring(*v);
+      if (v->kick_fd >= 0)
+        ::close(v->kick_fd);
+      v->kick_fd = newfd;
+      v->kick_set = true;
+      // Without protocol features a ring is enabled as soon as it is started.
+      if (!(m_acked_features & (1ull << k_f_protocol_features)))
+        v->enabled = true;
+      (void)was;
+      start_vring(*v);
+    } else if (msg.request == SET_VRING_CALL) {
+      std::lock_guard lock(v->mutex);
+      if (v->call_fd >= 0)
+        ::close(v->call_fd);
+      v->call_fd = newfd;
+    } else {
+      if (v->err_fd >= 0)
+        ::close(v->err_fd);
+      v->err_fd = newfd;
+    }
+    return true;
+  }
+  case SET_VRING_ENABLE: {
+    VringStateWire s;
+    if (!msg.get(s))
+      return false;
+    Vring* v = vring_of(s.index);
+    if (!v)
+      return false;
+    v->enabled = s.num != 0;
+    if (v->enabled)
+      start_vring(*v);
+    else
+      stop_vring(*v);
+    return true;
+  }
+  case GET_CONFIG: {
+    uint32_t hdr[3];
+    if (msg.size < k_config_header)
+      return false;
+    std::memcpy(hdr, msg.payload, sizeof hdr);
+    uint32_t offset = hdr[0], size = hdr[1];
+    if (size > k_max_config_size) {
+      log_msg(LogLevel::warn, "GET_CONFIG: size " + std::to_string(size) + " too large");
+      size = 0;
+    }
+    std::vector<uint8_t> out(k_config_header + size, 0);
+    hdr[1] = size;
+    std::memcpy(out.data(), hdr, sizeof hdr);
+    auto cfg = config_space();
+    for (uint32_t i = 0; i < size; ++i)
+      if (uint64_t(offset) + i < cfg.size())
+        out[k_config_header + i] = cfg[offset + i];
+    replied = true;
+    return send_message(fd, msg.request, k_flag_version | k_flag_reply, out.data(), out.size());
+  }
+  case SET_CONFIG:
+    // The virtio-fs config space is read-only for the driver.
+    return true;
+  case SET_BACKEND_REQ_FD:
+  case SET_LOG_FD:
+  case SET_LOG_BASE:
+  case SET_VRING_ENDIAN:
+  default:
+    log_msg(LogLevel::warn, std::string("vhost-user: unsupported request ") +
+                                request_name(msg.request) + " (" + std::to_string(msg.request) + ")");
+    return false;
+  }
+}
+
+int VhostUserServer::serve(int fd, int signal_fd, const std::function<bool()>& on_signal) {
+  for (;;) {
+    pollfd p[2] = {{fd, POLLIN, 0}, {signal_fd, POLLIN, 0}};
+    int r = ::poll(p, signal_fd >= 0 ? 2 : 1, -1);
+    if (r < 0) {
+      if (errno == EINTR)
+        continue;
+      return 1;
+    }
+    if (signal_fd >= 0 && (p[1].revents & POLLIN)) {
+      if (!on_signal()) {
+        stop_all();
+        return 0;
+      }
+    }
+    if (p[0].revents & (POLLIN | POLLHUP | POLLERR)) {
+      Step s = handle_one(fd);
+      if (s == Step::disconnect) {
+        log_msg(LogLevel::info, "front-end disconnected");
+        stop_all();
+        return 0;
+      }
+      if (s == Step::error) {
+        stop_all();
+        return 1;
+      }
+    }
+  }
+}
+
+} // namespace kab::dpu

@@ -1,0 +1,82 @@
+// The vhost-user back-end of kab-dpu: the control plane (one front-end connection) and the
+// data plane (one thread per started queue, optionally handing requests to a worker pool).
+#pragma once
+
+#include "dpu_model.h"
+#include "guest_memory.h"
+#include "stats.h"
+#include "vhost_user.h"
+#include "virtqueue.h"
+
+#include <atomic>
+#include <condition_variable>
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <thread>
+#include <vector>
+
+namespace kab::dpu {
+
+// What serves the requests of a queue; implemented by the virtio-fs device.
+class RequestProcessor {
+public:
+  virtual ~RequestProcessor() = default;
+  // Serves one well-formed chain of queue `queue`; returns the bytes written into its writable
+  // part (the used length). `worker` identifies the serving thread for statistics.
+  virtual uint32_t process(unsigned queue, Chain& chain, unsigned worker) = 0;
+};
+
+struct ServerOptions {
+  std::string tag = "kab";
+  unsigned request_queues = 1;  // announced in the config space
+  unsigned max_queues = 17;     // answered to GET_QUEUE_NUM; hiprio + request queues
+  DpuModelConfig model;
+};
+
+class VhostUserServer {
+public:
+  VhostUserServer(ServerOptions opts, RequestProcessor& processor, Stats& stats);
+  ~VhostUserServer();
+
+  enum class Step { ok, disconnect, error };
+  // Reads and handles one message from `fd`. `error` means a protocol violation by the
+  // front-end (the caller drops the connection); `disconnect` means EOF.
+  Step handle_one(int fd);
+  // Serves until EOF or until on_signal() returns false. Polls `signal_fd` (may be -1) and
+  // calls on_signal when it is readable. Returns 0 on a clean disconnect, 1 on error.
+  int serve(int fd, int signal_fd, const std::function<bool()>& on_signal);
+  // Stops every queue (drains requests in flight).
+  void stop_all();
+
+  uint64_t acked_features() const { return m_acked_features; }
+  uint64_t protocol_features() const { return m_protocol_features; }
+  static uint64_t supported_features();
+  static uint64_t supported_protocol_features();
+  // The virtio-fs config space (struct virtio_fs_config).
+  std::vector<uint8_t> config_space() const;
+
+private:
+  struct Vring;
+  bool handle(vhost::Message& msg, int fd, bool& replied);
+  bool start_vring(Vring& v);
+  void stop_vring(Vring& v);
+  void run_vring(Vring& v);
+  void dispatch(Vring& v, std::shared_ptr<Chain> chain);
+  void complete(Vring& v, uint16_t head, uint32_t len);
+  bool vring_should_run(const Vring& v) const;
+  void reset();
+
+  ServerOptions m_opts;
+  RequestProcessor& m_processor;
+  Stats& m_stats;
+  std::unique_ptr<GuestMemory> m_mem;
+  std::vector<std::unique_ptr<Vring>> m_vrings;
+  std::unique_ptr<WorkerPool> m_pool;
+  uint64_t m_acked_features = 0;
+  uint64_t m_protocol_features = 0;
+  bool m_features_set = false;
+};
+
+} // namespace kab::dpu
