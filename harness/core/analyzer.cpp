@@ -1,0 +1,397 @@
+#include "core/analyzer.h"
+
+#include <algorithm>
+#include <cmath>
+#include <cstdio>
+#include <limits>
+#include <map>
+#include <stdexcept>
+
+namespace kab::core {
+
+namespace {
+
+constexpr double k_nan = std::numeric_limits<double>::quiet_NaN();
+constexpr double k_gib = 1024.0 * 1024.0 * 1024.0;
+
+std::string fmt(const char* f, double v) {
+  char buf[64];
+  std::snprintf(buf, sizeof buf, f, v);
+  return buf;
+}
+
+std::string pct(double fraction) { return fmt("%.1f%%", fraction * 100); }
+
+// FNV-1a, to give every test its own bootstrap stream: a cell's interval must
+// not depend on which other cells or metrics were analysed with it.
+std::uint64_t fnv1a(const std::string& s, std::uint64_t h = 0xcbf29ce484222325ULL) {
+  for (unsigned char c : s) {
+    h ^= c;
+    h *= 0x100000001b3ULL;
+  }
+  return h;
+}
+
+std::string direction_of(const Scenario& sc, const Cell& cell) {
+  std::string rw;
+  for (const auto& [k, v] : sc.fio.job)
+    if (k == "rw" || k == "readwrite") rw = v;
+  for (const auto& [k, v] : cell)
+    if (k == "rw" || k == "readwrite") rw = v;
+  bool write = rw.find("write") != std::string::npos || rw.find("trim") != std::string::npos ||
+               rw == "rw" || rw == "randrw";
+  return write ? "WRITE" : "READ";
+}
+
+void add_status(std::vector<std::pair<std::string, int>>& counts, const std::string& status) {
+  for (auto& [s, n] : counts)
+    if (s == status) {
+      ++n;
+      return;
+    }
+  counts.emplace_back(status, 1);
+}
+
+std::string describe_counts(const std::vector<std::pair<std::string, int>>& counts) {
+  std::string out;
+  for (const auto& [s, n] : counts) {
+    if (!out.empty()) out += ", ";
+    out += std::to_string(n) + " " + s;
+  }
+  return out;
+}
+
+struct Group {
+  std::vector<const Sample*> base_ok, candidate_ok;
+};
+
+void decide(MetricResult& r, double alpha, double min_effect) {
+  const MetricInfo& mi = metric_info(r.metric);
+  const int n1 = r.base.summary.n, n2 = r.candidate.summary.n;
+  if (n1 == 0 || n2 == 0) {
+    r.verdict = Verdict::inconclusive;
+    r.reason = "no included sample in " + std::string(n1 == 0 ? "the base" : "the candidate") + " arm";
+    return;
+  }
+  if (r.best_p >= alpha) {
+    r.verdict = Verdict::inconclusive;
+    r.reason = "n = " + std::to_string(n1) + " + " + std::to_string(n2) +
+               " cannot reach p < " + fmt("%g", alpha) + " (best possible " +
+               (r.best_p > min_two_sided_p(n1, n2) ? "Holm-adjusted " : "") + "p " +
+               fmt("%.3g", r.best_p) + "); more repetitions needed";
+    return;
+  }
+  if (!std::isfinite(r.ratio)) {
+    r.verdict = Verdict::inconclusive;
+    r.reason = "the base median is 0: no ratio";
+    return;
+  }
+  const bool significant = r.p_adjusted < alpha;
+  const bool large = std::fabs(r.change) >= min_effect;
+  const std::string p_text = "adjusted p " + fmt("%.3g", r.p_adjusted);
+  const std::string change_text = "|change| " + pct(std::fabs(r.change));
+  if (!significant) {
+    r.verdict = Verdict::no_change;
+    r.reason = p_text + " >= alpha " + fmt("%g", alpha);
+  } else if (!large) {
+    r.verdict = Verdict::no_change;
+    r.reason = p_text + " < " + fmt("%g", alpha) + " but " + change_text + " < min effect " + pct(min_effect);
+  } else {
+    bool better = (r.change > 0) == (mi.better == Better::higher);
+    r.verdict = better ? Verdict::improvement : Verdict::regression;
+    r.reason = p_text + " < " + fmt("%g", alpha) + " and " + change_text + " >= " + pct(min_effect);
+  }
+}
+
+int severity(Verdict v) {
+  switch (v) {
+    case Verdict::regression: return 3;
+    case Verdict::improvement: return 2;
+    case Verdict::inconclusive: return 1;
+    case Verdict::no_change: return 0;
+  }
+  return 1;
+}
+
+}  // namespace
+
+const std::vector<MetricInfo>& all_metrics() {
+  static const std::vector<MetricInfo> k_metrics = {
+      {Metric::bandwidth, "bandwidth", "bandwidth", "B/s", Better::higher},
+      {Metric::iops, "iops", "IOPS", "IO/s", Better::higher},
+      {Metric::clat_p99, "clat_p99", "clat p99", "ns", Better::lower},
+      {Metric::guest_sys_cpu_per_gib, "guest_sys_cpu_per_gib", "guest sys CPU/GiB", "s/GiB", Better::lower},
+      {Metric::backend_cpu_per_gib, "backend_cpu_per_gib", "backend CPU/GiB", "s/GiB", Better::lower},
+  };
+  return k_metrics;
+}
+
+const MetricInfo& metric_info(Metric m) {
+  for (const auto& mi : all_metrics())
+    if (mi.metric == m) return mi;
+  return all_metrics().front();
+}
+
+std::optional<Metric> metric_from(const std::string& key) {
+  for (const auto& mi : all_metrics())
+    if (key == mi.key) return mi.metric;
+  return std::nullopt;
+}
+
+std::optional<double> metric_value(const Sample& s, Metric m) {
+  const double gib = s.fio.bytes / k_gib;
+  switch (m) {
+    case Metric::bandwidth: return s.fio.bw_bytes;
+    case Metric::iops: return s.fio.iops;
+    case Metric::clat_p99:
+      if (s.fio.clat_p99_ns <= 0) return std::nullopt;
+      return s.fio.clat_p99_ns;
+    case Metric::guest_sys_cpu_per_gib:
+      if (gib <= 0 || s.guest.guest_sys_s <= 0) return std::nullopt;
+      return s.guest.guest_sys_s / gib;
+    case Metric::backend_cpu_per_gib: {
+      double cpu = s.backend_usage.user_s + s.backend_usage.sys_s;
+      if (gib <= 0 || cpu <= 0) return std::nullopt;
+      return cpu / gib;
+    }
+  }
+  return std::nullopt;
+}
+
+std::string to_string(Verdict v) {
+  switch (v) {
+    case Verdict::improvement: return "improvement";
+    case Verdict::regression: return "regression";
+    case Verdict::no_change: return "no significant change";
+    case Verdict::inconclusive: return "inconclusive";
+  }
+  return "inconclusive";
+}
+
+std::string verdict_key(Verdict v) {
+  return v == Verdict::no_change ? "no_change" : to_string(v);
+}
+
+Comparison analyze(const Scenario& scenario, const std::vector<Sample>& samples, const AnalysisOptions& o) {
+  if (o.base_arm.empty() || o.candidate_arm.empty())
+    throw std::invalid_argument("analysis needs a base arm and a candidate arm");
+  if (o.base_arm == o.candidate_arm)
+    throw std::invalid_argument("base and candidate are the same arm '" + o.base_arm + "'");
+
+  std::vector<const Sample*> ordered;
+  std::vector<std::string> arms_seen;
+  for (const auto& s : samples) {
+    if (std::find(arms_seen.begin(), arms_seen.end(), s.arm) == arms_seen.end()) arms_seen.push_back(s.arm);
+    if (s.arm == o.base_arm || s.arm == o.candidate_arm) ordered.push_back(&s);
+  }
+  for (const auto* arm : {&o.base_arm, &o.candidate_arm}) {
+    bool any = std::any_of(ordered.begin(), ordered.end(), [&](const Sample* s) { return s->arm == *arm; });
+    if (!any) {
+      std::string seen;
+      for (const auto& a : arms_seen) seen += (seen.empty() ? "" : ", ") + a;
+      throw std::invalid_argument("no samples of arm '" + *arm + "' (arms in the samples: " +
+                                  (seen.empty() ? "none" : seen) + ")");
+    }
+  }
+  std::stable_sort(ordered.begin(), ordered.end(), [](const Sample* a, const Sample* b) {
+    return std::pair(a->run_id, a->plan_index) < std::pair(b->run_id, b->plan_index);
+  });
+
+  Comparison c;
+  c.scenario = scenario.name;
+  c.base_arm = o.base_arm;
+  c.candidate_arm = o.candidate_arm;
+  c.alpha = scenario.alpha;
+  c.min_effect = scenario.min_effect;
+  c.confidence = o.confidence;
+  c.bootstrap_resamples = o.bootstrap_resamples;
+  c.seed = o.seed;
+  c.holm_across_metrics = o.holm_across_metrics;
+
+  std::vector<Group> groups;
+  std::map<std::pair<std::string, std::string>, std::size_t> index;
+  std::vector<std::pair<std::string, int>> base_excl, cand_excl;
+  int loaded = 0, load_checked = 0;
+  double max_load = 0;
+
+  for (const Sample* s : ordered) {
+    if (std::find(c.run_ids.begin(), c.run_ids.end(), s->run_id) == c.run_ids.end()) c.run_ids.push_back(s->run_id);
+    if (std::find(c.backends.begin(), c.backends.end(), s->backend) == c.backends.end()) {
+      c.backends.push_back(s->backend);
+      c.backend_cmdlines.emplace_back(s->backend, s->backend_cmdline);
+    }
+    auto key = std::pair(s->backend, cell_label(s->cell));
+    auto [it, fresh] = index.emplace(key, c.cells.size());
+    if (fresh) {
+      CellResult cr;
+      cr.backend = s->backend;
+      cr.cell = s->cell;
+      cr.label = key.second.empty() ? "(default)" : key.second;
+      cr.direction = direction_of(scenario, s->cell);
+      c.cells.push_back(std::move(cr));
+      groups.emplace_back();
+    }
+    CellResult& cr = c.cells[it->second];
+    Group& g = groups[it->second];
+    const bool is_base = s->arm == o.base_arm;
+    ArmCell& ac = is_base ? cr.base : cr.candidate;
+    if (ac.kernel.empty()) ac.kernel = s->kernel;
+    std::string& arm_kernel = is_base ? c.base_kernel : c.candidate_kernel;
+    if (arm_kernel.empty()) arm_kernel = s->kernel;
+
+    if (o.host_cores > 0) {
+      ++load_checked;
+      double load = std::max(s->host_load_before, s->host_load_after);
+      if (load > o.host_cores) ++loaded;
+      max_load = std::max(max_load, load);
+    }
+    if (s->health.status != SampleStatus::ok) {
+      ++ac.excluded;
+      add_status(ac.excluded_by_status, to_string(s->health.status));
+      add_status(is_base ? base_excl : cand_excl, to_string(s->health.status));
+      ++(is_base ? c.base_excluded : c.candidate_excluded);
+      continue;
+    }
+    ++ac.included;
+    ++(is_base ? c.base_included : c.candidate_included);
+    (is_base ? g.base_ok : g.candidate_ok).push_back(s);
+  }
+  // Backends first, in order of appearance; cells keep their order within one.
+  std::vector<std::size_t> order(c.cells.size());
+  for (std::size_t i = 0; i < order.size(); ++i) order[i] = i;
+  std::stable_sort(order.begin(), order.end(), [&](std::size_t a, std::size_t b) {
+    auto pos = [&](const std::string& be) { return std::find(c.backends.begin(), c.backends.end(), be) - c.backends.begin(); };
+    return pos(c.cells[a].backend) < pos(c.cells[b].backend);
+  });
+  {
+    std::vector<CellResult> cells;
+    std::vector<Group> gs;
+    for (auto i : order) {
+      cells.push_back(std::move(c.cells[i]));
+      gs.push_back(std::move(groups[i]));
+    }
+    c.cells = std::move(cells);
+    groups = std::move(gs);
+  }
+
+  const std::vector<Metric> metrics = [&] {
+    if (!o.metrics.empty()) return o.metrics;
+    std::vector<Metric> all;
+    for (const auto& mi : all_metrics()) all.push_back(mi.metric);
+    return all;
+  }();
+
+  for (std::size_t ci = 0; ci < c.cells.size(); ++ci) {
+    CellResult& cr = c.cells[ci];
+    const Group& g = groups[ci];
+    for (auto [ok, ac] : {std::pair(&g.base_ok, &cr.base), std::pair(&g.candidate_ok, &cr.candidate)}) {
+      std::vector<double> wbt, nrwt;
+      std::vector<std::pair<double, const Sample*>> by_bw;
+      for (const Sample* s : *ok) {
+        wbt.push_back(s->guest.writeback_tmp_peak_kb);
+        nrwt.push_back(s->guest.nr_writeback_temp_peak);
+        by_bw.emplace_back(s->fio.bw_bytes, s);
+      }
+      ac->writeback_tmp_peak_kb = summarize(wbt);
+      ac->nr_writeback_temp_peak = summarize(nrwt);
+      if (!by_bw.empty()) {
+        std::stable_sort(by_bw.begin(), by_bw.end(), [](auto& a, auto& b) { return a.first < b.first; });
+        const Sample* m = by_bw[(by_bw.size() - 1) / 2].second;
+        ac->median_fio = m->fio;
+        ac->median_plan_index = m->plan_index;
+      }
+    }
+    for (Metric m : metrics) {
+      MetricResult r;
+      r.metric = m;
+      for (auto [ok, am] : {std::pair(&g.base_ok, &r.base), std::pair(&g.candidate_ok, &r.candidate)})
+        for (const Sample* s : *ok)
+          if (auto v = metric_value(*s, m)) {
+            am->values.push_back(*v);
+            am->plan_indices.push_back(s->plan_index);
+          }
+      if (r.base.values.empty() && r.candidate.values.empty()) {
+        cr.unmeasured.push_back(metric_info(m).key);
+        continue;
+      }
+      r.base.summary = summarize(r.base.values);
+      r.candidate.summary = summarize(r.candidate.values);
+      r.ratio = r.base.summary.median != 0 ? r.candidate.summary.median / r.base.summary.median : k_nan;
+      r.change = r.ratio - 1;
+      std::uint64_t seed = fnv1a(cr.backend + '\n' + cr.label + '\n' + metric_info(m).key, o.seed);
+      r.ratio_ci = bootstrap_median_ratio_ci(r.base.values, r.candidate.values,
+                                             {o.bootstrap_resamples, o.confidence, seed});
+      r.hodges_lehmann = hodges_lehmann_ratio(r.base.values, r.candidate.values);
+      r.test = mann_whitney_u(r.base.values, r.candidate.values);
+      cr.metrics.push_back(std::move(r));
+    }
+  }
+
+  // Holm across the family; a test with an empty arm has nothing to say and
+  // stays out of it.
+  std::map<std::string, std::vector<MetricResult*>> families;
+  for (auto& cr : c.cells)
+    for (auto& r : cr.metrics)
+      if (r.base.summary.n > 0 && r.candidate.summary.n > 0)
+        families[o.holm_across_metrics ? std::string("all") : std::string(metric_info(r.metric).key)].push_back(&r);
+  for (auto& [name, members] : families) {
+    std::vector<double> p;
+    for (auto* r : members) p.push_back(r->test.p);
+    auto adj = holm_adjust(p);
+    for (std::size_t i = 0; i < members.size(); ++i) {
+      members[i]->p_adjusted = adj[i];
+      double best = min_two_sided_p(members[i]->base.summary.n, members[i]->candidate.summary.n);
+      members[i]->best_p = std::min(1.0, best * static_cast<double>(members.size()));
+    }
+  }
+
+  int worst = -1;
+  for (auto& cr : c.cells) {
+    int cell_worst = -1;
+    for (auto& r : cr.metrics) {
+      decide(r, c.alpha, c.min_effect);
+      cell_worst = std::max(cell_worst, severity(r.verdict));
+    }
+    cr.verdict = cell_worst < 0 ? Verdict::inconclusive
+                 : cell_worst == 3 ? Verdict::regression
+                 : cell_worst == 2 ? Verdict::improvement
+                 : cell_worst == 1 ? Verdict::inconclusive
+                                   : Verdict::no_change;
+    worst = std::max(worst, cell_worst < 0 ? 1 : cell_worst);
+  }
+  c.verdict = worst == 3 ? Verdict::regression
+              : worst == 2 ? Verdict::improvement
+              : worst == 0 ? Verdict::no_change
+                           : Verdict::inconclusive;
+
+  // Noise warnings.
+  if (o.tcg)
+    c.warnings.push_back({"tcg", "guests ran under TCG (software emulation, no KVM): absolute figures are not "
+                                 "hardware figures; ratios within this run are"});
+  if (loaded > 0)
+    c.warnings.push_back({"host_load", "host load was above the " + std::to_string(o.host_cores) +
+                                           " cores during " + std::to_string(loaded) + " of " +
+                                           std::to_string(load_checked) + " samples (max " +
+                                           fmt("%.2f", max_load) + ")"});
+  for (auto [arm, counts, n] : {std::tuple(&c.base_arm, &base_excl, c.base_excluded),
+                                std::tuple(&c.candidate_arm, &cand_excl, c.candidate_excluded)})
+    if (n > 0)
+      c.warnings.push_back({"excluded_samples", std::to_string(n) + " sample" + (n == 1 ? "" : "s") + " of " + *arm +
+                                                    " excluded (" + describe_counts(*counts) +
+                                                    "): kept in the store, not in the statistics"});
+  for (const auto& cr : c.cells)
+    for (bool base : {true, false}) {
+      std::string list;
+      for (const auto& r : cr.metrics) {
+        const Summary& s = base ? r.base.summary : r.candidate.summary;
+        if (std::isfinite(s.cv) && s.cv > o.cv_warn)
+          list += (list.empty() ? "" : ", ") + std::string(metric_info(r.metric).label) + " " + pct(s.cv);
+      }
+      if (!list.empty())
+        c.warnings.push_back({"high_cv", (base ? c.base_arm : c.candidate_arm) + " on " + cr.backend + " " +
+                                             cr.label + ": CV above " + pct(o.cv_warn) + " (" + list + ")"});
+    }
+  return c;
+}
+
+}  // namespace kab::core

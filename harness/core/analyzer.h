@@ -1,0 +1,176 @@
+// The Analyzer: from stored samples of two arms to a Comparison — per backend,
+// matrix cell and metric the per-arm summaries, the ratio of medians with its
+// bootstrap confidence interval, the Mann–Whitney p-value, Holm's adjustment
+// and a verdict; noise warnings; one overall verdict. Pure: no I/O, the same
+// samples and options always give the same Comparison. Renderers
+// (harness/report) only format a Comparison.
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "core/model.h"
+#include "core/sample.h"
+#include "core/stats.h"
+
+namespace kab::core {
+
+enum class Metric { bandwidth, iops, clat_p99, guest_sys_cpu_per_gib, backend_cpu_per_gib };
+enum class Better { higher, lower };
+
+struct MetricInfo {
+  Metric metric;
+  const char* key;     // stable identifier: "bandwidth", "iops", "clat_p99", "guest_sys_cpu_per_gib", "backend_cpu_per_gib"
+  const char* label;   // for people: "bandwidth", "IOPS", "clat p99", "guest sys CPU/GiB", "backend CPU/GiB"
+  const char* unit;    // "B/s", "IO/s", "ns", "s/GiB", "s/GiB"
+  Better better;
+};
+
+// Every metric, in report order (bandwidth first: it is the primary metric).
+const std::vector<MetricInfo>& all_metrics();
+const MetricInfo& metric_info(Metric m);
+std::optional<Metric> metric_from(const std::string& key);
+
+// One sample's value of a metric:
+//   bandwidth             fio.bw_bytes (bytes/s)             higher is better
+//   iops                  fio.iops                           higher is better
+//   clat_p99              fio.clat_p99_ns                    lower is better
+//   guest_sys_cpu_per_gib guest.guest_sys_s / (fio.bytes / 2^30)               lower is better
+//   backend_cpu_per_gib   (backend_usage.user_s + sys_s) / (fio.bytes / 2^30)  lower is better
+// nullopt when the sample did not measure it: a zero p99 or CPU time (not
+// recorded), or no bytes moved for the per-GiB metrics.
+std::optional<double> metric_value(const Sample& s, Metric m);
+
+enum class Verdict { improvement, regression, no_change, inconclusive };
+// "improvement", "regression", "no significant change", "inconclusive".
+std::string to_string(Verdict v);
+// Identifier form for JSON and JUnit: "improvement", "regression", "no_change", "inconclusive".
+std::string verdict_key(Verdict v);
+
+struct AnalysisOptions {
+  std::string base_arm;        // required
+  std::string candidate_arm;   // required
+  std::vector<Metric> metrics; // empty = all_metrics()
+  int bootstrap_resamples = 10000;
+  double confidence = 0.95;
+  std::uint64_t seed = 1;      // bootstrap seed; kab passes the scenario's seed
+  // Holm's family: by default the (backend × cell) tests of one metric — each
+  // metric is its own question. true = every test of the comparison in one family.
+  bool holm_across_metrics = false;
+  double cv_warn = 0.05;       // warn when an arm's CV exceeds this
+  int host_cores = 0;          // warn when host load exceeded this during a sample; 0 = don't check
+  bool tcg = false;            // guests ran under TCG (no KVM)
+  // alpha and min_effect come from the Scenario.
+};
+
+// One arm's values of one metric in one cell.
+struct ArmMetric {
+  Summary summary;
+  std::vector<double> values;     // in (run, plan index) order
+  std::vector<int> plan_indices;  // same order as values
+};
+
+struct MetricResult {
+  Metric metric = Metric::bandwidth;
+  ArmMetric base, candidate;
+  double ratio = 0;               // median(candidate) / median(base); NaN when the base median is 0
+  double change = 0;              // ratio - 1
+  Interval ratio_ci;              // percentile bootstrap, AnalysisOptions::confidence
+  double hodges_lehmann = 0;      // HL ratio estimate (NaN for non-positive values)
+  UTest test;                     // two-sided Mann–Whitney, base as x
+  double p_adjusted = 1;          // Holm
+  double best_p = 1;              // smallest p the exact test could give with these n, times the Holm family size
+  Verdict verdict = Verdict::inconclusive;
+  std::string reason;             // why, in words: "adjusted p 0.016 < 0.05 and |change| 14.2% ≥ 2.0%"
+};
+
+// Per arm and cell: which samples counted, and facts that are shown, not tested.
+struct ArmCell {
+  int included = 0;
+  int excluded = 0;
+  std::vector<std::pair<std::string, int>> excluded_by_status;  // "unhealthy" → 1, …
+  // The sample whose bandwidth is the median one (lower middle for even n); the
+  // fio lines of the evidence come from it. Absent when no sample is included.
+  std::optional<FioMetrics> median_fio;
+  int median_plan_index = -1;
+  Summary writeback_tmp_peak_kb;  // WritebackTmp peak of each included sample
+  Summary nr_writeback_temp_peak; // vmstat nr_writeback_temp peak
+  std::string kernel;             // kernel of the samples ("" if none)
+};
+
+struct CellResult {
+  std::string backend;
+  Cell cell;
+  std::string label;              // cell_label(cell), "(default)" for the empty cell
+  std::string direction;          // "WRITE" or "READ": what fio's summary line is called
+  ArmCell base, candidate;
+  std::vector<MetricResult> metrics;
+  std::vector<std::string> unmeasured;  // metric keys left out: neither arm had a value for them
+  Verdict verdict = Verdict::inconclusive;  // regression > improvement > inconclusive > no change
+};
+
+struct Warning {
+  std::string kind;      // "high_cv", "host_load", "tcg", "excluded_samples"
+  std::string message;   // one line for people
+};
+
+struct Comparison {
+  std::string scenario;
+  std::string base_arm, candidate_arm;
+  std::string base_kernel, candidate_kernel;
+  double alpha = 0.05, min_effect = 0.02, confidence = 0.95;
+  int bootstrap_resamples = 10000;
+  std::uint64_t seed = 1;
+  bool holm_across_metrics = false;
+  std::vector<std::int64_t> run_ids;                          // ascending
+  std::vector<std::string> backends;                          // order of first appearance
+  std::vector<std::pair<std::string, std::string>> backend_cmdlines;  // backend → command line seen
+  std::vector<CellResult> cells;                              // by backend, then first appearance
+  int base_included = 0, base_excluded = 0;
+  int candidate_included = 0, candidate_excluded = 0;
+  std::vector<Warning> warnings;
+  Verdict verdict = Verdict::inconclusive;  // any regression → regression; any improvement →
+                                            // improvement; all no change → no change; else inconclusive
+};
+
+// Analyses the samples of options.base_arm against options.candidate_arm
+// (other arms are ignored). Samples whose health status is not ok are
+// excluded and counted. Scenario supplies name, alpha and min_effect (its
+// arms are not consulted, so samples of two runs can be compared).
+// Throws std::invalid_argument when an arm name is empty, both are the same,
+// or an arm has no sample at all (the message lists the arms seen).
+Comparison analyze(const Scenario& scenario, const std::vector<Sample>& samples,
+                   const AnalysisOptions& options);
+
+// Facts about where and how the comparison was made, filled by the CLI and
+// rendered by the report renderers next to the Comparison.
+struct KernelFacts {
+  std::string arm;
+  std::string kernel;        // definition name
+  std::string version;       // "6.1.158"
+  std::string config_hash;
+  std::string patch_hash;    // "" = no patches
+  std::string build_key;
+};
+
+struct ReportContext {
+  std::string title;             // "" = derived from the scenario and arms
+  std::string command;           // the exact command that reproduces the comparison
+  std::string job_file;          // the fio job file text as run
+  std::string date;              // ISO 8601 UTC
+  std::string kab_version;
+  std::string host;              // host name
+  std::string host_cpu;          // model name, core count
+  std::string host_kernel;
+  std::string accelerator;       // "kvm" or "tcg"
+  std::string qemu_version, virtiofsd_version, libvirt_version, fio_version;
+  std::vector<KernelFacts> kernels;                            // base first
+  std::vector<std::pair<std::string, std::string>> backend_options;  // backend → options; empty = the
+                                                                     // Comparison's backend_cmdlines
+  std::vector<std::pair<std::string, std::string>> extra;      // further facts, rendered as given
+};
+
+}  // namespace kab::core

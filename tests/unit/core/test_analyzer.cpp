@@ -1,0 +1,312 @@
+#include <catch2/catch.hpp>
+#include <cmath>
+
+#include "core/analyzer.h"
+
+using namespace kab::core;
+
+namespace {
+
+constexpr double k_gib = 1024.0 * 1024 * 1024;
+
+Scenario scenario() {
+  Scenario s;
+  s.name = "rfc-writeback";
+  s.fio.job = {{"bs", "1M"}, {"rw", "randwrite"}};
+  s.alpha = 0.05;
+  s.min_effect = 0.02;
+  return s;
+}
+
+// A sample of `arm` with bandwidth `mib` MiB/s and derived figures: 1 MiB
+// blocks, 30 s, guest sys time 2 s, backend CPU 3 s per run.
+Sample sample(const std::string& arm, double mib, int index, const std::string& backend = "virtiofsd",
+              Cell cell = {{"bs", "1M"}}) {
+  Sample s;
+  s.run_id = 1;
+  s.plan_index = index;
+  s.arm = arm;
+  s.kernel = arm + "-6.1";
+  s.backend = backend;
+  s.backend_cmdline = "/usr/lib/qemu/virtiofsd -o cache=auto -o writeback";
+  s.cell = std::move(cell);
+  s.fio.bw_bytes = mib * 1024 * 1024;
+  s.fio.iops = mib;
+  s.fio.bytes = mib * 1024 * 1024 * 30;
+  s.fio.clat_p99_ns = 1e9 / mib;
+  s.fio.runtime_ms = 30000;
+  s.guest.guest_sys_s = 2;
+  s.guest.writeback_tmp_peak_kb = arm == "stock" ? 4096 : 0;
+  s.backend_usage.user_s = 1;
+  s.backend_usage.sys_s = 2;
+  s.host_load_before = 0.5;
+  s.host_load_after = 0.7;
+  return s;
+}
+
+std::vector<Sample> arms(const std::vector<double>& base, const std::vector<double>& cand,
+                         const std::string& backend = "virtiofsd", Cell cell = {{"bs", "1M"}}, int first_index = 0) {
+  std::vector<Sample> out;
+  int i = first_index;
+  // Interleaved like the planner's ABBA order.
+  for (std::size_t k = 0; k < std::max(base.size(), cand.size()); ++k) {
+    if (k < base.size()) out.push_back(sample("stock", base[k], i++, backend, cell));
+    if (k < cand.size()) out.push_back(sample("rfc", cand[k], i++, backend, cell));
+  }
+  return out;
+}
+
+AnalysisOptions options() {
+  AnalysisOptions o;
+  o.base_arm = "stock";
+  o.candidate_arm = "rfc";
+  o.seed = 20231228;
+  return o;
+}
+
+const MetricResult& metric(const CellResult& c, Metric m) {
+  for (const auto& r : c.metrics)
+    if (r.metric == m) return r;
+  FAIL("metric " << metric_info(m).key << " missing");
+  throw;
+}
+
+bool has_warning(const Comparison& c, const std::string& kind) {
+  for (const auto& w : c.warnings)
+    if (w.kind == kind) return true;
+  return false;
+}
+
+}  // namespace
+
+TEST_CASE("metric values and directions", "[analyzer]") {
+  Sample s = sample("stock", 512, 0);
+  CHECK(*metric_value(s, Metric::bandwidth) == 512.0 * 1024 * 1024);
+  CHECK(*metric_value(s, Metric::iops) == 512);
+  // 15 GiB written, 2 s of guest sys time, 3 s of backend CPU.
+  CHECK(*metric_value(s, Metric::guest_sys_cpu_per_gib) == Approx(2.0 / 15));
+  CHECK(*metric_value(s, Metric::backend_cpu_per_gib) == Approx(3.0 / 15));
+  s.fio.clat_p99_ns = 0;
+  CHECK_FALSE(metric_value(s, Metric::clat_p99));
+  s.fio.bytes = 0;
+  CHECK_FALSE(metric_value(s, Metric::guest_sys_cpu_per_gib));
+  CHECK(metric_info(Metric::bandwidth).better == Better::higher);
+  CHECK(metric_info(Metric::iops).better == Better::higher);
+  CHECK(metric_info(Metric::clat_p99).better == Better::lower);
+  CHECK(metric_info(Metric::guest_sys_cpu_per_gib).better == Better::lower);
+  CHECK(metric_info(Metric::backend_cpu_per_gib).better == Better::lower);
+  CHECK(metric_from("clat_p99") == Metric::clat_p99);
+  CHECK_FALSE(metric_from("latency"));
+  CHECK(to_string(Verdict::no_change) == "no significant change");
+  CHECK(verdict_key(Verdict::no_change) == "no_change");
+}
+
+TEST_CASE("analyze: verdicts", "[analyzer]") {
+  SECTION("a clear slowdown is a regression in every direction-aware metric") {
+    auto c = analyze(scenario(), arms({655, 648, 661, 650, 659}, {560, 571, 566, 553, 575}), options());
+    REQUIRE(c.cells.size() == 1);
+    const auto& cell = c.cells[0];
+    CHECK(cell.label == "bs=1M");
+    CHECK(cell.direction == "WRITE");
+    const auto& bw = metric(cell, Metric::bandwidth);
+    CHECK(bw.base.summary.n == 5);
+    CHECK(bw.base.summary.median == Approx(655.0 * 1024 * 1024));
+    CHECK(bw.ratio == Approx(566.0 / 655));
+    CHECK(bw.test.method == UTestMethod::exact);
+    CHECK(bw.test.p == Approx(2.0 / 252));
+    CHECK(bw.p_adjusted == bw.test.p);  // one cell: Holm changes nothing
+    CHECK(bw.ratio_ci.lo <= bw.ratio);
+    CHECK(bw.ratio <= bw.ratio_ci.hi);
+    CHECK(bw.ratio_ci.hi < 1);
+    CHECK(bw.verdict == Verdict::regression);
+    CHECK(bw.reason == "adjusted p 0.00794 < 0.05 and |change| 13.6% >= 2.0%");
+    // Lower bandwidth means higher latency and more CPU per GiB: all regressions.
+    CHECK(metric(cell, Metric::iops).verdict == Verdict::regression);
+    CHECK(metric(cell, Metric::clat_p99).verdict == Verdict::regression);
+    CHECK(metric(cell, Metric::guest_sys_cpu_per_gib).verdict == Verdict::regression);
+    CHECK(cell.verdict == Verdict::regression);
+    CHECK(c.verdict == Verdict::regression);
+    CHECK(c.base_kernel == "stock-6.1");
+    CHECK(c.candidate_kernel == "rfc-6.1");
+  }
+  SECTION("a clear speed-up is an improvement, latency too") {
+    auto c = analyze(scenario(), arms({655, 648, 661, 650, 659}, {754, 760, 741, 749, 771}), options());
+    const auto& cell = c.cells[0];
+    CHECK(metric(cell, Metric::bandwidth).verdict == Verdict::improvement);
+    CHECK(metric(cell, Metric::clat_p99).verdict == Verdict::improvement);
+    CHECK(metric(cell, Metric::clat_p99).change < 0);
+    CHECK(c.verdict == Verdict::improvement);
+    // The median sample carries the fio figures of the evidence lines.
+    REQUIRE(cell.base.median_fio);
+    CHECK(cell.base.median_fio->bw_bytes == 655.0 * 1024 * 1024);
+    CHECK(cell.candidate.median_fio->bw_bytes == 754.0 * 1024 * 1024);
+    CHECK(cell.base.writeback_tmp_peak_kb.max == 4096);
+    CHECK(cell.candidate.writeback_tmp_peak_kb.max == 0);
+  }
+  SECTION("A/A: the same distribution is no significant change") {
+    auto c = analyze(scenario(), arms({655, 648, 661, 650, 659, 652}, {651, 660, 647, 657, 654, 649}), options());
+    const auto& bw = metric(c.cells[0], Metric::bandwidth);
+    CHECK(bw.verdict == Verdict::no_change);
+    CHECK(bw.p_adjusted >= 0.05);
+    CHECK(bw.ratio_ci.lo < 1);
+    CHECK(bw.ratio_ci.hi > 1);
+    CHECK(c.verdict == Verdict::no_change);
+  }
+  SECTION("significant but smaller than min_effect is no significant change") {
+    auto c = analyze(scenario(), arms({1000, 1001, 1002, 1003, 1004}, {1010, 1011, 1012, 1013, 1014}), options());
+    const auto& bw = metric(c.cells[0], Metric::bandwidth);
+    CHECK(bw.p_adjusted < 0.05);
+    CHECK(bw.verdict == Verdict::no_change);
+    CHECK(bw.reason == "adjusted p 0.00794 < 0.05 but |change| 1.0% < min effect 2.0%");
+  }
+  SECTION("n = 2 per arm is inconclusive even for a huge difference, never no change") {
+    auto c = analyze(scenario(), arms({100, 101}, {200, 201}), options());
+    const auto& bw = metric(c.cells[0], Metric::bandwidth);
+    CHECK(bw.test.p == Approx(1.0 / 3));
+    CHECK(bw.verdict == Verdict::inconclusive);
+    CHECK(bw.reason == "n = 2 + 2 cannot reach p < 0.05 (best possible p 0.333); more repetitions needed");
+    CHECK(c.verdict == Verdict::inconclusive);
+  }
+  SECTION("n = 2 per arm without any difference is inconclusive too") {
+    auto c = analyze(scenario(), arms({100, 101}, {100.5, 100.7}), options());
+    CHECK(metric(c.cells[0], Metric::bandwidth).verdict == Verdict::inconclusive);
+    CHECK(c.verdict == Verdict::inconclusive);
+  }
+}
+
+TEST_CASE("analyze: Holm across cells", "[analyzer]") {
+  // Two cells of 5 + 5: the stronger one is multiplied by 2, the weaker by 1.
+  auto samples = arms({655, 648, 661, 650, 659}, {560, 571, 566, 553, 575}, "virtiofsd", {{"bs", "1M"}});
+  auto more = arms({655, 648, 661, 650, 659}, {650, 640, 660, 645, 651}, "virtiofsd", {{"bs", "4k"}}, 100);
+  samples.insert(samples.end(), more.begin(), more.end());
+  auto c = analyze(scenario(), samples, options());
+  REQUIRE(c.cells.size() == 2);
+  const auto& a = metric(c.cells[0], Metric::bandwidth);
+  const auto& b = metric(c.cells[1], Metric::bandwidth);
+  std::vector<double> raw{a.test.p, b.test.p};
+  auto adj = holm_adjust(raw);
+  CHECK(a.p_adjusted == adj[0]);
+  CHECK(b.p_adjusted == adj[1]);
+  CHECK(a.p_adjusted == Approx(2 * 2.0 / 252));
+  CHECK(a.best_p == Approx(2 * 2.0 / 252));
+  CHECK(a.verdict == Verdict::regression);
+  CHECK(b.verdict == Verdict::no_change);
+  CHECK(c.cells[1].verdict == Verdict::no_change);
+  CHECK(c.verdict == Verdict::regression);
+
+  SECTION("a family too large for n = 5 makes every cell inconclusive") {
+    std::vector<Sample> many;
+    for (int k = 0; k < 7; ++k) {
+      auto s = arms({655, 648, 661, 650, 659}, {560, 571, 566, 553, 575}, "virtiofsd",
+                    {{"iodepth", std::to_string(k + 1)}}, k * 100);
+      many.insert(many.end(), s.begin(), s.end());
+    }
+    auto c7 = analyze(scenario(), many, options());
+    // 7 × 2/252 = 0.056 ≥ 0.05: Holm can never bring any of them below alpha.
+    const auto& r = metric(c7.cells[0], Metric::bandwidth);
+    CHECK(r.best_p == Approx(7 * 2.0 / 252));
+    CHECK(r.verdict == Verdict::inconclusive);
+    CHECK(r.reason == "n = 5 + 5 cannot reach p < 0.05 (best possible Holm-adjusted p 0.0556); more "
+                      "repetitions needed");
+  }
+  SECTION("holm_across_metrics puts every test in one family") {
+    auto o = options();
+    o.holm_across_metrics = true;
+    auto all = analyze(scenario(), samples, o);
+    // 2 cells × 5 metrics = 10 tests; 10 × 2/252 ≥ 0.05.
+    CHECK(metric(all.cells[0], Metric::bandwidth).best_p == Approx(10 * 2.0 / 252));
+    CHECK(all.verdict == Verdict::inconclusive);
+  }
+}
+
+TEST_CASE("analyze: exclusions, warnings, determinism", "[analyzer]") {
+  auto samples = arms({655, 648, 661, 650, 659, 300}, {754, 760, 741, 749, 771});
+  samples[9].health.status = SampleStatus::timeout;          // the last rfc sample
+  samples[10].health.status = SampleStatus::unhealthy;       // the stock 300
+  samples[10].health.reason = "WARN in console";
+  auto o = options();
+  SECTION("samples that are not ok are excluded and counted") {
+    auto c = analyze(scenario(), samples, o);
+    CHECK(c.base_included == 5);
+    CHECK(c.base_excluded == 1);
+    CHECK(c.candidate_included == 4);
+    CHECK(c.candidate_excluded == 1);
+    CHECK(c.cells[0].base.excluded_by_status == std::vector<std::pair<std::string, int>>{{"unhealthy", 1}});
+    CHECK(metric(c.cells[0], Metric::bandwidth).base.summary.min == Approx(648.0 * 1024 * 1024));
+    REQUIRE(has_warning(c, "excluded_samples"));
+    CHECK(c.warnings[0].message == "1 sample of stock excluded (1 unhealthy): kept in the store, not in the statistics");
+  }
+  SECTION("noise warnings: TCG, host load, CV") {
+    o.tcg = true;
+    o.host_cores = 2;
+    samples[3].host_load_after = 3.5;
+    samples[4].health.status = SampleStatus::ok;
+    auto noisy = arms({600, 700, 650, 800, 550}, {700, 760, 640, 900, 710});
+    noisy[0].host_load_before = 2.5;
+    auto c = analyze(scenario(), noisy, o);
+    CHECK(has_warning(c, "tcg"));
+    REQUIRE(has_warning(c, "host_load"));
+    CHECK(has_warning(c, "high_cv"));
+    for (const auto& w : c.warnings)
+      if (w.kind == "host_load") CHECK(w.message == "host load was above the 2 cores during 1 of 10 samples (max 2.50)");
+    auto quiet = analyze(scenario(), arms({655, 656, 657}, {655, 656, 657}), options());
+    CHECK(quiet.warnings.empty());
+  }
+  SECTION("the same input gives the same comparison") {
+    auto a = analyze(scenario(), samples, o);
+    auto b = analyze(scenario(), samples, o);
+    const auto& ra = metric(a.cells[0], Metric::bandwidth);
+    const auto& rb = metric(b.cells[0], Metric::bandwidth);
+    CHECK(ra.ratio_ci.lo == rb.ratio_ci.lo);
+    CHECK(ra.ratio_ci.hi == rb.ratio_ci.hi);
+    CHECK(ra.p_adjusted == rb.p_adjusted);
+  }
+}
+
+TEST_CASE("analyze: shape of the comparison", "[analyzer]") {
+  SECTION("backends group the cells; unmeasured metrics are left out") {
+    auto s1 = arms({655, 648, 661}, {754, 760, 741}, "virtiofsd");
+    auto s2 = arms({355, 348, 361}, {454, 460, 441}, "dpu", {{"bs", "1M"}}, 50);
+    std::vector<Sample> all;
+    // Interleave backends to check the grouping.
+    for (std::size_t i = 0; i < s1.size(); ++i) {
+      all.push_back(s1[i]);
+      all.push_back(s2[i]);
+    }
+    for (auto& s : all) {
+      s.fio.clat_p99_ns = 0;
+      s.arm = s.arm;
+    }
+    auto c = analyze(scenario(), all, options());
+    CHECK(c.backends == std::vector<std::string>{"virtiofsd", "dpu"});
+    REQUIRE(c.cells.size() == 2);
+    CHECK(c.cells[0].backend == "virtiofsd");
+    CHECK(c.cells[1].backend == "dpu");
+    CHECK(c.cells[0].unmeasured == std::vector<std::string>{"clat_p99"});
+    CHECK(c.cells[0].metrics.size() == 4);
+    CHECK(c.backend_cmdlines.size() == 2);
+    CHECK(c.run_ids == std::vector<std::int64_t>{1});
+    // n = 3 + 3: best p 0.1 — inconclusive, whatever the data say.
+    CHECK(c.verdict == Verdict::inconclusive);
+  }
+  SECTION("errors name the arms") {
+    auto samples = arms({655, 648}, {754, 760});
+    auto o = options();
+    o.candidate_arm = "rcf";
+    CHECK_THROWS_WITH(analyze(scenario(), samples, o),
+                      "no samples of arm 'rcf' (arms in the samples: stock, rfc)");
+    o.candidate_arm = "stock";
+    CHECK_THROWS_WITH(analyze(scenario(), samples, o), "base and candidate are the same arm 'stock'");
+  }
+  SECTION("an arm whose every sample failed is inconclusive, not no change") {
+    auto samples = arms({655, 648, 661, 650, 659}, {754, 760, 741, 749, 771});
+    for (auto& s : samples)
+      if (s.arm == "rfc") s.health.status = SampleStatus::crashed;
+    auto c = analyze(scenario(), samples, options());
+    const auto& bw = metric(c.cells[0], Metric::bandwidth);
+    CHECK(bw.verdict == Verdict::inconclusive);
+    CHECK(bw.reason == "no included sample in the candidate arm");
+    CHECK(c.verdict == Verdict::inconclusive);
+    CHECK(c.candidate_excluded == 5);
+  }
+}
