@@ -200,7 +200,8 @@ void VhostUserServer::run_vring(Vring& v) {
       if (err != WalkError::none) {
         m_stats.add_malformed();
         log_guest_error("queue " + std::to_string(v.index) + ": descriptor chain at head " +
-                        std::to_string(*head) + ": " + to_string(err) + "; completed with length 0");
+                        std::to_string(*head) + ": " + to_string(err) +
+                        (*head < v.num ? "; completed with length 0" : "; dropped"));
         // Completed with no data, so the driver does not wait forever for this head.
         if (*head < v.num) {
           {

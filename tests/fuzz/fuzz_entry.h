@@ -1,0 +1,19 @@
+// Entry points shared by the libFuzzer targets and the unit tests that replay their findings.
+// Each returns 0; a bug shows up as a crash or a sanitizer report.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+
+namespace kab::dpu::fuzz {
+
+// Input: [u8 log2 ring size][u16 head][u16 avail idx][guest memory bytes...]. The memory holds
+// the descriptor table, then the available ring, then the used ring, at GPA 0x1000; the chain
+// and the rings are walked exactly as for a guest.
+int walker_one_input(const uint8_t* data, size_t size);
+
+// Input: [u16 writable size][u8 split][FUSE request bytes...], served by a FuseServer over a
+// scratch directory (already past INIT). FALLOCATE is skipped so the fuzzer cannot fill a disk.
+int fuse_one_input(const uint8_t* data, size_t size);
+
+} // namespace kab::dpu::fuzz

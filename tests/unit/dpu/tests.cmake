@@ -1,0 +1,16 @@
+# Unit tests of kab-dpu, included from dpu/CMakeLists.txt.
+include(Catch)
+set(_dpu_tests ${CMAKE_SOURCE_DIR}/tests/unit/dpu)
+add_executable(kab_dpu_unit_tests
+  ${_dpu_tests}/main.cpp
+  ${_dpu_tests}/test_guest_memory.cpp
+  ${_dpu_tests}/test_virtqueue.cpp
+  ${_dpu_tests}/test_fuse_server.cpp
+  ${_dpu_tests}/test_vhost_user.cpp
+  ${_dpu_tests}/test_dpu_model.cpp
+  ${_dpu_tests}/test_fuzz_regressions.cpp
+  ${CMAKE_SOURCE_DIR}/tests/fuzz/fuzz_entry.cpp)
+target_link_libraries(kab_dpu_unit_tests PRIVATE kab_dpu Catch2::Catch2)
+target_compile_definitions(kab_dpu_unit_tests PRIVATE
+  KAB_DPU_TEST_DATA="${CMAKE_SOURCE_DIR}/tests/data/dpu")
+catch_discover_tests(kab_dpu_unit_tests PROPERTIES LABELS unit)
