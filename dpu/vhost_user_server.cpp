@@ -24,6 +24,7 @@ struct VhostUserServer::Vring {
   int err_fd = -1;
   bool kick_set = false;  // SET_VRING_KICK seen (with or without fd): the ring is started
   bool enabled = false;
+  bool enable_seen = false;  // SET_VRING_ENABLE received
   bool running = false;
 
   std::mutex mutex;  // guards vq's used ring, call_fd, inflight
@@ -429,8 +430,10 @@ bool VhostUserServer::handle(Message& msg, int fd, bool& replied) {
         ::close(v->kick_fd);
       v->kick_fd = newfd;
       v->kick_set = true;
-      // Without protocol features a ring is enabled as soon as it is started.
-      if (!(m_acked_features & (1ull << k_f_protocol_features)))
+      // Without protocol features a ring is enabled as soon as it is started. With them the
+      // spec starts it disabled, but some front-ends (QEMU before 7.2's fix for vhost-user-fs)
+      // never send SET_VRING_ENABLE: a ring not explicitly disabled is served.
+      if (!(m_acked_features & (1ull << k_f_protocol_features)) || !v->enable_seen)
         v->enabled = true;
       (void)was;
       start_vring(*v);
@@ -454,6 +457,7 @@ bool VhostUserServer::handle(Message& msg, int fd, bool& replied) {
     if (!v)
       return false;
     v->enabled = s.num != 0;
+    v->enable_seen = true;
     if (v->enabled)
       start_vring(*v);
     else

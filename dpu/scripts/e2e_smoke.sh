@@ -1,0 +1,71 @@
+#!/bin/bash
+# End-to-end smoke test of kab-dpu: boots a Linux guest under QEMU (TCG is fine) whose virtio-fs
+# share is served by kab-dpu, mounts it, runs fio (the RFC's job shape: psync randwrite, bs=1M,
+# fsync=1) plus a write/read-back integrity check, and checks the host directory afterwards.
+#   dpu/scripts/e2e_smoke.sh KERNEL [KAB_DPU] [extra kab-dpu args...]
+# KERNEL: bzImage or vmlinux with virtio-pci, virtio-fs, FUSE, devtmpfs, ACPI (for poweroff).
+# Work directory: $E2E_DIR (default /tmp/kab-dpu-e2e); kept for inspection.
+set -euo pipefail
+kernel=${1:?usage: e2e_smoke.sh KERNEL [KAB_DPU] [kab-dpu args...]}
+dpu=${2:-/tmp/kab-dpu-build/dpu/kab-dpu}
+shift $(( $# >= 2 ? 2 : 1 ))
+work=${E2E_DIR:-/tmp/kab-dpu-e2e}
+rm -rf "$work"
+mkdir -p "$work/share" "$work/root"/{bin,sbin,proc,sys,dev,mnt,tmp,etc,lib,lib64,usr/bin}
+root="$work/root"
+
+# initramfs: busybox + fio and the libraries it links
+cp /bin/busybox "$root/bin/busybox"
+for t in sh mount umount mkdir cat echo dd md5sum ls sync poweroff sleep rm mv head wc stat cmp; do
+  ln -sf busybox "$root/bin/$t"
+done
+cp /usr/bin/fio "$root/usr/bin/fio"
+ldd /usr/bin/fio | awk '/=>/ {print $3} /ld-linux/ {print $1}' | while read -r lib; do
+  [ -f "$lib" ] || continue
+  mkdir -p "$root$(dirname "$lib")"
+  cp -L "$lib" "$root$lib"
+done
+cat > "$root/init" <<'INIT'
+#!/bin/sh
+mount -t proc proc /proc
+mount -t sysfs sys /sys
+mount -t devtmpfs dev /dev 2>/dev/null
+echo "E2E: mounting virtio-fs"
+if ! mount -t virtiofs kab /mnt; then echo "E2E: MOUNT FAILED"; poweroff -f; fi
+echo "E2E: mounted"
+dd if=/dev/urandom of=/tmp/ref bs=64k count=64 2>/dev/null
+cp /tmp/ref /mnt/ref.bin 2>/dev/null || cat /tmp/ref > /mnt/ref.bin
+sync
+echo 3 > /proc/sys/vm/drop_caches
+if cmp /tmp/ref /mnt/ref.bin; then echo "E2E: INTEGRITY OK $(md5sum /mnt/ref.bin)"; else echo "E2E: INTEGRITY FAILED"; fi
+mkdir -p /mnt/d1/d2 && echo hello > /mnt/d1/d2/f && mv /mnt/d1/d2/f /mnt/d1/g && ls -la /mnt/d1
+rm -rf /mnt/d1/d2
+fio --name=rfc --directory=/mnt --rw=randwrite --bs=1M --size=64M --ioengine=psync --fsync=1 \
+    --runtime=10 --time_based=0 --end_fsync=1 --output-format=normal 2>&1 | grep -E "WRITE:|write:|err" 
+echo "E2E: FIO EXIT $?"
+fio --name=verify --directory=/mnt --rw=write --bs=256k --size=16M --ioengine=psync \
+    --verify=crc32c --do_verify=1 2>&1 | grep -E "WRITE:|READ:|verify|err"
+echo "E2E: VERIFY DONE"
+ls -la /mnt
+umount /mnt
+echo "E2E: DONE"
+poweroff -f
+INIT
+chmod +x "$root/init"
+(cd "$root" && find . | cpio -o -H newc 2>/dev/null | gzip -1) > "$work/initrd.gz"
+
+"$dpu" --socket "$work/vu.sock" --shared-dir "$work/share" --stats "$work/stats.json" \
+  --log "$work/dpu.log" "$@" &
+dpu_pid=$!
+for _ in $(seq 50); do [ -S "$work/vu.sock" ] && break; sleep 0.1; done
+start=$(date +%s)
+timeout 600 qemu-system-x86_64 -machine q35 -cpu max -m 1G -smp 1 -nographic -no-reboot \
+  -kernel "$kernel" -initrd "$work/initrd.gz" -append "console=ttyS0 panic=-1 quiet" \
+  -chardev socket,id=c,path="$work/vu.sock" -device vhost-user-fs-pci,chardev=c,tag=kab \
+  -object memory-backend-memfd,id=mem,size=1G,share=on -numa node,memdev=mem \
+  > "$work/console.log" 2>&1 || echo "qemu exited with $?"
+echo "guest ran $(( $(date +%s) - start )) s"
+wait "$dpu_pid" && echo "kab-dpu exit 0" || echo "kab-dpu exit $?"
+grep -E "E2E|WRITE:|write:|READ:|verify" "$work/console.log" || tail -30 "$work/console.log"
+ls -la "$work/share"
+python3 -c "import json,sys; j=json.load(open('$work/stats.json')); print('requests', j['requests']); print('bytes_written', j['bytes_written'], 'bytes_read', j['bytes_read'], 'malformed', j['malformed_requests'])"
