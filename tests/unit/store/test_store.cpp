@@ -135,6 +135,10 @@ core::Sample small_sample(std::int64_t run_id, int index) {
   return s;
 }
 
+// A new field in core::Sample needs a column (a migration), a line in
+// add_sample/read_sample and one in check_same; this trips when it is missed.
+static_assert(sizeof(core::Sample) == 808, "core::Sample changed: store the new field and check it below");
+
 void check_same(const core::Sample& a, const core::Sample& b) {
   CHECK(a.run_id == b.run_id);
   CHECK(a.plan_index == b.plan_index);
@@ -376,6 +380,27 @@ INSERT INTO artifacts (sample_id, kind, content) VALUES (1, 'fio_json', '{"old":
     REQUIRE(samples.size() == 2);
     check_same(samples[1], full_sample(1, 1));
     CHECK(store.completed_indices(1) == std::set<int>{0, 1});
+  }
+  SECTION("a failed migration names the step and leaves the database at its old version") {
+    // A v1 database that already has a column v2 adds: v2's ALTER TABLE fails
+    // after it added others, and all of it must roll back.
+    const fs::path db2 = tmp.path / "broken.db";
+    {
+      RawDb raw(db2);
+      raw.exec(k_schema_v1);
+      raw.exec("ALTER TABLE samples ADD COLUMN noise TEXT");
+    }
+    try {
+      ResultStore::open(db2);
+      FAIL("migrated a database that cannot be migrated");
+    } catch (const StoreError& e) {
+      CHECK(e.kind() == StoreError::Kind::sqlite);
+      CHECK_THAT(e.what(), Catch::StartsWith(db2.string() + ": migrate schema v1 to v2 (platform, VM host usage"));
+      CHECK_THAT(e.what(), Catch::EndsWith(": duplicate column name: noise"));
+    }
+    RawDb raw(db2);
+    CHECK(raw.text("PRAGMA user_version") == "1");
+    CHECK(raw.text("SELECT count(*) FROM pragma_table_info('samples') WHERE name = 'platform'") == "0");
   }
   SECTION("a migrated database opens again without migrating") {
     auto again = ResultStore::open(db);
