@@ -231,7 +231,8 @@ CREATE TABLE artifacts (
 PRAGMA user_version = 1;
 )sql";
 
-// Runs `body` in a child process; returns its pid. The child exits 0 when
+// Runs `body` in a child process; returns its pid. Call it with no
+// ResultStore open in this process (SQLite connections must not cross fork). The child exits 0 when
 // body returns, 1 (with the message on stderr) when it throws.
 template <typename F>
 pid_t spawn(F body) {
@@ -640,6 +641,33 @@ TEST_CASE("ResultStore takes concurrent writers without lock errors", "[store]")
     auto store = ResultStore::open(db);
     CHECK(store.completed_indices(run).size() == 2 * k_per_writer);
     CHECK(store.integrity_check() == "ok");
+  }
+  SECTION("a writer waits for another process's write transaction instead of failing") {
+    // No connection may be open across fork(): SQLite's per-process lock
+    // bookkeeping would be copied into the child.
+    auto run = ResultStore::open(db).begin_run(run_info());
+    int ready[2];
+    REQUIRE(pipe(ready) == 0);
+    pid_t holder = spawn([&] {
+      RawDb raw(db);
+      raw.exec("BEGIN IMMEDIATE");
+      raw.exec("UPDATE runs SET cpu_model = 'held' WHERE id = " + std::to_string(run));
+      if (write(ready[1], "x", 1) != 1) throw std::runtime_error("pipe");
+      std::this_thread::sleep_for(std::chrono::milliseconds(1500));
+      raw.exec("COMMIT");
+    });
+    char c;
+    REQUIRE(read(ready[0], &c, 1) == 1);
+    close(ready[0]);
+    close(ready[1]);
+    auto store = ResultStore::open(db);
+    auto t0 = std::chrono::steady_clock::now();
+    store.add_sample(small_sample(run, 0));  // blocks on the lock, then succeeds
+    auto waited = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    CHECK(wait_exit_code(holder) == 0);
+    CHECK(waited > 1.0);
+    CHECK(store.completed_indices(run) == std::set<int>{0});
+    CHECK(store.run(run)->info.cpu_model == "held");
   }
   SECTION("two processes creating the same new database at once") {
     // Both race through creation, WAL switch and migration, then write.
