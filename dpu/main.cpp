@@ -10,6 +10,7 @@
 
 #include <poll.h>
 #include <signal.h>
+#include <sys/resource.h>
 #include <sys/signalfd.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -64,6 +65,12 @@ int main(int argc, char** argv) {
     return 2;
   }
   umask(0);  // the guest already applied its umask to the modes it sends
+  // Every inode the guest knows holds an O_PATH fd: allow as many as the hard limit permits.
+  rlimit nofile;
+  if (getrlimit(RLIMIT_NOFILE, &nofile) == 0 && nofile.rlim_cur < nofile.rlim_max) {
+    nofile.rlim_cur = nofile.rlim_max;
+    setrlimit(RLIMIT_NOFILE, &nofile);
+  }
 
   // Signals are read from a signalfd by the control thread; every thread inherits the mask.
   sigset_t sigs;

@@ -442,6 +442,13 @@ bool VhostUserServer::handle(Message& msg, int fd, bool& replied) {
       if (v->call_fd >= 0)
         ::close(v->call_fd);
       v->call_fd = newfd;
+      // A completion may have happened while there was no (or another) call fd: signal once so
+      // the driver looks at the used ring. Spurious interrupts are harmless.
+      if (newfd >= 0 && v->running) {
+        uint64_t one = 1;
+        if (::write(newfd, &one, sizeof one) < 0) {
+        }
+      }
     } else {
       if (v->err_fd >= 0)
         ::close(v->err_fd);

@@ -144,6 +144,7 @@ struct FrontEnd {
   void reap(std::vector<std::pair<uint16_t, uint32_t>>& out) {
     auto& x = q[1];
     out.clear();
+    int idle = 0;
     for (;;) {
       uint16_t idx = __atomic_load_n(reinterpret_cast<uint16_t*>(at(x.used + 2)), __ATOMIC_ACQUIRE);
       while (x.used_seen != idx) {
@@ -156,8 +157,12 @@ struct FrontEnd {
       if (!out.empty())
         return;
       pollfd p{x.call, POLLIN, 0};
-      if (poll(&p, 1, 10000) == 0)
-        throw std::runtime_error("back-end did not complete a request in 10 s");
+      // The used index is re-read after every wake-up or timeout; only a long silence is fatal.
+      if (poll(&p, 1, 100) == 0 && ++idle > 100)
+        throw std::runtime_error(
+            "back-end did not complete a request in 10 s (avail idx " +
+            std::to_string(x.avail_idx) + ", used idx " + std::to_string(idx) + ", seen " +
+            std::to_string(x.used_seen) + ")");
       uint64_t v;
       if (read(x.call, &v, 8) < 0) {
       }
@@ -224,7 +229,8 @@ int main(int argc, char** argv) {
       fe.desc(s.table, 0, s.base, h.len, k_desc_f_next, 1);
       fe.desc(s.table, 1, s.reply, out, k_desc_f_write, 0);
       fe.publish(uint16_t(depth), s.table, 2);
-      fe.reap(done);
+      std::vector<std::pair<uint16_t, uint32_t>> mine;  // `done` may be being iterated
+      fe.reap(mine);
       fuse_out_header oh;
       std::memcpy(&oh, fe.at(s.reply), sizeof oh);
       if (oh.error)
