@@ -60,13 +60,20 @@ VhostUserServer::VhostUserServer(ServerOptions opts, RequestProcessor& processor
     m_vrings.push_back(std::make_unique<Vring>());
     m_vrings.back()->index = i;
   }
-  if (m_opts.model.cores > 0)
+  if (m_opts.model.cores > 0) {
     m_pool = std::make_unique<WorkerPool>(m_opts.model.cores, m_opts.model.core_cpus);
+  } else {
+    // No DPU model: a queue thread serves a lone request itself (lowest latency) and hands
+    // requests to helpers when more are waiting behind it (parallel copies).
+    unsigned n = std::max(2u, std::thread::hardware_concurrency());
+    m_free_pool = std::make_unique<WorkerPool>(std::min(n, 8u), m_opts.model.core_cpus);
+  }
 }
 
 VhostUserServer::~VhostUserServer() {
   stop_all();
   m_pool.reset();
+  m_free_pool.reset();
 }
 
 std::vector<uint8_t> VhostUserServer::config_space() const {
@@ -151,10 +158,21 @@ void VhostUserServer::complete(Vring& v, uint16_t head, uint32_t len) {
   v.cv.notify_all();
 }
 
-void VhostUserServer::dispatch(Vring& v, std::shared_ptr<Chain> chain) {
+void VhostUserServer::dispatch(Vring& v, std::shared_ptr<Chain> chain, bool backlog) {
   {
     std::lock_guard lock(v.mutex);
     ++v.inflight;
+  }
+  if (m_free_pool && backlog) {
+    m_free_pool->submit([this, &v, chain](unsigned) {
+      auto t0 = std::chrono::steady_clock::now();
+      uint32_t len = m_processor.process(v.index, *chain, v.index);
+      complete(v, chain->head, len);
+      m_stats.add_busy(v.index, uint64_t(std::chrono::duration_cast<std::chrono::nanoseconds>(
+                                             std::chrono::steady_clock::now() - t0)
+                                             .count()));
+    });
+    return;
   }
   if (m_pool) {
     m_pool->submit([this, &v, chain](unsigned worker) {
@@ -213,7 +231,12 @@ void VhostUserServer::run_vring(Vring& v) {
         }
         continue;
       }
-      dispatch(v, std::move(chain));
+      bool backlog;
+      {
+        std::lock_guard lock(v.mutex);
+        backlog = v.vq.has_pending();
+      }
+      dispatch(v, std::move(chain), backlog);
     }
     if (v.stopping)
       break;

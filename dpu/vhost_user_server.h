@@ -63,7 +63,7 @@ private:
   bool start_vring(Vring& v);
   void stop_vring(Vring& v);
   void run_vring(Vring& v);
-  void dispatch(Vring& v, std::shared_ptr<Chain> chain);
+  void dispatch(Vring& v, std::shared_ptr<Chain> chain, bool backlog);
   void complete(Vring& v, uint16_t head, uint32_t len);
   bool vring_should_run(const Vring& v) const;
   void reset();
@@ -73,7 +73,8 @@ private:
   Stats& m_stats;
   std::unique_ptr<GuestMemory> m_mem;
   std::vector<std::unique_ptr<Vring>> m_vrings;
-  std::unique_ptr<WorkerPool> m_pool;
+  std::unique_ptr<WorkerPool> m_pool;       // the DPU cores (--cores N)
+  std::unique_ptr<WorkerPool> m_free_pool;  // cores 0: unpinned helpers for backlogs
   uint64_t m_acked_features = 0;
   uint64_t m_protocol_features = 0;
   bool m_features_set = false;

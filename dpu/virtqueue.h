@@ -89,6 +89,8 @@ public:
   // Returns true when more buffers arrived meanwhile (caller should keep popping).
   bool enable_kicks();
   bool broken() const { return m_broken; }
+  // True when the driver has made buffers available beyond last_avail.
+  bool has_pending() const { return m_desc && avail_idx() != m_last_avail; }
   uint16_t used_idx() const { return m_used_idx; }
 
 private:

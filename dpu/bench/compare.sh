@@ -27,8 +27,12 @@ run_one() {  # backend job-name job-args
   fi
   pid=$!
   for _ in $(seq 100); do [ -S "$sock" ] && break; sleep 0.05; done
-  "$build/dpu/kab-dpu-bench" --socket "$sock" --seconds "$secs" --label "$backend" $args |
-    sed "s/^{/{\"job\":\"$name\",/" | tee -a "$results"
+  if ! "$build/dpu/kab-dpu-bench" --socket "$sock" --seconds "$secs" --label "$backend" $args \
+      >"$work/one.json"; then
+    echo "run failed: $backend $name" >&2
+    kill "$pid" 2>/dev/null || true
+  fi
+  sed "s/^{/{\"job\":\"$name\",/" "$work/one.json" | tee -a "$results"
   wait "$pid" || true
 }
 for ((i = 0; i < reps; i++)); do
@@ -44,7 +48,7 @@ rows = [json.loads(l) for l in open(sys.argv[1])]
 jobs = sorted({r["job"] for r in rows})
 print(f"{'job':16} {'kab-dpu MiB/s':>14} {'virtiofsd MiB/s':>16} {'ratio':>7}  (medians of {len(rows)//len(jobs)//2} runs)")
 for j in jobs:
-    med = {b: statistics.median(r["mib_s"] for r in rows if r["job"] == j and r["label"] == b)
+    med = {b: statistics.median([r["mib_s"] for r in rows if r["job"] == j and r["label"] == b] or [float("nan")])
            for b in ("kab-dpu", "virtiofsd")}
     print(f"{j:16} {med['kab-dpu']:14.1f} {med['virtiofsd']:16.1f} {med['kab-dpu']/med['virtiofsd']:7.2f}")
 PY
