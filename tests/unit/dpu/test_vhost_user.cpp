@@ -257,3 +257,45 @@ TEST_CASE("GET_VRING_BASE stops a queue and reports its index", "[dpu][vhost]") 
   CHECK(fe.fuse(FUSE_STATFS, FUSE_ROOT_ID, {}).oh.error == 0);
   CHECK(rig.finish() == 0);
 }
+
+TEST_CASE("DPU model knobs act on the data plane", "[dpu][vhost][model]") {
+  SECTION("per-request latency shows in the statistics") {
+    DpuModelConfig model;
+    model.latency_us = 3000;
+    Rig rig(model);
+    rig.fe.setup();
+    init_fuse(rig.fe);
+    auto t0 = std::chrono::steady_clock::now();
+    for (int i = 0; i < 5; ++i)
+      CHECK(rig.fe.fuse(FUSE_STATFS, FUSE_ROOT_ID, {}).oh.error == 0);
+    CHECK(std::chrono::steady_clock::now() - t0 >= std::chrono::milliseconds(15));
+    auto j = rig.stats.to_json({});
+    CHECK(j["latency_us"]["STATFS"]["mean_us"].get<double>() >= 3000);
+    CHECK(rig.finish() == 0);
+  }
+  SECTION("queue depth 1 with two cores still serves everything") {
+    DpuModelConfig model;
+    model.cores = 2;
+    model.queue_depth = 1;
+    Rig rig(model);
+    rig.fe.setup(false, true);  // without event idx
+    init_fuse(rig.fe);
+    for (int i = 0; i < 20; ++i)
+      CHECK(rig.fe.fuse(FUSE_STATFS, FUSE_ROOT_ID, {}).oh.error == 0);
+    CHECK(rig.stats.requests(FUSE_STATFS) == 20);
+    CHECK(rig.finish() == 0);
+  }
+}
+
+TEST_CASE("a call fd set after completions is signalled", "[dpu][vhost]") {
+  Rig rig;
+  auto& fe = rig.fe;
+  fe.setup();
+  init_fuse(fe);
+  int fresh = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+  REQUIRE(fe.send_u64(vhost::SET_VRING_CALL, 1, true, {fresh}) == 0);
+  pollfd p{fresh, POLLIN, 0};
+  CHECK(poll(&p, 1, 1000) == 1);
+  close(fresh);
+  CHECK(rig.finish() == 0);
+}
