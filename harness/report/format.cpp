@@ -1,0 +1,130 @@
+#include "report/format.h"
+
+#include <cmath>
+#include <cstdio>
+
+namespace kab::report {
+
+namespace {
+
+std::string printf_text(const char* f, double v) {
+  char buf[64];
+  std::snprintf(buf, sizeof buf, f, v);
+  return buf;
+}
+
+std::string fio_number(double value, double base, const char* const* units, std::string_view suffix) {
+  if (!std::isfinite(value)) return "-";
+  int u = 0;
+  // fio moves up a unit once the figure needs more than four digits.
+  while (std::fabs(value) >= 10000 && units[u + 1] != nullptr) {
+    value /= base;
+    ++u;
+  }
+  // fio divides integers: figures are truncated, not rounded ("686.8MB" is "686MB").
+  int digits = std::fabs(value) < 10 ? 1 : std::fabs(value) < 100 ? 2 : 3;
+  int decimals = u == 0 ? 0 : std::max(0, 3 - digits);
+  double scale = std::pow(10.0, decimals);
+  value = std::trunc(value * scale + 1e-9) / scale;
+  char buf[64];
+  std::snprintf(buf, sizeof buf, "%.*f", decimals, value);
+  std::string out = buf;
+  // fio drops trailing zeros of the decimals ("1.50" is "1.5").
+  if (out.find('.') != std::string::npos) {
+    while (out.back() == '0') out.pop_back();
+    if (out.back() == '.') out.pop_back();
+  }
+  return out + units[u] + std::string(suffix);
+}
+
+}  // namespace
+
+std::string fio_binary(double value, std::string_view suffix) {
+  static const char* const k_units[] = {"B", "KiB", "MiB", "GiB", "TiB", "PiB", nullptr};
+  return fio_number(value, 1024, k_units, suffix);
+}
+
+std::string fio_decimal(double value, std::string_view suffix) {
+  static const char* const k_units[] = {"B", "kB", "MB", "GB", "TB", "PB", nullptr};
+  return fio_number(value, 1000, k_units, suffix);
+}
+
+std::string fio_line(const std::string& direction, const core::FioMetrics& f) {
+  auto run = std::to_string(static_cast<long long>(std::llround(f.runtime_ms)));
+  return direction + ": bw=" + fio_binary(f.bw_bytes, "/s") + " (" + fio_decimal(f.bw_bytes, "/s") +
+         "), io=" + fio_binary(f.bytes, "") + " (" + fio_decimal(f.bytes, "") + "), run=" + run + "-" + run +
+         "msec";
+}
+
+std::string metric_value_text(core::Metric m, double v) {
+  if (!std::isfinite(v)) return "-";
+  switch (m) {
+    case core::Metric::bandwidth: return printf_text("%.1f MiB/s", v / (1024.0 * 1024.0));
+    case core::Metric::iops: return printf_text(v < 100 ? "%.1f IO/s" : "%.0f IO/s", v);
+    case core::Metric::clat_p99:
+      if (v >= 1e9) return printf_text("%.2f s", v / 1e9);
+      if (v >= 1e6) return printf_text("%.2f ms", v / 1e6);
+      if (v >= 1e3) return printf_text("%.1f us", v / 1e3);
+      return printf_text("%.0f ns", v);
+    case core::Metric::guest_sys_cpu_per_gib:
+    case core::Metric::backend_cpu_per_gib: return printf_text("%.3f s/GiB", v);
+  }
+  return printf_text("%g", v);
+}
+
+std::string change_text(double change) {
+  if (!std::isfinite(change)) return "-";
+  return printf_text("%+.1f%%", change * 100);
+}
+
+std::string ci_text(const core::Interval& ci) {
+  if (!std::isfinite(ci.lo) || !std::isfinite(ci.hi)) return "-";
+  return "[" + change_text(ci.lo - 1) + ", " + change_text(ci.hi - 1) + "]";
+}
+
+std::string p_text(double p) {
+  if (!std::isfinite(p)) return "-";
+  if (p < 0.0001) return "<0.0001";
+  if (p >= 0.1) return printf_text("%.2f", p);
+  return printf_text("%.2g", p);
+}
+
+std::string percent_text(double fraction) {
+  if (!std::isfinite(fraction)) return "-";
+  return printf_text("%.1f%%", fraction * 100);
+}
+
+std::string setting_percent(double fraction) { return printf_text("%g%%", fraction * 100); }
+
+std::string xml_escape(std::string_view s) {
+  std::string out;
+  out.reserve(s.size());
+  for (char c : s) {
+    switch (c) {
+      case '&': out += "&amp;"; break;
+      case '<': out += "&lt;"; break;
+      case '>': out += "&gt;"; break;
+      case '"': out += "&quot;"; break;
+      case '\'': out += "&apos;"; break;
+      default:
+        // XML 1.0 forbids most control characters even when escaped.
+        if (static_cast<unsigned char>(c) < 0x20 && c != '\n' && c != '\t' && c != '\r')
+          out += '?';
+        else
+          out += c;
+    }
+  }
+  return out;
+}
+
+std::string arm_label(const std::string& arm, const std::string& kernel) {
+  return kernel.empty() || kernel == arm ? arm : arm + " (" + kernel + ")";
+}
+
+const core::MetricResult* primary(const core::CellResult& cell) {
+  for (const auto& r : cell.metrics)
+    if (r.metric == core::Metric::bandwidth) return &r;
+  return cell.metrics.empty() ? nullptr : &cell.metrics.front();
+}
+
+}  // namespace kab::report

@@ -1,0 +1,46 @@
+// Formatting shared by the renderers of core::Comparison: numbers the way fio
+// and people write them, and escaping for XML/HTML. Pure functions.
+#pragma once
+
+#include <string>
+#include <string_view>
+
+#include "core/analyzer.h"
+
+namespace kab::report {
+
+// fio's number style: at most four digits before the unit, decimals filling
+// the rest ("655", "12.1", "1.52"). fio_binary divides by 1024 (KiB, MiB…),
+// fio_decimal by 1000 (kB, MB…).
+std::string fio_binary(double value, std::string_view suffix);   // (686817280, "/s") → "655MiB/s"
+std::string fio_decimal(double value, std::string_view suffix);  // (686817280, "/s") → "687MB/s"
+
+// The summary line fio prints for one job group, from one sample's figures:
+// "WRITE: bw=655MiB/s (687MB/s), io=19.2GiB (20.6GB), run=30001-30001msec".
+std::string fio_line(const std::string& direction, const core::FioMetrics& f);
+
+// A metric's value in its natural unit: "655.0 MiB/s", "655 IO/s",
+// "12.3 ms", "0.133 s/GiB". NaN → "-".
+std::string metric_value_text(core::Metric m, double v);
+
+// Relative change as a signed percentage: 0.151 → "+15.1%"; NaN → "-".
+std::string change_text(double change);
+// A ratio interval as change percentages: {1.12, 1.18} → "[+12.0%, +18.0%]".
+std::string ci_text(const core::Interval& ratio_ci);
+// p-values: "0.0079", "0.33", "<0.0001"; NaN → "-".
+std::string p_text(double p);
+// "12.0%" for a CV of 0.12; NaN → "-".
+std::string percent_text(double fraction);
+// Settings as written: 0.95 → "95%", 0.02 → "2%", 0.025 → "2.5%".
+std::string setting_percent(double fraction);
+
+// Escaping for XML text and attribute values (also fine for HTML).
+std::string xml_escape(std::string_view s);
+
+// "stock (stock-6.1)" or just "stock" when the kernel is unknown.
+std::string arm_label(const std::string& arm, const std::string& kernel);
+
+// The bandwidth result of a cell (the primary metric), or nullptr if it has none.
+const core::MetricResult* primary(const core::CellResult& cell);
+
+}  // namespace kab::report

@@ -1,0 +1,77 @@
+#include "report/junit.h"
+
+#include "report/format.h"
+
+namespace kab::report {
+
+namespace {
+
+std::string attr(const std::string& name, const std::string& value) {
+  return " " + name + "=\"" + xml_escape(value) + "\"";
+}
+
+// Dots separate the levels of a JUnit class name; keep them out of the parts.
+std::string class_part(std::string s) {
+  for (char& ch : s)
+    if (ch == '.' || ch == ' ') ch = '_';
+  return s;
+}
+
+}  // namespace
+
+std::string render_junit(const core::Comparison& c, const core::ReportContext& ctx) {
+  int tests = 0, failures = 0, skipped = 0;
+  std::string suites;
+  for (const auto& backend : c.backends) {
+    int st = 0, sf = 0, ss = 0;
+    std::string cases;
+    for (const auto& cell : c.cells) {
+      if (cell.backend != backend) continue;
+      for (const auto& r : cell.metrics) {
+        ++st;
+        const auto& mi = core::metric_info(r.metric);
+        std::string summary = std::string(mi.label) + ": " + c.base_arm + " " +
+                              metric_value_text(r.metric, r.base.summary.median) + " (n=" +
+                              std::to_string(r.base.summary.n) + "), " + c.candidate_arm + " " +
+                              metric_value_text(r.metric, r.candidate.summary.median) + " (n=" +
+                              std::to_string(r.candidate.summary.n) + "), change " + change_text(r.change) +
+                              " " + ci_text(r.ratio_ci) + ", p " + p_text(r.p_adjusted) + ": " +
+                              core::to_string(r.verdict) + " (" + r.reason + ")";
+        cases += "    <testcase" + attr("classname", "kab." + class_part(c.scenario) + "." + class_part(backend) + "." +
+                                                        class_part(cell.label)) +
+                 attr("name", mi.key) + attr("time", "0") + ">\n";
+        if (r.verdict == core::Verdict::regression) {
+          ++sf;
+          cases += "      <failure" + attr("type", "regression") + attr("message", summary) + "/>\n";
+        } else if (r.verdict == core::Verdict::inconclusive) {
+          ++ss;
+          cases += "      <skipped" + attr("message", "inconclusive: " + r.reason) + "/>\n";
+        }
+        cases += "      <system-out>" + xml_escape(summary) + "</system-out>\n";
+        cases += "    </testcase>\n";
+      }
+    }
+    tests += st;
+    failures += sf;
+    skipped += ss;
+    suites += "  <testsuite" + attr("name", c.scenario + "/" + backend) + attr("tests", std::to_string(st)) +
+              attr("failures", std::to_string(sf)) + attr("errors", "0") + attr("skipped", std::to_string(ss)) +
+              (ctx.date.empty() ? "" : attr("timestamp", ctx.date)) + ">\n";
+    suites += "    <properties>\n";
+    auto prop = [&](const std::string& k, const std::string& v) {
+      if (!v.empty()) suites += "      <property" + attr("name", k) + attr("value", v) + "/>\n";
+    };
+    prop("base", arm_label(c.base_arm, c.base_kernel));
+    prop("candidate", arm_label(c.candidate_arm, c.candidate_kernel));
+    prop("verdict", core::to_string(c.verdict));
+    prop("accelerator", ctx.accelerator);
+    prop("command", ctx.command);
+    for (const auto& w : c.warnings) prop("warning." + w.kind, w.message);
+    suites += "    </properties>\n" + cases + "  </testsuite>\n";
+  }
+  return "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<testsuites" + attr("name", "kab compare " + c.scenario) +
+         attr("tests", std::to_string(tests)) + attr("failures", std::to_string(failures)) + attr("errors", "0") +
+         attr("skipped", std::to_string(skipped)) + ">\n" + suites + "</testsuites>\n";
+}
+
+}  // namespace kab::report

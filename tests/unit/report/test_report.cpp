@@ -1,0 +1,276 @@
+// The renderers format a core::Comparison; these tests build one with the real
+// Analyzer from literal samples and check what each format says.
+#include <catch2/catch.hpp>
+#include <nlohmann/json.hpp>
+#include <regex>
+
+#include "proc/runner.h"
+#include "report/format.h"
+#include "report/html.h"
+#include "report/json.h"
+#include "report/junit.h"
+#include "report/markdown.h"
+#include "report/text.h"
+
+using namespace kab;
+using namespace kab::core;
+using namespace kab::report;
+
+namespace {
+
+constexpr double k_mib = 1024.0 * 1024;
+
+Sample sample(const std::string& arm, double mib, int index, const std::string& backend, Cell cell) {
+  Sample s;
+  s.run_id = 7;
+  s.plan_index = index;
+  s.arm = arm;
+  s.kernel = arm + "-6.1";
+  s.backend = backend;
+  s.backend_cmdline = "/usr/lib/qemu/virtiofsd --socket-path=/run/kab/vfs.sock -o cache=auto -o writeback";
+  s.cell = std::move(cell);
+  s.fio.bw_bytes = mib * k_mib;
+  s.fio.iops = mib;
+  s.fio.bytes = mib * k_mib * 30;
+  s.fio.runtime_ms = 30001;
+  s.fio.clat_p99_ns = 2e9 / mib;
+  s.guest.guest_sys_s = 3;
+  s.guest.writeback_tmp_peak_kb = arm == "stock" ? 262144 : 0;
+  s.backend_usage.user_s = 2;
+  s.backend_usage.sys_s = 4;
+  return s;
+}
+
+void add(std::vector<Sample>& out, const std::vector<double>& base, const std::vector<double>& cand,
+         const std::string& backend, Cell cell) {
+  for (std::size_t k = 0; k < std::max(base.size(), cand.size()); ++k) {
+    if (k < base.size()) out.push_back(sample("stock", base[k], static_cast<int>(out.size()), backend, cell));
+    if (k < cand.size()) out.push_back(sample("rfc", cand[k], static_cast<int>(out.size()), backend, cell));
+  }
+}
+
+Scenario scenario() {
+  Scenario s;
+  s.name = "rfc-writeback";
+  s.fio.job = {{"ioengine", "psync"}, {"rw", "randwrite"}};
+  return s;
+}
+
+AnalysisOptions options(bool tcg = true) {
+  AnalysisOptions o;
+  o.base_arm = "stock";
+  o.candidate_arm = "rfc";
+  o.seed = 20231228;
+  o.tcg = tcg;
+  return o;
+}
+
+// bs=1M: the RFC's improvement; bs=4k: a regression; dpu bs=1M: n = 2, inconclusive.
+Comparison mixed() {
+  std::vector<Sample> s;
+  add(s, {655, 648, 661, 650, 659}, {754, 760, 741, 749, 771}, "virtiofsd", {{"bs", "1M"}});
+  add(s, {100, 101, 99, 102, 100.5}, {80, 82, 79, 81, 80.5}, "virtiofsd", {{"bs", "4k"}});
+  add(s, {300, 310}, {330, 320}, "dpu", {{"bs", "1M"}});
+  return analyze(scenario(), s, options());
+}
+
+ReportContext context() {
+  ReportContext ctx;
+  ctx.command = "kab compare --base stock --candidate rfc --scenario scenarios/rfc-writeback.yaml";
+  ctx.job_file = "[global]\nioengine=psync\nfsync=1\nbs=1M\nrw=randwrite\n\n[job]\nsize=512M\n";
+  ctx.date = "2026-11-28T19:00:00Z";
+  ctx.kab_version = "0.1.0-test";
+  ctx.host_cpu = "Intel(R) Xeon(R) <test> CPU, 2 cores";
+  ctx.host_kernel = "6.1.0-26-amd64";
+  ctx.accelerator = "tcg";
+  ctx.qemu_version = "7.2.15";
+  ctx.virtiofsd_version = "QEMU 7.2 C virtiofsd";
+  ctx.kernels = {{"stock", "stock-6.1", "6.1.158", "cfg0123", "", "key1"},
+                 {"rfc", "rfc-6.1", "6.1.158", "cfg0123", "patch4567", "key2"}};
+  return ctx;
+}
+
+bool contains(const std::string& hay, const std::string& needle) { return hay.find(needle) != std::string::npos; }
+
+int count(const std::string& hay, const std::string& needle) {
+  int n = 0;
+  for (auto at = hay.find(needle); at != std::string::npos; at = hay.find(needle, at + needle.size())) ++n;
+  return n;
+}
+
+}  // namespace
+
+TEST_CASE("fio-style numbers", "[report]") {
+  SECTION("the RFC's line") {
+    CHECK(fio_binary(655 * k_mib, "/s") == "655MiB/s");
+    CHECK(fio_decimal(655 * k_mib, "/s") == "686MB/s");  // fio truncates 686.8
+    CHECK(fio_binary(754 * k_mib, "/s") == "754MiB/s");
+    CHECK(fio_decimal(754 * k_mib, "/s") == "790MB/s");
+  }
+  SECTION("units and decimals") {
+    CHECK(fio_binary(12.15 * k_mib, "/s") == "12.1MiB/s");
+    CHECK(fio_binary(1157 * k_mib, "/s") == "1157MiB/s");
+    CHECK(fio_binary(19.25 * 1024 * k_mib, "") == "19.2GiB");
+    CHECK(fio_binary(512, "") == "512B");
+    CHECK(fio_binary(1536, "/s") == "1536B/s");
+    CHECK(fio_binary(15000, "/s") == "14.6KiB/s");
+  }
+  SECTION("a whole line") {
+    FioMetrics f;
+    f.bw_bytes = 655 * k_mib;
+    f.bytes = 655 * k_mib * 30;
+    f.runtime_ms = 30001;
+    CHECK(fio_line("WRITE", f) == "WRITE: bw=655MiB/s (686MB/s), io=19.1GiB (20.6GB), run=30001-30001msec");
+  }
+  SECTION("figures for people") {
+    CHECK(change_text(0.1512) == "+15.1%");
+    CHECK(change_text(-0.2) == "-20.0%");
+    CHECK(ci_text({1.12, 1.18}) == "[+12.0%, +18.0%]");
+    CHECK(p_text(0.0079365) == "0.0079");
+    CHECK(p_text(0.333) == "0.33");
+    CHECK(p_text(1e-7) == "<0.0001");
+    CHECK(metric_value_text(Metric::bandwidth, 655 * k_mib) == "655.0 MiB/s");
+    CHECK(metric_value_text(Metric::clat_p99, 3.05e6) == "3.05 ms");
+    CHECK(xml_escape("a<b & \"c\"") == "a&lt;b &amp; &quot;c&quot;");
+  }
+}
+
+TEST_CASE("text report", "[report]") {
+  auto c = mixed();
+  auto out = render_text(c, context());
+  INFO(out);
+  SECTION("one table per backend, a row per cell and metric") {
+    CHECK(count(out, "backend virtiofsd\n") == 1);
+    CHECK(count(out, "backend dpu\n") == 1);
+    CHECK(contains(out, "cell   metric    "));
+    std::regex row(R"(bs=1M  bandwidth +655\.0 MiB/s +754\.0 MiB/s +\+15\.1% +\[\+[0-9.]+%, \+[0-9.]+%\] +0\.024  improvement)");
+    CHECK(std::regex_search(out, row));
+    CHECK(contains(out, "regression\n"));
+    CHECK(contains(out, "inconclusive: dpu bs=1M bandwidth: n = 2 + 2 cannot reach p < 0.05"));
+    CHECK(contains(out, "warning: guests ran under TCG"));
+    CHECK(contains(out, "\nverdict: regression\n"));
+    CHECK_FALSE(contains(out, "\033["));
+  }
+  SECTION("colour only when asked") {
+    auto tty = render_text(c, context(), {true});
+    CHECK(contains(tty, "\033[1;31mregression\033[0m"));
+    CHECK(contains(tty, "\033[1;32mimprovement\033[0m"));
+  }
+}
+
+TEST_CASE("markdown evidence", "[report]") {
+  auto c = mixed();
+  auto md = render_markdown(c, context());
+  INFO(md);
+  CHECK(contains(md, "```ini\n[global]\nioengine=psync\n"));
+  CHECK(contains(md, "stock (stock-6.1): median of n=5, CV "));
+  CHECK(contains(md, "  WRITE: bw=655MiB/s (686MB/s), io=19.1GiB (20.6GB), run=30001-30001msec\n"));
+  CHECK(contains(md, "  WRITE: bw=754MiB/s (790MB/s)"));
+  CHECK(contains(md, "Change of the median bandwidth: **+15.1%** (95% CI [+"));
+  CHECK(contains(md, "Holm-adjusted; unadjusted 0.0079): improvement."));
+  CHECK(contains(md, "WritebackTmp (peak during fio, highest of the samples): stock 262144 kB, rfc 0 kB"));
+  CHECK(contains(md, "- accelerator: tcg\n"));
+  CHECK(contains(md, "- QEMU: 7.2.15\n"));
+  CHECK(contains(md, "- backend virtiofsd: `/usr/lib/qemu/virtiofsd --socket-path"));
+  CHECK(contains(md, "- kernel stock: stock-6.1 6.1.158, config cfg0123, no patches\n"));
+  CHECK(contains(md, "- kernel rfc: rfc-6.1 6.1.158, config cfg0123, patches patch4567\n"));
+  CHECK(contains(md, "```sh\n$ kab compare --base stock --candidate rfc --scenario scenarios/rfc-writeback.yaml\n```"));
+  CHECK(contains(md, "Verdict: **regression** (2026-11-28T19:00:00Z)"));
+  CHECK(contains(md, "| bandwidth | 655.0 MiB/s | 754.0 MiB/s | +15.1% |"));
+}
+
+TEST_CASE("json report", "[report]") {
+  auto c = mixed();
+  auto j = nlohmann::json::parse(render_json(c, context()));
+  CHECK(j["schema_version"] == 1);
+  CHECK(j["context"]["accelerator"] == "tcg");
+  CHECK(j["context"]["kernels"][1]["patch_hash"] == "patch4567");
+  const auto& cmp = j["comparison"];
+  CHECK(cmp["verdict"] == "regression");
+  CHECK(cmp["base"]["arm"] == "stock");
+  REQUIRE(cmp["cells"].size() == 3);
+  const auto& bw = cmp["cells"][0]["metrics"][0];
+  CHECK(bw["metric"] == "bandwidth");
+  CHECK(bw["better"] == "higher");
+  CHECK(bw["base"]["n"] == 5);
+  CHECK(bw["base"]["values"].size() == 5);
+  CHECK(bw["p"].get<double>() == Approx(2.0 / 252));
+  CHECK(bw["test"] == "exact");
+  CHECK(bw["verdict"] == "improvement");
+  CHECK(bw["ratio_ci"].size() == 2);
+  CHECK(cmp["cells"][0]["base"]["median_sample"]["fio"]["bw_bytes"].get<double>() == 655 * k_mib);
+  CHECK(cmp["cells"][2]["metrics"][0]["verdict"] == "inconclusive");
+  CHECK(cmp["warnings"][0]["kind"] == "tcg");
+  SECTION("NaN figures are null, not invalid JSON") {
+    std::vector<Sample> s;
+    add(s, {655, 648, 661}, {754, 760, 741}, "virtiofsd", {});
+    for (auto& x : s)
+      if (x.arm == "stock") x.health.status = SampleStatus::crashed;
+    auto j2 = nlohmann::json::parse(render_json(analyze(scenario(), s, options()), context()));
+    CHECK(j2["comparison"]["cells"][0]["metrics"][0]["base"]["median"].is_null());
+    CHECK(j2["comparison"]["cells"][0]["base"]["median_sample"].is_null());
+  }
+}
+
+TEST_CASE("junit report", "[report]") {
+  auto c = mixed();
+  auto x = render_junit(c, context());
+  // 2 virtiofsd cells × 5 metrics + 1 dpu cell × 5 metrics.
+  CHECK(count(x, "<testcase ") == 15);
+  CHECK(contains(x, "<testsuites name=\"kab compare rfc-writeback\" tests=\"15\" failures=\"5\" errors=\"0\" skipped=\"5\">"));
+  CHECK(contains(x, "<testsuite name=\"rfc-writeback/virtiofsd\" tests=\"10\" failures=\"5\""));
+  CHECK(contains(x, "<testcase classname=\"kab.rfc-writeback.virtiofsd.bs=4k\" name=\"bandwidth\" time=\"0\">\n"
+                    "      <failure type=\"regression\" message=\"bandwidth: stock 100.5 MiB/s (n=5), rfc 80.5 MiB/s (n=5), change -19.9%"));
+  CHECK(count(x, "<skipped message=\"inconclusive: n = 2 + 2 cannot reach p &lt; 0.05") == 5);
+  CHECK(contains(x, "<property name=\"command\" value=\"kab compare --base stock"));
+  CHECK_FALSE(contains(x, "<failure message=\"bandwidth: stock 655"));
+}
+
+TEST_CASE("html report", "[report]") {
+  auto c = mixed();
+  auto ctx = context();
+  SECTION("charts are inlined as given by the renderer; text is escaped") {
+    std::vector<std::string> scripts;
+    HtmlOptions o;
+    o.charts = [&](const std::string& script, int, int) {
+      scripts.push_back(script);
+      return Chart{true, "<svg id=\"c" + std::to_string(scripts.size()) + "\"></svg>", "", false};
+    };
+    auto html = render_html(c, ctx, o);
+    CHECK(scripts.size() == 4);  // summary + 3 cells
+    CHECK(contains(html, "<svg id=\"c1\"></svg>"));
+    CHECK(contains(html, "<svg id=\"c4\"></svg>"));
+    CHECK(contains(html, "Intel(R) Xeon(R) &lt;test&gt; CPU"));
+    CHECK(contains(html, "<span class=\"v big regression\">regression</span>"));
+    CHECK_FALSE(contains(html, "<script"));
+    CHECK_FALSE(contains(html, "No charts"));
+  }
+  SECTION("without gnuplot the page says so") {
+    HtmlOptions o;
+    o.charts = gnuplot_renderer("kab-no-such-gnuplot");
+    auto html = render_html(c, ctx, o);
+    CHECK(contains(html, "No charts: gnuplot (Debian package gnuplot-nox) is not installed"));
+    CHECK_FALSE(contains(html, "<svg"));
+    CHECK(contains(html, "<h3>backend virtiofsd</h3>"));
+  }
+  SECTION("the chart scripts carry the data") {
+    auto cell = cell_chart_script(c, c.cells[0]);
+    CHECK(contains(cell, "set xtics (\"stock\" 1, \"rfc\" 2) noenhanced"));
+    CHECK(contains(cell, "$base << EOD\n0.85 655\n"));
+    CHECK(contains(cell, "with yerrorbars"));
+    auto summary = summary_chart_script(c);
+    CHECK(count(summary, "\n") > 15);
+    CHECK(contains(summary, "\"virtiofsd bs=1M bandwidth\" 1"));
+  }
+  SECTION("real gnuplot draws inline SVG") {
+    if (proc::which("gnuplot").empty()) {
+      WARN("gnuplot not installed: real chart rendering not tested");
+      return;
+    }
+    auto html = render_html(c, ctx);
+    CHECK(count(html, "<svg") == 4);
+    CHECK_FALSE(contains(html, "<?xml"));
+    CHECK_FALSE(contains(html, "chart failed"));
+    CHECK_FALSE(contains(html, "No charts"));
+  }
+}
