@@ -49,7 +49,11 @@ int main(int argc, char** argv) {
   app.add_option("--stats", stats_path, "JSON statistics file (SIGUSR1 and exit)");
   app.add_option("--log", log_path, "log file (default stderr)");
   app.add_flag("--debug", debug, "log every vhost-user message");
-  CLI11_PARSE(app, argc, argv);
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    return app.exit(e) == 0 ? 0 : 2;  // usage errors exit 2, like the other checks below
+  }
 
   if (tag.empty() || tag.size() > 36) {
     std::cerr << "kab-dpu: error: --tag must be 1 to 36 bytes\n";
