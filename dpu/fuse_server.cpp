@@ -773,11 +773,16 @@ int FuseServer::op_create(Request& r) {
     flags &= ~O_APPEND;
   }
   flags &= ~(O_DIRECT | O_PATH | O_DIRECTORY | O_NOCTTY);
-  int fd = open_beneath(parent->fd, name, flags | O_CREAT | O_NOFOLLOW | O_CLOEXEC,
+  // Exclusive first, so only a file this request created is given to the caller's ids.
+  int fd = open_beneath(parent->fd, name, flags | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC,
                         in.mode & 07777);
+  bool created = fd >= 0;
+  if (fd < 0 && errno == EEXIST && !(flags & O_EXCL))
+    fd = open_beneath(parent->fd, name, (flags & ~O_CREAT) | O_NOFOLLOW | O_CLOEXEC);
   if (fd < 0)
     return errno;
-  chown_new(parent->fd, name, r.h.uid, r.h.gid);
+  if (created)
+    chown_new(parent->fd, name, r.h.uid, r.h.gid);
   fuse_entry_out e;
   if (int err = lookup(*parent, name, e)) {
     ::close(fd);
