@@ -16,9 +16,7 @@ root="$work/root"
 
 # initramfs: busybox + fio and the libraries it links
 cp /bin/busybox "$root/bin/busybox"
-for t in sh mount umount mkdir cat echo dd md5sum ls sync poweroff sleep rm mv head wc stat cmp; do
-  ln -sf busybox "$root/bin/$t"
-done
+ln -sf busybox "$root/bin/sh"
 cp /usr/bin/fio "$root/usr/bin/fio"
 ldd /usr/bin/fio | awk '/=>/ {print $3} /ld-linux/ {print $1}' | while read -r lib; do
   [ -f "$lib" ] || continue
@@ -27,6 +25,8 @@ ldd /usr/bin/fio | awk '/=>/ {print $3} /ld-linux/ {print $1}' | while read -r l
 done
 cat > "$root/init" <<'INIT'
 #!/bin/sh
+/bin/busybox --install -s /bin
+export PATH=/bin:/usr/bin
 mount -t proc proc /proc
 mount -t sysfs sys /sys
 mount -t devtmpfs dev /dev 2>/dev/null
@@ -34,7 +34,7 @@ echo "E2E: mounting virtio-fs"
 if ! mount -t virtiofs kab /mnt; then echo "E2E: MOUNT FAILED"; poweroff -f; fi
 echo "E2E: mounted"
 dd if=/dev/urandom of=/tmp/ref bs=64k count=64 2>/dev/null
-cp /tmp/ref /mnt/ref.bin 2>/dev/null || cat /tmp/ref > /mnt/ref.bin
+cp /tmp/ref /mnt/ref.bin
 sync
 echo 3 > /proc/sys/vm/drop_caches
 if cmp /tmp/ref /mnt/ref.bin; then echo "E2E: INTEGRITY OK $(md5sum /mnt/ref.bin)"; else echo "E2E: INTEGRITY FAILED"; fi
@@ -68,4 +68,11 @@ echo "guest ran $(( $(date +%s) - start )) s"
 wait "$dpu_pid" && echo "kab-dpu exit 0" || echo "kab-dpu exit $?"
 grep -E "E2E|WRITE:|write:|READ:|verify" "$work/console.log" || tail -30 "$work/console.log"
 ls -la "$work/share"
+guest_md5=$(grep -o "INTEGRITY OK [0-9a-f]*" "$work/console.log" | awk '{print $3}')
+host_md5=$(md5sum "$work/share/ref.bin" | awk '{print $1}')
+if [ -n "$guest_md5" ] && [ "$guest_md5" = "$host_md5" ]; then
+  echo "host copy matches the guest's data ($host_md5)"
+else
+  echo "HOST/GUEST MISMATCH: guest '$guest_md5' host '$host_md5'"
+fi
 python3 -c "import json,sys; j=json.load(open('$work/stats.json')); print('requests', j['requests']); print('bytes_written', j['bytes_written'], 'bytes_read', j['bytes_read'], 'malformed', j['malformed_requests'])"
