@@ -201,7 +201,7 @@ std::string summary_chart_script(const core::Comparison& c) {
   s += "set ylabel '%'\nset key off\nset grid ytics\nset datafile missing '?'\n";
   s += "set xrange [0.5:" + std::to_string(i) + ".5]\n";
   s += "set xtics (" + tics + ") rotate by -30 noenhanced\n";
-  s += "set bmargin 8\n";
+  s += "set bmargin 10\nset rmargin 14\n";
   s += "set arrow from graph 0, first 0 to graph 1, first 0 nohead lw 1 lc rgb 'black'\n";
   s += "set arrow from graph 0, first " + num(c.min_effect * 100) + " to graph 1, first " + num(c.min_effect * 100) +
        " nohead dt 2 lc rgb '#999999'\n";
@@ -246,6 +246,9 @@ std::string render_html(const core::Comparison& c, const core::ReportContext& ct
 
   std::string summary_chart = chart(summary_chart_script(c), 900, 420);
   body += "<h2>Summary</h2>\n" + summary_chart;
+  if (!summary_chart.empty())
+    body += "<p class=note>Change of each median with its CI; colour = verdict (green improvement, red regression, "
+            "yellow inconclusive, grey no significant change); dashed lines = ±min effect.</p>\n";
   if (tool_missing)
     body += "<p class=warn>No charts: gnuplot (Debian package gnuplot-nox) is not installed on the machine that "
             "rendered this page.</p>\n";
@@ -265,7 +268,11 @@ std::string render_html(const core::Comparison& c, const core::ReportContext& ct
   body += "<h2>Cells</h2>\n";
   for (const auto& cell : c.cells) {
     body += "<h3>" + e(cell.backend + ", " + cell.label) + "</h3>\n";
-    body += chart(cell_chart_script(c, cell), 560, 360);
+    std::string cell_chart = chart(cell_chart_script(c, cell), 560, 360);
+    body += cell_chart;
+    if (!cell_chart.empty())
+      body += "<p class=note>Points: samples in plan order; bars: medians; grey whisker at the candidate: the base "
+              "median times the CI of the ratio.</p>\n";
     body += "<pre>";
     for (auto [arm, kernel, ac] : {std::tuple(&c.base_arm, &c.base_kernel, &cell.base),
                                    std::tuple(&c.candidate_arm, &c.candidate_kernel, &cell.candidate)})

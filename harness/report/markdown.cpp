@@ -56,8 +56,10 @@ std::string render_markdown(const core::Comparison& c, const core::ReportContext
     for (auto [label, ac, arm] : {std::tuple(&base, &cell.base, true), std::tuple(&cand, &cell.candidate, false)}) {
       const core::MetricResult* bw = primary(cell);
       const core::Summary* s = bw ? (arm ? &bw->base.summary : &bw->candidate.summary) : nullptr;
-      lines += *label + ": median of n=" + std::to_string(s ? s->n : 0) + ", CV " + percent_text(s ? s->cv : NAN);
+      const int n = s ? s->n : 0;
+      lines += *label + ", n=" + std::to_string(n) + ", CV " + percent_text(s ? s->cv : NAN);
       if (ac->excluded) lines += ", " + std::to_string(ac->excluded) + " excluded";
+      if (ac->median_fio) lines += n % 2 ? ", median sample:" : ", lower median sample:";
       lines += "\n";
       if (ac->median_fio) lines += "  " + fio_line(cell.direction, *ac->median_fio) + "\n";
     }

@@ -163,7 +163,8 @@ TEST_CASE("markdown evidence", "[report]") {
   auto md = render_markdown(c, context());
   INFO(md);
   CHECK(contains(md, "```ini\n[global]\nioengine=psync\n"));
-  CHECK(contains(md, "stock (stock-6.1): median of n=5, CV "));
+  CHECK(contains(md, "stock (stock-6.1), n=5, CV 0.9%, median sample:\n"));
+  CHECK(contains(md, "stock (stock-6.1), n=2, CV 2.3%, lower median sample:\n"));
   CHECK(contains(md, "  WRITE: bw=655MiB/s (686MB/s), io=19.1GiB (20.6GB), run=30001-30001msec\n"));
   CHECK(contains(md, "  WRITE: bw=754MiB/s (790MB/s)"));
   CHECK(contains(md, "Change of the median bandwidth: **+15.1%** (95% CI [+"));
