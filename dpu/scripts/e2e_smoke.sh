@@ -5,6 +5,8 @@
 #   dpu/scripts/e2e_smoke.sh KERNEL [KAB_DPU] [extra kab-dpu args...]
 # KERNEL: bzImage or vmlinux with virtio-pci, virtio-fs, FUSE, devtmpfs, ACPI (for poweroff).
 # Work directory: $E2E_DIR (default /tmp/kab-dpu-e2e); kept for inspection.
+# BACKEND=virtiofsd runs the same guest on QEMU's virtiofsd instead (for comparisons);
+# WRITEBACK=1 turns the writeback cache on in either back-end; FIO_SIZE (default 64M).
 set -euo pipefail
 kernel=${1:?usage: e2e_smoke.sh KERNEL [KAB_DPU] [kab-dpu args...]}
 dpu=${2:-/tmp/kab-dpu-build/dpu/kab-dpu}
@@ -40,7 +42,7 @@ echo 3 > /proc/sys/vm/drop_caches
 if cmp /tmp/ref /mnt/ref.bin; then echo "E2E: INTEGRITY OK $(md5sum /mnt/ref.bin)"; else echo "E2E: INTEGRITY FAILED"; fi
 mkdir -p /mnt/d1/d2 && echo hello > /mnt/d1/d2/f && mv /mnt/d1/d2/f /mnt/d1/g && ls -la /mnt/d1
 rm -rf /mnt/d1/d2
-fio --name=rfc --directory=/mnt --rw=randwrite --bs=1M --size=64M --ioengine=psync --fsync=1 \
+fio --name=rfc --directory=/mnt --rw=randwrite --bs=1M --size=@FIO_SIZE@ --ioengine=psync --fsync=1 \
     --runtime=10 --time_based=0 --end_fsync=1 --output-format=normal 2>&1 | grep -E "WRITE:|write:|err" 
 echo "E2E: FIO EXIT $?"
 fio --name=verify --directory=/mnt --rw=write --bs=256k --size=16M --ioengine=psync \
@@ -51,11 +53,19 @@ umount /mnt
 echo "E2E: DONE"
 poweroff -f
 INIT
+sed -i "s/@FIO_SIZE@/${FIO_SIZE:-64M}/" "$root/init"
 chmod +x "$root/init"
 (cd "$root" && find . | cpio -o -H newc 2>/dev/null | gzip -1) > "$work/initrd.gz"
 
-"$dpu" --socket "$work/vu.sock" --shared-dir "$work/share" --stats "$work/stats.json" \
-  --log "$work/dpu.log" "$@" &
+if [ "${BACKEND:-kab-dpu}" = virtiofsd ]; then
+  wb=(); [ "${WRITEBACK:-0}" = 1 ] && wb=(-o writeback)
+  /usr/lib/qemu/virtiofsd --socket-path="$work/vu.sock" -o source="$work/share" -o cache=auto \
+    "${wb[@]}" >"$work/virtiofsd.log" 2>&1 &
+else
+  wb=(); [ "${WRITEBACK:-0}" = 1 ] && wb=(--writeback)
+  "$dpu" --socket "$work/vu.sock" --shared-dir "$work/share" --stats "$work/stats.json" \
+    --log "$work/dpu.log" "${wb[@]}" "$@" &
+fi
 dpu_pid=$!
 for _ in $(seq 50); do [ -S "$work/vu.sock" ] && break; sleep 0.1; done
 start=$(date +%s)
@@ -65,7 +75,7 @@ timeout 600 qemu-system-x86_64 -machine q35 -cpu max -m 1G -smp 1 -nographic -no
   -object memory-backend-memfd,id=mem,size=1G,share=on -numa node,memdev=mem \
   > "$work/console.log" 2>&1 || echo "qemu exited with $?"
 echo "guest ran $(( $(date +%s) - start )) s"
-wait "$dpu_pid" && echo "kab-dpu exit 0" || echo "kab-dpu exit $?"
+wait "$dpu_pid" && echo "${BACKEND:-kab-dpu} exit 0" || echo "${BACKEND:-kab-dpu} exit $?"
 grep -E "E2E|WRITE:|write:|READ:|verify" "$work/console.log" || tail -30 "$work/console.log"
 ls -la "$work/share"
 guest_md5=$(grep -o "INTEGRITY OK [0-9a-f]*" "$work/console.log" | awk '{print $3}')
@@ -75,4 +85,4 @@ if [ -n "$guest_md5" ] && [ "$guest_md5" = "$host_md5" ]; then
 else
   echo "HOST/GUEST MISMATCH: guest '$guest_md5' host '$host_md5'"
 fi
-python3 -c "import json,sys; j=json.load(open('$work/stats.json')); print('requests', j['requests']); print('bytes_written', j['bytes_written'], 'bytes_read', j['bytes_read'], 'malformed', j['malformed_requests'])"
+[ -f "$work/stats.json" ] && python3 -c "import json,sys; j=json.load(open('$work/stats.json')); print('requests', j['requests']); print('bytes_written', j['bytes_written'], 'bytes_read', j['bytes_read'], 'malformed', j['malformed_requests'])"
