@@ -42,6 +42,20 @@ echo 3 > /proc/sys/vm/drop_caches
 if cmp /tmp/ref /mnt/ref.bin; then echo "E2E: INTEGRITY OK $(md5sum /mnt/ref.bin)"; else echo "E2E: INTEGRITY FAILED"; fi
 mkdir -p /mnt/d1/d2 && echo hello > /mnt/d1/d2/f && mv /mnt/d1/d2/f /mnt/d1/g && ls -la /mnt/d1
 rm -rf /mnt/d1/d2
+mkdir /mnt/churn
+i=0
+while [ $i -lt 40 ]; do
+  echo "file $i" > /mnt/churn/f$i
+  dd if=/dev/urandom of=/mnt/churn/g$i bs=4k count=3 2>/dev/null
+  mv /mnt/churn/f$i /mnt/churn/h$i
+  truncate -s $((i * 100)) /mnt/churn/g$i
+  [ $((i % 3)) = 0 ] && rm /mnt/churn/h$i
+  i=$((i + 1))
+done
+sync
+for f in $(ls /mnt/churn | sort); do
+  echo "MANIFEST $f $(md5sum < /mnt/churn/$f | cut -d' ' -f1) $(stat -c %s /mnt/churn/$f)"
+done
 fio --name=rfc --directory=/mnt --rw=randwrite --bs=1M --size=@FIO_SIZE@ --ioengine=psync --fsync=1 \
     --runtime=10 --time_based=0 --end_fsync=1 --output-format=normal 2>&1 | grep -E "WRITE:|write:|err" 
 echo "E2E: FIO EXIT $?"
@@ -71,7 +85,7 @@ for _ in $(seq 50); do [ -S "$work/vu.sock" ] && break; sleep 0.1; done
 start=$(date +%s)
 timeout 600 qemu-system-x86_64 -machine q35 -cpu max -m 1G -smp 1 -nographic -no-reboot \
   -kernel "$kernel" -initrd "$work/initrd.gz" -append "console=ttyS0 panic=-1 quiet" \
-  -chardev socket,id=c,path="$work/vu.sock" -device vhost-user-fs-pci,chardev=c,tag=kab \
+  -chardev socket,id=c,path="$work/vu.sock" -device vhost-user-fs-pci,chardev=c,tag=kab${QEMU_FS_OPTS:-} \
   -object memory-backend-memfd,id=mem,size=1G,share=on -numa node,memdev=mem \
   > "$work/console.log" 2>&1 || echo "qemu exited with $?"
 echo "guest ran $(( $(date +%s) - start )) s"
@@ -85,4 +99,21 @@ if [ -n "$guest_md5" ] && [ "$guest_md5" = "$host_md5" ]; then
 else
   echo "HOST/GUEST MISMATCH: guest '$guest_md5' host '$host_md5'"
 fi
+grep "^MANIFEST" "$work/console.log" | tr -d '\r' | sort > "$work/manifest.guest" || true
+for f in $(ls "$work/share/churn" | sort); do
+  echo "MANIFEST $f $(md5sum < "$work/share/churn/$f" | cut -d' ' -f1) $(stat -c %s "$work/share/churn/$f")"
+done | sort > "$work/manifest.host"
+if [ -s "$work/manifest.guest" ] && cmp -s "$work/manifest.guest" "$work/manifest.host"; then
+  echo "churn: host directory holds exactly what the guest wrote ($(wc -l < "$work/manifest.host") files)"
+else
+  echo "CHURN MISMATCH"; diff "$work/manifest.guest" "$work/manifest.host" | head
+fi
 [ -f "$work/stats.json" ] && python3 -c "import json,sys; j=json.load(open('$work/stats.json')); print('requests', j['requests']); print('bytes_written', j['bytes_written'], 'bytes_read', j['bytes_read'], 'malformed', j['malformed_requests'])"
+verdict=0
+grep -q "E2E: INTEGRITY OK" "$work/console.log" || verdict=1
+grep -q "E2E: DONE" "$work/console.log" || verdict=1
+grep -q "err= 0" "$work/console.log" || verdict=1
+[ -n "$guest_md5" ] && [ "$guest_md5" = "$host_md5" ] || verdict=1
+cmp -s "$work/manifest.guest" "$work/manifest.host" || verdict=1
+echo "E2E VERDICT: $([ $verdict = 0 ] && echo PASS || echo FAIL)"
+exit $verdict
