@@ -322,6 +322,7 @@ Comparison analyze(const Scenario& scenario, const std::vector<Sample>& samples,
       r.ratio_ci = bootstrap_median_ratio_ci(r.base.values, r.candidate.values,
                                              {o.bootstrap_resamples, o.confidence, seed});
       r.hodges_lehmann = hodges_lehmann_ratio(r.base.values, r.candidate.values);
+      r.hodges_lehmann_ci = hodges_lehmann_ratio_ci(r.base.values, r.candidate.values, o.confidence);
       r.test = mann_whitney_u(r.base.values, r.candidate.values);
       cr.metrics.push_back(std::move(r));
     }

@@ -80,6 +80,7 @@ struct MetricResult {
   double change = 0;              // ratio - 1
   Interval ratio_ci;              // percentile bootstrap, AnalysisOptions::confidence
   double hodges_lehmann = 0;      // HL ratio estimate (NaN for non-positive values)
+  Interval hodges_lehmann_ci;     // its distribution-free interval, AnalysisOptions::confidence
   UTest test;                     // two-sided Mann–Whitney, base as x
   double p_adjusted = 1;          // Holm
   double best_p = 1;              // smallest p the exact test could give with these n, times the Holm family size

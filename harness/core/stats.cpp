@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cmath>
 #include <limits>
+#include <numbers>
 #include <numeric>
 
 namespace kab::core {
@@ -212,16 +213,86 @@ Interval bootstrap_median_ratio_ci(std::span<const double> base, std::span<const
   return {quantile_sorted(ratios, tail), quantile_sorted(ratios, 1 - tail)};
 }
 
-double hodges_lehmann_ratio(std::span<const double> base, std::span<const double> candidate) {
-  if (base.empty() || candidate.empty()) return k_nan;
+namespace {
+
+// All pairwise log(c) - log(b); empty when a value is not positive.
+std::vector<double> log_differences(std::span<const double> base, std::span<const double> candidate) {
   std::vector<double> d;
   d.reserve(base.size() * candidate.size());
   for (double b : base)
     for (double c : candidate) {
-      if (!(b > 0) || !(c > 0)) return k_nan;
+      if (!(b > 0) || !(c > 0)) return {};
       d.push_back(std::log(c) - std::log(b));
     }
+  return d;
+}
+
+// Inverse of the standard normal CDF (Acklam's rational approximation refined
+// by one Halley step with std::erfc: accurate to ~1e-15).
+double normal_quantile(double p) {
+  static const double a[] = {-3.969683028665376e+01, 2.209460984245205e+02, -2.759285104469687e+02,
+                             1.383577518672690e+02,  -3.066479806614716e+01, 2.506628277459239e+00};
+  static const double b[] = {-5.447609879822406e+01, 1.615858368580409e+02, -1.556989798598866e+02,
+                             6.680131188771972e+01,  -1.328068155288572e+01};
+  static const double c[] = {-7.784894002430293e-03, -3.223964580411365e-01, -2.400758277161838e+00,
+                             -2.549732539343734e+00, 4.374664141464968e+00,  2.938163982698783e+00};
+  static const double d[] = {7.784695709041462e-03, 3.224671290700398e-01, 2.445134137142996e+00,
+                             3.754408661907416e+00};
+  double x;
+  if (p < 0.02425) {
+    double q = std::sqrt(-2 * std::log(p));
+    x = (((((c[0] * q + c[1]) * q + c[2]) * q + c[3]) * q + c[4]) * q + c[5]) /
+        ((((d[0] * q + d[1]) * q + d[2]) * q + d[3]) * q + 1);
+  } else if (p > 1 - 0.02425) {
+    double q = std::sqrt(-2 * std::log(1 - p));
+    x = -(((((c[0] * q + c[1]) * q + c[2]) * q + c[3]) * q + c[4]) * q + c[5]) /
+        ((((d[0] * q + d[1]) * q + d[2]) * q + d[3]) * q + 1);
+  } else {
+    double q = p - 0.5, r = q * q;
+    x = (((((a[0] * r + a[1]) * r + a[2]) * r + a[3]) * r + a[4]) * r + a[5]) * q /
+        (((((b[0] * r + b[1]) * r + b[2]) * r + b[3]) * r + b[4]) * r + 1);
+  }
+  double e = 0.5 * std::erfc(-x / std::sqrt(2.0)) - p;
+  double u = e * std::sqrt(2 * std::numbers::pi) * std::exp(x * x / 2);
+  return x - u / (1 + x * u / 2);
+}
+
+}  // namespace
+
+double hodges_lehmann_ratio(std::span<const double> base, std::span<const double> candidate) {
+  if (base.empty() || candidate.empty()) return k_nan;
+  auto d = log_differences(base, candidate);
+  if (d.empty()) return k_nan;
   return std::exp(median(d));
+}
+
+Interval hodges_lehmann_ratio_ci(std::span<const double> base, std::span<const double> candidate,
+                                 double confidence) {
+  Interval none{k_nan, k_nan};
+  if (base.empty() || candidate.empty()) return none;
+  auto d = log_differences(base, candidate);
+  if (d.empty()) return none;
+  std::sort(d.begin(), d.end());
+  const int m = static_cast<int>(base.size()), n = static_cast<int>(candidate.size());
+  const long mn = static_cast<long>(m) * n;
+  const double tail = (1 - confidence) / 2;
+  long q = 0;
+  if (m <= k_exact_max_n && n <= k_exact_max_n) {
+    auto counts = u_counts(m, n);
+    double total = std::accumulate(counts.begin(), counts.end(), 0.0), cum = 0;
+    // Smallest q with P(U <= q) >= tail; a relative slack keeps exact ties of
+    // the two sides (e.g. 6.3/252 vs 0.025) from flipping on rounding.
+    for (q = 0; q < static_cast<long>(counts.size()); ++q) {
+      cum += counts[q];
+      if (cum / total >= tail * (1 - 1e-12)) break;
+    }
+  } else {
+    double z = normal_quantile(1 - tail);
+    q = static_cast<long>(std::floor(static_cast<double>(mn) / 2 -
+                                     z * std::sqrt(static_cast<double>(mn) * (m + n + 1) / 12)));
+  }
+  q = std::clamp(q, 1L, mn);
+  return {std::exp(d[q - 1]), std::exp(d[mn - q])};
 }
 
 }  // namespace kab::core

@@ -105,4 +105,16 @@ Interval bootstrap_median_ratio_ci(std::span<const double> base, std::span<const
 // value is not positive.
 double hodges_lehmann_ratio(std::span<const double> base, std::span<const double> candidate);
 
+// The distribution-free confidence interval that goes with it (the one R's
+// wilcox.test(conf.int = TRUE) gives, on the log scale): with the m·n pairwise
+// differences d sorted and q the smallest integer with P(U <= q) >= (1 - confidence) / 2,
+// the interval is exp([d_q, d_{mn+1-q}]) (1-based; q raised to 1 when 0). The
+// critical value comes from the exact null distribution of U when both
+// samples have at most k_exact_max_n values (ties are not corrected for),
+// otherwise from the normal approximation. Its coverage is at least
+// `confidence` under a shift model on the log scale; with tiny samples it can
+// be the whole range of pairwise ratios. NaN bounds as for hodges_lehmann_ratio.
+Interval hodges_lehmann_ratio_ci(std::span<const double> base, std::span<const double> candidate,
+                                 double confidence = 0.95);
+
 }  // namespace kab::core

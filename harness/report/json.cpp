@@ -111,6 +111,7 @@ std::string render_json(const core::Comparison& c, const core::ReportContext& ct
                          {"change", number(r.change)},
                          {"ratio_ci", {number(r.ratio_ci.lo), number(r.ratio_ci.hi)}},
                          {"hodges_lehmann_ratio", number(r.hodges_lehmann)},
+                         {"hodges_lehmann_ci", {number(r.hodges_lehmann_ci.lo), number(r.hodges_lehmann_ci.hi)}},
                          {"u", number(r.test.u)},
                          {"p", number(r.test.p)},
                          {"test", r.test.method == core::UTestMethod::exact ? "exact" : "asymptotic"},

@@ -9,7 +9,11 @@ Each data set carries its literal inputs and what SciPy says about them:
     p-value by method='exact' (only for data without ties: SciPy's exact
     distribution ignores ties) and by method='asymptotic' with
     use_continuity=True (normal approximation with tie correction);
-  - the Hodges-Lehmann ratio: exp(median of all log(y_j) - log(x_i)).
+  - the Hodges-Lehmann ratio: exp(median of all log(y_j) - log(x_i)), and its
+    95% interval as R's wilcox.test(conf.int=TRUE) forms it: the q-th smallest
+    and q-th largest pairwise difference, q the smallest integer with
+    P(U <= q) >= 0.025 under SciPy's exact null distribution of U (both n <= 50),
+    else floor(mn/2 - z_0.975 * sqrt(mn(m+n+1)/12)) with z from norm.ppf.
 Holm's step-down adjustment is computed by hand (as statsmodels'
 multipletests(method='holm') defines it) on literal p-value vectors.
 """
@@ -83,6 +87,21 @@ def hodges_lehmann_ratio(x, y):
     return float(math.exp(np.median(diffs)))
 
 
+def hodges_lehmann_ci(x, y, confidence=0.95):
+    from scipy.stats._mannwhitneyu import _mwu_state
+    m, n = len(x), len(y)
+    diffs = sorted(math.log(b) - math.log(a) for a in x for b in y)
+    tail = (1 - confidence) / 2
+    if m <= 50 and n <= 50:
+        cdf = _mwu_state.cdf(np.arange(m * n + 1), m, n)
+        q = int(np.argmax(cdf >= tail * (1 - 1e-12)))
+    else:
+        z = st.norm.ppf(1 - tail)
+        q = int(math.floor(m * n / 2 - z * math.sqrt(m * n * (m + n + 1) / 12)))
+    q = min(max(q, 1), m * n)
+    return [math.exp(diffs[q - 1]), math.exp(diffs[m * n - q])]
+
+
 def holm(p):
     # Step-down: sort ascending, multiply the i-th smallest (0-based) by m - i,
     # enforce monotonicity, cap at 1.
@@ -118,6 +137,7 @@ def main():
         else:
             entry["p_exact"] = None
         entry["hodges_lehmann_ratio"] = hodges_lehmann_ratio(x, y)
+        entry["hodges_lehmann_ci95"] = hodges_lehmann_ci(x, y)
         entry["median_ratio"] = float(np.median(y) / np.median(x)) if np.median(x) != 0 else None
         out["datasets"].append(entry)
 

@@ -118,6 +118,8 @@ TEST_CASE("analyze: verdicts", "[analyzer]") {
     CHECK(bw.ratio_ci.lo <= bw.ratio);
     CHECK(bw.ratio <= bw.ratio_ci.hi);
     CHECK(bw.ratio_ci.hi < 1);
+    CHECK(bw.hodges_lehmann_ci.lo <= bw.hodges_lehmann);
+    CHECK(bw.hodges_lehmann_ci.hi < 1);
     CHECK(bw.verdict == Verdict::regression);
     CHECK(bw.reason == "adjusted p 0.00794 < 0.05 and |change| 13.6% >= 2.0%");
     // Lower bandwidth means higher latency and more CPU per GiB: all regressions.

@@ -2,6 +2,7 @@
 // data sets and what scipy.stats / numpy computed for them; it is produced by
 // tests/data/stats/make_reference.sh (Debian's python3-scipy 1.10).
 #include <catch2/catch.hpp>
+#include <algorithm>
 #include <chrono>
 #include <cmath>
 #include <fstream>
@@ -129,6 +130,29 @@ TEST_CASE("Hodges-Lehmann ratio matches the reference", "[stats]") {
   }
   std::vector<double> with_zero{0, 1};
   CHECK(std::isnan(hodges_lehmann_ratio(with_zero, with_zero)));
+}
+
+TEST_CASE("Hodges-Lehmann interval matches the reference", "[stats]") {
+  for (const auto& d : reference()["datasets"]) {
+    INFO(d["name"].get<std::string>());
+    auto x = doubles(d["x"]), y = doubles(d["y"]);
+    Interval ci = hodges_lehmann_ratio_ci(x, y, 0.95);
+    CHECK(close(ci.lo, d["hodges_lehmann_ci95"][0], 1e-9));
+    CHECK(close(ci.hi, d["hodges_lehmann_ci95"][1], 1e-9));
+    double hl = hodges_lehmann_ratio(x, y);
+    CHECK(ci.lo <= hl);
+    CHECK(hl <= ci.hi);
+  }
+  SECTION("5 + 5: the 3rd smallest and 3rd largest of the 25 ratios (achieved coverage 96.8%)") {
+    std::vector<double> a{1, 2, 3, 4, 5}, b{6, 7, 8, 9, 10};
+    std::vector<double> r;
+    for (double x : a)
+      for (double y : b) r.push_back(y / x);
+    std::sort(r.begin(), r.end());
+    Interval ci = hodges_lehmann_ratio_ci(a, b);
+    CHECK(ci.lo == Approx(r[2]));
+    CHECK(ci.hi == Approx(r[22]));
+  }
 }
 
 TEST_CASE("splitmix64 is the published sequence", "[stats]") {
