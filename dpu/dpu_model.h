@@ -19,6 +19,7 @@ struct DpuModelConfig {
   double latency_us = 0;       // added to every request (doorbell + completion round trip)
   double bandwidth_mbps = 0;   // DMA bandwidth cap on data bytes, 10^6 bytes/s
   unsigned queue_depth = 0;    // requests in flight per queue; 0: the ring size
+  double cpu_duty = 1.0;       // (0, 1]: a core computes at this fraction of host speed
 };
 
 // Waits until `deadline` precisely: sleeps while far away, spins the last 50 µs.

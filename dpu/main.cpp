@@ -46,6 +46,9 @@ int main(int argc, char** argv) {
   app.add_option("--bandwidth-mbps", model.bandwidth_mbps, "DMA bandwidth cap in MB/s (10^6)")
       ->check(CLI::Range(0.0, 1e9));
   app.add_option("--queue-depth", model.queue_depth, "requests in flight per queue (0: ring size)");
+  app.add_option("--cpu-duty", model.cpu_duty,
+                 "DPU core speed as a fraction of a host core (duty-cycle model, 1: off)")
+      ->check(CLI::Range(0.01, 1.0));
   app.add_option("--stats", stats_path, "JSON statistics file (SIGUSR1 and exit)");
   app.add_option("--log", log_path, "log file (default stderr)");
   app.add_flag("--debug", debug, "log every vhost-user message");
@@ -98,6 +101,7 @@ int main(int argc, char** argv) {
       {"latency_us", model.latency_us},
       {"bandwidth_mbps", model.bandwidth_mbps},
       {"queue_depth", model.queue_depth},
+      {"cpu_duty", model.cpu_duty},
       {"pid", getpid()},
   };
   unsigned workers = model.cores ? model.cores : request_queues + 1;
@@ -173,7 +177,7 @@ int main(int argc, char** argv) {
   }
   log_msg(LogLevel::info, "front-end connected");
 
-  VirtioFsDevice device(*fuse, stats, model.latency_us);
+  VirtioFsDevice device(*fuse, stats, model.latency_us, model.cpu_duty);
   ServerOptions so;
   so.tag = tag;
   so.request_queues = request_queues;

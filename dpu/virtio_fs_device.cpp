@@ -9,6 +9,10 @@ namespace kab::dpu {
 uint32_t VirtioFsDevice::process(unsigned queue, Chain& chain, unsigned worker) {
   auto t0 = std::chrono::steady_clock::now();
   FuseResult res = m_fuse.handle(chain.readable, chain.writable);
+  if (m_slowdown > 0) {
+    auto now = std::chrono::steady_clock::now();
+    wait_until(now + std::chrono::duration_cast<std::chrono::nanoseconds>((now - t0) * m_slowdown));
+  }
   if (m_latency.count() > 0)
     wait_until(t0 + m_latency);
   auto ns = uint64_t(std::chrono::duration_cast<std::chrono::nanoseconds>(

@@ -11,14 +11,19 @@ namespace kab::dpu {
 
 class VirtioFsDevice : public RequestProcessor {
 public:
-  VirtioFsDevice(FuseServer& fuse, Stats& stats, double latency_us)
-      : m_fuse(fuse), m_stats(stats), m_latency(std::chrono::nanoseconds(int64_t(latency_us * 1000))) {}
+  // latency_us: minimum time per request; cpu_duty in (0, 1]: after serving a request for t,
+  // the worker stays busy t * (1/duty - 1) more, a core slower than the host's.
+  VirtioFsDevice(FuseServer& fuse, Stats& stats, double latency_us, double cpu_duty = 1.0)
+      : m_fuse(fuse), m_stats(stats),
+        m_latency(std::chrono::nanoseconds(int64_t(latency_us * 1000))),
+        m_slowdown(cpu_duty > 0 && cpu_duty < 1 ? 1.0 / cpu_duty - 1.0 : 0.0) {}
   uint32_t process(unsigned queue, Chain& chain, unsigned worker) override;
 
 private:
   FuseServer& m_fuse;
   Stats& m_stats;
   std::chrono::nanoseconds m_latency;
+  double m_slowdown;
 };
 
 } // namespace kab::dpu
