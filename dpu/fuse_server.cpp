@@ -997,6 +997,11 @@ int FuseServer::op_lseek(Request& r) {
 }
 
 int FuseServer::op_destroy(Request& r) {
+  reset();
+  return r.reply({});
+}
+
+void FuseServer::reset() {
   {
     std::unique_lock lock(m_handles_mutex);
     m_handles.clear();
@@ -1013,7 +1018,6 @@ int FuseServer::op_destroy(Request& r) {
     }
   }
   m_initialized = false;
-  return r.reply({});
 }
 
 } // namespace kab::dpu

@@ -53,6 +53,10 @@ public:
   // fuse_out_header and the reply. Thread-safe; never throws for guest input.
   FuseResult handle(std::span<const iovec> readable, std::span<const iovec> writable);
 
+  // Forgets every inode but the root and closes every handle, as after DESTROY; the next
+  // request must be INIT (a device reset, e.g. a guest reboot).
+  void reset();
+
   size_t inode_count() const;
   size_t handle_count() const;
   bool initialized() const { return m_initialized.load(); }

@@ -99,6 +99,7 @@ void VhostUserServer::reset() {
   m_mem.reset();
   m_acked_features = 0;
   m_features_set = false;
+  m_processor.reset();
 }
 
 bool VhostUserServer::vring_should_run(const Vring& v) const {

@@ -26,6 +26,8 @@ public:
   // Serves one well-formed chain of queue `queue`; returns the bytes written into its writable
   // part (the used length). `worker` identifies the serving thread for statistics.
   virtual uint32_t process(unsigned queue, Chain& chain, unsigned worker) = 0;
+  // The front-end reset the device (RESET_OWNER / RESET_DEVICE); no request is in flight.
+  virtual void reset() {}
 };
 
 struct ServerOptions {

@@ -18,6 +18,7 @@ public:
         m_latency(std::chrono::nanoseconds(int64_t(latency_us * 1000))),
         m_slowdown(cpu_duty > 0 && cpu_duty < 1 ? 1.0 / cpu_duty - 1.0 : 0.0) {}
   uint32_t process(unsigned queue, Chain& chain, unsigned worker) override;
+  void reset() override { m_fuse.reset(); }
 
 private:
   FuseServer& m_fuse;

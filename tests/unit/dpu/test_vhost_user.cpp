@@ -299,3 +299,26 @@ TEST_CASE("a call fd set after completions is signalled", "[dpu][vhost]") {
   close(fresh);
   CHECK(rig.finish() == 0);
 }
+
+TEST_CASE("RESET_OWNER resets the device and the FUSE session", "[dpu][vhost]") {
+  Rig rig;
+  auto& fe = rig.fe;
+  fe.setup();
+  init_fuse(fe);
+  std::ofstream(rig.dir.path / "f");
+  Bytes name;
+  append_str(name, "f");
+  REQUIRE(fe.fuse(FUSE_LOOKUP, FUSE_ROOT_ID, name).oh.error == 0);
+  CHECK(rig.fuse.inode_count() == 2);
+  fe.send_u64(vhost::RESET_OWNER, 0, true);
+  CHECK(rig.fuse.inode_count() == 1);
+  CHECK_FALSE(rig.fuse.initialized());
+  // the front-end sets the device up again, as after a guest reboot
+  fe.q[0] = {fe.q[0].desc, fe.q[0].avail, fe.q[0].used, fe.q[0].kick, fe.q[0].call};
+  fe.q[1] = {fe.q[1].desc, fe.q[1].avail, fe.q[1].used, fe.q[1].kick, fe.q[1].call};
+  std::memset(fe.at(fe.q[0].desc), 0, 0x20000);
+  fe.setup();
+  init_fuse(fe);
+  CHECK(fe.fuse(FUSE_LOOKUP, FUSE_ROOT_ID, name).oh.error == 0);
+  CHECK(rig.finish() == 0);
+}
