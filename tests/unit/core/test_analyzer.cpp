@@ -1,5 +1,6 @@
 #include <catch2/catch.hpp>
 #include <cmath>
+#include <map>
 
 #include "core/analyzer.h"
 
@@ -310,5 +311,70 @@ TEST_CASE("analyze: shape of the comparison", "[analyzer]") {
     CHECK(bw.reason == "no included sample in the candidate arm");
     CHECK(c.verdict == Verdict::inconclusive);
     CHECK(c.candidate_excluded == 5);
+  }
+}
+
+TEST_CASE("analyze: error rates on simulated TCG-like noise", "[analyzer][simulation]") {
+  // Samples with a CV of ~15% in bandwidth (as measured under TCG here),
+  // IOPS = bandwidth / 1 MiB, p99 inversely related with its own noise, CPU
+  // per GiB with independent noise. 5 + 5 samples, one cell, 5 metrics.
+  SplitMix64 g(4242);
+  auto normal = [&] {
+    // Box-Muller on splitmix64 uniforms, so the test is the same everywhere.
+    double u1 = (static_cast<double>(g.next() >> 11) + 1) / 9007199254740993.0;
+    double u2 = static_cast<double>(g.next() >> 11) / 9007199254740992.0;
+    return std::sqrt(-2 * std::log(u1)) * std::cos(2 * 3.141592653589793 * u2);
+  };
+  auto run = [&](double candidate_factor, int trials, int reps, bool holm_all = false) {
+    std::map<Verdict, int> overall, bandwidth;
+    for (int t = 0; t < trials; ++t) {
+      std::vector<Sample> s;
+      for (int k = 0; k < 2 * reps; ++k) {
+        bool cand = k % 2 == 1;
+        double mib = 650 * (1 + 0.15 * normal()) * (cand ? candidate_factor : 1);
+        Sample x = sample(cand ? "rfc" : "stock", std::max(mib, 50.0), k);
+        x.fio.clat_p99_ns = 1e9 / x.fio.iops * (1 + 0.1 * normal());
+        x.guest.guest_sys_s = 2 * (1 + 0.1 * normal()) / (cand ? candidate_factor : 1);
+        x.backend_usage.sys_s = 2 * (1 + 0.1 * normal());
+        s.push_back(x);
+      }
+      auto o = options();
+      o.bootstrap_resamples = 200;  // the verdict does not use the interval
+      o.holm_across_metrics = holm_all;
+      o.seed = static_cast<std::uint64_t>(t);
+      auto c = analyze(scenario(), s, o);
+      ++overall[c.verdict];
+      ++bandwidth[metric(c.cells[0], Metric::bandwidth).verdict];
+    }
+    return std::pair(overall, bandwidth);
+  };
+  SECTION("A/A: a false regression is rare") {
+    auto [overall, bw] = run(1.0, 400, 5);
+    WARN("A/A, n=5+5, CV 15%, 400 trials: overall regression " << overall[Verdict::regression]
+         << ", improvement " << overall[Verdict::improvement] << "; bandwidth alone regression "
+         << bw[Verdict::regression] << ", improvement " << bw[Verdict::improvement]);
+    // Bandwidth alone: a two-sided level-0.05 test, half of it on the regression side.
+    CHECK(bw[Verdict::regression] + bw[Verdict::improvement] <= 400 * 8 / 100);
+    // Any of five correlated metrics: more chances, still well below one in ten.
+    CHECK(overall[Verdict::regression] <= 400 * 10 / 100);
+    // One Holm family over all metrics bounds the overall false alarms by alpha.
+    auto [all, bw_all] = run(1.0, 400, 5, true);
+    WARN("A/A with holm_across_metrics: overall regression " << all[Verdict::regression] << ", improvement "
+         << all[Verdict::improvement]);
+    CHECK(all[Verdict::regression] + all[Verdict::improvement] <= 400 * 8 / 100);
+  }
+  SECTION("a 25% slowdown is caught often with 5 + 5, nearly always with 10 + 10") {
+    auto [overall, bw] = run(0.75, 200, 5);
+    WARN("25% slowdown, n=5+5, CV 15%, 200 trials: bandwidth regression " << bw[Verdict::regression]
+         << "; overall regression " << overall[Verdict::regression]);
+    CHECK(bw[Verdict::regression] >= 200 * 45 / 100);
+    CHECK(bw[Verdict::improvement] == 0);
+    auto [all, bw_all] = run(0.75, 200, 5, true);
+    WARN("same with holm_across_metrics: bandwidth regression " << bw_all[Verdict::regression] << "; overall "
+         << all[Verdict::regression]);
+    auto [more, bw_more] = run(0.75, 200, 10);
+    WARN("same with n=10+10: bandwidth regression " << bw_more[Verdict::regression] << "; overall "
+         << more[Verdict::regression]);
+    CHECK(bw_more[Verdict::regression] >= 200 * 80 / 100);
   }
 }
