@@ -9,6 +9,7 @@
 #include <unistd.h>
 
 #include <cstring>
+#include <filesystem>
 #include <memory>
 #include <stdexcept>
 #include <vector>
@@ -78,9 +79,10 @@ struct FuseFixture {
   std::string dir;
   std::unique_ptr<FuseServer> server;
   FuseFixture() {
-    char tmpl[] = "/tmp/kab-dpu-fuzz-XXXXXX";
-    if (!mkdtemp(tmpl))
-      throw std::runtime_error("mkdtemp");
+    const char* tmp = getenv("TMPDIR");
+    std::string tmpl = std::string(tmp && *tmp ? tmp : "/tmp") + "/kab-dpu-fuzz-XXXXXX";
+    if (!mkdtemp(tmpl.data()))
+      throw std::runtime_error("mkdtemp " + tmpl);
     dir = tmpl;
     server = std::make_unique<FuseServer>(FuseOptions{dir, true});
     fuse_in_header h{};
@@ -96,6 +98,11 @@ struct FuseFixture {
     std::vector<uint8_t> out(4096);
     iovec rd{req.data(), req.size()}, wr{out.data(), out.size()};
     server->handle({&rd, 1}, {&wr, 1});
+  }
+  ~FuseFixture() {
+    server.reset();
+    std::error_code ec;
+    std::filesystem::remove_all(dir, ec);
   }
 };
 } // namespace

@@ -8,7 +8,8 @@ secs=${1:-30}
 root=$(cd "$(dirname "$0")/../.." && pwd)
 out=${FUZZ_BUILD_DIR:-/tmp/kab-dpu-fuzz}
 cxx=${CXX_FUZZ:-clang++}
-mkdir -p "$out"
+mkdir -p "$out" "$out/tmp"
+export TMPDIR="$out/tmp"  # the FUSE target's scratch exports
 flags="-std=c++20 -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined -I$root/dpu -I$root/tests/fuzz"
 srcs="$root/dpu/guest_memory.cpp $root/dpu/virtqueue.cpp $root/dpu/fuse_io.cpp $root/dpu/fuse_server.cpp $root/dpu/log.cpp $root/dpu/dpu_model.cpp $root/tests/fuzz/fuzz_entry.cpp"
 status=0
@@ -31,5 +32,5 @@ for target in walker fuse; do
     tail -2 "$out/$target.log"
   fi
 done
-rm -rf /tmp/kab-dpu-fuzz-*  # scratch exports of the FUSE target
+rm -rf "$out/tmp"
 exit $status
