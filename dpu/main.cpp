@@ -30,6 +30,10 @@ int main(int argc, char** argv) {
   DpuModelConfig model;
   uint32_t max_write_kib = 1024;
   double timeout_s = 1.0;
+#ifndef KAB_GIT_REV
+#define KAB_GIT_REV "unknown"
+#endif
+  app.set_version_flag("--version", std::string("kab-dpu ") + KAB_GIT_REV);
   app.add_option("--socket", socket_path, "vhost-user unix socket to listen on")->required();
   app.add_option("--shared-dir", shared_dir, "host directory to export")->required();
   app.add_option("--tag", tag, "virtio-fs tag in the config space (max 36 bytes)");
@@ -103,6 +107,7 @@ int main(int argc, char** argv) {
       {"queue_depth", model.queue_depth},
       {"cpu_duty", model.cpu_duty},
       {"pid", getpid()},
+      {"version", KAB_GIT_REV},
   };
   unsigned workers = model.cores ? model.cores : request_queues + 1;
   Stats stats(workers);

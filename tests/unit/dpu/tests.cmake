@@ -8,6 +8,7 @@ add_executable(kab_dpu_unit_tests
   ${_dpu_tests}/test_fuse_server.cpp
   ${_dpu_tests}/test_vhost_user.cpp
   ${_dpu_tests}/test_dpu_model.cpp
+  ${_dpu_tests}/test_fuse_io.cpp
   ${_dpu_tests}/test_fuzz_regressions.cpp
   ${CMAKE_SOURCE_DIR}/tests/fuzz/fuzz_entry.cpp)
 target_link_libraries(kab_dpu_unit_tests PRIVATE kab_dpu Catch2::Catch2)
