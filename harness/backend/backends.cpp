@@ -1,0 +1,147 @@
+#include "backend/backends.h"
+
+#include <signal.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+#include <thread>
+
+#include "core/text.h"
+
+namespace fs = std::filesystem;
+
+namespace kab::backend {
+
+namespace {
+
+std::string join_cpus(const std::vector<int>& cpus) {
+  std::string s;
+  for (int c : cpus) s += (s.empty() ? "" : ",") + std::to_string(c);
+  return s;
+}
+
+std::string self_dir() {
+  std::error_code ec;
+  return fs::read_symlink("/proc/self/exe", ec).parent_path().string();
+}
+
+}  // namespace
+
+std::string default_virtiofsd() { return "/usr/lib/qemu/virtiofsd"; }
+
+std::string default_kab_dpu() {
+  for (const auto& cand : {self_dir() + "/kab-dpu", self_dir() + "/../dpu/kab-dpu"})
+    if (fs::exists(cand)) return fs::canonical(cand).string();
+  std::string p = proc::which("kab-dpu");
+  return p.empty() ? "kab-dpu" : p;
+}
+
+std::unique_ptr<core::Backend> make_backend(const core::BackendSpec& spec) {
+  return std::make_unique<ProcessBackend>(spec.type == core::BackendType::dpu ? default_kab_dpu() : default_virtiofsd());
+}
+
+std::vector<std::string> ProcessBackend::command(const core::BackendSpec& spec, const std::string& socket,
+                                                 const std::string& shared_dir, const std::string& stats_path) const {
+  std::vector<std::string> argv;
+  // Pinning applies to whichever backend runs, so both compare under one CPU budget.
+  if (!spec.cpus.empty()) argv = {"taskset", "-c", join_cpus(spec.cpus)};
+  argv.push_back(m_binary);
+  if (spec.type == core::BackendType::virtiofsd) {
+    argv.push_back("--socket-path=" + socket);
+    argv.push_back("-o");
+    argv.push_back("source=" + shared_dir);
+    argv.push_back("-o");
+    argv.push_back("cache=" + spec.cache);
+    argv.push_back("-o");
+    argv.push_back(spec.writeback ? "writeback" : "no_writeback");
+    argv.push_back("-o");
+    argv.push_back("sandbox=" + (spec.sandbox == "none" ? std::string("chroot") : spec.sandbox));
+    if (spec.thread_pool_size > 0) argv.push_back("--thread-pool-size=" + std::to_string(spec.thread_pool_size));
+  } else {
+    argv.insert(argv.end(), {"--socket", socket, "--shared-dir", shared_dir, "--tag", "kabfs"});
+    if (spec.writeback) argv.push_back("--writeback");
+    argv.insert(argv.end(), {"--cores", std::to_string(spec.dpu.cores)});
+    if (!spec.dpu.core_cpus.empty()) argv.insert(argv.end(), {"--core-cpus", join_cpus(spec.dpu.core_cpus)});
+    if (spec.dpu.latency_us > 0) argv.insert(argv.end(), {"--latency-us", std::to_string(spec.dpu.latency_us)});
+    if (spec.dpu.bandwidth_mbps > 0) argv.insert(argv.end(), {"--bandwidth-mbps", std::to_string(spec.dpu.bandwidth_mbps)});
+    if (spec.dpu.queue_depth > 0) argv.insert(argv.end(), {"--queue-depth", std::to_string(spec.dpu.queue_depth)});
+    argv.insert(argv.end(), {"--stats", stats_path});
+  }
+  return argv;
+}
+
+core::BackendHandle ProcessBackend::start(const core::BackendSpec& spec, const std::string& work_dir) {
+  stop();
+  fs::create_directories(work_dir);
+  core::BackendHandle h;
+  h.socket_path = work_dir + "/backend.sock";
+  h.log_path = work_dir + "/backend.log";
+  m_stats_path = work_dir + "/backend-stats.json";
+  if (spec.store == "tmpfs") {
+    // The share lives on tmpfs so the FUSE path is measured, not the host disk.
+    h.shared_dir = "/dev/shm/kab-share-" + std::to_string(::getpid()) + "-" + fs::path(work_dir).filename().string();
+    m_owns_shared = true;
+  } else {
+    h.shared_dir = spec.store + "/kab-share-" + fs::path(work_dir).filename().string();
+    m_owns_shared = true;
+  }
+  fs::remove_all(h.shared_dir);
+  fs::create_directories(h.shared_dir);
+  m_shared_dir = h.shared_dir;
+  fs::remove(h.socket_path);
+  m_is_dpu = spec.type == core::BackendType::dpu;
+  m_socket = h.socket_path;
+  proc::Options o;
+  o.argv = command(spec, h.socket_path, h.shared_dir, m_stats_path);
+  o.output_path = h.log_path;
+  for (const auto& a : o.argv) h.cmdline += (h.cmdline.empty() ? "" : " ") + a;
+  try {
+    m_child = std::make_unique<proc::Child>(o);
+  } catch (const proc::SpawnError& e) {
+    throw BackendError(std::string("backend ") + spec.name + ": " + e.what());
+  }
+  // Ready when the socket exists.
+  for (int i = 0; i < 1000; ++i) {
+    if (fs::exists(h.socket_path)) return h;
+    if (!m_child->running()) break;
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  std::string tail = proc::tail_file(h.log_path, 20);
+  std::string why = m_child->running() ? "no socket after 10 s" : m_child->result().describe();
+  stop();
+  throw BackendError("backend " + spec.name + " (" + h.cmdline + ") did not start: " + why + "\n" + tail);
+}
+
+bool ProcessBackend::alive() { return m_child && m_child->running(); }
+
+core::HostUsage ProcessBackend::stop() {
+  if (m_child) {
+    // virtiofsd and kab-dpu end by themselves when the guest disconnects.
+    if (m_child->running() && m_is_dpu) {  // kab-dpu writes its statistics on SIGUSR1
+      ::kill(m_child->pid(), SIGUSR1);
+      m_child->wait(0.5);
+    }
+    m_child->stop(2);
+    const auto& u = m_child->result().usage;
+    m_usage = {u.user_s, u.sys_s, u.minor_faults, u.major_faults};
+    m_child.reset();
+  }
+  std::error_code ec;
+  if (!m_socket.empty()) fs::remove(m_socket, ec);
+  if (m_owns_shared && !m_shared_dir.empty()) fs::remove_all(m_shared_dir, ec);
+  m_shared_dir.clear();
+  return m_usage;
+}
+
+std::string ProcessBackend::stats_json() {
+  std::ifstream in(m_stats_path);
+  if (!in) return "";
+  std::ostringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
+}
+
+}  // namespace kab::backend

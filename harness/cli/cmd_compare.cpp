@@ -1,0 +1,247 @@
+// kab compare, kab report
+#include <unistd.h>
+
+#include <cstdio>
+#include <ctime>
+#include <filesystem>
+#include <fstream>
+#include <iostream>
+#include <set>
+
+#include "cli/app.h"
+#include "cli/parse.h"
+#include "cli/runner.h"
+#include "core/analyzer.h"
+#include "core/orchestrator.h"
+#include "core/text.h"
+#include "report/html.h"
+#include "report/json.h"
+#include "report/junit.h"
+#include "report/markdown.h"
+#include "report/text.h"
+
+namespace fs = std::filesystem;
+
+namespace kab::cli {
+
+std::string join_args(const std::string& cmd, const std::vector<std::string>& args);  // cmd_run.cpp
+
+namespace {
+
+const std::vector<std::string> k_formats = {"text", "md", "json", "junit", "html"};
+
+std::string iso_now() {
+  std::time_t t = std::time(nullptr);
+  char buf[32];
+  std::strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%SZ", std::gmtime(&t));
+  return buf;
+}
+
+std::string render(const std::string& format, const core::Comparison& c, const core::ReportContext& ctx, bool tty) {
+  if (format == "md") return report::render_markdown(c, ctx);
+  if (format == "json") return report::render_json(c, ctx);
+  if (format == "junit") return report::render_junit(c, ctx);
+  if (format == "html") return report::render_html(c, ctx);
+  report::TextOptions o;
+  o.color = tty;
+  return report::render_text(c, ctx, o);
+}
+
+const char* extension(const std::string& format) {
+  if (format == "md") return "md";
+  if (format == "json") return "json";
+  if (format == "junit") return "junit.xml";
+  if (format == "html") return "html";
+  return "txt";
+}
+
+// The context of a comparison: environment of the runs, kernels, job, command.
+core::ReportContext context_for(store::ResultStore& db, const std::vector<std::int64_t>& runs, const core::Scenario& s,
+                                const core::Comparison& c, const std::string& command) {
+  core::ReportContext ctx;
+  ctx.command = command;
+  ctx.date = iso_now();
+  ctx.kab_version = KAB_VERSION;
+  char host[256] = {};
+  ::gethostname(host, sizeof host - 1);
+  ctx.host = host;
+  if (auto r = db.run(runs.front())) {
+    ctx.host_cpu = r->info.cpu_model + " (" + std::to_string(r->info.nproc) + " CPUs)";
+    ctx.host_kernel = r->info.host_kernel;
+    ctx.accelerator = r->info.accelerator;
+    ctx.qemu_version = r->info.qemu_version;
+    ctx.virtiofsd_version = r->info.virtiofsd_version;
+    ctx.libvirt_version = r->info.libvirt_version;
+    ctx.fio_version = r->info.fio_version;
+    ctx.date = r->created_at;
+  }
+  ctx.job_file = s.fio.job_file.empty() ? core::fio_job_text(s.fio, {}, "/mnt/kab") : "; job_file " + s.fio.job_file;
+  // Kernels of each arm, from the samples' build keys.
+  std::vector<core::Sample> samples;
+  for (auto r : runs) {
+    auto more = db.samples(r, store::WithArtifacts::no);
+    samples.insert(samples.end(), more.begin(), more.end());
+  }
+  for (const std::string& arm : {c.base_arm, c.candidate_arm}) {
+    for (const auto& smp : samples) {
+      if (smp.arm != arm) continue;
+      core::KernelFacts k;
+      k.arm = arm;
+      k.kernel = smp.kernel;
+      k.build_key = smp.kernel_build_key;
+      if (auto rec = db.kernel(smp.kernel_build_key)) {
+        k.version = rec->release;
+        k.config_hash = rec->config_hash;
+        for (const auto& p : rec->patch_hashes) k.patch_hash += (k.patch_hash.empty() ? "" : ",") + p.substr(0, 16);
+      }
+      ctx.kernels.push_back(k);
+      break;
+    }
+  }
+  return ctx;
+}
+
+struct Output {
+  std::string format = "text";
+  std::string out_dir;
+};
+
+int analyse_and_report(store::ResultStore& db, const std::vector<std::int64_t>& runs, const core::Scenario& s,
+                       const std::string& base, const std::string& candidate, const Output& out,
+                       const std::string& command) {
+  std::vector<core::Sample> samples;
+  for (auto r : runs) {
+    auto more = db.samples(r, store::WithArtifacts::no);
+    samples.insert(samples.end(), more.begin(), more.end());
+  }
+  core::AnalysisOptions o;
+  o.base_arm = base;
+  o.candidate_arm = candidate;
+  o.seed = s.seed;
+  o.host_cores = static_cast<int>(::sysconf(_SC_NPROCESSORS_ONLN));
+  if (auto r = db.run(runs.front())) o.tcg = r->info.accelerator == "tcg";
+  core::Comparison c;
+  try {
+    c = core::analyze(s, samples, o);
+  } catch (const std::invalid_argument& e) {
+    throw Fatal(std::string("cannot compare: ") + e.what(), k_exit_usage);
+  }
+  core::ReportContext ctx = context_for(db, runs, s, c, command);
+  if (!out.out_dir.empty()) {
+    fs::create_directories(out.out_dir);
+    for (const auto& f : k_formats) {
+      std::ofstream file(fs::path(out.out_dir) / (std::string("comparison.") + extension(f)));
+      file << render(f, c, ctx, false);
+    }
+    std::fprintf(stderr, "kab: reports in %s (comparison.{txt,md,json,junit.xml,html})\n", out.out_dir.c_str());
+  }
+  std::cout << render(out.format, c, ctx, ::isatty(STDOUT_FILENO) && out.format == "text");
+  return c.verdict == core::Verdict::regression ? k_exit_failure : k_exit_ok;
+}
+
+}  // namespace
+
+int cmd_compare(const std::vector<std::string>& args) {
+  CLI::App app{"Build two kernels, run the scenario's matrix interleaved, analyse, report.", "compare"};
+  std::string base, candidate, scenario_path = paths().scenarios_dir + "/rfc-writeback.yaml";
+  std::string db_path = paths().default_db;
+  int reps = 0;
+  Output out;
+  app.add_option("--base", base, "base kernel definition (default: the scenario's first arm)");
+  app.add_option("--candidate", candidate, "candidate kernel definition (default: the scenario's second arm)");
+  app.add_option("--scenario", scenario_path, "scenario file (default scenarios/rfc-writeback.yaml)");
+  app.add_option("--repetitions", reps, "override the scenario's repetitions");
+  app.add_option("--db", db_path, "SQLite database (default results/kab.db)");
+  app.add_option("--format", out.format, "text, md, json, junit or html")->check(CLI::IsMember(k_formats));
+  app.add_option("--out", out.out_dir, "also write every format into this directory");
+  if (auto code = parse_args(app, args)) return *code;
+
+  RunRequest rq;
+  rq.scenario_path = scenario_path;
+  rq.scenario = load_scenario_or_exit(scenario_path);
+  rq.db_path = db_path;
+  rq.command_line = join_args("compare", args);
+  core::Scenario& s = rq.scenario;
+  if (reps > 0) s.repetitions = reps;
+  // The arms: the scenario's, or base/candidate as given (named after the
+  // scenario arm that uses the kernel, else after the kernel).
+  if (!base.empty() || !candidate.empty()) {
+    if (base.empty()) base = s.arms[0].kernel;
+    if (candidate.empty()) candidate = s.arms.size() > 1 ? s.arms[1].kernel : base;
+    auto known = scenario::list_kernel_names(paths().kernels_dir);
+    for (const auto& k : {base, candidate}) load_kernel_or_exit(k);
+    auto arm_name = [&](const std::string& kernel, const std::string& fallback) {
+      for (const auto& a : s.arms)
+        if (a.kernel == kernel) return a.name;
+      return fallback.empty() ? kernel : fallback;
+    };
+    core::Arm a{arm_name(base, ""), base, ""}, b{arm_name(candidate, ""), candidate, ""};
+    if (a.name == b.name) {
+      a.name = "A";
+      b.name = "B";
+    }
+    s.arms = {a, b};
+  }
+  if (!out.out_dir.empty()) fs::create_directories(out.out_dir);
+  RunResult r = execute_run(rq);
+  std::fprintf(stderr, "kab: run %lld stored %d samples (%d not ok)\n", static_cast<long long>(r.run_id), r.stored,
+               r.not_ok);
+  if (r.interrupted) return k_exit_interrupted;
+  store::ResultStore db = store::ResultStore::open(db_path);
+  auto stored = db.samples(r.run_id, store::WithArtifacts::no);
+  int ok = 0;
+  for (const auto& smp : stored) ok += smp.health.status == core::SampleStatus::ok;
+  if (ok == 0) throw Fatal("run " + std::to_string(r.run_id) + ": no sample succeeded (kab show " +
+                               std::to_string(r.run_id) + " lists the reasons)",
+                           k_exit_run_failed);
+  if (out.out_dir.empty()) out.out_dir = paths().root + "/results/compare-" + std::to_string(r.run_id);
+  return analyse_and_report(db, {r.run_id}, s, s.arms[0].name, s.arms[1].name, out, rq.command_line);
+}
+
+int cmd_report(const std::vector<std::string>& args) {
+  CLI::App app{"Analyse stored samples without running anything (also across runs).", "report"};
+  std::vector<long long> runs;
+  std::string base, candidate, db_path = paths().default_db;
+  Output out;
+  app.add_option("run", runs, "run id(s); samples of all of them are pooled")->required();
+  app.add_option("--base", base, "base arm (default: the run's first arm)");
+  app.add_option("--candidate", candidate, "candidate arm (default: the run's second arm)");
+  app.add_option("--db", db_path, "SQLite database (default results/kab.db)");
+  app.add_option("--format", out.format, "text, md, json, junit or html")->check(CLI::IsMember(k_formats));
+  app.add_option("--out", out.out_dir, "also write every format into this directory");
+  if (auto code = parse_args(app, args)) return *code;
+  store::ResultStore db = store::ResultStore::open(db_path);
+  std::vector<std::int64_t> ids(runs.begin(), runs.end());
+  auto first = db.run(ids.front());
+  for (auto id : ids)
+    if (!db.run(id)) throw Fatal("no run " + std::to_string(id) + " in " + db_path, k_exit_usage);
+  // The scenario as it was run (its text is stored with the run); kernels
+  // and fio options are not re-checked against today's files.
+  auto parsed = scenario::parse_scenario(first->info.scenario_name + " (run " + std::to_string(ids.front()) + ")",
+                                         first->info.scenario_text, scenario::Context{});
+  if (!parsed.value) throw Fatal("the scenario stored with run " + std::to_string(ids.front()) + " does not parse",
+                                 k_exit_run_failed);
+  core::Scenario s = *parsed.value;
+  if (base.empty() || candidate.empty()) {
+    // Arms in order of appearance in the samples.
+    std::vector<std::string> arms;
+    for (auto id : ids)
+      for (const auto& smp : db.samples(id, store::WithArtifacts::no))
+        if (std::find(arms.begin(), arms.end(), smp.arm) == arms.end()) arms.push_back(smp.arm);
+    std::vector<std::string> ordered;
+    for (const auto& a : s.arms)
+      if (std::find(arms.begin(), arms.end(), a.name) != arms.end()) ordered.push_back(a.name);
+    for (const auto& a : arms)
+      if (std::find(ordered.begin(), ordered.end(), a) == ordered.end()) ordered.push_back(a);
+    if (base.empty() && !ordered.empty()) base = ordered[0];
+    if (candidate.empty())
+      for (const auto& a : ordered)
+        if (a != base) {
+          candidate = a;
+          break;
+        }
+  }
+  return analyse_and_report(db, ids, s, base, candidate, out, join_args("report", args));
+}
+
+}  // namespace kab::cli

@@ -1,0 +1,36 @@
+#include "core/health.h"
+
+#include <regex>
+#include <sstream>
+
+namespace kab::core {
+
+namespace {
+
+const std::regex& findings_pattern() {
+  static const std::regex re(
+      R"(Kernel panic - not syncing|Oops:|Oops\[|BUG: |kernel BUG at|WARNING: |------------\[ cut here \]|)"
+      R"(KASAN:|UBSAN:|possible circular locking|possible recursive locking|inconsistent lock state|)"
+      R"(INFO: task .* blocked for more than|rcu: INFO: .* stall|rcu_sched self-detected stall|)"
+      R"(soft lockup - CPU|hard LOCKUP|general protection fault|Unable to handle kernel)");
+  return re;
+}
+
+}  // namespace
+
+std::vector<std::string> console_findings(const std::string& text, std::size_t limit) {
+  std::vector<std::string> out;
+  std::istringstream ss(text);
+  std::string line;
+  while (std::getline(ss, line) && out.size() < limit) {
+    if (!line.empty() && line.back() == '\r') line.pop_back();
+    if (std::regex_search(line, findings_pattern())) out.push_back(line);
+  }
+  return out;
+}
+
+bool console_has_panic(const std::string& text) {
+  return text.find("Kernel panic - not syncing") != std::string::npos;
+}
+
+}  // namespace kab::core

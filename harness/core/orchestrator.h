@@ -1,0 +1,92 @@
+// The orchestrator: runs a plan sample by sample through the ports, turns
+// each guest outcome into a Sample, and hands it to the sink the moment it
+// is complete. Knows no library: every outside effect goes through a port.
+#pragma once
+
+#include <functional>
+#include <map>
+#include <memory>
+#include <set>
+#include <string>
+
+#include "core/model.h"
+#include "core/ports.h"
+#include "core/sample.h"
+
+namespace kab::core {
+
+// Where samples go (the ResultStore in kab, a vector in tests).
+class SampleSink {
+ public:
+  virtual ~SampleSink() = default;
+  virtual void add_sample(const Sample& sample) = 0;
+  virtual std::set<int> completed_indices(std::int64_t run_id) = 0;
+};
+
+// Host facts sampled around each sample.
+class HostProbe {
+ public:
+  virtual ~HostProbe() = default;
+  virtual double load1() = 0;
+  virtual double steal_pct_since_last() = 0;
+  virtual void drop_caches() = 0;
+  virtual std::string now_iso() = 0;
+  virtual double now_s() = 0;
+  virtual void sleep_s(double s) = 0;
+};
+
+// The agent's record (report port text) → fields of a Sample. Implemented by
+// the fio adapter (it parses fio's JSON); returns "" or a failure reason.
+using RecordParser = std::function<std::string(const std::string& record, Sample& sample)>;
+
+// The fio job text for a sample: [global] with the scenario's job options and
+// the cell's overrides, a directory on the share, one [kab] job.
+std::string fio_job_text(const FioSpec& fio, const Cell& cell, const std::string& directory);
+
+struct OrchestratorPorts {
+  Hypervisor* hypervisor = nullptr;
+  std::function<std::unique_ptr<Backend>(const BackendSpec&)> make_backend;
+  // Builds the per-sample initramfs (base + sample inputs) into work_dir; returns its path.
+  std::function<std::string(const PlannedSample&, const std::string& job_text, const std::string& work_dir)> sample_image;
+  SampleSink* sink = nullptr;
+  HostProbe* host = nullptr;
+  RecordParser parse_record;
+  std::function<std::string(const std::string& path)> read_file;
+  std::function<void(const std::string& path)> remove_tree;
+};
+
+struct RunSettings {
+  std::int64_t run_id = 0;
+  std::string work_root;                                  // per-sample directories under it
+  std::map<std::string, KernelArtifact> kernels;          // by "kernel" or "kernel+variant"
+  std::string base_image;
+  std::vector<int> vcpu_cpus, emulator_cpus;              // pinning (empty = none)
+  bool keep_work = false;                                 // keep per-sample dirs of ok samples
+  std::string noise;                                      // noise controls applied, stored with each sample
+  // Called after each stored sample: index, total, sample.
+  std::function<void(int, int, const Sample&)> on_sample;
+};
+
+struct RunSummary {
+  int stored = 0, skipped = 0;
+  std::map<SampleStatus, int> by_status;
+  bool interrupted = false;
+};
+
+class Orchestrator {
+ public:
+  Orchestrator(const Scenario& scenario, OrchestratorPorts ports) : m_s(scenario), m_p(std::move(ports)) {}
+  // Runs every plan sample not yet stored for settings.run_id; each sample is
+  // handed to the sink as soon as it ends, whatever its status.
+  RunSummary run(const Plan& plan, const RunSettings& settings, const std::function<bool()>& interrupted);
+  // One sample: backend up, guest run, backend down, record parsed, health judged.
+  Sample run_one(const PlannedSample& ps, const RunSettings& settings);
+
+ private:
+  const Scenario& m_s;
+  OrchestratorPorts m_p;
+};
+
+std::string kernel_ref(const std::string& kernel, const std::string& variant);
+
+}  // namespace kab::core

@@ -1,0 +1,147 @@
+#include "fio/record.h"
+
+#include <map>
+#include <nlohmann/json.hpp>
+#include <sstream>
+
+#include "core/text.h"
+
+namespace kab::fio {
+
+namespace {
+
+std::map<std::string, std::string> fields(const std::string& rest) {
+  std::map<std::string, std::string> out;
+  std::istringstream ss(rest);
+  std::string tok;
+  while (ss >> tok) {
+    auto eq = tok.find('=');
+    if (eq != std::string::npos) out[tok.substr(0, eq)] = tok.substr(eq + 1);
+  }
+  return out;
+}
+
+double num(const std::map<std::string, std::string>& f, const std::string& k) {
+  auto it = f.find(k);
+  if (it == f.end()) return 0;
+  try {
+    return std::stod(it->second);
+  } catch (...) {
+    return 0;
+  }
+}
+
+// "cpu  user nice system idle iowait irq softirq steal" in USER_HZ.
+std::vector<double> cpu_line(const std::string& line) {
+  std::vector<double> v;
+  std::istringstream ss(line);
+  std::string tok;
+  ss >> tok;  // "cpu"
+  double x;
+  while (ss >> x) v.push_back(x);
+  v.resize(8, 0);
+  return v;
+}
+
+}  // namespace
+
+std::string parse_fio_json(const std::string& json_text, core::FioMetrics& m) {
+  // fio may print warnings before its JSON.
+  auto brace = json_text.find('{');
+  if (brace == std::string::npos) return "fio wrote no JSON";
+  auto j = nlohmann::json::parse(json_text.substr(brace), nullptr, false);
+  if (j.is_discarded() || !j.contains("jobs") || j["jobs"].empty()) return "fio's JSON is malformed or has no jobs";
+  const auto& job = j["jobs"][0];
+  m.fio_error = job.value("error", 0);
+  const auto& w = job["write"];
+  const auto& r = job["read"];
+  const auto& side = w.value("io_bytes", 0.0) > 0 ? w : r;
+  m.bw_bytes = side.value("bw_bytes", 0.0);
+  m.iops = side.value("iops", 0.0);
+  m.bytes = side.value("io_bytes", 0.0);
+  m.runtime_ms = side.value("runtime", 0.0);
+  if (side.contains("clat_ns") && side["clat_ns"].contains("percentile")) {
+    const auto& p = side["clat_ns"]["percentile"];
+    m.clat_p50_ns = p.value("50.000000", 0.0);
+    m.clat_p99_ns = p.value("99.000000", 0.0);
+    m.clat_p999_ns = p.value("99.900000", 0.0);
+  }
+  m.usr_cpu = job.value("usr_cpu", 0.0);
+  m.sys_cpu = job.value("sys_cpu", 0.0);
+  if (m.fio_error) return "fio reported error " + std::to_string(m.fio_error);
+  return "";
+}
+
+std::string parse_record(const std::string& record, core::Sample& s) {
+  std::istringstream ss(record);
+  std::string line, json_text, end_status, stat_before, stat_after;
+  bool in_json = false, ended = false;
+  double fio_start = -1, fio_end = -1, fio_rc = -1;
+  double wbt_sum = 0, wb_sum = 0;
+  int n_samples = 0;
+  std::map<std::string, double> vm_before, vm_after;
+  std::vector<std::string> errors;
+  while (std::getline(ss, line)) {
+    if (!line.empty() && line.back() == '\r') line.pop_back();
+    if (in_json) {
+      if (line == "KAB-FIO-JSON-END") in_json = false;
+      else json_text += line + "\n";
+      continue;
+    }
+    auto sp = line.find(' ');
+    std::string tag = line.substr(0, sp);
+    std::string rest = sp == std::string::npos ? "" : line.substr(sp + 1);
+    if (tag == "KAB-FIO-JSON-BEGIN") in_json = true;
+    else if (tag == "KAB-FIO-START") fio_start = num(fields(rest), "uptime");
+    else if (tag == "KAB-FIO-END") {
+      auto f = fields(rest);
+      fio_end = num(f, "uptime");
+      fio_rc = num(f, "rc");
+    } else if (tag == "KAB-SAMPLE") {
+      auto f = fields(rest);
+      double wbt = num(f, "wbtmp_kb"), wb = num(f, "wb_kb"), nwt = num(f, "nr_writeback_temp");
+      s.guest.writeback_tmp_peak_kb = std::max(s.guest.writeback_tmp_peak_kb, wbt);
+      s.guest.writeback_peak_kb = std::max(s.guest.writeback_peak_kb, wb);
+      s.guest.nr_writeback_temp_peak = std::max(s.guest.nr_writeback_temp_peak, nwt);
+      wbt_sum += wbt;
+      wb_sum += wb;
+      ++n_samples;
+    } else if (tag == "KAB-VMSTAT-BEFORE" || tag == "KAB-VMSTAT-AFTER") {
+      std::istringstream r(rest);
+      std::string k;
+      double v = 0;
+      r >> k >> v;
+      (tag == "KAB-VMSTAT-BEFORE" ? vm_before : vm_after)[k] = v;
+    } else if (tag == "KAB-STAT-BEFORE") stat_before = rest;
+    else if (tag == "KAB-STAT-AFTER") stat_after = rest;
+    else if (tag == "KAB-ERROR") errors.push_back(rest);
+    else if (tag == "KAB-END") {
+      ended = true;
+      end_status = fields(rest)["status"];
+    }
+  }
+  if (n_samples) {
+    s.guest.writeback_tmp_mean_kb = wbt_sum / n_samples;
+    s.guest.writeback_mean_kb = wb_sum / n_samples;
+  }
+  for (const auto& [k, v] : vm_after)
+    if (vm_before.count(k)) s.guest.vmstat_delta[k] = v - vm_before[k];
+  if (!stat_before.empty() && !stat_after.empty()) {
+    auto b = cpu_line(stat_before), a = cpu_line(stat_after);
+    s.guest.guest_user_s = ((a[0] - b[0]) + (a[1] - b[1])) / 100.0;
+    s.guest.guest_sys_s = ((a[2] - b[2]) + (a[5] - b[5]) + (a[6] - b[6])) / 100.0;
+  }
+  if (fio_start >= 0) s.boot_s = fio_start;
+  if (fio_start >= 0 && fio_end >= 0) s.fio_s = fio_end - fio_start;
+  s.fio_json = json_text;
+  if (!ended) return "the agent's record has no end (guest stopped early)";
+  if (end_status != "ok") {
+    std::string why = "agent: " + end_status;
+    for (const auto& e : errors) why += "; " + e;
+    if (fio_rc > 0) why += "; fio exited " + std::to_string(static_cast<int>(fio_rc));
+    return why;
+  }
+  return parse_fio_json(json_text, s.fio);
+}
+
+}  // namespace kab::fio

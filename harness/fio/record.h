@@ -1,0 +1,19 @@
+// The guest agent's record (see images/agent/init) and fio's JSON → Sample.
+#pragma once
+
+#include <string>
+
+#include "core/sample.h"
+
+namespace kab::fio {
+
+// Fills sample.fio, sample.guest, sample.fio_json, boot_s (guest uptime at
+// fio start) and fio_s from the record. Returns "" when the record is
+// complete and fio succeeded, else the reason it is not a measurement.
+std::string parse_record(const std::string& record, core::Sample& sample);
+
+// fio's JSON (--output-format=json) → metrics of the first job; the write
+// side when it wrote, else the read side. Returns "" or a reason.
+std::string parse_fio_json(const std::string& json_text, core::FioMetrics& out);
+
+}  // namespace kab::fio

@@ -1,0 +1,54 @@
+// ImageBuilder: the guest's initramfs — Debian's busybox-static, fio with the
+// shared libraries ldd finds, kab's agent as /init — cached by content hash.
+// Per-sample inputs travel in a small cpio appended to the cached one.
+#pragma once
+
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "core/ports.h"
+
+namespace kab::image {
+
+// A newc cpio archive written in memory order ("070701" headers).
+class CpioWriter {
+ public:
+  void directory(const std::string& path, unsigned mode = 0755);
+  void file(const std::string& path, const std::string& data, unsigned mode = 0644);
+  void symlink(const std::string& path, const std::string& target);
+  std::string finish();   // appends the trailer and returns the archive
+
+ private:
+  void entry(const std::string& path, unsigned mode, const std::string& data);
+  std::string m_out;
+  unsigned m_ino = 1;
+};
+
+struct InitramfsOptions {
+  std::string cache_dir;         // images go under cache_dir/images
+  std::string agent_path;        // images/agent/init
+  std::string busybox = "/bin/busybox";
+  std::string fio = "/usr/bin/fio";
+};
+
+class InitramfsBuilder : public core::ImageBuilder {
+ public:
+  explicit InitramfsBuilder(InitramfsOptions o) : m_o(std::move(o)) {}
+  // Returns the cached image or builds it. Throws std::runtime_error naming a missing file.
+  core::GuestImage build() override;
+  // The key without building (hash of agent, busybox, fio and its libraries).
+  std::string key() const;
+
+ private:
+  std::vector<std::string> libraries() const;
+  InitramfsOptions m_o;
+};
+
+// The per-sample archive: /kab/sample/env (shell assignments) and /kab/sample/job.fio.
+std::string sample_cpio(const std::vector<std::pair<std::string, std::string>>& env, const std::string& job_text);
+
+// Writes base + sample archive to `out_path` (the kernel unpacks concatenated archives in order).
+void write_combined(const std::string& base_path, const std::string& sample_archive, const std::string& out_path);
+
+}  // namespace kab::image

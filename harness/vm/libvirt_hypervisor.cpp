@@ -1,0 +1,269 @@
+#include "vm/libvirt_hypervisor.h"
+
+#include <libvirt/libvirt.h>
+#include <libvirt/virterror.h>
+#include <fcntl.h>
+#include <linux/kvm.h>
+#include <sys/ioctl.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+#include <thread>
+
+#include "core/health.h"
+#include "core/text.h"
+#include "proc/runner.h"
+
+namespace fs = std::filesystem;
+
+namespace kab::vm {
+
+namespace {
+
+double now_s() {
+  using namespace std::chrono;
+  return duration<double>(steady_clock::now().time_since_epoch()).count();
+}
+
+std::string last_libvirt_error() {
+  virErrorPtr e = virGetLastError();
+  return e && e->message ? e->message : "unknown libvirt error";
+}
+
+std::string xml_escape(const std::string& s) {
+  std::string out;
+  for (char c : s) {
+    switch (c) {
+      case '&': out += "&amp;"; break;
+      case '<': out += "&lt;"; break;
+      case '>': out += "&gt;"; break;
+      case '\'': out += "&apos;"; break;
+      case '"': out += "&quot;"; break;
+      default: out += c;
+    }
+  }
+  return out;
+}
+
+std::string read_text(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  std::ostringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
+}
+
+std::string cpuset(const std::vector<int>& cpus) {
+  std::string s;
+  for (int c : cpus) s += (s.empty() ? "" : ",") + std::to_string(c);
+  return s;
+}
+
+void silence_libvirt(void*, virErrorPtr) {}  // errors are read and reported by kab itself
+
+}  // namespace
+
+bool kvm_available() {
+  // KAB_ACCEL=tcg|kvm overrides the probe.
+  if (const char* forced = std::getenv("KAB_ACCEL")) return std::string(forced) == "kvm";
+  int fd = ::open("/dev/kvm", O_RDWR | O_CLOEXEC);
+  if (fd < 0) return false;
+  int version = ::ioctl(fd, KVM_GET_API_VERSION, 0);
+  ::close(fd);
+  if (version != KVM_API_VERSION) return false;
+  // Some nested hosts expose /dev/kvm without virtualisation in the CPU; QEMU
+  // then dies on MSR writes or hangs the guest. Trust KVM only with vmx/svm.
+  std::ifstream in("/proc/cpuinfo");
+  std::string line;
+  while (std::getline(in, line))
+    if (core::starts_with(line, "flags"))
+      return line.find(" vmx") != std::string::npos || line.find(" svm") != std::string::npos;
+  return false;
+}
+
+void ensure_libvirt_daemons(bool verbose) {
+  const char* sock = "/run/libvirt/libvirt-sock";
+  if (fs::exists(sock)) return;
+  if (!fs::exists("/run/libvirt/virtlogd-sock")) {
+    if (verbose) std::fprintf(stderr, "kab: starting virtlogd (its socket is absent)\n");
+    proc::Result r = proc::run({{"virtlogd", "-d"}, "", {}, "", 30});
+    if (!r.ok()) throw VmError("cannot start virtlogd: " + r.describe() + "\n" + r.output);
+  }
+  if (verbose) std::fprintf(stderr, "kab: starting libvirtd (its socket is absent)\n");
+  proc::Result r = proc::run({{"libvirtd", "-d"}, "", {}, "", 30});
+  if (!r.ok()) throw VmError("cannot start libvirtd: " + r.describe() + "\n" + r.output);
+  for (int i = 0; i < 300 && !fs::exists(sock); ++i) std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  if (!fs::exists(sock)) throw VmError("libvirtd started but " + std::string(sock) + " did not appear in 30 s");
+}
+
+std::string domain_xml(const DomainXmlInput& in) {
+  std::ostringstream x;
+  x << "<domain type='" << in.domain_type << "'>\n"
+    << "  <name>" << xml_escape(in.name) << "</name>\n"
+    << "  <memory unit='b'>" << in.memory_bytes << "</memory>\n"
+    << "  <vcpu placement='static'>" << in.vcpus << "</vcpu>\n";
+  if (!in.vcpu_cpus.empty() || !in.emulator_cpus.empty()) {
+    x << "  <cputune>\n";
+    for (int v = 0; v < in.vcpus && !in.vcpu_cpus.empty(); ++v)
+      x << "    <vcpupin vcpu='" << v << "' cpuset='" << in.vcpu_cpus[static_cast<std::size_t>(v) % in.vcpu_cpus.size()] << "'/>\n";
+    if (!in.emulator_cpus.empty()) x << "    <emulatorpin cpuset='" << cpuset(in.emulator_cpus) << "'/>\n";
+    x << "  </cputune>\n";
+  }
+  // vhost-user needs guest memory the backend can map.
+  x << "  <memoryBacking><source type='memfd'/><access mode='shared'/></memoryBacking>\n"
+    << "  <os>\n    <type arch='x86_64' machine='pc'>hvm</type>\n"
+    << "    <kernel>" << xml_escape(in.kernel) << "</kernel>\n"
+    << "    <initrd>" << xml_escape(in.initrd) << "</initrd>\n"
+    << "    <cmdline>" << xml_escape(in.cmdline) << "</cmdline>\n  </os>\n"
+    << "  <features><acpi/></features>\n";
+  if (in.domain_type == "kvm") x << "  <cpu mode='host-passthrough'/>\n";
+  // A panic with panic=-1 reboots: destroy on every end, and let the agent's record decide.
+  x << "  <on_poweroff>destroy</on_poweroff>\n  <on_reboot>destroy</on_reboot>\n  <on_crash>destroy</on_crash>\n"
+    << "  <devices>\n"
+    << "    <emulator>/usr/bin/qemu-system-x86_64</emulator>\n"
+    << "    <filesystem type='mount'>\n      <driver type='virtiofs' queue='1024'/>\n"
+    << "      <source socket='" << xml_escape(in.fs_socket) << "'/>\n"
+    << "      <target dir='" << xml_escape(in.fs_tag) << "'/>\n    </filesystem>\n"
+    << "    <serial type='file'><source path='" << xml_escape(in.console_path) << "'/><target port='0'/></serial>\n"
+    << "    <serial type='file'><source path='" << xml_escape(in.report_path) << "'/><target port='1'/></serial>\n"
+    << "    <memballoon model='none'/>\n"
+    << "  </devices>\n"
+    // QEMU runs as root: the cache under /root is not readable by libvirt-qemu,
+    // and the backend's socket then needs no group juggling.
+    << "  <seclabel type='static' model='dac' relabel='no'><label>+0:+0</label></seclabel>\n"
+    << "</domain>\n";
+  return x.str();
+}
+
+LibvirtHypervisor::LibvirtHypervisor(std::string uri) : m_uri(std::move(uri)) {
+  virSetErrorFunc(nullptr, silence_libvirt);
+  if (m_uri == "qemu:///system") ensure_libvirt_daemons();
+  m_conn = virConnectOpen(m_uri.c_str());
+  if (!m_conn) throw VmError("cannot connect to " + m_uri + ": " + last_libvirt_error());
+}
+
+LibvirtHypervisor::~LibvirtHypervisor() {
+  if (m_conn) virConnectClose(static_cast<virConnectPtr>(m_conn));
+}
+
+std::string LibvirtHypervisor::accelerator() { return kvm_available() ? "kvm" : "tcg"; }
+
+std::string LibvirtHypervisor::versions() {
+  unsigned long lib = 0, hv = 0;
+  virConnectGetLibVersion(static_cast<virConnectPtr>(m_conn), &lib);
+  virConnectGetVersion(static_cast<virConnectPtr>(m_conn), &hv);
+  auto v = [](unsigned long n) {
+    return std::to_string(n / 1000000) + "." + std::to_string((n / 1000) % 1000) + "." + std::to_string(n % 1000);
+  };
+  return "libvirt " + v(lib) + ", QEMU " + v(hv);
+}
+
+core::GuestOutcome LibvirtHypervisor::run(const core::GuestRequest& req) {
+  core::GuestOutcome out;
+  out.console_path = req.work_dir + "/console.log";
+  out.report_path = req.work_dir + "/report.log";
+  fs::create_directories(req.work_dir);
+  std::error_code ec;
+  fs::remove(out.console_path, ec);
+  fs::remove(out.report_path, ec);
+
+  DomainXmlInput in;
+  in.name = req.name;
+  in.domain_type = kvm_available() ? "kvm" : "qemu";
+  in.kernel = req.kernel->vmlinux;
+  in.initrd = req.extra_initramfs.empty() ? req.initramfs : req.extra_initramfs;
+  in.cmdline = "console=ttyS0 panic=-1 oops=panic reboot=t rdinit=/init " + req.guest.cmdline;
+  in.memory_bytes = req.guest.memory_bytes;
+  in.vcpus = req.guest.vcpus;
+  in.fs_socket = req.backend_socket;
+  in.fs_tag = req.tag;
+  in.console_path = out.console_path;
+  in.report_path = out.report_path;
+  in.vcpu_cpus = req.vcpu_cpus;
+  in.emulator_cpus = req.emulator_cpus;
+  std::string xml = domain_xml(in);
+  { std::ofstream(req.work_dir + "/domain.xml") << xml; }
+
+  auto* conn = static_cast<virConnectPtr>(m_conn);
+  // A leftover domain of the same name (from a killed kab) would block the name.
+  if (virDomainPtr old = virDomainLookupByName(conn, req.name.c_str())) {
+    virDomainDestroy(old);
+    virDomainFree(old);
+  }
+  const double t0 = now_s();
+  virDomainPtr dom = virDomainCreateXML(conn, xml.c_str(), VIR_DOMAIN_START_AUTODESTROY);
+  if (!dom) {
+    out.end = core::GuestOutcome::End::failed;
+    out.reason = "libvirt could not start domain " + req.name + ": " + last_libvirt_error();
+    return out;
+  }
+  out.boot_s = now_s() - t0;
+  pid_t qemu_pid = 0;
+  {
+    // QEMU's pid, for its host CPU time: libvirt writes it to /run/libvirt/qemu/NAME.pid.
+    std::ifstream pidf("/run/libvirt/qemu/" + req.name + ".pid");
+    pidf >> qemu_pid;
+  }
+  auto qemu_usage = [&](core::HostUsage& u) {
+    if (qemu_pid <= 0) return;
+    std::ifstream in("/proc/" + std::to_string(qemu_pid) + "/stat");
+    std::string stat((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+    auto close = stat.rfind(')');
+    if (close == std::string::npos) return;
+    std::istringstream ss(stat.substr(close + 2));
+    std::vector<std::string> f;
+    std::string tok;
+    while (ss >> tok) f.push_back(tok);
+    if (f.size() < 13) return;
+    double hz = static_cast<double>(::sysconf(_SC_CLK_TCK));
+    u.minor_faults = std::stol(f[7]);
+    u.major_faults = std::stol(f[9]);
+    u.user_s = std::stod(f[11]) / hz;
+    u.sys_s = std::stod(f[12]) / hz;
+  };
+
+  bool timed_out = false, interrupted = false;
+  while (true) {
+    int state = 0, reason = 0;
+    if (virDomainGetState(dom, &state, &reason, 0) < 0 || state == VIR_DOMAIN_SHUTOFF || state == VIR_DOMAIN_CRASHED)
+      break;
+    qemu_usage(out.vm_usage);   // the last reading before QEMU exits
+    if (proc::interrupted_flag()) {
+      interrupted = true;
+      break;
+    }
+    if (now_s() - t0 > req.guest.timeout_s) {
+      timed_out = true;
+      break;
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+  virDomainDestroy(dom);   // no-op when already gone; ends it on timeout
+  virDomainFree(dom);
+  out.total_s = now_s() - t0;
+
+  const std::string report = read_text(out.report_path);
+  const std::string console = read_text(out.console_path);
+  const bool completed = report.find("KAB-END") != std::string::npos;
+  if (interrupted) {
+    out.end = core::GuestOutcome::End::failed;
+    out.reason = "interrupted";
+  } else if (timed_out) {
+    out.end = core::GuestOutcome::End::timeout;
+    out.reason = "guest did not finish in " + std::to_string(static_cast<int>(req.guest.timeout_s)) + " s";
+  } else if (core::console_has_panic(console)) {
+    out.end = core::GuestOutcome::End::crashed;
+    out.reason = "kernel panic";
+  } else if (!completed) {
+    out.end = core::GuestOutcome::End::crashed;
+    out.reason = "guest stopped without the agent's record";
+  } else {
+    out.end = core::GuestOutcome::End::completed;
+  }
+  return out;
+}
+
+}  // namespace kab::vm

@@ -1,0 +1,47 @@
+// Hypervisor over libvirt's C API: transient QEMU domains (KVM when
+// /dev/kvm exists, TCG otherwise) booting the cached vmlinux directly, with
+// memfd shared memory, a vhost-user-fs device on the backend's socket, the
+// console and the agent's report on two serial ports logged to files.
+#pragma once
+
+#include <string>
+
+#include "core/ports.h"
+
+namespace kab::vm {
+
+struct VmError : std::runtime_error {
+  using std::runtime_error::runtime_error;
+};
+
+// Starts virtlogd and libvirtd when their sockets are absent (no systemd
+// here); says so on stderr. Throws VmError when they do not come up.
+void ensure_libvirt_daemons(bool verbose = true);
+
+bool kvm_available();
+
+struct DomainXmlInput {
+  std::string name, domain_type;      // "kvm" | "qemu"
+  std::string kernel, initrd, cmdline;
+  std::uint64_t memory_bytes = 0;
+  int vcpus = 1;
+  std::string fs_socket, fs_tag;
+  std::string console_path, report_path;
+  std::vector<int> vcpu_cpus, emulator_cpus;
+};
+std::string domain_xml(const DomainXmlInput& in);
+
+class LibvirtHypervisor : public core::Hypervisor {
+ public:
+  explicit LibvirtHypervisor(std::string uri = "qemu:///system");
+  ~LibvirtHypervisor() override;
+  std::string accelerator() override;
+  core::GuestOutcome run(const core::GuestRequest& request) override;
+  std::string versions();   // "libvirt X, QEMU Y"
+
+ private:
+  std::string m_uri;
+  void* m_conn = nullptr;   // virConnectPtr
+};
+
+}  // namespace kab::vm

@@ -1,0 +1,150 @@
+#include <catch2/catch.hpp>
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+
+#include "kernel/builder.h"
+
+using namespace kab::kernel;
+namespace fs = std::filesystem;
+
+namespace {
+
+const std::string k_data = std::string(KAB_TEST_DATA) + "/kernel";
+
+std::string slurp(const fs::path& p) {
+  std::ifstream in(p);
+  std::ostringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
+}
+
+BuildInputs sample_inputs() {
+  BuildInputs in;
+  in.source_identity = "linux-source-6.1=6.1.192-3";
+  in.arch = "x86_64";
+  in.config_base = "tinyconfig";
+  in.compiler = "gcc (Debian 12.2.0-14) 12.2.0";
+  in.patches = {{"0001-x.patch", "aaaa"}};
+  in.fragments = {{"virtio-guest.config", "bbbb"}};
+  return in;
+}
+
+}  // namespace
+
+TEST_CASE("build inputs hash: every input counts, nothing else", "[kernel]") {
+  BuildInputs a = sample_inputs();
+  const std::string h = a.hash();
+  SECTION("same inputs, same key") { CHECK(sample_inputs().hash() == h); }
+  SECTION("one patch byte changes the key") {
+    BuildInputs b = a;
+    b.patches[0].second = "aaab";
+    CHECK(b.hash() != h);
+    CHECK(b.differences(a) == std::vector<std::string>{"patch 0001-x.patch changed"});
+  }
+  SECTION("a config fragment line changes the key") {
+    BuildInputs b = a;
+    b.fragments[0].second = "bbbc";
+    CHECK(b.hash() != h);
+    CHECK(b.differences(a) == std::vector<std::string>{"fragment virtio-guest.config changed"});
+  }
+  SECTION("arch and compiler are part of the key") {
+    BuildInputs b = a;
+    b.arch = "um";
+    CHECK(b.hash() != h);
+    BuildInputs c = a;
+    c.compiler = "gcc 13";
+    CHECK(c.hash() != h);
+    CHECK(c.differences(a) == std::vector<std::string>{"compiler changed: gcc (Debian 12.2.0-14) 12.2.0 -> gcc 13"});
+  }
+  SECTION("added and removed patches are named") {
+    BuildInputs b = a;
+    b.patches.clear();
+    CHECK(b.differences(a) == std::vector<std::string>{"patch 0001-x.patch removed"});
+    CHECK(a.differences(b) == std::vector<std::string>{"patch 0001-x.patch added"});
+  }
+  SECTION("the real patch hashes come from file contents") {
+    // Hash the real port twice through a copy: unrelated files do not matter.
+    fs::path tmp = fs::temp_directory_path() / "kab-test-keys";
+    fs::remove_all(tmp);
+    fs::create_directories(tmp);
+    fs::copy_file(k_data + "/good.patch", tmp / "a.patch");
+    std::ofstream(tmp / "unrelated.txt") << "noise";
+    kab::core::KernelSpec spec;
+    spec.name = "t";
+    spec.source = (fs::path(k_data) / "tree").string();
+    spec.patches = {(tmp / "a.patch").string()};
+    Builder builder(Options{tmp.string()});
+    std::string k1 = builder.inputs_of(spec, "x86_64", "").hash();
+    std::ofstream(tmp / "unrelated.txt") << "other noise";
+    CHECK(builder.inputs_of(spec, "x86_64", "").hash() == k1);
+    std::ofstream(tmp / "a.patch", std::ios::app) << " \n";
+    CHECK(builder.inputs_of(spec, "x86_64", "").hash() != k1);
+    fs::remove_all(tmp);
+  }
+}
+
+TEST_CASE("patches apply to a staged copy, or fail naming each hunk", "[kernel]") {
+  fs::path staging = fs::temp_directory_path() / "kab-test-staging";
+  const std::string tree = k_data + "/tree";
+  const std::string before = slurp(fs::path(tree) / "fs/demo/file.c");
+  SECTION("a good patch") {
+    apply_patches_staged(tree, {k_data + "/good.patch"}, staging.string());
+    CHECK(slurp(staging / "fs/demo/file.c").find("return 42;") != std::string::npos);
+    CHECK(slurp(fs::path(tree) / "fs/demo/file.c") == before);
+  }
+  SECTION("a failing hunk is named with its header and the tree is untouched") {
+    try {
+      apply_patches_staged(tree, {k_data + "/bad.patch"}, staging.string());
+      FAIL("the bad patch applied");
+    } catch (const BuildError& e) {
+      CHECK(std::string(e.what()) ==
+            "patch bad.patch does not apply to the source:\n"
+            "  fs/demo/file.c: hunk #2 FAILED at line 7\n"
+            "      @@ -7,4 +7,4 @@\n"
+            "       static int demo_other(void)\n"
+            "       {\n"
+            "      -\treturn 3;\n"
+            "      +\treturn 4;\n"
+            "       }");
+    }
+    CHECK(slurp(fs::path(tree) / "fs/demo/file.c") == before);
+    CHECK_FALSE(fs::exists(staging));
+  }
+  SECTION("patched_files reads the +++ lines") {
+    CHECK(patched_files(slurp(k_data + "/good.patch")) == std::vector<std::string>{"fs/demo/file.c"});
+    auto rfc = patched_files(slurp(std::string(KAB_SOURCE_DIR) +
+                                   "/kernels/patches/0001-fuse-use-page-cache-pages-for-writeback-io-when-virtio_fs.patch"));
+    CHECK(rfc == std::vector<std::string>{"fs/fuse/file.c", "fs/fuse/fuse_i.h", "fs/fuse/inode.c", "fs/fuse/virtio_fs.c"});
+  }
+  fs::remove_all(staging);
+}
+
+TEST_CASE("fragments: requested options are checked in the final config", "[kernel]") {
+  auto wanted = read_fragment("# comment\nCONFIG_A=y\n# CONFIG_B is not set\nCONFIG_C=\"x\"\nCONFIG_NR=8\n", "f.config");
+  REQUIRE(wanted.size() == 4);
+  CHECK(wanted[1].value == "n");
+  SECTION("all kept") {
+    CHECK(dropped_options(wanted, "CONFIG_A=y\nCONFIG_C=\"x\"\nCONFIG_NR=8\n# CONFIG_B is not set\n").empty());
+  }
+  SECTION("dropped and changed options are reported") {
+    auto d = dropped_options(wanted, "CONFIG_B=y\nCONFIG_C=\"x\"\nCONFIG_NR=4\n");
+    REQUIRE(d.size() == 3);
+    CHECK(d[0].wanted.option == "CONFIG_A");
+    CHECK(d[0].got == "n");
+    CHECK(d[1].wanted.option == "CONFIG_B");
+    CHECK(d[1].got == "y");
+    CHECK(d[2].got == "4");
+  }
+  SECTION("a later fragment overrides an earlier one") {
+    auto more = read_fragment("CONFIG_A=n\n# CONFIG_A is not set\n", "g.config");
+    auto all = wanted;
+    all.insert(all.end(), more.begin(), more.end());
+    auto d = dropped_options(all, "CONFIG_C=\"x\"\nCONFIG_NR=8\n");
+    CHECK(d.empty());
+  }
+  SECTION("the unmet dependency is read from Kconfig") {
+    CHECK(kconfig_depends(k_data + "/tree", "CONFIG_DEMO_FS") == "depends on DEMO_BUS && !DEMO_LEGACY");
+    CHECK(kconfig_depends(k_data + "/tree", "CONFIG_NOPE").empty());
+  }
+}
