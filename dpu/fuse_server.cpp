@@ -387,6 +387,7 @@ FuseResult FuseServer::handle(std::span<const iovec> readable, std::span<const i
     case FUSE_FALLOCATE: err = op_fallocate(r); break;
     case FUSE_LSEEK: err = op_lseek(r); break;
     case FUSE_DESTROY: err = op_destroy(r); break;
+    case FUSE_SYNCFS: err = op_syncfs(r); break;
     case FUSE_INTERRUPT: return res;  // never answered; requests are not interruptible here
     default: err = ENOSYS; break;
     }
@@ -994,6 +995,20 @@ int FuseServer::op_lseek(Request& r) {
   fuse_lseek_out out{};
   out.offset = uint64_t(o);
   return r.reply_struct(out);
+}
+
+int FuseServer::op_syncfs(Request& r) {
+  fuse_syncfs_in in;
+  READ_ARG(in);
+  int fd = ::open(proc_path(m_root_fd).c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (fd < 0)
+    return errno;
+  int rc = syncfs(fd);
+  int e = errno;
+  ::close(fd);
+  if (rc != 0)
+    return e;
+  return r.reply({});
 }
 
 int FuseServer::op_destroy(Request& r) {

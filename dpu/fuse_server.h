@@ -104,6 +104,7 @@ private:
   int op_fallocate(Request& r);
   int op_lseek(Request& r);
   int op_destroy(Request& r);
+  int op_syncfs(Request& r);
 
   FuseOptions m_opts;
   DmaThrottle* m_throttle;

@@ -347,6 +347,9 @@ TEST_CASE("FUSE passthrough operations", "[dpu][fuse]") {
     CHECK(s.inode_count() == 1);
     CHECK(fuse_call(s, FUSE_GETATTR, e.nodeid, Bytes(sizeof(fuse_getattr_in))).oh.error == -EBADF);
   }
+  SECTION("syncfs") {
+    CHECK(fuse_call(s, FUSE_SYNCFS, FUSE_ROOT_ID, Bytes(sizeof(fuse_syncfs_in))).oh.error == 0);
+  }
   SECTION("unknown and unimplemented opcodes get ENOSYS") {
     CHECK(fuse_call(s, FUSE_GETXATTR, FUSE_ROOT_ID, Bytes(64)).oh.error == -ENOSYS);
     CHECK(fuse_call(s, 9999, FUSE_ROOT_ID, {}).oh.error == -ENOSYS);
