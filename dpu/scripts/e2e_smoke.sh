@@ -62,6 +62,9 @@ echo "E2E: FIO EXIT $?"
 fio --name=verify --directory=/mnt --rw=write --bs=256k --size=16M --ioengine=psync \
     --verify=crc32c --do_verify=1 2>&1 | grep -E "WRITE:|READ:|verify|err"
 echo "E2E: VERIFY DONE"
+fio --name=mt --directory=/mnt --rw=randwrite --bs=64k --size=8M --numjobs=4 --ioengine=libaio \
+    --iodepth=8 --direct=1 --verify=crc32c --do_verify=1 --group_reporting 2>&1 | grep -E "WRITE:|READ:|verify|err"
+echo "E2E: CONCURRENT VERIFY DONE"
 ls -la /mnt
 umount /mnt
 echo "E2E: DONE"
@@ -112,7 +115,8 @@ fi
 verdict=0
 grep -q "E2E: INTEGRITY OK" "$work/console.log" || verdict=1
 grep -q "E2E: DONE" "$work/console.log" || verdict=1
-grep -q "err= 0" "$work/console.log" || verdict=1
+[ "$(grep -c "err= 0" "$work/console.log")" -ge 2 ] || verdict=1
+grep -q "CONCURRENT VERIFY DONE" "$work/console.log" || verdict=1
 [ -n "$guest_md5" ] && [ "$guest_md5" = "$host_md5" ] || verdict=1
 cmp -s "$work/manifest.guest" "$work/manifest.host" || verdict=1
 echo "E2E VERDICT: $([ $verdict = 0 ] && echo PASS || echo FAIL)"
