@@ -448,7 +448,6 @@ bool VhostUserServer::handle(Message& msg, int fd, bool& replied) {
       }
     }
     if (msg.request == SET_VRING_KICK) {
-      bool was = v->running;
       stop_vring(*v);
       if (v->kick_fd >= 0)
         ::close(v->kick_fd);
@@ -459,7 +458,6 @@ bool VhostUserServer::handle(Message& msg, int fd, bool& replied) {
       // never send SET_VRING_ENABLE: a ring not explicitly disabled is served.
       if (!(m_acked_features & (1ull << k_f_protocol_features)) || !v->enable_seen)
         v->enabled = true;
-      (void)was;
       start_vring(*v);
     } else if (msg.request == SET_VRING_CALL) {
       std::lock_guard lock(v->mutex);
