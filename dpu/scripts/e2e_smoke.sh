@@ -73,6 +73,7 @@ INIT
 sed -i "s/@FIO_SIZE@/${FIO_SIZE:-64M}/" "$root/init"
 chmod +x "$root/init"
 (cd "$root" && find . | cpio -o -H newc 2>/dev/null | gzip -1) > "$work/initrd.gz"
+[ "${E2E_INITRD_ONLY:-0}" = 1 ] && exit 0  # used by uml_smoke.sh
 
 if [ "${BACKEND:-kab-dpu}" = virtiofsd ]; then
   wb=(); [ "${WRITEBACK:-0}" = 1 ] && wb=(-o writeback)
