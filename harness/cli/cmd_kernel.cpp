@@ -60,6 +60,7 @@ nlohmann::ordered_json artifact_json(const core::KernelArtifact& a) {
   if (!a.uml_binary.empty()) j["uml_binary"] = a.uml_binary;
   j["config_hash"] = a.config_hash;
   j["patch_hashes"] = a.patch_hashes;
+  if (!a.plumbing_patches.empty()) j["plumbing_patches"] = a.plumbing_patches;
   j["source_identity"] = a.source_identity;
   j["fresh"] = a.fresh;
   j["wall_s"] = a.wall_s;
@@ -74,6 +75,7 @@ nlohmann::ordered_json artifact_json(const core::KernelArtifact& a) {
 kernel::Options kernel_options() {
   kernel::Options o;
   o.cache_dir = paths().cache_dir;
+  o.harness_patch_dir = paths().root + "/kernels/patches/harness";
   o.progress = progress_printer();
   return o;
 }

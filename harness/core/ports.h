@@ -22,7 +22,8 @@ struct KernelArtifact {
   std::string uml_binary;     // ARCH=um: the `linux` executable
   std::string config_path;
   std::string config_hash;
-  std::vector<std::string> patch_hashes;
+  std::vector<std::string> patch_hashes;       // the definition's patches (under test)
+  std::vector<std::string> plumbing_patches;   // harness plumbing applied first ("name sha256"), not under test
   std::string source_identity;
   std::string release;        // `make kernelrelease`
   bool fresh = false;         // built now rather than taken from the cache

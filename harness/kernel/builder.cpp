@@ -83,6 +83,8 @@ int count_compiled(const std::string& log_text) {
 std::string BuildInputs::hash() const {
   core::Sha256 h;
   h.field("kab-kernel-inputs-v1").field(source_identity).field(arch).field(config_base).field(compiler);
+  // Only when present, so kernels without plumbing keep their keys.
+  for (const auto& [n, d] : plumbing) h.field("plumbing").field(n).field(d);
   for (const auto& [n, d] : patches) h.field("patch").field(n).field(d);
   for (const auto& [n, d] : fragments) h.field("fragment").field(n).field(d);
   return h.hex();
@@ -106,6 +108,7 @@ std::vector<std::string> BuildInputs::differences(const BuildInputs& b) const {
       if (!a.count(n)) out.push_back(std::string(what) + " " + n + " removed");
     if (out.empty() && now != before) out.push_back(std::string(what) + " order changed");
   };
+  diff_list("plumbing patch", plumbing, b.plumbing);
   diff_list("patch", patches, b.patches);
   diff_list("fragment", fragments, b.fragments);
   return out;
@@ -117,6 +120,10 @@ static json inputs_json(const BuildInputs& in) {
   j["arch"] = in.arch;
   j["config_base"] = in.config_base;
   j["compiler"] = in.compiler;
+  if (!in.plumbing.empty()) {
+    j["plumbing"] = json::array();
+    for (const auto& [n, d] : in.plumbing) j["plumbing"].push_back({{"name", n}, {"sha256", d}});
+  }
   j["patches"] = json::array();
   for (const auto& [n, d] : in.patches) j["patches"].push_back({{"name", n}, {"sha256", d}});
   j["fragments"] = json::array();
@@ -130,6 +137,7 @@ static BuildInputs inputs_from_json(const json& j) {
   in.arch = j.value("arch", "");
   in.config_base = j.value("config_base", "");
   in.compiler = j.value("compiler", "");
+  for (const auto& p : j.value("plumbing", json::array())) in.plumbing.emplace_back(p["name"], p["sha256"]);
   for (const auto& p : j.value("patches", json::array())) in.patches.emplace_back(p["name"], p["sha256"]);
   for (const auto& p : j.value("fragments", json::array())) in.fragments.emplace_back(p["name"], p["sha256"]);
   return in;
@@ -325,6 +333,7 @@ BuildInputs Builder::inputs_of(const core::KernelSpec& spec, const std::string& 
   in.arch = arch;
   in.config_base = spec.config_base;
   in.compiler = compiler_identity();
+  for (const auto& p : plumbing_patches(arch)) in.plumbing.emplace_back(fs::path(p).filename().string(), core::sha256_file(p));
   for (const auto& p : spec.patches) in.patches.emplace_back(fs::path(p).filename().string(), core::sha256_file(p));
   auto add_frags = [&](const std::vector<std::string>& list) {
     for (const auto& f : list) in.fragments.emplace_back(fs::path(f).filename().string(), core::sha256_file(f));
@@ -348,6 +357,16 @@ BuildInputs Builder::inputs_of(const core::KernelSpec& spec, const std::string& 
     }
   }
   return in;
+}
+
+std::vector<std::string> Builder::plumbing_patches(const std::string& arch) const {
+  std::vector<std::string> out;
+  if (arch != "um" || m_options.harness_patch_dir.empty()) return out;
+  std::error_code ec;
+  for (const auto& e : fs::directory_iterator(fs::path(m_options.harness_patch_dir) / "uml", ec))
+    if (e.path().extension() == ".patch") out.push_back(e.path().string());
+  std::sort(out.begin(), out.end());
+  return out;
 }
 
 std::string Builder::pristine_source(const std::string& source, const std::string& identity) {
@@ -439,16 +458,19 @@ core::KernelArtifact Builder::build(const core::KernelSpec& spec, const std::str
     write_text(lane / "state.json", json{{"patches", json::array()}, {"files", json::array()}}.dump());
   }
 
-  // Switch the work tree to this kernel's patch set.
+  // Switch the work tree to this kernel's patch set: plumbing first, then the definition's.
+  std::vector<std::string> all_patches = plumbing_patches(arch);
+  all_patches.insert(all_patches.end(), spec.patches.begin(), spec.patches.end());
   json state = json::parse(read_text(lane / "state.json"));
   json want_patches = json::array();
+  for (const auto& [n, d] : in.plumbing) want_patches.push_back(d);
   for (const auto& [n, d] : in.patches) want_patches.push_back(d);
   if (state["patches"] != want_patches) {
     report("patch");
     fs::path staging = lane / "staging";
-    apply_patches_staged(pristine, spec.patches, staging.string());   // throws, leaving the tree as it was
+    apply_patches_staged(pristine, all_patches, staging.string());   // throws, leaving the tree as it was
     std::set<std::string> new_files;
-    for (const auto& p : spec.patches)
+    for (const auto& p : all_patches)
       for (const auto& f : patched_files(read_text(p))) new_files.insert(f);
     // Restore what the previous patch set changed, then install the new files.
     for (const auto& f : state["files"]) {
@@ -591,6 +613,7 @@ core::KernelArtifact Builder::build(const core::KernelSpec& spec, const std::str
   a.source_identity = in.source_identity;
   a.release = rok ? core::trim(release) : "";
   for (const auto& [n, d] : in.patches) a.patch_hashes.push_back(d);
+  for (const auto& [n, d] : in.plumbing) a.plumbing_patches.push_back(n + " " + d);
   a.fresh = true;
   a.wall_s = now_s() - t0;
   a.cpu_s = r.usage.user_s + r.usage.sys_s;
@@ -656,6 +679,8 @@ std::vector<core::KernelArtifact> Builder::cached() const {
     if (j.contains("inputs")) {
       a.source_identity = j["inputs"].value("source_identity", "");
       for (const auto& p : j["inputs"].value("patches", json::array())) a.patch_hashes.push_back(p["sha256"]);
+      for (const auto& p : j["inputs"].value("plumbing", json::array()))
+        a.plumbing_patches.push_back(p["name"].get<std::string>() + " " + p["sha256"].get<std::string>());
     }
     if (a.arch == "um") a.uml_binary = (e.path() / "linux").string();
     else {

@@ -36,6 +36,10 @@ struct Options {
   int jobs = 0;                 // 0 = nproc
   bool use_ccache = true;
   bool force = false;           // rebuild even when cached
+  // Harness plumbing patches (kernels/patches/harness): for ARCH=um, every
+  // uml/*.patch there is applied before the definition's patches. They are in
+  // the cache key but never among the patches under test.
+  std::string harness_patch_dir;
   std::function<void(const Progress&)> progress;   // may be empty
 };
 
@@ -43,6 +47,7 @@ struct Options {
 struct BuildInputs {
   std::string source_identity;
   std::string arch;
+  std::vector<std::pair<std::string, std::string>> plumbing;    // harness patches: file name → sha256
   std::vector<std::pair<std::string, std::string>> patches;     // file name → sha256
   std::string config_base;
   std::vector<std::pair<std::string, std::string>> fragments;   // file name → sha256
@@ -62,6 +67,8 @@ class Builder : public core::KernelBuilder {
   std::vector<core::KernelArtifact> cached() const;
   // Removes artifacts (of kernel `name`, or all when empty) and, with all, the lanes.
   int clean(const std::string& name);
+  // The harness plumbing patches for `arch` (paths, in order); empty but for um.
+  std::vector<std::string> plumbing_patches(const std::string& arch) const;
 
  private:
   std::string pristine_source(const std::string& source, const std::string& identity);

@@ -148,3 +148,34 @@ TEST_CASE("fragments: requested options are checked in the final config", "[kern
     CHECK(kconfig_depends(k_data + "/tree", "CONFIG_NOPE").empty());
   }
 }
+
+TEST_CASE("harness plumbing patches: ARCH=um only, first, in the key but not under test", "[kernel]") {
+  fs::path tmp = fs::temp_directory_path() / "kab-test-plumbing";
+  fs::remove_all(tmp);
+  fs::create_directories(tmp / "harness/uml");
+  fs::copy_file(k_data + "/good.patch", tmp / "harness/uml/0001-plumbing.patch");
+  std::ofstream(tmp / "harness/uml/README") << "not a patch";
+  kab::core::KernelSpec spec;
+  spec.name = "t";
+  spec.source = (fs::path(k_data) / "tree").string();
+  Options o{tmp.string()};
+  o.harness_patch_dir = (tmp / "harness").string();
+  Builder builder(o);
+  SECTION("listed for um only") {
+    CHECK(builder.plumbing_patches("x86_64").empty());
+    CHECK(builder.plumbing_patches("um") == std::vector<std::string>{(tmp / "harness/uml/0001-plumbing.patch").string()});
+    CHECK(builder.inputs_of(spec, "x86_64", "").plumbing.empty());
+    BuildInputs um = builder.inputs_of(spec, "um", "");
+    REQUIRE(um.plumbing.size() == 1);
+    CHECK(um.plumbing[0].first == "0001-plumbing.patch");
+    CHECK(um.patches.empty());   // never among the patches under test
+  }
+  SECTION("a change to it changes the key and is explained") {
+    BuildInputs before = builder.inputs_of(spec, "um", "");
+    std::ofstream(tmp / "harness/uml/0001-plumbing.patch", std::ios::app) << " \n";
+    BuildInputs after = builder.inputs_of(spec, "um", "");
+    CHECK(after.hash() != before.hash());
+    CHECK(after.differences(before) == std::vector<std::string>{"plumbing patch 0001-plumbing.patch changed"});
+  }
+  fs::remove_all(tmp);
+}
