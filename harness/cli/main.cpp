@@ -60,7 +60,7 @@ const Paths& paths() {
   static Paths p = [] {
     Paths out;
     out.root = find_root();
-    out.kernels_dir = out.root + "/kernels";
+    out.kernels_dir = std::getenv("KAB_KERNELS") ? std::getenv("KAB_KERNELS") : out.root + "/kernels";
     out.scenarios_dir = out.root + "/scenarios";
     out.default_db = out.root + "/results/kab.db";
     if (const char* c = std::getenv("KAB_CACHE_DIR")) out.cache_dir = c;

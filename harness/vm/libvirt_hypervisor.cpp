@@ -89,11 +89,17 @@ void ensure_libvirt_daemons(bool verbose) {
   if (fs::exists(sock)) return;
   if (!fs::exists("/run/libvirt/virtlogd-sock")) {
     if (verbose) std::fprintf(stderr, "kab: starting virtlogd (its socket is absent)\n");
-    proc::Result r = proc::run({{"virtlogd", "-d"}, "", {}, "", 30});
+    proc::Options o;
+    o.argv = {"virtlogd", "-d"};
+    o.timeout_s = 30;
+    proc::Result r = proc::run(o);
     if (!r.ok()) throw VmError("cannot start virtlogd: " + r.describe() + "\n" + r.output);
   }
   if (verbose) std::fprintf(stderr, "kab: starting libvirtd (its socket is absent)\n");
-  proc::Result r = proc::run({{"libvirtd", "-d"}, "", {}, "", 30});
+  proc::Options o;
+  o.argv = {"libvirtd", "-d"};
+  o.timeout_s = 30;
+  proc::Result r = proc::run(o);
   if (!r.ok()) throw VmError("cannot start libvirtd: " + r.describe() + "\n" + r.output);
   for (int i = 0; i < 300 && !fs::exists(sock); ++i) std::this_thread::sleep_for(std::chrono::milliseconds(100));
   if (!fs::exists(sock)) throw VmError("libvirtd started but " + std::string(sock) + " did not appear in 30 s");

@@ -1,0 +1,306 @@
+// Integration tests: the real kab binary against real kernels, libvirt, QEMU,
+// virtiofsd and fio, asserting on its --json output (ccache's test/run style).
+// Each test works in its own directory under /tmp, kept when it fails.
+#include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <catch2/catch.hpp>
+#include <chrono>
+#include <filesystem>
+#include <fstream>
+#include <nlohmann/json.hpp>
+#include <set>
+#include <sstream>
+#include <thread>
+
+#include "proc/runner.h"
+
+namespace fs = std::filesystem;
+using json = nlohmann::json;
+namespace proc = kab::proc;
+
+namespace {
+
+const std::string k_kab = KAB_BINARY;
+const std::string k_root = KAB_SOURCE_DIR;
+
+struct TestDir {
+  fs::path path;
+  explicit TestDir(const std::string& name) {
+    path = fs::temp_directory_path() / ("kab-it-" + name);
+    fs::remove_all(path);
+    fs::create_directories(path);
+  }
+  // The directory is kept for inspection; the next run of the test starts it afresh.
+  std::string db() const { return (path / "kab.db").string(); }
+};
+
+proc::Result run_kab(const std::vector<std::string>& args, double timeout_s = 3600, const std::string& log = "",
+                 std::vector<std::pair<std::string, std::string>> env = {}) {
+  proc::Options o;
+  o.argv = {k_kab};
+  o.argv.insert(o.argv.end(), args.begin(), args.end());
+  o.cwd = k_root;
+  o.timeout_s = timeout_s;
+  o.output_path = log;
+  env.emplace_back("KAB_ROOT", k_root);
+  o.env = env;
+  return proc::run(o);
+}
+
+// The JSON document at the end of kab's output (progress lines go before it).
+json last_json(const std::string& output) {
+  // The first top-level document that parses to the end of the output.
+  for (std::size_t s = 0; s < output.size(); ++s) {
+    if ((output[s] == '{' || output[s] == '[') && (s == 0 || output[s - 1] == '\n')) {
+      auto j = json::parse(output.substr(s), nullptr, false);
+      if (!j.is_discarded()) return j;
+    }
+  }
+  FAIL("no JSON in kab's output:\n" << output);
+  return {};
+}
+
+json show(const std::string& db, long long run) {
+  auto r = run_kab({"show", std::to_string(run), "--db", db, "--json"}, 60);
+  REQUIRE(r.ok());
+  return last_json(r.output);
+}
+
+std::string read(const fs::path& p) {
+  std::ifstream in(p);
+  std::ostringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
+}
+
+// Nothing a sample started may outlive it.
+void check_no_leftovers() {
+  auto [ok, doms] = proc::capture({"virsh", "-c", "qemu:///system", "list", "--name"});
+  CHECK(ok);
+  CHECK(doms.find("kab-") == std::string::npos);
+  auto [pok, ps] = proc::capture({"ps", "-eo", "comm="});
+  CHECK(ps.find("virtiofsd") == std::string::npos);
+  CHECK(ps.find("qemu-system") == std::string::npos);
+  for (const auto& e : fs::directory_iterator("/dev/shm"))
+    CHECK(e.path().filename().string().rfind("kab-share-", 0) != 0);
+}
+
+}  // namespace
+
+TEST_CASE("kernels: stock and RFC build, the RFC incrementally, repeats are cached", "[integration][kernel]") {
+  auto stock = run_kab({"kernel", "build", "stock-6.1", "--json"});
+  INFO(stock.output);
+  REQUIRE(stock.ok());
+  json s = last_json(stock.output);
+  CHECK(fs::exists(s["vmlinux"].get<std::string>()));
+  CHECK(fs::exists(s["bzimage"].get<std::string>()));
+
+  // --force: build the RFC kernel now, after stock, whatever the cache holds,
+  // so the incremental rebuild itself is what is checked.
+  auto rfc = run_kab({"kernel", "build", "rfc-6.1", "--json", "--force"});
+  INFO(rfc.output);
+  REQUIRE(rfc.ok());
+  json r = last_json(rfc.output);
+  CHECK(r["key"] != s["key"]);
+  CHECK(r["config_hash"] == s["config_hash"]);
+  REQUIRE(r["patch_hashes"].size() == 1);
+  CHECK(r["fresh"].get<bool>());
+  // Only what the patch touches (and the link) recompiles.
+  CHECK(r["objects_compiled"].get<int>() <= 40);
+  {
+    WARN("rfc-6.1 incremental build: " << r["wall_s"].get<double>() << " s wall, " << r["objects_compiled"]
+                                       << " objects");
+  }
+  // The RFC's change is in the kernel the RFC artifact came from.
+  std::string lane_file;
+  for (const auto& e : fs::directory_iterator(fs::path(getenv("HOME")) / ".cache/kab/lanes"))
+    if (read(e.path() / "state.json").find(r["patch_hashes"][0].get<std::string>()) != std::string::npos)
+      lane_file = (e.path() / "src/fs/fuse/file.c").string();
+  REQUIRE_FALSE(lane_file.empty());
+  CHECK(read(lane_file).find("has_temporary_page") != std::string::npos);
+
+  auto again = run_kab({"kernel", "build", "rfc-6.1", "--json", "--explain"});
+  REQUIRE(again.ok());
+  json a = last_json(again.output);
+  CHECK_FALSE(a["fresh"].get<bool>());
+  CHECK(a["key"] == r["key"]);
+  CHECK(a["explain"].get<std::string>().rfind("cached: ", 0) == 0);
+}
+
+TEST_CASE("kernels: a broken patch and a dropped option give precise errors", "[integration][kernel]") {
+  TestDir dir("kernel-errors");
+  fs::create_directories(dir.path / "patches");
+  fs::create_directories(dir.path / "configs");
+  fs::copy(k_root + "/kernels/configs/virtio-guest.config", dir.path / "configs/virtio-guest.config");
+  // The RFC patch with one context line changed: that hunk cannot apply.
+  std::string patch = read(k_root + "/kernels/patches/0001-fuse-use-page-cache-pages-for-writeback-io-when-virtio_fs.patch");
+  auto at = patch.find(" \tfi->writectr--;");
+  REQUIRE(at != std::string::npos);
+  patch.replace(at, 16, " \tfi->writectr -= 2;");
+  std::ofstream(dir.path / "patches/broken.patch") << patch;
+  std::ofstream(dir.path / "broken.yaml") << "source: linux-source-6.1\npatches: [broken.patch]\n"
+                                             "config: {base: tinyconfig, fragments: [virtio-guest.config]}\n";
+  auto b = run_kab({"kernel", "build", "broken"}, 600, "", {{"KAB_KERNELS", dir.path.string()}});
+  CHECK(b.exit_code == 1);
+  CHECK(b.output.find("kab: error: kernel broken: patch broken.patch does not apply to the source:") != std::string::npos);
+  CHECK(b.output.find("  fs/fuse/file.c: hunk #") != std::string::npos);
+  CHECK(b.output.find("fi->writectr -= 2;") != std::string::npos);
+
+  // VIRTIO_FS without FUSE_FS: Kconfig drops it; kab names it and the dependency.
+  std::ofstream(dir.path / "configs/nofuse.config") << "CONFIG_FUSE_FS=n\nCONFIG_VIRTIO_FS=y\n";
+  std::ofstream(dir.path / "nofuse.yaml") << "source: linux-source-6.1\n"
+                                             "config: {base: tinyconfig, fragments: [nofuse.config]}\n";
+  auto d = run_kab({"kernel", "build", "nofuse"}, 1200, "", {{"KAB_KERNELS", dir.path.string()}});
+  INFO(d.output);
+  CHECK(d.exit_code == 1);
+  CHECK(d.output.find("lost options its fragments asked for:\n  CONFIG_VIRTIO_FS=y (from nofuse.config) is not set; "
+                      "Kconfig: depends on FUSE_FS") != std::string::npos);
+}
+
+TEST_CASE("run: quick scenario on both kernels, the RFC's mechanism visible", "[integration][run]") {
+  TestDir dir("run-quick");
+  auto r = run_kab({"run", "scenarios/quick.yaml", "--db", dir.db(), "--json"}, 1800, (dir.path / "kab.log").string());
+  std::string out = read(dir.path / "kab.log");
+  INFO(out);
+  REQUIRE(r.ok());
+  json res = last_json(out);
+  CHECK(res["stored"] == 6);
+  CHECK(res["not_ok"] == 0);
+  json samples = show(dir.db(), res["run"].get<long long>());
+  REQUIRE(samples.size() == 6);
+  for (const auto& s : samples) {
+    INFO(s.dump());
+    CHECK(s["status"] == "ok");
+    CHECK(s["bw_bytes"].get<double>() > 1e6);
+    CHECK(s["boot_s"].get<double>() > 0);
+    if (s["arm"] == "stock") CHECK(s["writeback_tmp_peak_kb"].get<double>() > 0);
+    else CHECK(s["writeback_tmp_peak_kb"].get<double>() == 0);
+  }
+  check_no_leftovers();
+}
+
+TEST_CASE("run: a kernel WARNING is kept and marked unhealthy; panics and hangs are recorded", "[integration][health]") {
+  TestDir dir("health");
+  auto r = run_kab({"run", "tests/data/integration/warn.yaml", "--db", dir.db(), "--json"}, 1800, (dir.path / "kab.log").string());
+  std::string out = read(dir.path / "kab.log");
+  INFO(out);
+  CHECK(r.exit_code == 1);   // a sample was not ok
+  json res = last_json(out);
+  json samples = show(dir.db(), res["run"].get<long long>());
+  REQUIRE(samples.size() == 2);
+  for (const auto& s : samples) {
+    if (s["arm"] == "warn") {
+      CHECK(s["status"] == "unhealthy");
+      CHECK(s["reason"].get<std::string>().find("WARNING: ") != std::string::npos);
+      CHECK(s["bw_bytes"].get<double>() > 0);   // kept, not dropped
+    } else {
+      CHECK(s["status"] == "ok");
+    }
+  }
+
+  // A kernel that panics at boot, and a guest that cannot finish in its timeout.
+  std::string base = read(k_root + "/tests/data/integration/warn.yaml");
+  auto write_variant = [&](const std::string& name, const std::string& guest) {
+    std::string t = base;
+    t.replace(t.find("  warn: testing-warn-6.1"), 24, "  same: stock-6.1");
+    t.replace(t.find("guest:\n"), 7, "guest:\n" + guest);
+    std::ofstream(dir.path / name) << t;
+  };
+  write_variant("panic.yaml", "  cmdline: rdinit=/nonexistent\n");
+  write_variant("hang.yaml", "  cmdline: kab.hang\n");
+  {
+    std::string h = read(dir.path / "hang.yaml");
+    h.replace(h.find("timeout: 120s"), 13, "timeout: 30s");
+    std::ofstream(dir.path / "hang.yaml") << h;
+  }
+  auto p = run_kab({"run", (dir.path / "panic.yaml").string(), "--db", dir.db(), "--json", "--repetitions", "1"}, 600,
+               (dir.path / "panic.log").string());
+  json pr = last_json(read(dir.path / "panic.log"));
+  for (const auto& s : show(dir.db(), pr["run"].get<long long>())) {
+    CHECK(s["status"] == "crashed");
+    CHECK(s["reason"] == "kernel panic");
+  }
+  auto h = run_kab({"run", (dir.path / "hang.yaml").string(), "--db", dir.db(), "--json", "--repetitions", "1"}, 600,
+               (dir.path / "hang.log").string());
+  json hr = last_json(read(dir.path / "hang.log"));
+  for (const auto& s : show(dir.db(), hr["run"].get<long long>())) {
+    CHECK(s["status"] == "timeout");
+    CHECK(s["reason"] == "guest did not finish in 30 s");
+    CHECK(s["total_s"].get<double>() < 60);
+  }
+  check_no_leftovers();
+}
+
+TEST_CASE("run: killed with SIGKILL mid-run, resumed without duplicates", "[integration][resume]") {
+  TestDir dir("resume");
+  proc::Options o;
+  o.argv = {k_kab, "run", "scenarios/quick.yaml", "--db", dir.db(), "--repetitions", "2"};
+  o.cwd = k_root;
+  o.env = {{"KAB_ROOT", k_root}};
+  o.output_path = (dir.path / "first.log").string();
+  proc::Child child(o);
+  // Wait for the first stored sample, then kill kab (not its guest) hard.
+  auto t0 = std::chrono::steady_clock::now();
+  while (read(dir.path / "first.log").find("kab: sample 1/4") == std::string::npos) {
+    REQUIRE(child.running());
+    REQUIRE(std::chrono::steady_clock::now() - t0 < std::chrono::minutes(20));
+    std::this_thread::sleep_for(std::chrono::milliseconds(200));
+  }
+  std::this_thread::sleep_for(std::chrono::seconds(3));   // inside the second sample
+  ::kill(child.pid(), SIGKILL);
+  child.wait(-1);
+  auto runs = run_kab({"runs", "--db", dir.db(), "--json"}, 60);
+  json rl = last_json(runs.output);
+  REQUIRE(rl.size() == 1);
+  long long run = rl[0]["run"];
+  int stored_before = rl[0]["samples"];
+  CHECK(stored_before >= 1);
+  CHECK(stored_before < 4);
+
+  auto r = run_kab({"run", "scenarios/quick.yaml", "--db", dir.db(), "--repetitions", "2", "--resume", std::to_string(run),
+                "--json"},
+               1800, (dir.path / "second.log").string());
+  std::string out = read(dir.path / "second.log");
+  INFO(out);
+  REQUIRE(r.ok());
+  json res = last_json(out);
+  CHECK(res["run"] == run);
+  CHECK(res["skipped"] == stored_before);
+  CHECK(res["stored"] == 4 - stored_before);
+  json samples = show(dir.db(), run);
+  REQUIRE(samples.size() == 4);
+  std::set<int> idx;
+  for (const auto& s : samples) {
+    idx.insert(s["index"].get<int>());
+    CHECK(s["status"] == "ok");
+  }
+  CHECK(idx == std::set<int>{0, 1, 2, 3});
+  check_no_leftovers();
+}
+
+TEST_CASE("compare: A/A says no change, an injected delay is a regression", "[integration][compare]") {
+  TestDir dir("compare");
+  auto aa = run_kab({"compare", "--scenario", "scenarios/aa.yaml", "--db", dir.db(), "--format", "json", "--out",
+                 (dir.path / "aa").string()},
+                3600, (dir.path / "aa.log").string());
+  std::string aa_out = read(dir.path / "aa.log");
+  INFO(aa_out);
+  CHECK(aa.exit_code == 0);
+  json a = json::parse(read(dir.path / "aa/comparison.json"));
+  CHECK(a["verdict"] != "regression");
+  CHECK(a["verdict"] != "improvement");
+  CHECK(fs::exists(dir.path / "aa/comparison.html"));
+  CHECK(fs::exists(dir.path / "aa/comparison.junit.xml"));
+
+  auto d = run_kab({"compare", "--scenario", "tests/data/integration/delay.yaml", "--db", dir.db(), "--format", "json",
+                "--out", (dir.path / "delay").string()},
+               3600, (dir.path / "delay.log").string());
+  std::string d_out = read(dir.path / "delay.log");
+  INFO(d_out);
+  CHECK(d.exit_code == 1);
+  json j = json::parse(read(dir.path / "delay/comparison.json"));
+  CHECK(j["verdict"] == "regression");
+  check_no_leftovers();
+}

@@ -1,0 +1,133 @@
+// Integration tests of the User-Mode Linux platform: the real kab binary runs
+// ARCH=um kernels as host processes against the real virtiofsd and fio.
+// Each test works in its own directory under /tmp, kept for inspection.
+#include <catch2/catch.hpp>
+#include <filesystem>
+#include <fstream>
+#include <nlohmann/json.hpp>
+#include <sstream>
+
+#include "proc/runner.h"
+
+namespace fs = std::filesystem;
+using json = nlohmann::json;
+namespace proc = kab::proc;
+
+namespace {
+
+const std::string k_kab = KAB_BINARY;
+const std::string k_root = KAB_SOURCE_DIR;
+
+fs::path test_dir(const std::string& name) {
+  fs::path p = fs::temp_directory_path() / ("kab-it-" + name);
+  fs::remove_all(p);
+  fs::create_directories(p);
+  return p;
+}
+
+std::string read(const fs::path& p) {
+  std::ifstream in(p);
+  std::ostringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
+}
+
+proc::Result run_kab(const std::vector<std::string>& args, double timeout_s, const std::string& log = "") {
+  proc::Options o;
+  o.argv = {k_kab};
+  o.argv.insert(o.argv.end(), args.begin(), args.end());
+  o.cwd = k_root;
+  o.timeout_s = timeout_s;
+  o.output_path = log;
+  o.env = {{"KAB_ROOT", k_root}};
+  return proc::run(o);
+}
+
+// The first top-level JSON document that parses to the end of the output.
+json last_json(const std::string& output) {
+  for (std::size_t s = 0; s < output.size(); ++s)
+    if ((output[s] == '{' || output[s] == '[') && (s == 0 || output[s - 1] == '\n')) {
+      auto j = json::parse(output.substr(s), nullptr, false);
+      if (!j.is_discarded()) return j;
+    }
+  FAIL("no JSON in kab's output:\n" << output);
+  return {};
+}
+
+json show(const std::string& db, long long run) {
+  auto r = run_kab({"show", std::to_string(run), "--db", db, "--json"}, 60);
+  REQUIRE(r.ok());
+  return last_json(r.output);
+}
+
+// No UML guest, backend, socket or memory file outlives a run.
+void check_no_uml_leftovers() {
+  auto [ok, ps] = proc::capture({"ps", "-eo", "args="});
+  CHECK(ok);
+  CHECK(ps.find("virtio_uml.device=") == std::string::npos);
+  CHECK(ps.find("/usr/lib/qemu/virtiofsd") == std::string::npos);
+  for (const auto& e : fs::directory_iterator("/dev/shm")) {
+    const std::string n = e.path().filename().string();
+    CHECK(n.rfind("kab-share-", 0) != 0);
+    CHECK(n.rfind("vm_file-", 0) != 0);   // UML's memory file, were TMPDIR /dev/shm itself
+  }
+  std::error_code ec;
+  for (const auto& e : fs::recursive_directory_iterator("/dev/shm", ec))
+    if (e.path().string().find("kab-run-") != std::string::npos) CHECK(e.path().extension() != ".sock");
+}
+
+std::string scenario_with(const std::string& from, const std::string& find, const std::string& replace) {
+  std::string t = read(k_root + "/" + from);
+  auto at = t.find(find);
+  REQUIRE(at != std::string::npos);
+  t.replace(at, find.size(), replace);
+  return t;
+}
+
+}  // namespace
+
+TEST_CASE("uml: quick scenario on both kernels against virtiofsd", "[integration][uml]") {
+  fs::path dir = test_dir("uml-quick");
+  const std::string db = (dir / "kab.db").string();
+  auto r = run_kab({"run", "scenarios/quick-uml.yaml", "--db", db, "--json"}, 3600, (dir / "kab.log").string());
+  std::string out = read(dir / "kab.log");
+  INFO(out);
+  REQUIRE(r.ok());
+  json res = last_json(out);
+  CHECK(res["stored"] == 6);
+  CHECK(res["not_ok"] == 0);
+  CHECK(res["accelerator"] == "uml");
+  json samples = show(db, res["run"].get<long long>());
+  REQUIRE(samples.size() == 6);
+  for (const auto& s : samples) {
+    INFO(s.dump());
+    CHECK(s["status"] == "ok");
+    CHECK(s["bw_bytes"].get<double>() > 10e6);
+    if (s["arm"] == "stock") CHECK(s["writeback_tmp_peak_kb"].get<double>() > 0);
+    else CHECK(s["writeback_tmp_peak_kb"].get<double>() == 0);
+  }
+  check_no_uml_leftovers();
+}
+
+TEST_CASE("uml: a guest that panics is recorded as crashed within its timeout", "[integration][uml]") {
+  fs::path dir = test_dir("uml-panic");
+  const std::string db = (dir / "kab.db").string();
+  std::string t = scenario_with("scenarios/quick-uml.yaml", "  platform: uml\n",
+                                "  platform: uml\n  cmdline: rdinit=/nonexistent init=/nonexistent\n");
+  std::ofstream(dir / "panic.yaml") << t;
+  auto r = run_kab({"run", (dir / "panic.yaml").string(), "--db", db, "--json", "--repetitions", "1"}, 600,
+               (dir / "kab.log").string());
+  std::string out = read(dir / "kab.log");
+  INFO(out);
+  CHECK(r.exit_code == 1);   // samples were not ok
+  json res = last_json(out);
+  json samples = show(db, res["run"].get<long long>());
+  REQUIRE(samples.size() == 2);
+  for (const auto& s : samples) {
+    INFO(s.dump());
+    CHECK(s["status"] == "crashed");
+    CHECK(s["reason"] == "kernel panic");
+    CHECK(s["total_s"].get<double>() < 60);   // the scenario's timeout
+  }
+  check_no_uml_leftovers();
+}
