@@ -1,5 +1,6 @@
 #include "cli/runner.h"
 
+#include <sys/resource.h>
 #include <sys/utsname.h>
 #include <unistd.h>
 
@@ -22,6 +23,7 @@
 #include "image/initramfs.h"
 #include "proc/runner.h"
 #include "vm/libvirt_hypervisor.h"
+#include "vm/uml_hypervisor.h"
 
 namespace fs = std::filesystem;
 
@@ -126,9 +128,8 @@ RunResult execute_run(const RunRequest& rq) {
   const core::Scenario& s = rq.scenario;
   RunResult res;
   core::Plan plan = core::make_plan(s);
-  const std::string arch = s.guest.platform == core::Platform::uml ? "um" : "x86_64";
-  if (s.guest.platform == core::Platform::uml)
-    throw Fatal("platform uml is not available in this build of kab yet", k_exit_usage);
+  const bool uml = s.guest.platform == core::Platform::uml;
+  const std::string arch = uml ? "um" : "x86_64";
 
   // Everything the plan needs, built (or found in the cache) before the first sample.
   core::RunSettings st;
@@ -158,14 +159,23 @@ RunResult execute_run(const RunRequest& rq) {
     k.patch_hashes = a.patch_hashes;
     k.source_identity = a.source_identity;
     k.release = a.release;
-    k.paths = {{"dir", a.dir}, {"vmlinux", a.vmlinux}, {"config", a.config_path}};
+    k.paths = {{"dir", a.dir}, {"config", a.config_path}};
+    if (uml) k.paths["linux"] = a.uml_binary;
+    else k.paths["vmlinux"] = a.vmlinux;
+    // Harness plumbing (not under test) applied to this kernel, by name and hash.
+    for (std::size_t i = 0; i < a.plumbing_patches.size(); ++i)
+      k.paths["plumbing" + std::to_string(i)] = a.plumbing_patches[i];
     k.build_wall_s = a.wall_s;
     k.build_cpu_s = a.cpu_s;
     k.objects_compiled = a.objects_compiled;
     db.record_kernel(k);
   }
 
-  vm::LibvirtHypervisor hv;
+  // The platform is the hypervisor: QEMU through libvirt, or UML as a process.
+  std::unique_ptr<vm::LibvirtHypervisor> libvirt;
+  vm::UmlHypervisor uml_hv;
+  if (!uml) libvirt = std::make_unique<vm::LibvirtHypervisor>();
+  core::Hypervisor& hv = uml ? static_cast<core::Hypervisor&>(uml_hv) : *libvirt;
   res.accelerator = hv.accelerator();
   if (res.accelerator == "tcg" && !rq.quiet)
     std::fprintf(stderr,
@@ -190,7 +200,7 @@ RunResult execute_run(const RunRequest& rq) {
     info.plan_size = static_cast<int>(plan.samples.size());
     info.plan_json = plan_json(s, plan).dump();
     info.accelerator = res.accelerator;
-    info.libvirt_version = hv.versions();
+    info.libvirt_version = uml ? uml_hv.versions() : libvirt->versions();
     info.extra["command"] = rq.command_line;
     info.extra["image_key"] = img.key;
     res.run_id = db.begin_run(info);
@@ -200,7 +210,19 @@ RunResult execute_run(const RunRequest& rq) {
   // sample; pinning only where the host has a CPU for each role.
   const int ncpu = static_cast<int>(::sysconf(_SC_NPROCESSORS_ONLN));
   std::string noise = "drop_caches; share on " + s.backends[0].store;
-  if (ncpu >= s.guest.vcpus + 2) {
+  core::Scenario run_s = s;
+  if (uml) {
+    // The whole synchronous pipeline — the UML kernel, its userspace and the
+    // backend — on one host CPU at a raised priority: spread over two CPUs
+    // repeated samples varied 10-28%, on one 0.9% while the host was quiet.
+    const int cpu = ncpu - 1;
+    st.vcpu_cpus = {cpu};
+    for (auto& b : run_s.backends)
+      if (b.cpus.empty()) b.cpus = {cpu};
+    const bool raised = ::setpriority(PRIO_PROCESS, 0, -10) == 0;   // inherited by the backend and UML
+    noise = "uml: uniprocessor, syscalls via ptrace; UML and backend pinned to host CPU " + std::to_string(cpu) +
+            (raised ? ", nice -10" : ", priority not raised (not permitted)") + "; " + noise;
+  } else if (ncpu >= s.guest.vcpus + 2) {
     for (int i = 0; i < s.guest.vcpus; ++i) st.vcpu_cpus.push_back(2 + i);
     st.emulator_cpus = {1};
     noise += "; vcpus pinned to 2-" + std::to_string(1 + s.guest.vcpus) + ", emulator to 1, backend free on 0";
@@ -233,13 +255,14 @@ RunResult execute_run(const RunRequest& rq) {
   StoreSink sink(db);
   core::OrchestratorPorts ports;
   ports.hypervisor = &hv;
+  const std::string report_device = uml ? vm::k_uml_report_device : "/dev/ttyS1";
   ports.make_backend = [](const core::BackendSpec& b) { return backend::make_backend(b); };
   ports.sample_image = [&](const core::PlannedSample& ps, const std::string& job, const std::string& work) {
     fs::create_directories(work);
     std::string path = work + "/initrd.cpio";
     image::write_combined(img.path,
                           image::sample_cpio({{"KAB_SAMPLE", std::to_string(ps.index)}, {"KAB_TAG", "kabfs"},
-                                              {"KAB_REPORT", "/dev/ttyS1"}},
+                                              {"KAB_REPORT", report_device}},
                                              job),
                           path);
     return path;
@@ -253,7 +276,7 @@ RunResult execute_run(const RunRequest& rq) {
     fs::remove_all(p, ec);
   };
   st.noise = noise;
-  core::Orchestrator orch(s, ports);
+  core::Orchestrator orch(run_s, ports);
   if (!rq.quiet)
     std::fprintf(stderr, "kab: run %lld: %zu samples (%s), results in %s\n", static_cast<long long>(res.run_id),
                  plan.samples.size(), res.accelerator.c_str(), rq.db_path.c_str());

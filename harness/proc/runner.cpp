@@ -168,24 +168,38 @@ Child::Child(const Options& o) {
   if (out_fd < 0)
     throw SpawnError("cannot open " + o.output_path + " for the output of " + o.argv[0] + ": " + std::strerror(errno));
 
+  int err_fd = out_fd;
+  if (!o.error_path.empty()) {
+    err_fd = ::open(o.error_path.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
+    if (err_fd < 0) {
+      int e = errno;
+      ::close(out_fd);
+      throw SpawnError("cannot open " + o.error_path + " for the errors of " + o.argv[0] + ": " + std::strerror(e));
+    }
+  }
+  auto close_fds = [&] {
+    if (err_fd != out_fd) ::close(err_fd);
+    ::close(out_fd);
+  };
+
   boost::asio::io_context ctx;
   std::vector<std::string> args(o.argv.begin() + 1, o.argv.end());
   Environment env(o.env);
   try {
     bp::process p = o.cwd.empty()
-                        ? bp::process(ctx, exe, args, bp::process_stdio{nullptr, out_fd, out_fd},
+                        ? bp::process(ctx, exe, args, bp::process_stdio{nullptr, out_fd, err_fd},
                                       NewProcessGroup{}, env)
-                        : bp::process(ctx, exe, args, bp::process_stdio{nullptr, out_fd, out_fd},
+                        : bp::process(ctx, exe, args, bp::process_stdio{nullptr, out_fd, err_fd},
                                       NewProcessGroup{}, env, bp::process_start_dir(o.cwd));
     m_pid = p.id();
     // kab waits with wait4() itself: it needs the child's rusage and kills
     // whole process groups, which the process object does not do.
     p.detach();
   } catch (const std::exception& e) {
-    ::close(out_fd);
+    close_fds();
     throw SpawnError("cannot run '" + o.argv[0] + "': " + e.what());
   }
-  ::close(out_fd);
+  close_fds();
   // Also set the group from the parent: avoids racing a signal sent before the child ran setpgid.
   ::setpgid(m_pid, m_pid);
   m_reaped = false;

@@ -22,6 +22,7 @@ struct Options {
   double timeout_s = 0;        // 0 = none
   double grace_s = 3;          // TERM → KILL
   std::size_t tail_lines = 30; // kept for error messages
+  std::string error_path;      // Child only: stderr appended here instead ("" = with stdout)
 };
 
 struct Usage {

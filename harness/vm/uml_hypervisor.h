@@ -1,0 +1,43 @@
+// Hypervisor for User-Mode Linux: the guest kernel (ARCH=um `linux` binary) is
+// a host process, started per sample in its own process group. It reaches the
+// backend's vhost-user-fs socket through virtio_uml, boots the same per-sample
+// initramfs and agent as QEMU guests, writes printk and the main console to
+// console.log (its stderr) and the agent's record through its first serial
+// line (/dev/ttyS0 in the guest) to report.log (its stdout).
+#pragma once
+
+#include <string>
+#include <vector>
+
+#include "core/ports.h"
+
+namespace kab::vm {
+
+// Where the agent writes its record under UML.
+inline constexpr const char* k_uml_report_device = "/dev/ttyS0";
+
+struct UmlCommandInput {
+  std::string binary;          // the artifact's `linux`
+  std::string initrd;
+  std::uint64_t memory_bytes = 0;
+  std::string fs_socket, fs_tag;
+  std::string umid, uml_dir;
+  std::string extra_cmdline;   // the scenario's guest.cmdline (may override rdinit=)
+  std::vector<int> cpus;       // host CPUs the whole group runs on (empty = unpinned)
+};
+// The argv of a UML guest: [taskset -c CPUS] linux mem= initrd= virtio_uml... con0=... .
+std::vector<std::string> uml_command(const UmlCommandInput& in);
+
+class UmlHypervisor : public core::Hypervisor {
+ public:
+  std::string accelerator() override { return "uml"; }
+  // Never throws for guest failures: they are outcomes. Completion is the
+  // agent's KAB-END line, not the exit status (UML may SIGABRT after
+  // "System halted" with a complete record). On timeout or interruption the
+  // process group is TERMed then KILLed; the UML directory and memory file
+  // (TMPDIR under the work directory) are removed after any outcome.
+  core::GuestOutcome run(const core::GuestRequest& request) override;
+  std::string versions() const { return "User-Mode Linux (no hypervisor)"; }
+};
+
+}  // namespace kab::vm
