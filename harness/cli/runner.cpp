@@ -233,7 +233,8 @@ RunResult execute_run(const RunRequest& rq) {
   }
 
   st.run_id = res.run_id;
-  st.work_root = "/dev/shm/kab-run-" + std::to_string(res.run_id);
+  // Run ids are per database: the pid keeps concurrent kabs on other databases apart.
+  st.work_root = "/dev/shm/kab-run-" + std::to_string(res.run_id) + "-" + std::to_string(::getpid());
   st.keep_work = rq.keep_work;
   const double t_start = std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count();
   int done_now = 0;
