@@ -61,6 +61,7 @@ inline constexpr int k_f_version_1 = 32;
 // protocol feature bits
 inline constexpr int k_pf_mq = 0;
 inline constexpr int k_pf_reply_ack = 3;
+inline constexpr int k_pf_backend_req = 5;  // a.k.a. SLAVE_REQ
 inline constexpr int k_pf_config = 9;
 inline constexpr int k_pf_reset_device = 13;
 

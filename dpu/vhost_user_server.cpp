@@ -48,8 +48,11 @@ uint64_t VhostUserServer::supported_features() {
 }
 
 uint64_t VhostUserServer::supported_protocol_features() {
-  return (1ull << k_pf_mq) | (1ull << k_pf_reply_ack) | (1ull << k_pf_config) |
-         (1ull << k_pf_reset_device);
+  // BACKEND_REQ is offered although kab-dpu never sends back-end requests: User-Mode Linux's
+  // virtio_uml (6.1) allocates the interrupt for its call fds only when it can set up the
+  // back-end request channel, and fails to probe otherwise.
+  return (1ull << k_pf_mq) | (1ull << k_pf_reply_ack) | (1ull << k_pf_backend_req) |
+         (1ull << k_pf_config) | (1ull << k_pf_reset_device);
 }
 
 VhostUserServer::VhostUserServer(ServerOptions opts, RequestProcessor& processor, Stats& stats)
@@ -72,6 +75,8 @@ VhostUserServer::VhostUserServer(ServerOptions opts, RequestProcessor& processor
 
 VhostUserServer::~VhostUserServer() {
   stop_all();
+  if (m_backend_req_fd >= 0)
+    ::close(m_backend_req_fd);
   m_pool.reset();
   m_free_pool.reset();
 }
@@ -516,7 +521,15 @@ bool VhostUserServer::handle(Message& msg, int fd, bool& replied) {
   case SET_CONFIG:
     // The virtio-fs config space is read-only for the driver.
     return true;
-  case SET_BACKEND_REQ_FD:
+  case SET_BACKEND_REQ_FD: {
+    int f = take_fd(msg);
+    if (f < 0)
+      return false;
+    if (m_backend_req_fd >= 0)
+      ::close(m_backend_req_fd);
+    m_backend_req_fd = f;
+    return true;
+  }
   case SET_LOG_FD:
   case SET_LOG_BASE:
   case SET_VRING_ENDIAN:

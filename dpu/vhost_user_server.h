@@ -80,6 +80,7 @@ private:
   uint64_t m_acked_features = 0;
   uint64_t m_protocol_features = 0;
   bool m_features_set = false;
+  int m_backend_req_fd = -1;  // accepted, never used: kab-dpu sends no back-end requests
 };
 
 } // namespace kab::dpu

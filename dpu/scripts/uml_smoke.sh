@@ -17,7 +17,7 @@ for _ in $(seq 50); do [ -S "$work/vu.sock" ] && break; sleep 0.1; done
 start=$(date +%s)
 TMPDIR=/dev/shm timeout 600 "$linux" mem=512M initrd="$work/initrd.gz" \
   virtio_uml.device="$work/vu.sock:26" uml_dir="$work/uml" con=null con0=null,fd:1 \
-  console=tty0 quiet < /dev/null > "$work/console.log" 2>&1 || echo "UML exited with $?"
+  console=tty0 ${UML_QUIET-quiet} < /dev/null > "$work/console.log" 2>&1 || echo "UML exited with $?"
 echo "guest ran $(( $(date +%s) - start )) s"
 wait "$dpu_pid" && echo "kab-dpu exit 0" || echo "kab-dpu exit $?"
 grep -E "E2E|WRITE:|READ:|err=" "$work/console.log" || tail -30 "$work/console.log"
