@@ -56,6 +56,9 @@ int main(int argc, char** argv) {
   app.add_option("--stats", stats_path, "JSON statistics file (SIGUSR1 and exit)");
   app.add_option("--log", log_path, "log file (default stderr)");
   app.add_flag("--debug", debug, "log every vhost-user message");
+  bool no_event_idx = false, no_indirect = false;
+  app.add_flag("--no-event-idx", no_event_idx, "do not offer VIRTIO_RING_F_EVENT_IDX");
+  app.add_flag("--no-indirect", no_indirect, "do not offer VIRTIO_RING_F_INDIRECT_DESC");
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
@@ -188,6 +191,8 @@ int main(int argc, char** argv) {
   so.request_queues = request_queues;
   so.max_queues = 1 + std::max(request_queues, 16u);
   so.model = model;
+  so.event_idx = !no_event_idx;
+  so.indirect = !no_indirect;
   int rc;
   {
     VhostUserServer server(so, device, stats);

@@ -42,9 +42,10 @@ struct VhostUserServer::Vring {
   }
 };
 
-uint64_t VhostUserServer::supported_features() {
+uint64_t VhostUserServer::supported_features() const {
   return (1ull << k_f_version_1) | (1ull << k_f_protocol_features) |
-         (1ull << k_f_indirect_desc) | (1ull << k_f_event_idx);
+         (m_opts.indirect ? 1ull << k_f_indirect_desc : 0) |
+         (m_opts.event_idx ? 1ull << k_f_event_idx : 0);
 }
 
 uint64_t VhostUserServer::supported_protocol_features() {

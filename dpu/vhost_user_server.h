@@ -35,6 +35,8 @@ struct ServerOptions {
   unsigned request_queues = 1;  // announced in the config space
   unsigned max_queues = 17;     // answered to GET_QUEUE_NUM; hiprio + request queues
   DpuModelConfig model;
+  bool event_idx = true;  // offer VIRTIO_RING_F_EVENT_IDX
+  bool indirect = true;   // offer VIRTIO_RING_F_INDIRECT_DESC
 };
 
 class VhostUserServer {
@@ -54,7 +56,7 @@ public:
 
   uint64_t acked_features() const { return m_acked_features; }
   uint64_t protocol_features() const { return m_protocol_features; }
-  static uint64_t supported_features();
+  uint64_t supported_features() const;
   static uint64_t supported_protocol_features();
   // The virtio-fs config space (struct virtio_fs_config).
   std::vector<uint8_t> config_space() const;

@@ -15,7 +15,7 @@ mkdir -p "$work/uml"
 dpu_pid=$!
 for _ in $(seq 50); do [ -S "$work/vu.sock" ] && break; sleep 0.1; done
 start=$(date +%s)
-TMPDIR=/dev/shm timeout 600 "$linux" mem=512M initrd="$work/initrd.gz" \
+TMPDIR=/dev/shm timeout 600 "$linux" mem=${UML_MEM:-1G} initrd="$work/initrd.gz" \
   virtio_uml.device="$work/vu.sock:26" uml_dir="$work/uml" con=null con0=null,fd:1 \
   console=tty0 ${UML_QUIET-quiet} < /dev/null > "$work/console.log" 2>&1 || echo "UML exited with $?"
 echo "guest ran $(( $(date +%s) - start )) s"
