@@ -108,6 +108,17 @@ TEST_CASE("vhost-user control plane", "[dpu][vhost]") {
     CHECK(fe.send(vhost::SET_MEM_TABLE, mt, {}, false, true) != Bytes(8, 0));  // fd missing
     CHECK(fe.get_u64(vhost::GET_FEATURES) != 0);
   }
+  SECTION("the back-end request channel is accepted (UML needs it to probe)") {
+    uint64_t pf = fe.get_u64(vhost::GET_PROTOCOL_FEATURES);
+    REQUIRE((pf & (1ull << vhost::k_pf_backend_req)) != 0);
+    fe.send_u64(vhost::SET_PROTOCOL_FEATURES, pf);
+    int sv[2];
+    REQUIRE(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) == 0);
+    CHECK(fe.send(vhost::SET_BACKEND_REQ_FD, {}, {sv[1]}, false, true) == Bytes(8, 0));
+    CHECK(fe.send(vhost::SET_BACKEND_REQ_FD, {}, {}, false, true) != Bytes(8, 0));  // no fd
+    close(sv[0]);
+    close(sv[1]);
+  }
   SECTION("a clean disconnect ends serve() with 0") {
     CHECK(rig.finish() == 0);
   }
