@@ -98,6 +98,15 @@ core::ReportContext context_for(store::ResultStore& db, const std::vector<std::i
       break;
     }
   }
+  // Platform caveats and noise controls as applied, and harness plumbing
+  // patches (UML), which both arms carry and which are not under test.
+  if (!samples.empty() && !samples.front().noise.empty()) ctx.extra.push_back({"noise control", samples.front().noise});
+  if (!samples.empty())
+    if (auto rec = db.kernel(samples.front().kernel_build_key))
+      for (const auto& [key, value] : rec->paths)
+        if (key.rfind("plumbing", 0) == 0)
+          ctx.extra.push_back({"harness plumbing (both arms, not under test)", value.substr(0, value.find(' ')) + " " +
+                                                                                     value.substr(value.find(' ') + 1, 16)});
   return ctx;
 }
 

@@ -52,7 +52,8 @@ std::vector<std::string> uml_command(const UmlCommandInput& in) {
   // printk and the main console on stderr (console.log); the agent's record
   // through the first serial line on stdout (report.log); nothing else.
   argv.insert(argv.end(), {"con=null", "con0=null,fd:2", "ssl=null", "ssl0=null,fd:1"});
-  argv.insert(argv.end(), {"panic=-1", "oops=panic", "rdinit=/init"});
+  // No panic=-1: a rebooting UML re-executes itself; a panicking one aborts.
+  argv.insert(argv.end(), {"oops=panic", "rdinit=/init"});
   for (const auto& w : core::split(in.extra_cmdline, ' '))
     if (!core::trim(w).empty()) argv.push_back(core::trim(w));
   return argv;
@@ -119,7 +120,7 @@ core::GuestOutcome UmlHypervisor::run(const core::GuestRequest& req) {
   out.boot_s = now_s() - t0;
 
   bool timed_out = false, interrupted = false, exited = false;
-  double record_seen = 0;
+  double record_seen = 0, panic_seen = 0;
   for (int tick = 0;; ++tick) {
     if (child.wait(0.05)) {
       exited = true;
@@ -135,8 +136,13 @@ core::GuestOutcome UmlHypervisor::run(const core::GuestRequest& req) {
     }
     // The record is complete but the guest lingers in its power-off: give it
     // a moment, then end it; the record decides, not the exit.
-    if (record_seen == 0 && tick % 10 == 9 && record_complete(out.report_path)) record_seen = now_s();
+    if (tick % 10 == 9) {
+      if (record_seen == 0 && record_complete(out.report_path)) record_seen = now_s();
+      if (panic_seen == 0 && core::console_has_panic(read_text(out.console_path))) panic_seen = now_s();
+    }
     if (record_seen > 0 && now_s() - record_seen > 5) break;
+    // A panicked UML normally aborts at once; one that lingers is ended.
+    if (panic_seen > 0 && now_s() - panic_seen > 3) break;
   }
   if (!exited) child.stop(2);
   // The group's CPU time: the UML kernel process and its userspace processes (reaped children).

@@ -37,7 +37,7 @@ class UmlHypervisor : public core::Hypervisor {
   // process group is TERMed then KILLed; the UML directory and memory file
   // (TMPDIR under the work directory) are removed after any outcome.
   core::GuestOutcome run(const core::GuestRequest& request) override;
-  std::string versions() const { return "User-Mode Linux (no hypervisor)"; }
+  std::string versions() const { return "not used (platform uml)"; }
 };
 
 }  // namespace kab::vm

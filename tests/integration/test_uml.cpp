@@ -60,20 +60,54 @@ json show(const std::string& db, long long run) {
   return last_json(r.output);
 }
 
-// No UML guest, backend, socket or memory file outlives a run.
-void check_no_uml_leftovers() {
+// Runs kab as a child to know its pid: its work directories and shares carry it.
+struct KabRun {
+  proc::Result result;
+  pid_t pid = -1;
+};
+KabRun run_kab_tracked(const std::vector<std::string>& args, double timeout_s, const std::string& log) {
+  proc::Options o;
+  o.argv = {k_kab};
+  o.argv.insert(o.argv.end(), args.begin(), args.end());
+  o.cwd = k_root;
+  o.output_path = log;
+  o.env = {{"KAB_ROOT", k_root}};
+  proc::Child c(o);
+  KabRun r;
+  r.pid = c.pid();
+  if (!c.wait(timeout_s)) c.stop();
+  r.result = c.result();
+  return r;
+}
+
+// Nothing of that kab's samples outlives it: no UML guest or backend process,
+// no share, no socket, UML directory or memory file. (The work directory of a
+// sample that was not ok is kept, with its console and record, and removed here.)
+void check_no_uml_leftovers(pid_t kab_pid) {
+  const std::string tag = "-" + std::to_string(kab_pid);
   auto [ok, ps] = proc::capture({"ps", "-eo", "args="});
   CHECK(ok);
-  CHECK(ps.find("virtio_uml.device=") == std::string::npos);
-  CHECK(ps.find("/usr/lib/qemu/virtiofsd") == std::string::npos);
+  std::istringstream lines(ps);
+  std::string line;
+  while (std::getline(lines, line)) {
+    INFO(line);
+    CHECK_FALSE((line.find("/dev/shm/kab-run-") != std::string::npos && line.find(tag + "/") != std::string::npos));
+    CHECK(line.find("kab-share-" + std::to_string(kab_pid) + "-") == std::string::npos);
+  }
   for (const auto& e : fs::directory_iterator("/dev/shm")) {
     const std::string n = e.path().filename().string();
-    CHECK(n.rfind("kab-share-", 0) != 0);
-    CHECK(n.rfind("vm_file-", 0) != 0);   // UML's memory file, were TMPDIR /dev/shm itself
+    INFO(n);
+    CHECK(n.rfind("kab-share-" + std::to_string(kab_pid) + "-", 0) != 0);
+    if (n.rfind("kab-run-", 0) != 0 || n.size() <= tag.size() || n.compare(n.size() - tag.size(), tag.size(), tag) != 0)
+      continue;
+    for (const auto& f : fs::recursive_directory_iterator(e.path())) {
+      INFO(f.path());
+      CHECK(f.path().extension() != ".sock");
+      CHECK(f.path().filename() != "uml");
+      CHECK(f.path().filename() != "uml-mem");
+    }
+    fs::remove_all(e.path());
   }
-  std::error_code ec;
-  for (const auto& e : fs::recursive_directory_iterator("/dev/shm", ec))
-    if (e.path().string().find("kab-run-") != std::string::npos) CHECK(e.path().extension() != ".sock");
 }
 
 std::string scenario_with(const std::string& from, const std::string& find, const std::string& replace) {
@@ -89,7 +123,7 @@ std::string scenario_with(const std::string& from, const std::string& find, cons
 TEST_CASE("uml: quick scenario on both kernels against virtiofsd", "[integration][uml]") {
   fs::path dir = test_dir("uml-quick");
   const std::string db = (dir / "kab.db").string();
-  auto r = run_kab({"run", "scenarios/quick-uml.yaml", "--db", db, "--json"}, 3600, (dir / "kab.log").string());
+  auto [r, pid] = run_kab_tracked({"run", "scenarios/quick-uml.yaml", "--db", db, "--json"}, 3600, (dir / "kab.log").string());
   std::string out = read(dir / "kab.log");
   INFO(out);
   REQUIRE(r.ok());
@@ -106,7 +140,7 @@ TEST_CASE("uml: quick scenario on both kernels against virtiofsd", "[integration
     if (s["arm"] == "stock") CHECK(s["writeback_tmp_peak_kb"].get<double>() > 0);
     else CHECK(s["writeback_tmp_peak_kb"].get<double>() == 0);
   }
-  check_no_uml_leftovers();
+  check_no_uml_leftovers(pid);
 }
 
 TEST_CASE("uml: a guest that panics is recorded as crashed within its timeout", "[integration][uml]") {
@@ -115,8 +149,8 @@ TEST_CASE("uml: a guest that panics is recorded as crashed within its timeout", 
   std::string t = scenario_with("scenarios/quick-uml.yaml", "  platform: uml\n",
                                 "  platform: uml\n  cmdline: rdinit=/nonexistent init=/nonexistent\n");
   std::ofstream(dir / "panic.yaml") << t;
-  auto r = run_kab({"run", (dir / "panic.yaml").string(), "--db", db, "--json", "--repetitions", "1"}, 600,
-               (dir / "kab.log").string());
+  auto [r, pid] = run_kab_tracked({"run", (dir / "panic.yaml").string(), "--db", db, "--json", "--repetitions", "1"}, 600,
+                                  (dir / "kab.log").string());
   std::string out = read(dir / "kab.log");
   INFO(out);
   CHECK(r.exit_code == 1);   // samples were not ok
@@ -129,5 +163,5 @@ TEST_CASE("uml: a guest that panics is recorded as crashed within its timeout", 
     CHECK(s["reason"] == "kernel panic");
     CHECK(s["total_s"].get<double>() < 60);   // the scenario's timeout
   }
-  check_no_uml_leftovers();
+  check_no_uml_leftovers(pid);
 }
