@@ -160,7 +160,8 @@ TEST_CASE("uml: a guest that panics is recorded as crashed within its timeout", 
   for (const auto& s : samples) {
     INFO(s.dump());
     CHECK(s["status"] == "crashed");
-    CHECK(s["reason"] == "kernel panic");
+    // virtiofsd quits when the exited guest's socket closes: the orchestrator may add that it died.
+    CHECK(s["reason"].get<std::string>().rfind("kernel panic", 0) == 0);
     CHECK(s["total_s"].get<double>() < 60);   // the scenario's timeout
   }
   check_no_uml_leftovers(pid);
