@@ -97,6 +97,23 @@ class StoreSink : public core::SampleSink {
   store::ResultStore& m_store;
 };
 
+// A kab killed with SIGKILL leaves its per-sample directories and tmpfs
+// shares behind (its guest and backend die with its libvirt connection).
+// They carry the dead kab's pid: remove those whose kab is gone.
+void remove_stale_work_dirs() {
+  std::error_code ec;
+  for (const auto& e : fs::directory_iterator("/dev/shm", ec)) {
+    const std::string name = e.path().filename().string();
+    std::string pid;
+    if (core::starts_with(name, "kab-share-")) pid = name.substr(10, name.find('-', 10) - 10);
+    else if (core::starts_with(name, "kab-run-")) pid = name.substr(name.rfind('-') + 1);
+    else continue;
+    if (pid.empty() || pid.find_first_not_of("0123456789") != std::string::npos) continue;
+    if (fs::exists("/proc/" + pid)) continue;
+    fs::remove_all(e.path(), ec);
+  }
+}
+
 }  // namespace
 
 store::RunInfo host_run_info() {
@@ -131,6 +148,9 @@ RunResult execute_run(const RunRequest& rq) {
   const bool uml = s.guest.platform == core::Platform::uml;
   const std::string arch = uml ? "um" : "x86_64";
 
+  if (s.guest.image == "disk")
+    throw Fatal(rq.scenario_path + ": guest.image: disk (a libguestfs root disk) is not implemented yet; use initramfs",
+                k_exit_usage);
   // Everything the plan needs, built (or found in the cache) before the first sample.
   core::RunSettings st;
   for (const auto& arm : s.arms) {
@@ -232,9 +252,11 @@ RunResult execute_run(const RunRequest& rq) {
       std::fprintf(stderr, "kab: warning: host has %d CPUs: vCPUs, emulator and backend are not pinned apart\n", ncpu);
   }
 
+  remove_stale_work_dirs();
   st.run_id = res.run_id;
   // Run ids are per database: the pid keeps concurrent kabs on other databases apart.
   st.work_root = "/dev/shm/kab-run-" + std::to_string(res.run_id) + "-" + std::to_string(::getpid());
+  st.instance = std::to_string(::getpid());
   st.keep_work = rq.keep_work;
   const double t_start = std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count();
   int done_now = 0;

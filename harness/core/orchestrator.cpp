@@ -114,7 +114,8 @@ Sample Orchestrator::run_one(const PlannedSample& ps, const RunSettings& st) {
   req.backend_socket = bh.socket_path;
   req.guest = m_s.guest;
   req.work_dir = work;
-  req.name = "kab-" + std::to_string(st.run_id) + "-" + std::to_string(ps.index);
+  // Unique per kab process: two kab runs (other databases) may share the host.
+  req.name = "kab-" + st.instance + "-" + std::to_string(st.run_id) + "-" + std::to_string(ps.index);
   req.vcpu_cpus = st.vcpu_cpus;
   req.emulator_cpus = st.emulator_cpus;
 
@@ -138,7 +139,8 @@ Sample Orchestrator::run_one(const PlannedSample& ps, const RunSettings& st) {
       s.health.status = SampleStatus::failed;
       s.health.reason = why;
     }
-  } else if (!backend_alive && out.end != GuestOutcome::End::timeout) {
+  } else if (!backend_alive && out.end != GuestOutcome::End::timeout && !console_has_panic(s.console_log)) {
+    // virtiofsd ends when the guest disconnects: only a backend dead without a panic is news.
     s.health.reason += " (the backend had died: " + tail_lines(m_p.read_file(bh.log_path), 3) + ")";
   }
   if (s.health.status != SampleStatus::ok && s.health.status != SampleStatus::unhealthy)

@@ -58,6 +58,7 @@ struct OrchestratorPorts {
 struct RunSettings {
   std::int64_t run_id = 0;
   std::string work_root;                                  // per-sample directories under it
+  std::string instance = "0";                             // distinguishes concurrent kab processes (domain names)
   std::map<std::string, KernelArtifact> kernels;          // by "kernel" or "kernel+variant"
   std::string base_image;
   std::vector<int> vcpu_cpus, emulator_cpus;              // pinning (empty = none)

@@ -208,7 +208,8 @@ TEST_CASE("run: a kernel WARNING is kept and marked unhealthy; panics and hangs 
     t.replace(t.find("guest:\n"), 7, "guest:\n" + guest);
     std::ofstream(dir.path / name) << t;
   };
-  write_variant("panic.yaml", "  cmdline: rdinit=/nonexistent\n");
+  // init= that fails panics; rdinit= alone would fall back to /bin/sh.
+  write_variant("panic.yaml", "  cmdline: rdinit=/nonexistent init=/nonexistent\n");
   write_variant("hang.yaml", "  cmdline: kab.hang\n");
   {
     std::string h = read(dir.path / "hang.yaml");
