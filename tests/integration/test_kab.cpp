@@ -305,3 +305,27 @@ TEST_CASE("compare: A/A says no change, an injected delay is a regression", "[in
   CHECK(j["verdict"] == "regression");
   check_no_leftovers();
 }
+
+TEST_CASE("run: both kernels against virtiofsd and kab-dpu as one backend axis", "[integration][dpu]") {
+  TestDir dir("dpu");
+  auto r = run_kab({"run", "scenarios/dpu-writeback.yaml", "--db", dir.db(), "--json", "--repetitions", "1"}, 1800,
+                   (dir.path / "kab.log").string());
+  std::string out = read(dir.path / "kab.log");
+  INFO(out);
+  REQUIRE(r.ok());
+  json res = last_json(out);
+  json samples = show(dir.db(), res["run"].get<long long>());
+  REQUIRE(samples.size() == 4);
+  std::set<std::string> seen;
+  for (const auto& s : samples) {
+    INFO(s.dump());
+    CHECK(s["status"] == "ok");
+    CHECK(s["bw_bytes"].get<double>() > 1e6);
+    CHECK(s["backend_cpu_s"].get<double>() > 0);
+    if (s["arm"] == "stock") CHECK(s["writeback_tmp_peak_kb"].get<double>() > 0);
+    else CHECK(s["writeback_tmp_peak_kb"].get<double>() == 0);
+    seen.insert(s["arm"].get<std::string>() + "/" + s["backend"].get<std::string>());
+  }
+  CHECK(seen == std::set<std::string>{"rfc/dpu", "rfc/virtiofsd", "stock/dpu", "stock/virtiofsd"});
+  check_no_leftovers();
+}
