@@ -166,3 +166,26 @@ TEST_CASE("uml: a guest that panics is recorded as crashed within its timeout", 
   }
   check_no_uml_leftovers(pid);
 }
+
+TEST_CASE("uml: a guest that hangs is ended at its timeout and recorded as such", "[integration][uml]") {
+  fs::path dir = test_dir("uml-hang");
+  const std::string db = (dir / "kab.db").string();
+  std::string t = scenario_with("scenarios/quick-uml.yaml", "  platform: uml\n", "  platform: uml\n  cmdline: kab.hang\n");
+  t.replace(t.find("timeout: 60s"), 12, "timeout: 15s");
+  std::ofstream(dir / "hang.yaml") << t;
+  auto [r, pid] = run_kab_tracked({"run", (dir / "hang.yaml").string(), "--db", db, "--json", "--repetitions", "1"}, 600,
+                                  (dir / "kab.log").string());
+  std::string out = read(dir / "kab.log");
+  INFO(out);
+  CHECK(r.exit_code == 1);
+  json res = last_json(out);
+  json samples = show(db, res["run"].get<long long>());
+  REQUIRE(samples.size() == 2);
+  for (const auto& s : samples) {
+    INFO(s.dump());
+    CHECK(s["status"] == "timeout");
+    CHECK(s["reason"] == "guest did not finish in 15 s");
+    CHECK(s["total_s"].get<double>() < 30);
+  }
+  check_no_uml_leftovers(pid);
+}
