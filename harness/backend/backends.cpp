@@ -73,6 +73,39 @@ std::vector<std::string> ProcessBackend::command(const core::BackendSpec& spec, 
   return argv;
 }
 
+// Caps the backend's CPU time with a cgroup (v1 cpu controller, or v2 cpu.max),
+// so both backends can be compared under one CPU budget. Threads the backend
+// starts later inherit the group.
+void ProcessBackend::apply_cpu_quota(double fraction) {
+  const long period = 100000;
+  const long quota = static_cast<long>(fraction * period);
+  const std::string name = "kab-backend-" + std::to_string(::getpid()) + "-" + std::to_string(m_child->pid());
+  auto write = [](const fs::path& p, const std::string& v) {
+    std::ofstream out(p);
+    out << v;
+    out.flush();
+    return static_cast<bool>(out);
+  };
+  std::error_code ec;
+  if (fs::exists("/sys/fs/cgroup/cpu/cpu.cfs_quota_us")) {
+    m_cgroup = "/sys/fs/cgroup/cpu/" + name;
+    fs::create_directories(m_cgroup, ec);
+    if (write(m_cgroup + "/cpu.cfs_period_us", std::to_string(period)) &&
+        write(m_cgroup + "/cpu.cfs_quota_us", std::to_string(quota)) &&
+        write(m_cgroup + "/cgroup.procs", std::to_string(m_child->pid())))
+      return;
+  } else if (fs::exists("/sys/fs/cgroup/cgroup.controllers")) {
+    m_cgroup = "/sys/fs/cgroup/" + name;
+    fs::create_directories(m_cgroup, ec);
+    if (write(m_cgroup + "/cpu.max", std::to_string(quota) + " " + std::to_string(period)) &&
+        write(m_cgroup + "/cgroup.procs", std::to_string(m_child->pid())))
+      return;
+  }
+  stop();
+  throw BackendError("cannot cap the backend's CPU at " + std::to_string(static_cast<int>(fraction * 100)) +
+                     "%: no writable cgroup cpu controller (" + (m_cgroup.empty() ? "none found" : m_cgroup) + ")");
+}
+
 core::BackendHandle ProcessBackend::start(const core::BackendSpec& spec, const std::string& work_dir) {
   stop();
   fs::create_directories(work_dir);
@@ -103,6 +136,7 @@ core::BackendHandle ProcessBackend::start(const core::BackendSpec& spec, const s
   } catch (const proc::SpawnError& e) {
     throw BackendError(std::string("backend ") + spec.name + ": " + e.what());
   }
+  if (spec.cpu_quota > 0) apply_cpu_quota(spec.cpu_quota);
   // Ready when the socket exists.
   for (int i = 0; i < 1000; ++i) {
     if (fs::exists(h.socket_path)) return h;
@@ -130,6 +164,10 @@ core::HostUsage ProcessBackend::stop() {
     m_child.reset();
   }
   std::error_code ec;
+  if (!m_cgroup.empty()) {
+    ::rmdir(m_cgroup.c_str());
+    m_cgroup.clear();
+  }
   if (!m_socket.empty()) fs::remove(m_socket, ec);
   if (m_owns_shared && !m_shared_dir.empty()) fs::remove_all(m_shared_dir, ec);
   m_shared_dir.clear();

@@ -32,7 +32,8 @@ class ProcessBackend : public core::Backend {
  private:
   std::string m_binary;
   std::unique_ptr<proc::Child> m_child;
-  std::string m_socket, m_stats_path, m_shared_dir;
+  void apply_cpu_quota(double fraction);
+  std::string m_socket, m_stats_path, m_shared_dir, m_cgroup;
   bool m_owns_shared = false;
   bool m_is_dpu = false;
   core::HostUsage m_usage;
