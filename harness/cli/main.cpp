@@ -25,13 +25,11 @@ const std::vector<Command> k_commands = {
     {"validate", "check a scenario file and report every error in it", cmd_validate},
     {"plan", "print the ordered samples a scenario expands to", cmd_plan},
     {"kernel", "build, list, show and clean kernels (kab kernel --help)", cmd_kernel},
-    // TODO-LATER {"image", "build the guest image (initramfs with fio and kab's agent)", cmd_image},
     {"run", "run a scenario and store every sample", cmd_run},
     {"runs", "list stored runs", cmd_runs},
     {"show", "print the samples of a stored run", cmd_show},
     {"compare", "build two kernels, run them interleaved, analyse, report", cmd_compare},
     {"report", "analyse stored samples without running anything", cmd_report},
-    // TODO-LATER {"doctor", "check this host: accelerator, libvirt, tools", cmd_doctor},
 };
 
 int cmd_help(const std::vector<std::string>&) {

@@ -4,11 +4,20 @@
 #include <string>
 #include <vector>
 
+#include "core/ports.h"
+
 namespace kab::core {
 
 // Lines reporting panic, Oops, BUG, WARNING, KASAN, UBSAN, lockdep, hung
 // tasks, RCU stalls or soft lockups, in order, at most `limit`.
 std::vector<std::string> console_findings(const std::string& console_text, std::size_t limit = 20);
 bool console_has_panic(const std::string& console_text);
+
+// How a guest run ended, from what every platform knows afterwards: whether
+// kab was interrupted, whether the timeout fired, the console, and whether the
+// agent's record is complete. `no_record_reason` says what a platform knows of
+// a guest that stopped without its record. Sets out.end and out.reason.
+void classify_guest_end(GuestOutcome& out, bool interrupted, bool timed_out, double timeout_s,
+                        const std::string& console_text, bool record_complete, const std::string& no_record_reason);
 
 }  // namespace kab::core

@@ -1,24 +1,11 @@
 #include "core/planner.h"
 
+#include "core/stats.h"
+
 #include <algorithm>
 #include <numeric>
 
 namespace kab::core {
-
-std::uint64_t SeededRandom::next() {
-  std::uint64_t z = (m_state += 0x9E3779B97F4A7C15ull);
-  z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
-  z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
-  return z ^ (z >> 31);
-}
-
-std::uint64_t SeededRandom::below(std::uint64_t bound) {
-  if (bound <= 1) return 0;
-  std::uint64_t limit = UINT64_MAX - UINT64_MAX % bound;
-  std::uint64_t r;
-  do r = next(); while (r >= limit);
-  return r % bound;
-}
 
 namespace {
 
@@ -62,7 +49,8 @@ std::vector<Cell> expand_cells(const FioSpec& fio) {
 Plan make_plan(const Scenario& s) {
   Plan plan;
   plan.seed = s.seed;
-  SeededRandom rng(s.seed);
+  // Our own generator: the plan must not depend on the standard library's distributions.
+  SplitMix64 rng(s.seed);
 
   struct Group {
     Cell cell;

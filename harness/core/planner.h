@@ -18,17 +18,4 @@ std::vector<Cell> expand_cells(const FioSpec& fio);
 // drift affects every arm alike.
 Plan make_plan(const Scenario& scenario);
 
-// A deterministic 64-bit generator (splitmix64): the plan must not depend on
-// the standard library's distribution algorithms.
-class SeededRandom {
- public:
-  explicit SeededRandom(std::uint64_t seed) : m_state(seed) {}
-  std::uint64_t next();
-  // Uniform in [0, bound) without modulo bias.
-  std::uint64_t below(std::uint64_t bound);
-
- private:
-  std::uint64_t m_state;
-};
-
 }  // namespace kab::core

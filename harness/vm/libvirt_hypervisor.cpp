@@ -254,21 +254,8 @@ core::GuestOutcome LibvirtHypervisor::run(const core::GuestRequest& req) {
   const std::string report = read_text(out.report_path);
   const std::string console = read_text(out.console_path);
   const bool completed = report.find("KAB-END") != std::string::npos;
-  if (interrupted) {
-    out.end = core::GuestOutcome::End::failed;
-    out.reason = "interrupted";
-  } else if (timed_out) {
-    out.end = core::GuestOutcome::End::timeout;
-    out.reason = "guest did not finish in " + std::to_string(static_cast<int>(req.guest.timeout_s)) + " s";
-  } else if (core::console_has_panic(console)) {
-    out.end = core::GuestOutcome::End::crashed;
-    out.reason = "kernel panic";
-  } else if (!completed) {
-    out.end = core::GuestOutcome::End::crashed;
-    out.reason = "guest stopped without the agent's record";
-  } else {
-    out.end = core::GuestOutcome::End::completed;
-  }
+  core::classify_guest_end(out, interrupted, timed_out, req.guest.timeout_s, console, completed,
+                           "guest stopped without the agent's record");
   return out;
 }
 

@@ -157,21 +157,8 @@ core::GuestOutcome UmlHypervisor::run(const core::GuestRequest& req) {
   const bool completed = record_complete(out.report_path);
   const std::string console = read_text(out.console_path);
   const proc::Result& r = child.result();
-  if (interrupted) {
-    out.end = core::GuestOutcome::End::failed;
-    out.reason = "interrupted";
-  } else if (timed_out) {
-    out.end = core::GuestOutcome::End::timeout;
-    out.reason = "guest did not finish in " + std::to_string(static_cast<int>(req.guest.timeout_s)) + " s";
-  } else if (core::console_has_panic(console)) {
-    out.end = core::GuestOutcome::End::crashed;
-    out.reason = "kernel panic";
-  } else if (!completed) {
-    out.end = core::GuestOutcome::End::crashed;
-    out.reason = "UML guest " + r.describe() + " without the agent's record";
-  } else {
-    out.end = core::GuestOutcome::End::completed;
-  }
+  core::classify_guest_end(out, interrupted, timed_out, req.guest.timeout_s, console, completed,
+                           "UML guest " + r.describe() + " without the agent's record");
   return out;
 }
 
