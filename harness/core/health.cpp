@@ -33,13 +33,14 @@ bool console_has_panic(const std::string& text) {
   return text.find("Kernel panic - not syncing") != std::string::npos;
 }
 
-void classify_guest_end(GuestOutcome& out, bool interrupted, bool timed_out, double timeout_s,
+void classify_guest_end(GuestOutcome& out, bool interrupted, bool timed_out, double timeout_s, bool backend_died,
                         const std::string& console_text, bool record_complete, const std::string& no_record_reason) {
   using End = GuestOutcome::End;
   if (interrupted) out.end = End::failed, out.reason = "interrupted";
   else if (timed_out)
     out.end = End::timeout, out.reason = "guest did not finish in " + std::to_string(static_cast<int>(timeout_s)) + " s";
   else if (console_has_panic(console_text)) out.end = End::crashed, out.reason = "kernel panic";
+  else if (backend_died && !record_complete) out.end = End::failed, out.reason = "the backend died while the guest ran";
   else if (!record_complete) out.end = End::crashed, out.reason = no_record_reason;
   else out.end = End::completed, out.reason.clear();
 }

@@ -17,7 +17,7 @@ bool console_has_panic(const std::string& console_text);
 // kab was interrupted, whether the timeout fired, the console, and whether the
 // agent's record is complete. `no_record_reason` says what a platform knows of
 // a guest that stopped without its record. Sets out.end and out.reason.
-void classify_guest_end(GuestOutcome& out, bool interrupted, bool timed_out, double timeout_s,
+void classify_guest_end(GuestOutcome& out, bool interrupted, bool timed_out, double timeout_s, bool backend_died,
                         const std::string& console_text, bool record_complete, const std::string& no_record_reason);
 
 }  // namespace kab::core

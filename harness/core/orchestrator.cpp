@@ -118,6 +118,7 @@ Sample Orchestrator::run_one(const PlannedSample& ps, const RunSettings& st) {
   req.name = "kab-" + st.instance + "-" + std::to_string(st.run_id) + "-" + std::to_string(ps.index);
   req.vcpu_cpus = st.vcpu_cpus;
   req.emulator_cpus = st.emulator_cpus;
+  req.backend_alive = [&backend] { return backend->alive(); };
 
   GuestOutcome out = m_p.hypervisor->run(req);
   const bool backend_alive = backend->alive();
@@ -139,9 +140,9 @@ Sample Orchestrator::run_one(const PlannedSample& ps, const RunSettings& st) {
       s.health.status = SampleStatus::failed;
       s.health.reason = why;
     }
-  } else if (!backend_alive && out.end != GuestOutcome::End::timeout && !console_has_panic(s.console_log)) {
-    // virtiofsd ends when the guest disconnects: only a backend dead without a panic is news.
-    s.health.reason += " (the backend had died: " + tail_lines(m_p.read_file(bh.log_path), 3) + ")";
+  } else if (!backend_alive && out.end == GuestOutcome::End::failed) {
+    // The hypervisor ended the guest because its backend died: say why it died.
+    s.health.reason += "; its log ends: " + tail_lines(m_p.read_file(bh.log_path), 3);
   }
   if (s.health.status != SampleStatus::ok && s.health.status != SampleStatus::unhealthy)
     s.health.findings.push_back("console tail:\n" + tail_lines(s.console_log, 20));

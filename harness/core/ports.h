@@ -92,6 +92,9 @@ struct GuestRequest {
   std::string name;                 // domain / process name
   std::vector<int> vcpu_cpus;       // host CPUs for vCPUs (empty = unpinned)
   std::vector<int> emulator_cpus;
+  // Polled while the guest runs: a backend that dies ends the guest at once
+  // (instead of a guest hung on its share until the timeout).
+  std::function<bool()> backend_alive;
 };
 
 class Hypervisor {

@@ -231,7 +231,7 @@ core::GuestOutcome LibvirtHypervisor::run(const core::GuestRequest& req) {
     u.sys_s = std::stod(f[12]) / hz;
   };
 
-  bool timed_out = false, interrupted = false;
+  bool timed_out = false, interrupted = false, backend_died = false;
   while (true) {
     int state = 0, reason = 0;
     if (virDomainGetState(dom, &state, &reason, 0) < 0 || state == VIR_DOMAIN_SHUTOFF || state == VIR_DOMAIN_CRASHED)
@@ -245,6 +245,12 @@ core::GuestOutcome LibvirtHypervisor::run(const core::GuestRequest& req) {
       timed_out = true;
       break;
     }
+    if (req.backend_alive && !req.backend_alive()) {
+      // Give a guest that is powering off (and so closing the share) a moment to finish.
+      std::this_thread::sleep_for(std::chrono::milliseconds(500));
+      if (virDomainGetState(dom, &state, &reason, 0) == 0 && state != VIR_DOMAIN_SHUTOFF) backend_died = true;
+      break;
+    }
     std::this_thread::sleep_for(std::chrono::milliseconds(50));
   }
   virDomainDestroy(dom);   // no-op when already gone; ends it on timeout
@@ -254,7 +260,7 @@ core::GuestOutcome LibvirtHypervisor::run(const core::GuestRequest& req) {
   const std::string report = read_text(out.report_path);
   const std::string console = read_text(out.console_path);
   const bool completed = report.find("KAB-END") != std::string::npos;
-  core::classify_guest_end(out, interrupted, timed_out, req.guest.timeout_s, console, completed,
+  core::classify_guest_end(out, interrupted, timed_out, req.guest.timeout_s, backend_died, console, completed,
                            "guest stopped without the agent's record");
   return out;
 }

@@ -119,7 +119,7 @@ core::GuestOutcome UmlHypervisor::run(const core::GuestRequest& req) {
   }
   out.boot_s = now_s() - t0;
 
-  bool timed_out = false, interrupted = false, exited = false;
+  bool timed_out = false, interrupted = false, backend_died = false, exited = false;
   double record_seen = 0, panic_seen = 0;
   for (int tick = 0;; ++tick) {
     if (child.wait(0.05)) {
@@ -132,6 +132,14 @@ core::GuestOutcome UmlHypervisor::run(const core::GuestRequest& req) {
     }
     if (now_s() - t0 > req.guest.timeout_s) {
       timed_out = true;
+      break;
+    }
+    if (req.backend_alive && !req.backend_alive()) {
+      if (child.wait(0.5)) {  // a guest powering off closes the share first
+        exited = true;
+        break;
+      }
+      backend_died = true;
       break;
     }
     // The record is complete but the guest lingers in its power-off: give it
@@ -157,7 +165,7 @@ core::GuestOutcome UmlHypervisor::run(const core::GuestRequest& req) {
   const bool completed = record_complete(out.report_path);
   const std::string console = read_text(out.console_path);
   const proc::Result& r = child.result();
-  core::classify_guest_end(out, interrupted, timed_out, req.guest.timeout_s, console, completed,
+  core::classify_guest_end(out, interrupted, timed_out, req.guest.timeout_s, backend_died, console, completed,
                            "UML guest " + r.describe() + " without the agent's record");
   return out;
 }

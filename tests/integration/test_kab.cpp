@@ -329,3 +329,52 @@ TEST_CASE("run: both kernels against virtiofsd and kab-dpu as one backend axis",
   CHECK(seen == std::set<std::string>{"rfc/dpu", "rfc/virtiofsd", "stock/dpu", "stock/virtiofsd"});
   check_no_leftovers();
 }
+
+TEST_CASE("run: kab-dpu dying mid-run is a failed sample with its cause, nothing left", "[integration][dpu]") {
+  TestDir dir("dpu-dies");
+  std::string t = read(k_root + "/scenarios/dpu-writeback.yaml");
+  // Only the dpu backend, one kernel pair, one repetition.
+  auto a = t.find("  - name: virtiofsd");
+  auto b = t.find("  - name: dpu");
+  t.erase(a, b - a);
+  std::ofstream(dir.path / "dies.yaml") << t;
+  proc::Options o;
+  o.argv = {k_kab, "run", (dir.path / "dies.yaml").string(), "--db", dir.db(), "--json", "--repetitions", "1"};
+  o.cwd = k_root;
+  o.env = {{"KAB_ROOT", k_root}};
+  o.output_path = (dir.path / "kab.log").string();
+  proc::Child child(o);
+  // Once the first sample's fio has started, kill kab-dpu hard.
+  auto t0 = std::chrono::steady_clock::now();
+  bool killed = false;
+  while (child.running() && std::chrono::steady_clock::now() - t0 < std::chrono::minutes(10)) {
+    // The first sample's record (kab's work dir carries its pid) says when fio started.
+    std::string record;
+    for (const auto& e : fs::directory_iterator("/dev/shm"))
+      if (e.path().filename().string().rfind("kab-run-", 0) == 0 &&
+          e.path().filename().string().size() > std::to_string(child.pid()).size() &&
+          e.path().string().substr(e.path().string().size() - std::to_string(child.pid()).size()) ==
+              std::to_string(child.pid()))
+        record = read(e.path() / "sample-0/report.log");
+    if (record.find("KAB-FIO-START") != std::string::npos) {
+      std::this_thread::sleep_for(std::chrono::seconds(1));
+      proc::capture({"pkill", "-KILL", "-x", "kab-dpu"});
+      killed = true;
+      break;
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(200));
+  }
+  REQUIRE(killed);
+  child.wait(-1);
+  std::string out = read(dir.path / "kab.log");
+  INFO(out);
+  json res = last_json(out);
+  json samples = show(dir.db(), res["run"].get<long long>());
+  REQUIRE(samples.size() == 2);
+  const auto& first = samples[0];
+  CHECK(first["status"] == "failed");
+  CHECK(first["reason"].get<std::string>().rfind("the backend died while the guest ran", 0) == 0);
+  CHECK(first["total_s"].get<double>() < 110);   // well before the 120 s timeout
+  CHECK(samples[1]["status"] == "ok");           // the run goes on
+  check_no_leftovers();
+}
