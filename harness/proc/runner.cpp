@@ -267,10 +267,11 @@ void Child::stop(double grace_s) {
   ::kill(-m_pid, SIGKILL);
 }
 
-Usage Child::usage_now() const {
-  if (m_reaped) return m_result.usage;
+Usage Child::usage_now() const { return m_reaped ? m_result.usage : usage_of(m_pid); }
+
+Usage usage_of(pid_t pid) {
   Usage u;
-  std::ifstream in("/proc/" + std::to_string(m_pid) + "/stat");
+  std::ifstream in("/proc/" + std::to_string(pid) + "/stat");
   std::string stat((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
   auto close = stat.rfind(')');
   if (close == std::string::npos) return u;

@@ -88,6 +88,10 @@ class Child {
   Result m_result;
 };
 
+// CPU time and page faults so far of a running process, from /proc/PID/stat;
+// zeros when it is gone.
+Usage usage_of(pid_t pid);
+
 // The last n lines of a file (for error messages).
 std::string tail_file(const std::string& path, std::size_t n);
 

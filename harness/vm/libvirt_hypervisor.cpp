@@ -215,21 +215,10 @@ core::GuestOutcome LibvirtHypervisor::run(const core::GuestRequest& req) {
   }
   auto qemu_usage = [&](core::HostUsage& u) {
     if (qemu_pid <= 0) return;
-    std::ifstream in("/proc/" + std::to_string(qemu_pid) + "/stat");
-    std::string stat((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-    auto close = stat.rfind(')');
-    if (close == std::string::npos) return;
-    std::istringstream ss(stat.substr(close + 2));
-    std::vector<std::string> f;
-    std::string tok;
-    while (ss >> tok) f.push_back(tok);
-    if (f.size() < 13) return;
-    double hz = static_cast<double>(::sysconf(_SC_CLK_TCK));
-    u.minor_faults = std::stol(f[7]);
-    u.major_faults = std::stol(f[9]);
-    u.user_s = std::stod(f[11]) / hz;
-    u.sys_s = std::stod(f[12]) / hz;
+    proc::Usage now = proc::usage_of(qemu_pid);
+    if (now.user_s + now.sys_s > 0) u = {now.user_s, now.sys_s, now.minor_faults, now.major_faults};
   };
+
 
   bool timed_out = false, interrupted = false, backend_died = false;
   while (true) {
