@@ -5,9 +5,12 @@
 #include <fcntl.h>
 #include <linux/kvm.h>
 #include <sys/ioctl.h>
+#include <sys/socket.h>
+#include <sys/un.h>
 #include <unistd.h>
 
 #include <chrono>
+#include <cstring>
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
@@ -84,25 +87,50 @@ bool kvm_available() {
   return false;
 }
 
-void ensure_libvirt_daemons(bool verbose) {
-  const char* sock = "/run/libvirt/libvirt-sock";
-  if (fs::exists(sock)) return;
-  if (!fs::exists("/run/libvirt/virtlogd-sock")) {
-    if (verbose) std::fprintf(stderr, "kab: starting virtlogd (its socket is absent)\n");
-    proc::Options o;
-    o.argv = {"virtlogd", "-d"};
-    o.timeout_s = 30;
-    proc::Result r = proc::run(o);
-    if (!r.ok()) throw VmError("cannot start virtlogd: " + r.describe() + "\n" + r.output);
+bool socket_accepts(const std::string& path) {
+  int fd = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  if (fd < 0) return false;
+  sockaddr_un addr{};
+  addr.sun_family = AF_UNIX;
+  if (path.size() >= sizeof(addr.sun_path)) {
+    ::close(fd);
+    return false;
   }
-  if (verbose) std::fprintf(stderr, "kab: starting libvirtd (its socket is absent)\n");
+  std::memcpy(addr.sun_path, path.c_str(), path.size() + 1);
+  bool ok = ::connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) == 0;
+  ::close(fd);
+  return ok;
+}
+
+namespace {
+
+// A daemon that was killed (a session's end, a CI runner's cleanup) leaves its
+// socket file behind: only a socket that accepts a connection means "running".
+void ensure_daemon(const std::string& name, const std::string& sock, bool verbose) {
+  if (socket_accepts(sock)) return;
+  bool stale = fs::exists(sock);
+  if (verbose)
+    std::fprintf(stderr, "kab: starting %s (%s)\n", name.c_str(),
+                 stale ? ("its socket " + sock + " refuses connections: stale, removed").c_str()
+                       : "its socket is absent");
+  std::error_code ec;
+  if (stale) fs::remove(sock, ec);
   proc::Options o;
-  o.argv = {"libvirtd", "-d"};
+  o.argv = {name, "-d"};
   o.timeout_s = 30;
   proc::Result r = proc::run(o);
-  if (!r.ok()) throw VmError("cannot start libvirtd: " + r.describe() + "\n" + r.output);
-  for (int i = 0; i < 300 && !fs::exists(sock); ++i) std::this_thread::sleep_for(std::chrono::milliseconds(100));
-  if (!fs::exists(sock)) throw VmError("libvirtd started but " + std::string(sock) + " did not appear in 30 s");
+  if (!r.ok()) throw VmError("cannot start " + name + ": " + r.describe() + "\n" + r.output);
+  for (int i = 0; i < 300 && !socket_accepts(sock); ++i) std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  if (!socket_accepts(sock))
+    throw VmError(name + " started but " + sock + " did not accept connections within 30 s");
+}
+
+}  // namespace
+
+void ensure_libvirt_daemons(bool verbose) {
+  // virtlogd first: libvirtd hands every domain's log to it.
+  ensure_daemon("virtlogd", "/run/libvirt/virtlogd-sock", verbose);
+  ensure_daemon("libvirtd", "/run/libvirt/libvirt-sock", verbose);
 }
 
 std::string domain_xml(const DomainXmlInput& in) {

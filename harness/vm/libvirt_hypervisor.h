@@ -14,9 +14,13 @@ struct VmError : std::runtime_error {
   using std::runtime_error::runtime_error;
 };
 
-// Starts virtlogd and libvirtd when their sockets are absent (no systemd
-// here); says so on stderr. Throws VmError when they do not come up.
+// Starts virtlogd and libvirtd when their sockets do not accept connections
+// (absent, or stale files of a killed daemon, which are removed first; no
+// systemd here); says so on stderr. Throws VmError when they do not come up.
 void ensure_libvirt_daemons(bool verbose = true);
+
+// True when a unix stream socket at `path` accepts a connection.
+bool socket_accepts(const std::string& path);
 
 bool kvm_available();
 
