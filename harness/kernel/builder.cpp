@@ -1,12 +1,16 @@
 #include "kernel/builder.h"
 
+#include <fcntl.h>
+#include <sys/file.h>
 #include <unistd.h>
 
 #include <algorithm>
+#include <cerrno>
 #include <chrono>
 #include <ctime>
 #include <filesystem>
 #include <fstream>
+#include <functional>
 #include <map>
 #include <nlohmann/json.hpp>
 #include <regex>
@@ -77,6 +81,29 @@ int count_compiled(const std::string& log_text) {
     if (core::starts_with(line, "  CC ") || core::starts_with(line, "  AS ")) ++n;
   return n;
 }
+
+// An exclusive lock on a lane for the life of a build: two kab processes
+// (a nightly job and a developer) must never run Kbuild in one tree at once.
+// The kernel drops the lock when the holder dies, so a killed kab leaves none.
+class LaneLock {
+ public:
+  LaneLock(const fs::path& lane, const std::function<void()>& on_wait) {
+    m_fd = ::open((lane / ".lock").c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+    if (m_fd < 0) return;
+    if (::flock(m_fd, LOCK_EX | LOCK_NB) == 0) return;
+    on_wait();
+    while (::flock(m_fd, LOCK_EX) != 0 && errno == EINTR) {
+    }
+  }
+  ~LaneLock() {
+    if (m_fd >= 0) ::close(m_fd);
+  }
+  LaneLock(const LaneLock&) = delete;
+  LaneLock& operator=(const LaneLock&) = delete;
+
+ private:
+  int m_fd = -1;
+};
 
 }  // namespace
 
@@ -373,6 +400,14 @@ std::string Builder::pristine_source(const std::string& source, const std::strin
   if (fs::is_directory(source)) return source;
   fs::path dir = fs::path(m_options.cache_dir) / "src" / short_hash(core::sha256_hex(identity));
   if (fs::exists(dir / ".kab-complete")) return dir.string();
+  fs::create_directories(dir.parent_path());
+  fs::path lock_dir = dir;
+  lock_dir += ".lock";
+  fs::create_directories(lock_dir);
+  LaneLock lock(lock_dir, [&] {
+    if (m_options.progress) m_options.progress({"wait for another kab extracting " + source, 0, 0, 0});
+  });
+  if (fs::exists(dir / ".kab-complete")) return dir.string();
   std::string tarball = source;
   if (core::starts_with(source, "linux-source-")) {
     tarball.clear();
@@ -446,6 +481,18 @@ core::KernelArtifact Builder::build(const core::KernelSpec& spec, const std::str
   for (const auto& [n, d] : in.fragments) lh.field(n).field(d);
   const fs::path lane = cache / "lanes" / short_hash(lh.hex());
   const fs::path src = lane / "src", out = lane / "out";
+  fs::create_directories(lane);
+  LaneLock lock(lane, [&] { report("wait for another kab building in lane " + lane.filename().string()); });
+  // The other kab may have built these very inputs meanwhile.
+  if (!m_options.force && fs::exists(index_file)) {
+    std::string key = core::trim(read_text(index_file));
+    for (auto a : cached())
+      if (a.key == key) {
+        a.fresh = false;
+        a.explain = "cached: built by another kab while this one waited; artifact " + key.substr(0, 12);
+        return a;
+      }
+  }
   if (!fs::exists(lane / ".src-complete")) {
     report("link work tree");
     fs::remove_all(src);
