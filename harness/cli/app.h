@@ -58,5 +58,7 @@ int cmd_runs(const std::vector<std::string>& args);
 int cmd_show(const std::vector<std::string>& args);
 int cmd_compare(const std::vector<std::string>& args);
 int cmd_report(const std::vector<std::string>& args);
+int cmd_image(const std::vector<std::string>& args);
+int cmd_doctor(const std::vector<std::string>& args);
 
 }  // namespace kab::cli

@@ -30,6 +30,8 @@ const std::vector<Command> k_commands = {
     {"show", "print the samples of a stored run", cmd_show},
     {"compare", "build two kernels, run them interleaved, analyse, report", cmd_compare},
     {"report", "analyse stored samples without running anything", cmd_report},
+    {"image", "build the guest image: initramfs, or --disk the ext4 root (kab image --help)", cmd_image},
+    {"doctor", "check this machine: tools, accelerator, daemons, caches, noise", cmd_doctor},
 };
 
 int cmd_help(const std::vector<std::string>&) {

@@ -20,6 +20,7 @@
 #include "core/planner.h"
 #include "core/text.h"
 #include "fio/record.h"
+#include "image/disk_image.h"
 #include "image/initramfs.h"
 #include "proc/runner.h"
 #include "vm/libvirt_hypervisor.h"
@@ -148,9 +149,6 @@ RunResult execute_run(const RunRequest& rq) {
   const bool uml = s.guest.platform == core::Platform::uml;
   const std::string arch = uml ? "um" : "x86_64";
 
-  if (s.guest.image == "disk")
-    throw Fatal(rq.scenario_path + ": guest.image: disk (a libguestfs root disk) is not implemented yet; use initramfs",
-                k_exit_usage);
   // Everything the plan needs, built (or found in the cache) before the first sample.
   core::RunSettings st;
   for (const auto& arm : s.arms) {
@@ -160,11 +158,20 @@ RunResult execute_run(const RunRequest& rq) {
   image::InitramfsOptions io;
   io.cache_dir = paths().cache_dir;
   io.agent_path = paths().root + "/images/agent/init";
+  const bool disk = s.guest.image == "disk";
   core::GuestImage img;
   try {
-    img = image::InitramfsBuilder(io).build();
+    if (disk) {
+      image::DiskImageOptions d;
+      d.tree = io;
+      d.force_tcg = !vm::kvm_available();
+      if (!rq.quiet) d.progress = [](const std::string& step) { std::fprintf(stderr, "kab: disk image: %s\n", step.c_str()); };
+      img = image::DiskImageBuilder(d).build();
+    } else {
+      img = image::InitramfsBuilder(io).build();
+    }
   } catch (const std::exception& e) {
-    throw Fatal(std::string("guest image: ") + e.what());
+    throw Fatal(std::string(disk ? "guest image (disk): " : "guest image: ") + e.what());
   }
   st.base_image = img.path;
 
@@ -223,6 +230,7 @@ RunResult execute_run(const RunRequest& rq) {
     info.libvirt_version = uml ? uml_hv.versions() : libvirt->versions();
     info.extra["command"] = rq.command_line;
     info.extra["image_key"] = img.key;
+    info.extra["image"] = disk ? "disk (ext4 root, read-only virtio-blk; " + img.path + ")" : "initramfs";
     res.run_id = db.begin_run(info);
   }
 
@@ -282,12 +290,15 @@ RunResult execute_run(const RunRequest& rq) {
   ports.make_backend = [](const core::BackendSpec& b) { return backend::make_backend(b); };
   ports.sample_image = [&](const core::PlannedSample& ps, const std::string& job, const std::string& work) {
     fs::create_directories(work);
+    std::string archive = image::sample_cpio(
+        {{"KAB_SAMPLE", std::to_string(ps.index)}, {"KAB_TAG", "kabfs"}, {"KAB_REPORT", report_device}}, job);
+    if (disk) {
+      std::string path = work + "/sample.img";
+      image::write_sample_disk(archive, path);
+      return path;
+    }
     std::string path = work + "/initrd.cpio";
-    image::write_combined(img.path,
-                          image::sample_cpio({{"KAB_SAMPLE", std::to_string(ps.index)}, {"KAB_TAG", "kabfs"},
-                                              {"KAB_REPORT", report_device}},
-                                             job),
-                          path);
+    image::write_combined(img.path, archive, path);
     return path;
   };
   ports.sink = &sink;

@@ -103,10 +103,11 @@ Sample Orchestrator::run_one(const PlannedSample& ps, const RunSettings& st) {
 
   GuestRequest req;
   req.kernel = &kit->second;
-  req.initramfs = st.base_image;
+  const bool disk = m_s.guest.image == "disk";
+  (disk ? req.root_disk : req.initramfs) = st.base_image;
   const std::string job = fio_job_text(m_s.fio, ps.cell, "/mnt/kab");
   try {
-    req.extra_initramfs = m_p.sample_image(ps, job, work);
+    (disk ? req.sample_disk : req.extra_initramfs) = m_p.sample_image(ps, job, work);
   } catch (const std::exception& e) {
     backend->stop();
     return fail(SampleStatus::failed, std::string("sample image: ") + e.what());

@@ -46,7 +46,8 @@ std::string fio_job_text(const FioSpec& fio, const Cell& cell, const std::string
 struct OrchestratorPorts {
   Hypervisor* hypervisor = nullptr;
   std::function<std::unique_ptr<Backend>(const BackendSpec&)> make_backend;
-  // Builds the per-sample initramfs (base + sample inputs) into work_dir; returns its path.
+  // Builds the per-sample image into work_dir and returns its path: the initramfs
+  // (base + sample inputs), or for guest.image: disk the sample disk.
   std::function<std::string(const PlannedSample&, const std::string& job_text, const std::string& work_dir)> sample_image;
   SampleSink* sink = nullptr;
   HostProbe* host = nullptr;
@@ -60,7 +61,7 @@ struct RunSettings {
   std::string work_root;                                  // per-sample directories under it
   std::string instance = "0";                             // distinguishes concurrent kab processes (domain names)
   std::map<std::string, KernelArtifact> kernels;          // by "kernel" or "kernel+variant"
-  std::string base_image;
+  std::string base_image;                                 // initramfs, or root disk (guest.image: disk)
   std::vector<int> vcpu_cpus, emulator_cpus;              // pinning (empty = none)
   bool keep_work = false;                                 // keep per-sample dirs of ok samples
   std::string noise;                                      // noise controls applied, stored with each sample

@@ -40,7 +40,7 @@ class KernelBuilder {
   virtual KernelArtifact build(const KernelSpec& spec, const std::string& arch, const std::string& variant) = 0;
 };
 
-// The guest image (initramfs with busybox, fio and kab's agent).
+// The guest image (initramfs, or ext4 root disk, with busybox, fio and kab's agent).
 struct GuestImage {
   std::string path;
   std::string key;
@@ -85,6 +85,10 @@ struct GuestRequest {
   const KernelArtifact* kernel = nullptr;
   std::string initramfs;            // base image
   std::string extra_initramfs;      // per-sample cpio appended (job, sample id)
+  // guest.image: disk — instead of the two above: the cached ext4 root (read-only
+  // virtio-blk /dev/vda) and the per-sample archive as a raw disk (/dev/vdb).
+  std::string root_disk;
+  std::string sample_disk;
   std::string backend_socket;
   std::string tag = "kabfs";
   GuestSpec guest;

@@ -95,36 +95,52 @@ std::string InitramfsBuilder::key() const {
   return h.hex();
 }
 
-core::GuestImage InitramfsBuilder::build() {
+std::vector<TreeEntry> InitramfsBuilder::tree() const {
   for (const auto& f : {m_o.agent_path, m_o.busybox, m_o.fio})
     if (!fs::exists(f)) throw std::runtime_error("guest image: " + f + " is missing (make deps installs busybox-static and fio)");
+  std::vector<TreeEntry> t;
+  std::set<std::string> dirs;
+  auto dir = [&](const std::string& d) {
+    if (dirs.insert(d).second) t.push_back({TreeEntry::Kind::directory, d, "", "", 0755});
+  };
+  auto ensure_dirs = [&](const std::string& p) {
+    std::vector<std::string> chain;
+    for (fs::path d = fs::path(p).parent_path(); !d.empty() && d != "/"; d = d.parent_path()) chain.push_back(d.string());
+    for (auto it = chain.rbegin(); it != chain.rend(); ++it) dir(*it);
+  };
+  for (const char* d : {"/bin", "/sbin", "/usr", "/usr/bin", "/usr/sbin", "/proc", "/sys", "/dev", "/tmp", "/mnt",
+                        "/mnt/kab", "/kab", "/kab/sample", "/etc", "/root"})
+    dir(d);
+  t.push_back({TreeEntry::Kind::file, "/init", m_o.agent_path, "", 0755});
+  t.push_back({TreeEntry::Kind::file, "/bin/busybox", m_o.busybox, "", 0755});
+  t.push_back({TreeEntry::Kind::symlink, "/bin/sh", "", "busybox", 0777});
+  t.push_back({TreeEntry::Kind::file, "/usr/bin/fio", m_o.fio, "", 0755});
+  for (const auto& lib : libraries()) {
+    ensure_dirs(lib);
+    t.push_back({TreeEntry::Kind::file, lib, fs::canonical(lib).string(), "", 0755});
+  }
+  t.push_back({TreeEntry::Kind::file, "/etc/passwd", "", "root:x:0:0:root:/root:/bin/sh\n", 0644});
+  t.push_back({TreeEntry::Kind::file, "/etc/group", "", "root:x:0:\n", 0644});
+  return t;
+}
+
+std::string entry_data(const TreeEntry& e) { return e.source.empty() ? e.data : read_file(e.source); }
+
+core::GuestImage InitramfsBuilder::build() {
+  std::vector<TreeEntry> entries = tree();
   std::string k = key();
   fs::path dir = fs::path(m_o.cache_dir) / "images";
   fs::path path = dir / ("initramfs-" + k.substr(0, 16) + ".cpio");
   if (fs::exists(path)) return {path.string(), k};
   fs::create_directories(dir);
   CpioWriter w;
-  std::set<std::string> dirs;
-  auto ensure_dirs = [&](const std::string& p) {
-    fs::path parent = fs::path(p).parent_path();
-    std::vector<std::string> chain;
-    for (fs::path d = parent; !d.empty() && d != "/"; d = d.parent_path()) chain.push_back(d.string());
-    for (auto it = chain.rbegin(); it != chain.rend(); ++it)
-      if (dirs.insert(*it).second) w.directory(*it);
-  };
-  for (const char* d : {"/bin", "/sbin", "/usr", "/usr/bin", "/usr/sbin", "/proc", "/sys", "/dev", "/tmp", "/mnt",
-                        "/mnt/kab", "/kab", "/kab/sample", "/etc", "/root"})
-    if (dirs.insert(d).second) w.directory(d);
-  w.file("/init", read_file(m_o.agent_path), 0755);
-  w.file("/bin/busybox", read_file(m_o.busybox), 0755);
-  w.symlink("/bin/sh", "busybox");
-  w.file("/usr/bin/fio", read_file(m_o.fio), 0755);
-  for (const auto& lib : libraries()) {
-    ensure_dirs(lib);
-    w.file(lib, read_file(fs::canonical(lib).string()), 0755);
+  for (const auto& e : entries) {
+    switch (e.kind) {
+      case TreeEntry::Kind::directory: w.directory(e.path, e.mode); break;
+      case TreeEntry::Kind::file: w.file(e.path, entry_data(e), e.mode); break;
+      case TreeEntry::Kind::symlink: w.symlink(e.path, e.data); break;
+    }
   }
-  w.file("/etc/passwd", "root:x:0:0:root:/root:/bin/sh\n");
-  w.file("/etc/group", "root:x:0:\n");
   std::string archive = w.finish();
   fs::path tmp = path;
   tmp += ".tmp" + std::to_string(::getpid());
@@ -150,6 +166,14 @@ std::string sample_cpio(const std::vector<std::pair<std::string, std::string>>& 
   w.file("/kab/sample/env", env_text);
   w.file("/kab/sample/job.fio", job_text);
   return w.finish();
+}
+
+void write_sample_disk(const std::string& sample_archive, const std::string& out_path) {
+  std::string padded = sample_archive;
+  padded.resize((padded.size() + k_sector - 1) / k_sector * k_sector, '\0');
+  std::ofstream out(out_path, std::ios::binary | std::ios::trunc);
+  out.write(padded.data(), static_cast<std::streamsize>(padded.size()));
+  if (!out) throw std::runtime_error("cannot write " + out_path);
 }
 
 void write_combined(const std::string& base_path, const std::string& sample_archive, const std::string& out_path) {

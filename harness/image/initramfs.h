@@ -3,6 +3,8 @@
 // Per-sample inputs travel in a small cpio appended to the cached one.
 #pragma once
 
+#include <cstdint>
+#include <functional>
 #include <string>
 #include <utility>
 #include <vector>
@@ -32,6 +34,19 @@ struct InitramfsOptions {
   std::string fio = "/usr/bin/fio";
 };
 
+// One file of the guest's root tree. A file's bytes are read from `source`
+// when it is set, else taken from `data`; a symlink's target is `data`.
+struct TreeEntry {
+  enum class Kind { directory, file, symlink } kind;
+  std::string path;
+  std::string source;
+  std::string data;
+  unsigned mode = 0644;
+};
+
+// The contents of a file entry. Throws std::runtime_error when its source cannot be read.
+std::string entry_data(const TreeEntry& e);
+
 class InitramfsBuilder : public core::ImageBuilder {
  public:
   explicit InitramfsBuilder(InitramfsOptions o) : m_o(std::move(o)) {}
@@ -39,6 +54,10 @@ class InitramfsBuilder : public core::ImageBuilder {
   core::GuestImage build() override;
   // The key without building (hash of agent, busybox, fio and its libraries).
   std::string key() const;
+  // The guest's root tree, directories before what they hold: the agent as
+  // /init, busybox, fio and the libraries ldd finds. The initramfs and the
+  // disk image hold the same tree. Throws std::runtime_error naming a missing file.
+  std::vector<TreeEntry> tree() const;
 
  private:
   std::vector<std::string> libraries() const;
@@ -47,6 +66,11 @@ class InitramfsBuilder : public core::ImageBuilder {
 
 // The per-sample archive: /kab/sample/env (shell assignments) and /kab/sample/job.fio.
 std::string sample_cpio(const std::vector<std::pair<std::string, std::string>>& env, const std::string& job_text);
+
+// guest.image: disk — the per-sample archive as a raw disk (/dev/vdb in the
+// guest, unpacked by the agent with `cpio -i`): the archive padded to whole sectors.
+constexpr std::size_t k_sector = 512;
+void write_sample_disk(const std::string& sample_archive, const std::string& out_path);
 
 // Writes base + sample archive to `out_path` (the kernel unpacks concatenated archives in order).
 void write_combined(const std::string& base_path, const std::string& sample_archive, const std::string& out_path);

@@ -279,6 +279,8 @@ class ScenarioParser {
       if (auto v = m_r.scalar(g["image"], "image")) {
         if (*v != "initramfs" && *v != "disk")
           m_r.error_at(g["image"], "'image' must be initramfs or disk, got '" + *v + "'");
+        else if (*v == "disk" && s.platform == core::Platform::uml)
+          m_r.error_at(g["image"], "'image: disk' needs platform qemu (a UML guest boots its initramfs)");
         s.image = *v;
       }
   }

@@ -149,15 +149,23 @@ std::string domain_xml(const DomainXmlInput& in) {
   // vhost-user needs guest memory the backend can map.
   x << "  <memoryBacking><source type='memfd'/><access mode='shared'/></memoryBacking>\n"
     << "  <os>\n    <type arch='x86_64' machine='pc'>hvm</type>\n"
-    << "    <kernel>" << xml_escape(in.kernel) << "</kernel>\n"
-    << "    <initrd>" << xml_escape(in.initrd) << "</initrd>\n"
-    << "    <cmdline>" << xml_escape(in.cmdline) << "</cmdline>\n  </os>\n"
+    << "    <kernel>" << xml_escape(in.kernel) << "</kernel>\n";
+  if (!in.initrd.empty()) x << "    <initrd>" << xml_escape(in.initrd) << "</initrd>\n";
+  x << "    <cmdline>" << xml_escape(in.cmdline) << "</cmdline>\n  </os>\n"
     << "  <features><acpi/></features>\n";
   if (in.domain_type == "kvm") x << "  <cpu mode='host-passthrough'/>\n";
   // A panic with panic=-1 reboots: destroy on every end, and let the agent's record decide.
   x << "  <on_poweroff>destroy</on_poweroff>\n  <on_reboot>destroy</on_reboot>\n  <on_crash>destroy</on_crash>\n"
     << "  <devices>\n"
-    << "    <emulator>/usr/bin/qemu-system-x86_64</emulator>\n"
+    << "    <emulator>/usr/bin/qemu-system-x86_64</emulator>\n";
+  // Read-only: one cached root serves every sample and no sample can change it.
+  const std::pair<const std::string*, const char*> disks[] = {{&in.root_disk, "vda"}, {&in.sample_disk, "vdb"}};
+  for (const auto& [file, dev] : disks)
+    if (!file->empty())
+      x << "    <disk type='file' device='disk'>\n      <driver name='qemu' type='raw'/>\n"
+        << "      <source file='" << xml_escape(*file) << "'/>\n"
+        << "      <target dev='" << dev << "' bus='virtio'/>\n      <readonly/>\n    </disk>\n";
+  x
     << "    <filesystem type='mount'>\n      <driver type='virtiofs' queue='1024'/>\n"
     << "      <source socket='" << xml_escape(in.fs_socket) << "'/>\n"
     << "      <target dir='" << xml_escape(in.fs_tag) << "'/>\n    </filesystem>\n"
@@ -208,8 +216,16 @@ core::GuestOutcome LibvirtHypervisor::run(const core::GuestRequest& req) {
   in.name = req.name;
   in.domain_type = kvm_available() ? "kvm" : "qemu";
   in.kernel = req.kernel->vmlinux;
-  in.initrd = req.extra_initramfs.empty() ? req.initramfs : req.extra_initramfs;
-  in.cmdline = "console=ttyS0 panic=-1 oops=panic reboot=t rdinit=/init " + req.guest.cmdline;
+  if (!req.root_disk.empty()) {
+    // guest.image: disk — the agent unpacks its per-sample inputs from vdb.
+    in.root_disk = req.root_disk;
+    in.sample_disk = req.sample_disk;
+    in.cmdline = "console=ttyS0 panic=-1 oops=panic reboot=t root=/dev/vda ro rootfstype=ext4 init=/init "
+                 "kab.disk=/dev/vdb " + req.guest.cmdline;
+  } else {
+    in.initrd = req.extra_initramfs.empty() ? req.initramfs : req.extra_initramfs;
+    in.cmdline = "console=ttyS0 panic=-1 oops=panic reboot=t rdinit=/init " + req.guest.cmdline;
+  }
   in.memory_bytes = req.guest.memory_bytes;
   in.vcpus = req.guest.vcpus;
   in.fs_socket = req.backend_socket;

@@ -26,7 +26,8 @@ bool kvm_available();
 
 struct DomainXmlInput {
   std::string name, domain_type;      // "kvm" | "qemu"
-  std::string kernel, initrd, cmdline;
+  std::string kernel, initrd, cmdline;   // initrd empty: none
+  std::string root_disk, sample_disk;    // read-only virtio-blk vda, vdb (empty: none)
   std::uint64_t memory_bytes = 0;
   int vcpus = 1;
   std::string fs_socket, fs_tag;

@@ -9,6 +9,7 @@
 #include <chrono>
 #include <filesystem>
 #include <fstream>
+#include <map>
 #include <nlohmann/json.hpp>
 #include <set>
 #include <sstream>
@@ -189,7 +190,78 @@ TEST_CASE("run: quick scenario on both kernels, the RFC's mechanism visible", "[
   check_no_leftovers();
 }
 
-TEST_CASE("run: a kernel WARNING is kept and marked unhealthy; panics and hangs are recorded", "[integration][health]") {
+TEST_CASE("run: guest.image: disk boots both kernels from the ext4 root disk", "[integration][disk]") {
+  TestDir dir("disk");
+  auto img = run_kab({"image", "build", "--disk", "--json"}, 900, (dir.path / "image.log").string());
+  INFO(read(dir.path / "image.log"));
+  REQUIRE(img.ok());
+  json ij = last_json(read(dir.path / "image.log"));
+  const std::string disk = ij["path"];
+  CHECK(ij["kind"] == "disk");
+  // A real ext4 filesystem holding the agent as /init and fio (read without mounting).
+  auto [fsck_ok, fsck] = proc::capture({"e2fsck", "-fn", disk});
+  INFO(fsck);
+  CHECK(fsck_ok);
+  auto [ls_ok, ls] = proc::capture({"debugfs", "-R", "ls -l /usr/bin", disk});
+  CHECK(ls.find("fio") != std::string::npos);
+
+  auto r = run_kab({"run", "tests/data/integration/disk.yaml", "--db", dir.db(), "--json", "--keep"}, 1800,
+                   (dir.path / "kab.log").string());
+  std::string out = read(dir.path / "kab.log");
+  INFO(out);
+  REQUIRE(r.ok());
+  json res = last_json(out);
+  json samples = show(dir.db(), res["run"].get<long long>());
+  REQUIRE(samples.size() == 2);
+  for (const auto& s : samples) {
+    INFO(s.dump());
+    CHECK(s["status"] == "ok");
+    CHECK(s["bw_bytes"].get<double>() > 1e6);
+    if (s["arm"] == "stock") CHECK(s["writeback_tmp_peak_kb"].get<double>() > 0);
+    else CHECK(s["writeback_tmp_peak_kb"].get<double>() == 0);
+  }
+  // The guests' root was the disk, mounted read-only, and they had no initramfs.
+  const std::string work_prefix = "kab-run-" + std::to_string(res["run"].get<long long>()) + "-";
+  std::vector<fs::path> kept;
+  for (const auto& e : fs::directory_iterator("/dev/shm"))
+    if (e.path().filename().string().rfind(work_prefix, 0) == 0) kept.push_back(e.path());
+  REQUIRE(kept.size() == 1);
+  int consoles = 0;
+  for (const auto& e : fs::directory_iterator(kept[0])) {
+    if (!fs::exists(e.path() / "domain.xml")) continue;
+    std::string xml = read(e.path() / "domain.xml");
+    CHECK(xml.find("<source file='" + disk + "'/>") != std::string::npos);
+    CHECK(xml.find("<initrd>") == std::string::npos);
+    CHECK(read(e.path() / "console.log").find("Mounted root (ext4 filesystem) readonly") != std::string::npos);
+    ++consoles;
+  }
+  CHECK(consoles == 2);
+  fs::remove_all(kept[0]);
+  check_no_leftovers();
+}
+
+TEST_CASE("doctor: names the accelerator and the tools a run needs", "[integration][doctor]") {
+  auto r = run_kab({"doctor", "--json"}, 120);
+  INFO(r.output);
+  REQUIRE(r.ok());   // make deps installed everything a run needs
+  json checks = last_json(r.output);
+  std::map<std::string, json> by;
+  for (const auto& c : checks) by[c["check"]] = c;
+  for (const char* tool : {"qemu-system-x86_64", "virtiofsd", "libvirtd", "fio", "busybox", "kernel sources"})
+    CHECK(by[tool]["level"] == "ok");
+  CHECK(by["fio"]["detail"].get<std::string>().rfind("fio-", 0) == 0);
+  // Without usable KVM the doctor says TCG and points to the UML platform.
+  bool kvm = fs::exists("/dev/kvm") && read("/proc/cpuinfo").find(" vmx") != std::string::npos;
+  kvm = kvm || read("/proc/cpuinfo").find(" svm") != std::string::npos;
+  if (!kvm) {
+    CHECK(by["accelerator"]["level"] == "warn");
+    CHECK(by["accelerator"]["detail"].get<std::string>().find("guest.platform: uml") != std::string::npos);
+  } else {
+    CHECK(by["accelerator"]["level"] == "ok");
+  }
+}
+
+TEST_CASE("run: a kernel WARNING is kept and marked unhealthy, panics and hangs are recorded", "[integration][health]") {
   TestDir dir("health");
   auto r = run_kab({"run", "tests/data/integration/warn.yaml", "--db", dir.db(), "--json"}, 1800, (dir.path / "kab.log").string());
   std::string out = read(dir.path / "kab.log");

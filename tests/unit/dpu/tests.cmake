@@ -14,4 +14,5 @@ add_executable(kab_dpu_unit_tests
 target_link_libraries(kab_dpu_unit_tests PRIVATE kab_dpu Catch2::Catch2)
 target_compile_definitions(kab_dpu_unit_tests PRIVATE
   KAB_DPU_TEST_DATA="${CMAKE_SOURCE_DIR}/tests/data/dpu")
-catch_discover_tests(kab_dpu_unit_tests PROPERTIES LABELS unit)
+# --warn NoTests: a test whose filter matches nothing (a name ctest split) fails.
+catch_discover_tests(kab_dpu_unit_tests EXTRA_ARGS --warn NoTests PROPERTIES LABELS unit)

@@ -134,6 +134,12 @@ TEST_CASE("malformed scenarios give positioned messages", "[scenario]") {
           "fio:\n"
           "   ^ near here\n");
   }
+  SECTION("bad-disk-uml.yaml") {
+    CHECK(errors_of("bad-disk-uml.yaml") ==
+          "scenarios/bad-disk-uml.yaml:6:10: 'image: disk' needs platform qemu (a UML guest boots its initramfs)\n"
+          "  image: disk\n"
+          "         ^ near here\n");
+  }
   SECTION("bad-timeout.yaml") {
     CHECK(errors_of("bad-timeout.yaml") ==
           "scenarios/bad-timeout.yaml:5:12: 'timeout' is not a duration: 'soon' (expected e.g. 30s, 2m)\n"

@@ -49,3 +49,35 @@ TEST_CASE("socket_accepts tells a live daemon's socket from a stale file", "[vm]
   }
   fs::remove_all(dir);
 }
+
+TEST_CASE("domain XML boots an initramfs or a read-only root disk", "[vm]") {
+  kab::vm::DomainXmlInput in;
+  in.name = "kab-0-1-2";
+  in.domain_type = "qemu";
+  in.kernel = "/c/vmlinux";
+  in.memory_bytes = 1u << 30;
+  in.fs_socket = "/s/vfs.sock";
+  in.fs_tag = "kabfs";
+  in.console_path = "/w/console.log";
+  in.report_path = "/w/report.log";
+
+  SECTION("initramfs: an initrd, no disks") {
+    in.initrd = "/w/initrd.cpio";
+    std::string x = kab::vm::domain_xml(in);
+    CHECK(x.find("<initrd>/w/initrd.cpio</initrd>") != std::string::npos);
+    CHECK(x.find("<disk") == std::string::npos);
+  }
+  SECTION("disk: no initrd; root vda and sample vdb, both read-only raw virtio-blk") {
+    in.root_disk = "/c/disk-1.img";
+    in.sample_disk = "/w/sample.img";
+    std::string x = kab::vm::domain_xml(in);
+    CHECK(x.find("<initrd>") == std::string::npos);
+    CHECK(x.find("<disk type='file' device='disk'>\n      <driver name='qemu' type='raw'/>\n"
+                 "      <source file='/c/disk-1.img'/>\n      <target dev='vda' bus='virtio'/>\n      <readonly/>\n"
+                 "    </disk>") != std::string::npos);
+    CHECK(x.find("<source file='/w/sample.img'/>\n      <target dev='vdb' bus='virtio'/>\n      <readonly/>") !=
+          std::string::npos);
+    // The share under test is there either way.
+    CHECK(x.find("<source socket='/s/vfs.sock'/>") != std::string::npos);
+  }
+}

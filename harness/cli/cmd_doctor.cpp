@@ -1,0 +1,186 @@
+// kab doctor: is this machine ready to produce evidence, and how trustworthy
+// will it be? Every check names what it found and what to do about it.
+#include <sys/statvfs.h>
+#include <unistd.h>
+
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <nlohmann/json.hpp>
+#include <thread>
+
+#include "backend/backends.h"
+#include "cli/app.h"
+#include "cli/parse.h"
+#include "core/text.h"
+#include "proc/runner.h"
+#include "vm/libvirt_hypervisor.h"
+
+namespace fs = std::filesystem;
+
+namespace kab::cli {
+
+namespace {
+
+enum class Level { ok, warn, fail };
+
+struct Check {
+  std::string name;
+  Level level;
+  std::string detail;
+};
+
+const char* level_name(Level l) { return l == Level::ok ? "ok" : l == Level::warn ? "warn" : "FAIL"; }
+
+std::string first_line_of(const std::vector<std::string>& argv) {
+  auto [ok, out] = proc::capture(argv);
+  if (!ok) return "";
+  return core::trim(out.substr(0, out.find('\n')));
+}
+
+bool cpu_has_virtualisation() {
+  std::ifstream in("/proc/cpuinfo");
+  std::string line;
+  while (std::getline(in, line))
+    if (core::starts_with(line, "flags"))
+      return line.find(" vmx") != std::string::npos || line.find(" svm") != std::string::npos;
+  return false;
+}
+
+std::vector<Check> run_checks() {
+  std::vector<Check> c;
+  // The accelerator decides what the numbers mean.
+  const bool kvm = vm::kvm_available();
+  if (kvm) c.push_back({"accelerator", Level::ok, "KVM (/dev/kvm usable, CPU has vmx/svm)"});
+  else
+    c.push_back({"accelerator", Level::warn,
+                 std::string(fs::exists("/dev/kvm") && !cpu_has_virtualisation()
+                                 ? "/dev/kvm exists but the CPU shows no vmx/svm: "
+                                 : "no /dev/kvm: ") +
+                     "QEMU guests run under TCG (absolute MiB/s are not hardware numbers). For native-speed kernel "
+                     "code use guest.platform: uml (e.g. scenarios/rfc-writeback-uml.yaml)"});
+  // Tools every run needs, with their versions for the record.
+  struct Tool {
+    const char* name;
+    std::vector<std::string> version;
+    const char* package;
+  };
+  const Tool tools[] = {
+      {"qemu-system-x86_64", {"qemu-system-x86_64", "--version"}, "qemu-system-x86"},
+      {"virtiofsd", {backend::default_virtiofsd(), "--version"}, "qemu-system-common"},
+      {"libvirtd", {"libvirtd", "--version"}, "libvirt-daemon-system"},
+      {"fio", {"fio", "--version"}, "fio"},
+      {"busybox", {"/bin/busybox", "--help"}, "busybox-static"},
+      {"make", {"make", "--version"}, "make"},
+      {"gcc", {"gcc", "--version"}, "build-essential"},
+      {"ccache", {"ccache", "--version"}, "ccache"},
+      {"gnuplot", {"gnuplot", "--version"}, "gnuplot-nox"},
+  };
+  for (const auto& t : tools) {
+    std::string v = first_line_of(t.version);
+    if (v.empty()) c.push_back({t.name, t.name == std::string("ccache") || t.name == std::string("gnuplot") ? Level::warn : Level::fail,
+                                std::string("not found (apt-get install ") + t.package + ", or make deps)"});
+    else c.push_back({t.name, Level::ok, v});
+  }
+  {
+    std::string dpu = backend::default_kab_dpu();
+    c.push_back({"kab-dpu", fs::exists(dpu) ? Level::ok : Level::warn,
+                 fs::exists(dpu) ? dpu : "not built (make): backends of type dpu cannot run"});
+  }
+  // Daemons: kab starts them itself, so their absence is only a note.
+  for (const auto& [name, sock] : {std::pair<std::string, std::string>{"virtlogd", "/run/libvirt/virtlogd-sock"},
+                                   {"libvirtd", "/run/libvirt/libvirt-sock"}}) {
+    bool up = vm::socket_accepts(sock);
+    c.push_back({name + " daemon", Level::ok,
+                 up ? "running (" + sock + ")"
+                    : std::string(fs::exists(sock) ? "stale socket " + sock : "not running") +
+                          ": kab starts it before the first QEMU guest"});
+  }
+  // Kernel sources and the build cache.
+  {
+    std::string found;
+    for (const char* s : {"linux-source-6.1", "linux-source-6.12"})
+      for (const char* ext : {".tar.xz", ".tar.bz2"})
+        if (fs::exists(std::string("/usr/src/") + s + ext)) found += (found.empty() ? "" : ", ") + std::string(s);
+    c.push_back({"kernel sources", found.empty() ? Level::fail : Level::ok,
+                 found.empty() ? "no linux-source tarball under /usr/src (make deps installs linux-source-6.1)" : found});
+  }
+  {
+    int kernels = 0;
+    std::error_code ec;
+    for (const auto& e : fs::directory_iterator(paths().cache_dir + "/kernels", ec))
+      if (fs::exists(e.path() / "meta.json")) ++kernels;
+    c.push_back({"build cache", Level::ok,
+                 paths().cache_dir + ": " + std::to_string(kernels) + " kernel build(s)" +
+                     (kernels ? "" : " (the first build of a kernel takes ~11 min on 2 cores)")});
+  }
+  // libguestfs (guest.image: disk) boots its appliance with a host kernel.
+  {
+    bool kernel = false;
+    std::error_code ec;
+    for (const auto& e : fs::directory_iterator("/boot", ec))
+      if (core::starts_with(e.path().filename().string(), "vmlinuz-")) kernel = true;
+    c.push_back({"libguestfs", kernel ? Level::ok : Level::warn,
+                 kernel ? "a kernel in /boot for its appliance (guest.image: disk)"
+                        : "no kernel in /boot: guest.image: disk cannot build its root disk (apt-get install "
+                          "linux-image-amd64)"});
+  }
+  // Noise: how far this host can separate what it measures.
+  {
+    unsigned cores = std::thread::hardware_concurrency();
+    c.push_back({"host CPUs", cores >= 4 ? Level::ok : Level::warn,
+                 std::to_string(cores) + " CPU(s)" +
+                     (cores >= 4 ? ": vCPUs, emulator and backend can be pinned apart"
+                                 : ": vCPU, emulator and backend threads cannot all be pinned apart; expect more noise "
+                                   "(UML pins guest and backend to one CPU)")});
+    double load = 0;
+    std::ifstream("/proc/loadavg") >> load;
+    char buf[32];
+    std::snprintf(buf, sizeof buf, "%.2f", load);
+    c.push_back({"host load", load < cores ? Level::ok : Level::warn,
+                 std::string("1-min load ") + buf + (load < cores ? "" : ": the host is busy; samples will be noisy")});
+  }
+  {
+    struct statvfs v {};
+    if (::statvfs("/dev/shm", &v) == 0) {
+      double gib = static_cast<double>(v.f_bavail) * v.f_frsize / (1ull << 30);
+      char buf[64];
+      std::snprintf(buf, sizeof buf, "%.1f GiB free", gib);
+      c.push_back({"/dev/shm", gib >= 2 ? Level::ok : Level::warn,
+                   std::string(buf) + (gib >= 2 ? " (shares and UML memory live here)" : ": too little for shares of 512M jobs")});
+    }
+  }
+  {
+    std::ifstream gov("/sys/devices/system/cpu/cpu0/cpufreq/scaling_governor");
+    std::string g;
+    if (gov >> g)
+      c.push_back({"CPU frequency", g == "performance" ? Level::ok : Level::warn,
+                   "governor " + g + (g == "performance" ? "" : ": frequency scaling adds noise (set performance)")});
+  }
+  return c;
+}
+
+}  // namespace
+
+int cmd_doctor(const std::vector<std::string>& args) {
+  CLI::App app{"Check that this machine can run kab, and how noisy its numbers will be.", "doctor"};
+  bool json = false;
+  app.add_flag("--json", json, "print the checks as JSON");
+  if (auto code = parse_args(app, args)) return *code;
+  auto checks = run_checks();
+  bool failed = false;
+  for (const auto& c : checks) failed |= c.level == Level::fail;
+  if (json) {
+    nlohmann::ordered_json j = nlohmann::ordered_json::array();
+    for (const auto& c : checks) j.push_back({{"check", c.name}, {"level", level_name(c.level)}, {"detail", c.detail}});
+    std::printf("%s\n", j.dump(2).c_str());
+  } else {
+    for (const auto& c : checks) std::printf("%-4s  %-20s %s\n", level_name(c.level), c.name.c_str(), c.detail.c_str());
+    std::printf("\n%s\n", failed ? "kab doctor: this machine cannot run kab yet (see FAIL above; make deps installs "
+                                   "what is missing)"
+                                 : "kab doctor: ready");
+  }
+  return failed ? k_exit_failure : k_exit_ok;
+}
+
+}  // namespace kab::cli
