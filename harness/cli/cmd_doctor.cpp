@@ -38,15 +38,6 @@ std::string first_line_of(const std::vector<std::string>& argv) {
   return core::trim(out.substr(0, out.find('\n')));
 }
 
-bool cpu_has_virtualisation() {
-  std::ifstream in("/proc/cpuinfo");
-  std::string line;
-  while (std::getline(in, line))
-    if (core::starts_with(line, "flags"))
-      return line.find(" vmx") != std::string::npos || line.find(" svm") != std::string::npos;
-  return false;
-}
-
 std::vector<Check> run_checks() {
   std::vector<Check> c;
   // The accelerator decides what the numbers mean.
@@ -54,7 +45,7 @@ std::vector<Check> run_checks() {
   if (kvm) c.push_back({"accelerator", Level::ok, "KVM (/dev/kvm usable, CPU has vmx/svm)"});
   else
     c.push_back({"accelerator", Level::warn,
-                 std::string(fs::exists("/dev/kvm") && !cpu_has_virtualisation()
+                 std::string(fs::exists("/dev/kvm") && !vm::cpu_has_virtualisation()
                                  ? "/dev/kvm exists but the CPU shows no vmx/svm: "
                                  : "no /dev/kvm: ") +
                      "QEMU guests run under TCG (absolute MiB/s are not hardware numbers). For native-speed kernel "

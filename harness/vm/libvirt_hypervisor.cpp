@@ -79,6 +79,10 @@ bool kvm_available() {
   if (version != KVM_API_VERSION) return false;
   // Some nested hosts expose /dev/kvm without virtualisation in the CPU; QEMU
   // then dies on MSR writes or hangs the guest. Trust KVM only with vmx/svm.
+  return cpu_has_virtualisation();
+}
+
+bool cpu_has_virtualisation() {
   std::ifstream in("/proc/cpuinfo");
   std::string line;
   while (std::getline(in, line))

@@ -22,7 +22,10 @@ void ensure_libvirt_daemons(bool verbose = true);
 // True when a unix stream socket at `path` accepts a connection.
 bool socket_accepts(const std::string& path);
 
+// KVM is used when /dev/kvm answers KVM_GET_API_VERSION and the CPU shows
+// vmx/svm; KAB_ACCEL=tcg|kvm overrides the probe.
 bool kvm_available();
+bool cpu_has_virtualisation();   // vmx or svm in /proc/cpuinfo
 
 struct DomainXmlInput {
   std::string name, domain_type;      // "kvm" | "qemu"
