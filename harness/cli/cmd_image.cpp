@@ -4,9 +4,7 @@
 
 #include "cli/app.h"
 #include "cli/parse.h"
-#include "image/disk_image.h"
-#include "image/initramfs.h"
-#include "vm/libvirt_hypervisor.h"
+#include "cli/runner.h"
 
 namespace kab::cli {
 
@@ -19,23 +17,7 @@ int cmd_image(const std::vector<std::string>& args) {
   build->add_flag("--json", json, "print {path, key, kind}");
   if (auto code = parse_args(app, args)) return *code;
 
-  image::InitramfsOptions io;
-  io.cache_dir = paths().cache_dir;
-  io.agent_path = paths().root + "/images/agent/init";
-  core::GuestImage img;
-  try {
-    if (disk) {
-      image::DiskImageOptions d;
-      d.tree = io;
-      d.force_tcg = !vm::kvm_available();
-      d.progress = [](const std::string& s) { std::fprintf(stderr, "kab: disk image: %s\n", s.c_str()); };
-      img = image::DiskImageBuilder(d).build();
-    } else {
-      img = image::InitramfsBuilder(io).build();
-    }
-  } catch (const std::exception& e) {
-    throw Fatal(std::string(disk ? "guest image (disk): " : "guest image: ") + e.what());
-  }
+  core::GuestImage img = build_guest_image(disk);
   if (json)
     std::printf("%s\n", nlohmann::ordered_json{{"kind", disk ? "disk" : "initramfs"}, {"path", img.path}, {"key", img.key}}
                             .dump(2)

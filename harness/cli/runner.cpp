@@ -142,6 +142,22 @@ store::RunInfo host_run_info() {
   return info;
 }
 
+core::GuestImage build_guest_image(bool disk, bool quiet) {
+  image::InitramfsOptions io;
+  io.cache_dir = paths().cache_dir;
+  io.agent_path = paths().root + "/images/agent/init";
+  try {
+    if (!disk) return image::InitramfsBuilder(io).build();
+    image::DiskImageOptions d;
+    d.tree = io;
+    d.force_tcg = !vm::kvm_available();
+    if (!quiet) d.progress = [](const std::string& step) { std::fprintf(stderr, "kab: disk image: %s\n", step.c_str()); };
+    return image::DiskImageBuilder(d).build();
+  } catch (const std::exception& e) {
+    throw Fatal(std::string(disk ? "guest image (disk): " : "guest image: ") + e.what());
+  }
+}
+
 RunResult execute_run(const RunRequest& rq) {
   const core::Scenario& s = rq.scenario;
   RunResult res;
@@ -155,24 +171,8 @@ RunResult execute_run(const RunRequest& rq) {
     std::string ref = core::kernel_ref(arm.kernel, arm.variant);
     if (!st.kernels.count(ref)) st.kernels[ref] = build_kernel(arm.kernel, arch, arm.variant);
   }
-  image::InitramfsOptions io;
-  io.cache_dir = paths().cache_dir;
-  io.agent_path = paths().root + "/images/agent/init";
   const bool disk = s.guest.image == "disk";
-  core::GuestImage img;
-  try {
-    if (disk) {
-      image::DiskImageOptions d;
-      d.tree = io;
-      d.force_tcg = !vm::kvm_available();
-      if (!rq.quiet) d.progress = [](const std::string& step) { std::fprintf(stderr, "kab: disk image: %s\n", step.c_str()); };
-      img = image::DiskImageBuilder(d).build();
-    } else {
-      img = image::InitramfsBuilder(io).build();
-    }
-  } catch (const std::exception& e) {
-    throw Fatal(std::string(disk ? "guest image (disk): " : "guest image: ") + e.what());
-  }
+  const core::GuestImage img = build_guest_image(disk, rq.quiet);
   st.base_image = img.path;
 
   store::ResultStore db = store::ResultStore::open(rq.db_path);

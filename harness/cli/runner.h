@@ -34,6 +34,10 @@ RunResult execute_run(const RunRequest& request);
 // Host facts and tool versions for a run record.
 store::RunInfo host_run_info();
 
+// The guest image from the cache, or built: the initramfs, or (disk) the ext4
+// root disk, with a line per step on stderr unless quiet. Throws Fatal naming the cause.
+core::GuestImage build_guest_image(bool disk, bool quiet = false);
+
 core::KernelArtifact build_kernel(const std::string& name, const std::string& arch, const std::string& variant,
                                   bool force = false);
 

@@ -88,6 +88,33 @@ void check_no_leftovers() {
     CHECK(e.path().filename().string().rfind("kab-share-", 0) != 0);
 }
 
+// `kab run SCENARIO --db DB --json EXTRA…`, which must succeed: kab's result and the stored samples.
+struct RunOutput {
+  json result, samples;
+};
+RunOutput run_ok(const TestDir& dir, const std::string& scenario, std::vector<std::string> extra = {}) {
+  std::vector<std::string> args = {"run", scenario, "--db", dir.db(), "--json"};
+  args.insert(args.end(), extra.begin(), extra.end());
+  auto r = run_kab(args, 1800, (dir.path / "kab.log").string());
+  std::string out = read(dir.path / "kab.log");
+  INFO(out);
+  REQUIRE(r.ok());
+  RunOutput o;
+  o.result = last_json(out);
+  o.samples = show(dir.db(), o.result["run"].get<long long>());
+  return o;
+}
+
+// A healthy sample that wrote, with the RFC's mechanism visible: temporary
+// pages in writeback on the stock kernel, none with the patch.
+void check_ok_with_mechanism(const json& s) {
+  INFO(s.dump());
+  CHECK(s["status"] == "ok");
+  CHECK(s["bw_bytes"].get<double>() > 1e6);
+  if (s["arm"] == "stock") CHECK(s["writeback_tmp_peak_kb"].get<double>() > 0);
+  else CHECK(s["writeback_tmp_peak_kb"].get<double>() == 0);
+}
+
 }  // namespace
 
 TEST_CASE("kernels: stock and RFC build, the RFC incrementally, repeats are cached", "[integration][kernel]") {
@@ -180,12 +207,8 @@ TEST_CASE("run: quick scenario on both kernels, the RFC's mechanism visible", "[
   json samples = show(dir.db(), res["run"].get<long long>());
   REQUIRE(samples.size() == 6);
   for (const auto& s : samples) {
-    INFO(s.dump());
-    CHECK(s["status"] == "ok");
-    CHECK(s["bw_bytes"].get<double>() > 1e6);
+    check_ok_with_mechanism(s);
     CHECK(s["boot_s"].get<double>() > 0);
-    if (s["arm"] == "stock") CHECK(s["writeback_tmp_peak_kb"].get<double>() > 0);
-    else CHECK(s["writeback_tmp_peak_kb"].get<double>() == 0);
   }
   check_no_leftovers();
 }
@@ -205,21 +228,9 @@ TEST_CASE("run: guest.image: disk boots both kernels from the ext4 root disk", "
   auto [ls_ok, ls] = proc::capture({"debugfs", "-R", "ls -l /usr/bin", disk});
   CHECK(ls.find("fio") != std::string::npos);
 
-  auto r = run_kab({"run", "tests/data/integration/disk.yaml", "--db", dir.db(), "--json", "--keep"}, 1800,
-                   (dir.path / "kab.log").string());
-  std::string out = read(dir.path / "kab.log");
-  INFO(out);
-  REQUIRE(r.ok());
-  json res = last_json(out);
-  json samples = show(dir.db(), res["run"].get<long long>());
+  auto [res, samples] = run_ok(dir, "tests/data/integration/disk.yaml", {"--keep"});
   REQUIRE(samples.size() == 2);
-  for (const auto& s : samples) {
-    INFO(s.dump());
-    CHECK(s["status"] == "ok");
-    CHECK(s["bw_bytes"].get<double>() > 1e6);
-    if (s["arm"] == "stock") CHECK(s["writeback_tmp_peak_kb"].get<double>() > 0);
-    else CHECK(s["writeback_tmp_peak_kb"].get<double>() == 0);
-  }
+  for (const auto& s : samples) check_ok_with_mechanism(s);
   // The guests' root was the disk, mounted read-only, and they had no initramfs.
   const std::string work_prefix = "kab-run-" + std::to_string(res["run"].get<long long>()) + "-";
   std::vector<fs::path> kept;
@@ -388,22 +399,12 @@ TEST_CASE("compare: A/A says no change, an injected delay is a regression", "[in
 
 TEST_CASE("run: both kernels against virtiofsd and kab-dpu as one backend axis", "[integration][dpu]") {
   TestDir dir("dpu");
-  auto r = run_kab({"run", "scenarios/dpu-writeback.yaml", "--db", dir.db(), "--json", "--repetitions", "1"}, 1800,
-                   (dir.path / "kab.log").string());
-  std::string out = read(dir.path / "kab.log");
-  INFO(out);
-  REQUIRE(r.ok());
-  json res = last_json(out);
-  json samples = show(dir.db(), res["run"].get<long long>());
+  auto [res, samples] = run_ok(dir, "scenarios/dpu-writeback.yaml", {"--repetitions", "1"});
   REQUIRE(samples.size() == 4);
   std::set<std::string> seen;
   for (const auto& s : samples) {
-    INFO(s.dump());
-    CHECK(s["status"] == "ok");
-    CHECK(s["bw_bytes"].get<double>() > 1e6);
+    check_ok_with_mechanism(s);
     CHECK(s["backend_cpu_s"].get<double>() > 0);
-    if (s["arm"] == "stock") CHECK(s["writeback_tmp_peak_kb"].get<double>() > 0);
-    else CHECK(s["writeback_tmp_peak_kb"].get<double>() == 0);
     seen.insert(s["arm"].get<std::string>() + "/" + s["backend"].get<std::string>());
   }
   CHECK(seen == std::set<std::string>{"rfc/dpu", "rfc/virtiofsd", "stock/dpu", "stock/virtiofsd"});
