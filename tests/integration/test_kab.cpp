@@ -380,9 +380,10 @@ TEST_CASE("compare: A/A says no change, an injected delay is a regression", "[in
   std::string aa_out = read(dir.path / "aa.log");
   INFO(aa_out);
   CHECK(aa.exit_code == 0);
+  // The report is {"schema_version", "context", "comparison"}: the verdict is the comparison's.
   json a = json::parse(read(dir.path / "aa/comparison.json"));
-  CHECK(a["verdict"] != "regression");
-  CHECK(a["verdict"] != "improvement");
+  REQUIRE(a.contains("comparison"));
+  CHECK(a["comparison"]["verdict"] == "no_change");
   CHECK(fs::exists(dir.path / "aa/comparison.html"));
   CHECK(fs::exists(dir.path / "aa/comparison.junit.xml"));
 
@@ -393,7 +394,16 @@ TEST_CASE("compare: A/A says no change, an injected delay is a regression", "[in
   INFO(d_out);
   CHECK(d.exit_code == 1);
   json j = json::parse(read(dir.path / "delay/comparison.json"));
-  CHECK(j["verdict"] == "regression");
+  CHECK(j["comparison"]["verdict"] == "regression");
+  // Caught where the delay is: bandwidth down by more than half (20 ms per WRITE).
+  bool bandwidth = false;
+  for (const auto& m : j["comparison"]["cells"][0]["metrics"])
+    if (m["metric"] == "bandwidth") {
+      bandwidth = true;
+      CHECK(m["verdict"] == "regression");
+      CHECK(m["change"].get<double>() < -0.5);
+    }
+  CHECK(bandwidth);
   check_no_leftovers();
 }
 
