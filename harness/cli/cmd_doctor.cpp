@@ -7,13 +7,13 @@
 #include <filesystem>
 #include <fstream>
 #include <nlohmann/json.hpp>
-#include <thread>
 
 #include "backend/backends.h"
 #include "cli/app.h"
 #include "cli/parse.h"
+#include "cli/runner.h"
 #include "core/text.h"
-#include "proc/runner.h"
+#include "kernel/builder.h"
 #include "vm/libvirt_hypervisor.h"
 
 namespace fs = std::filesystem;
@@ -32,45 +32,42 @@ struct Check {
 
 const char* level_name(Level l) { return l == Level::ok ? "ok" : l == Level::warn ? "warn" : "FAIL"; }
 
-std::string first_line_of(const std::vector<std::string>& argv) {
-  auto [ok, out] = proc::capture(argv);
-  if (!ok) return "";
-  return core::trim(out.substr(0, out.find('\n')));
-}
-
 std::vector<Check> run_checks() {
   std::vector<Check> c;
   // The accelerator decides what the numbers mean.
-  const bool kvm = vm::kvm_available();
-  if (kvm) c.push_back({"accelerator", Level::ok, "KVM (/dev/kvm usable, CPU has vmx/svm)"});
-  else
+  if (vm::kvm_available()) c.push_back({"accelerator", Level::ok, "KVM (/dev/kvm usable, CPU has vmx/svm)"});
+  else {
+    const char* forced = std::getenv("KAB_ACCEL");
+    std::string why = forced ? "KAB_ACCEL=" + std::string(forced) + ": "
+                      : fs::exists("/dev/kvm") && !vm::cpu_has_virtualisation() ? "/dev/kvm exists but the CPU shows no vmx/svm: "
+                                                                                  : "no /dev/kvm: ";
     c.push_back({"accelerator", Level::warn,
-                 std::string(fs::exists("/dev/kvm") && !vm::cpu_has_virtualisation()
-                                 ? "/dev/kvm exists but the CPU shows no vmx/svm: "
-                                 : "no /dev/kvm: ") +
-                     "QEMU guests run under TCG (absolute MiB/s are not hardware numbers). For native-speed kernel "
-                     "code use guest.platform: uml (e.g. scenarios/rfc-writeback-uml.yaml)"});
-  // Tools every run needs, with their versions for the record.
+                 why + "QEMU guests run under TCG (absolute MiB/s are not hardware numbers). For native-speed kernel "
+                       "code use guest.platform: uml (e.g. scenarios/rfc-writeback-uml.yaml)"});
+  }
+  // Tools every run needs (the same version probes a run records), and two it can do without.
   struct Tool {
     const char* name;
     std::vector<std::string> version;
     const char* package;
+    bool required;
   };
   const Tool tools[] = {
-      {"qemu-system-x86_64", {"qemu-system-x86_64", "--version"}, "qemu-system-x86"},
-      {"virtiofsd", {backend::default_virtiofsd(), "--version"}, "qemu-system-common"},
-      {"libvirtd", {"libvirtd", "--version"}, "libvirt-daemon-system"},
-      {"fio", {"fio", "--version"}, "fio"},
-      {"busybox", {"/bin/busybox", "--help"}, "busybox-static"},
-      {"make", {"make", "--version"}, "make"},
-      {"gcc", {"gcc", "--version"}, "build-essential"},
-      {"ccache", {"ccache", "--version"}, "ccache"},
-      {"gnuplot", {"gnuplot", "--version"}, "gnuplot-nox"},
+      {"qemu-system-x86_64", {"qemu-system-x86_64", "--version"}, "qemu-system-x86", true},
+      {"virtiofsd", {backend::default_virtiofsd(), "--version"}, "qemu-system-common", true},
+      {"libvirtd", {"libvirtd", "--version"}, "libvirt-daemon-system", true},
+      {"fio", {"fio", "--version"}, "fio", true},
+      {"busybox", {"/bin/busybox", "--help"}, "busybox-static", true},
+      {"make", {"make", "--version"}, "make", true},
+      {"gcc", {"gcc", "--version"}, "build-essential", true},
+      {"ccache", {"ccache", "--version"}, "ccache", false},
+      {"gnuplot", {"gnuplot", "--version"}, "gnuplot-nox", false},
   };
   for (const auto& t : tools) {
-    std::string v = first_line_of(t.version);
-    if (v.empty()) c.push_back({t.name, t.name == std::string("ccache") || t.name == std::string("gnuplot") ? Level::warn : Level::fail,
-                                std::string("not found (apt-get install ") + t.package + ", or make deps)"});
+    std::string v = first_line(t.version);
+    if (v == k_unavailable)
+      c.push_back({t.name, t.required ? Level::fail : Level::warn,
+                   std::string("not found (apt-get install ") + t.package + ", or make deps)"});
     else c.push_back({t.name, Level::ok, v});
   }
   {
@@ -90,17 +87,13 @@ std::vector<Check> run_checks() {
   // Kernel sources and the build cache.
   {
     std::string found;
-    for (const char* s : {"linux-source-6.1", "linux-source-6.12"})
-      for (const char* ext : {".tar.xz", ".tar.bz2"})
-        if (fs::exists(std::string("/usr/src/") + s + ext)) found += (found.empty() ? "" : ", ") + std::string(s);
+    for (const char* pkg : {"linux-source-6.1", "linux-source-6.12"})
+      if (!kernel::debian_source_tarball(pkg).empty()) found += (found.empty() ? "" : ", ") + std::string(pkg);
     c.push_back({"kernel sources", found.empty() ? Level::fail : Level::ok,
                  found.empty() ? "no linux-source tarball under /usr/src (make deps installs linux-source-6.1)" : found});
   }
   {
-    int kernels = 0;
-    std::error_code ec;
-    for (const auto& e : fs::directory_iterator(paths().cache_dir + "/kernels", ec))
-      if (fs::exists(e.path() / "meta.json")) ++kernels;
+    const std::size_t kernels = kernel::Builder(kernel_options()).cached().size();
     c.push_back({"build cache", Level::ok,
                  paths().cache_dir + ": " + std::to_string(kernels) + " kernel build(s)" +
                      (kernels ? "" : " (the first build of a kernel takes ~11 min on 2 cores)")});
@@ -116,16 +109,17 @@ std::vector<Check> run_checks() {
                         : "no kernel in /boot: guest.image: disk cannot build its root disk (apt-get install "
                           "linux-image-amd64)"});
   }
-  // Noise: how far this host can separate what it measures.
+  // Noise: how far this host can separate what it measures. kab pins vCPUs,
+  // emulator and backend apart when the host has vcpus + 2 CPUs.
   {
-    unsigned cores = std::thread::hardware_concurrency();
-    c.push_back({"host CPUs", cores >= 4 ? Level::ok : Level::warn,
-                 std::to_string(cores) + " CPU(s)" +
-                     (cores >= 4 ? ": vCPUs, emulator and backend can be pinned apart"
-                                 : ": vCPU, emulator and backend threads cannot all be pinned apart; expect more noise "
+    const int cores = static_cast<int>(::sysconf(_SC_NPROCESSORS_ONLN));
+    c.push_back({"host CPUs", cores >= 3 ? Level::ok : Level::warn,
+                 std::to_string(cores) + " CPU(s): " +
+                     (cores >= 3 ? "vCPUs, emulator and backend are pinned apart for guests of up to " +
+                                       std::to_string(cores - 2) + " vCPU(s)"
+                                 : "vCPU, emulator and backend threads cannot be pinned apart; expect more noise "
                                    "(UML pins guest and backend to one CPU)")});
-    double load = 0;
-    std::ifstream("/proc/loadavg") >> load;
+    const double load = host_load1();
     char buf[32];
     std::snprintf(buf, sizeof buf, "%.2f", load);
     c.push_back({"host load", load < cores ? Level::ok : Level::warn,

@@ -41,18 +41,9 @@ std::string read_text(const std::string& path) {
   return ss.str();
 }
 
-std::string first_line(const std::vector<std::string>& argv) {
-  auto [ok, out] = proc::capture(argv);
-  return ok ? core::trim(core::split(out, '\n')[0]) : "unavailable";
-}
-
 class Host : public core::HostProbe {
  public:
-  double load1() override {
-    double l = 0;
-    std::ifstream("/proc/loadavg") >> l;
-    return l;
-  }
+  double load1() override { return host_load1(); }
   double steal_pct_since_last() override {
     std::ifstream in("/proc/stat");
     std::string cpu;
@@ -116,6 +107,17 @@ void remove_stale_work_dirs() {
 }
 
 }  // namespace
+
+std::string first_line(const std::vector<std::string>& argv) {
+  auto [ok, out] = proc::capture(argv);
+  return ok ? core::trim(core::split(out, '\n')[0]) : k_unavailable;
+}
+
+double host_load1() {
+  double l = 0;
+  std::ifstream("/proc/loadavg") >> l;
+  return l;
+}
 
 store::RunInfo host_run_info() {
   store::RunInfo info;

@@ -7,6 +7,7 @@
 
 #include "core/model.h"
 #include "core/ports.h"
+#include "kernel/builder.h"
 #include "store/store.h"
 
 namespace kab::cli {
@@ -31,12 +32,22 @@ struct RunResult {
 // Builds kernels and image, runs every missing sample, stores each at once.
 RunResult execute_run(const RunRequest& request);
 
+// The first line a command prints (a tool's --version), or k_unavailable when it cannot run.
+inline constexpr const char* k_unavailable = "unavailable";
+std::string first_line(const std::vector<std::string>& argv);
+
+// The host's 1-minute load average.
+double host_load1();
+
 // Host facts and tool versions for a run record.
 store::RunInfo host_run_info();
 
 // The guest image from the cache, or built: the initramfs, or (disk) the ext4
 // root disk, with a line per step on stderr unless quiet. Throws Fatal naming the cause.
 core::GuestImage build_guest_image(bool disk, bool quiet = false);
+
+// kab's kernel builder options: its cache, the harness plumbing patches, a progress printer.
+kernel::Options kernel_options();
 
 core::KernelArtifact build_kernel(const std::string& name, const std::string& arch, const std::string& variant,
                                   bool force = false);

@@ -6,13 +6,9 @@
 
 #include <filesystem>
 #include <memory>
-#include <set>
-#include <sstream>
 #include <stdexcept>
 
 #include "core/hash.h"
-#include "core/text.h"
-#include "proc/runner.h"
 
 namespace fs = std::filesystem;
 
@@ -45,31 +41,20 @@ std::uint64_t disk_image_size(std::uint64_t payload_bytes) {
   return (want + mib - 1) / mib * mib;
 }
 
-std::vector<std::string> busybox_applets(const std::string& busybox) {
-  auto [ok, out] = proc::capture({busybox, "--list"});
-  if (!ok) throw std::runtime_error(busybox + " --list failed: " + core::trim(out));
-  std::vector<std::string> names;
-  std::istringstream ss(out);
-  std::string line;
-  while (std::getline(ss, line)) {
-    line = core::trim(line);
-    if (!line.empty() && line.find('/') == std::string::npos) names.push_back(line);
-  }
-  return names;
-}
+std::string DiskImageBuilder::key() const { return key_of(InitramfsBuilder(m_o.tree)); }
 
-std::string DiskImageBuilder::key() const {
-  return core::Sha256().field("kab-disk-v1").field(InitramfsBuilder(m_o.tree).key()).hex();
+std::string DiskImageBuilder::key_of(const InitramfsBuilder& tree) {
+  return core::Sha256().field("kab-disk-v2").field(tree.key()).hex();
 }
 
 core::GuestImage DiskImageBuilder::build() {
   InitramfsBuilder tree_builder(m_o.tree);
-  std::vector<TreeEntry> entries = tree_builder.tree();
-  const std::string k = key();
+  const std::string k = key_of(tree_builder);
   fs::path dir = fs::path(m_o.tree.cache_dir) / "images";
   fs::path path = dir / ("disk-" + k.substr(0, 16) + ".img");
   if (fs::exists(path)) return {path.string(), k};
   fs::create_directories(dir);
+  const std::vector<TreeEntry> entries = tree_builder.tree();
   auto say = [&](const std::string& s) {
     if (m_o.progress) m_o.progress(s);
   };
@@ -91,10 +76,9 @@ core::GuestImage DiskImageBuilder::build() {
     char* settings[] = {force, nullptr};
     check(g.get(), guestfs_set_backend_settings(g.get(), settings), "set_backend_settings(force_tcg)");
   }
-  const std::uint64_t size = disk_image_size(payload);
-  check(g.get(), guestfs_disk_create(g.get(), tmp.c_str(), "raw", static_cast<int64_t>(size), -1),
-        "disk_create(" + tmp.string() + ")");
   try {
+    check(g.get(), guestfs_disk_create(g.get(), tmp.c_str(), "raw", static_cast<int64_t>(disk_image_size(payload)), -1),
+          "disk_create(" + tmp.string() + ")");
     check(g.get(), guestfs_add_drive_opts(g.get(), tmp.c_str(), GUESTFS_ADD_DRIVE_OPTS_FORMAT, "raw", -1), "add_drive");
     say("boot libguestfs's appliance (" + std::string(m_o.force_tcg ? "TCG" : "KVM") + ")");
     check(g.get(), guestfs_launch(g.get()),
@@ -102,7 +86,6 @@ core::GuestImage DiskImageBuilder::build() {
     say("make ext4, copy " + std::to_string(entries.size()) + " files (" + std::to_string(payload >> 20) + " MiB)");
     check(g.get(), guestfs_mkfs_opts(g.get(), "ext4", "/dev/sda", GUESTFS_MKFS_OPTS_LABEL, "kabroot", -1), "mkfs ext4");
     check(g.get(), guestfs_mount(g.get(), "/dev/sda", "/"), "mount");
-    std::set<std::string> present;
     for (const auto& e : entries) {
       const char* p = e.path.c_str();
       switch (e.kind) {
@@ -118,13 +101,6 @@ core::GuestImage DiskImageBuilder::build() {
           check(g.get(), guestfs_ln_s(g.get(), e.data.c_str(), p), "ln -s " + e.path);
           break;
       }
-      present.insert(e.path);
-    }
-    // The root is read-only in the guest: the agent cannot `busybox --install`
-    // there, so the applet links are made here.
-    for (const auto& a : busybox_applets(m_o.tree.busybox)) {
-      std::string link = "/bin/" + a;
-      if (present.insert(link).second) check(g.get(), guestfs_ln_s(g.get(), "busybox", link.c_str()), "ln -s " + link);
     }
     check(g.get(), guestfs_umount_all(g.get()), "umount");
     check(g.get(), guestfs_shutdown(g.get()), "shutdown");

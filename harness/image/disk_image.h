@@ -1,4 +1,4 @@
-// guest.image: disk — the guest's root tree (the same as the initramfs's: the
+// guest.image: disk — the guest's root tree (InitramfsBuilder::tree(): the
 // agent as /init, busybox with its applet links, fio and its libraries) on an
 // ext4 filesystem in a raw disk image, made with libguestfs and cached by
 // content hash. The guest mounts it read-only from virtio-blk (/dev/vda), so
@@ -29,15 +29,12 @@ class DiskImageBuilder : public core::ImageBuilder {
   std::string key() const;
 
  private:
+  static std::string key_of(const InitramfsBuilder& tree);
   DiskImageOptions m_o;
 };
 
 // The size of the image for a tree whose files hold `payload_bytes`: room for
 // ext4's metadata and journal, rounded up to whole MiB.
 std::uint64_t disk_image_size(std::uint64_t payload_bytes);
-
-// The busybox applets to link in /bin (`busybox --list` of the host's static
-// busybox, the one the guest runs). Throws std::runtime_error when it cannot run.
-std::vector<std::string> busybox_applets(const std::string& busybox);
 
 }  // namespace kab::image

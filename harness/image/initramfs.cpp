@@ -67,6 +67,8 @@ std::string CpioWriter::finish() {
 }
 
 std::vector<std::string> InitramfsBuilder::libraries() const {
+  // key() and tree() both need them: ldd runs once per builder.
+  if (m_libraries) return *m_libraries;
   auto [ok, out] = proc::capture({"ldd", m_o.fio});
   if (!ok) throw std::runtime_error("ldd " + m_o.fio + " failed: " + core::trim(out) + " (install fio: make deps)");
   std::vector<std::string> libs;
@@ -79,12 +81,13 @@ std::vector<std::string> InitramfsBuilder::libraries() const {
     path = core::trim(path);
     if (!path.empty() && path[0] == '/') libs.push_back(path);
   }
+  m_libraries = libs;
   return libs;
 }
 
 std::string InitramfsBuilder::key() const {
   core::Sha256 h;
-  h.field("kab-initramfs-v1");
+  h.field("kab-initramfs-v2");   // v2: busybox applet links in the tree
   h.field(core::sha256_file(m_o.agent_path)).field(core::sha256_file(m_o.busybox)).field(core::sha256_file(m_o.fio));
   // Libraries by path, size and mtime: hashing ~100 MB on every run would cost seconds.
   for (const auto& l : libraries()) {
@@ -95,9 +98,26 @@ std::string InitramfsBuilder::key() const {
   return h.hex();
 }
 
-std::vector<TreeEntry> InitramfsBuilder::tree() const {
+void InitramfsBuilder::require_inputs() const {
   for (const auto& f : {m_o.agent_path, m_o.busybox, m_o.fio})
     if (!fs::exists(f)) throw std::runtime_error("guest image: " + f + " is missing (make deps installs busybox-static and fio)");
+}
+
+std::vector<std::string> busybox_applets(const std::string& busybox) {
+  auto [ok, out] = proc::capture({busybox, "--list"});
+  if (!ok) throw std::runtime_error(busybox + " --list failed: " + core::trim(out));
+  std::vector<std::string> names;
+  std::istringstream ss(out);
+  std::string line;
+  while (std::getline(ss, line)) {
+    line = core::trim(line);
+    if (!line.empty() && line.find('/') == std::string::npos) names.push_back(line);
+  }
+  return names;
+}
+
+std::vector<TreeEntry> InitramfsBuilder::tree() const {
+  require_inputs();
   std::vector<TreeEntry> t;
   std::set<std::string> dirs;
   auto dir = [&](const std::string& d) {
@@ -113,7 +133,11 @@ std::vector<TreeEntry> InitramfsBuilder::tree() const {
     dir(d);
   t.push_back({TreeEntry::Kind::file, "/init", m_o.agent_path, "", 0755});
   t.push_back({TreeEntry::Kind::file, "/bin/busybox", m_o.busybox, "", 0755});
-  t.push_back({TreeEntry::Kind::symlink, "/bin/sh", "", "busybox", 0777});
+  // The applet links are part of the tree, not made by the agent: the disk
+  // image's root is read-only in the guest.
+  // Debian's busybox lists itself among its applets: never a link over the binary.
+  for (const auto& a : busybox_applets(m_o.busybox))
+    if ("/bin/" + a != "/bin/busybox") t.push_back({TreeEntry::Kind::symlink, "/bin/" + a, "", "busybox", 0777});
   t.push_back({TreeEntry::Kind::file, "/usr/bin/fio", m_o.fio, "", 0755});
   for (const auto& lib : libraries()) {
     ensure_dirs(lib);
@@ -124,20 +148,18 @@ std::vector<TreeEntry> InitramfsBuilder::tree() const {
   return t;
 }
 
-std::string entry_data(const TreeEntry& e) { return e.source.empty() ? e.data : read_file(e.source); }
-
 core::GuestImage InitramfsBuilder::build() {
-  std::vector<TreeEntry> entries = tree();
+  require_inputs();
   std::string k = key();
   fs::path dir = fs::path(m_o.cache_dir) / "images";
   fs::path path = dir / ("initramfs-" + k.substr(0, 16) + ".cpio");
   if (fs::exists(path)) return {path.string(), k};
   fs::create_directories(dir);
   CpioWriter w;
-  for (const auto& e : entries) {
+  for (const auto& e : tree()) {
     switch (e.kind) {
       case TreeEntry::Kind::directory: w.directory(e.path, e.mode); break;
-      case TreeEntry::Kind::file: w.file(e.path, entry_data(e), e.mode); break;
+      case TreeEntry::Kind::file: w.file(e.path, e.source.empty() ? e.data : read_file(e.source), e.mode); break;
       case TreeEntry::Kind::symlink: w.symlink(e.path, e.data); break;
     }
   }

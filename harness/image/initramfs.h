@@ -5,6 +5,7 @@
 
 #include <cstdint>
 #include <functional>
+#include <optional>
 #include <string>
 #include <utility>
 #include <vector>
@@ -44,9 +45,6 @@ struct TreeEntry {
   unsigned mode = 0644;
 };
 
-// The contents of a file entry. Throws std::runtime_error when its source cannot be read.
-std::string entry_data(const TreeEntry& e);
-
 class InitramfsBuilder : public core::ImageBuilder {
  public:
   explicit InitramfsBuilder(InitramfsOptions o) : m_o(std::move(o)) {}
@@ -55,13 +53,15 @@ class InitramfsBuilder : public core::ImageBuilder {
   // The key without building (hash of agent, busybox, fio and its libraries).
   std::string key() const;
   // The guest's root tree, directories before what they hold: the agent as
-  // /init, busybox, fio and the libraries ldd finds. The initramfs and the
+  // /init, busybox with a /bin link per applet, fio and the libraries ldd finds. The initramfs and the
   // disk image hold the same tree. Throws std::runtime_error naming a missing file.
   std::vector<TreeEntry> tree() const;
 
  private:
   std::vector<std::string> libraries() const;
+  void require_inputs() const;   // throws naming the first missing file
   InitramfsOptions m_o;
+  mutable std::optional<std::vector<std::string>> m_libraries;
 };
 
 // The per-sample archive: /kab/sample/env (shell assignments) and /kab/sample/job.fio.
@@ -71,6 +71,10 @@ std::string sample_cpio(const std::vector<std::pair<std::string, std::string>>& 
 // guest, unpacked by the agent with `cpio -i`): the archive padded to whole sectors.
 constexpr std::size_t k_sector = 512;
 void write_sample_disk(const std::string& sample_archive, const std::string& out_path);
+
+// The busybox applets to link in /bin (`busybox --list` of the host's static
+// busybox, the one the guest runs). Throws std::runtime_error when it cannot run.
+std::vector<std::string> busybox_applets(const std::string& busybox);
 
 // Writes base + sample archive to `out_path` (the kernel unpacks concatenated archives in order).
 void write_combined(const std::string& base_path, const std::string& sample_archive, const std::string& out_path);

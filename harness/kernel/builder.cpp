@@ -12,6 +12,7 @@
 #include <fstream>
 #include <functional>
 #include <map>
+#include <optional>
 #include <nlohmann/json.hpp>
 #include <regex>
 #include <set>
@@ -82,24 +83,25 @@ int count_compiled(const std::string& log_text) {
   return n;
 }
 
-// An exclusive lock on a lane for the life of a build: two kab processes
-// (a nightly job and a developer) must never run Kbuild in one tree at once.
-// The kernel drops the lock when the holder dies, so a killed kab leaves none.
-class LaneLock {
+// An exclusive lock for the life of a build (on its lane) or an extraction (on
+// its source): two kab processes — a nightly job and a developer — must never
+// run Kbuild in one tree or extract into one directory at once. The kernel
+// drops the lock when the holder dies, so a killed kab leaves none.
+class FileLock {
  public:
-  LaneLock(const fs::path& lane, const std::function<void()>& on_wait) {
-    m_fd = ::open((lane / ".lock").c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+  FileLock(const fs::path& lock_file, const std::function<void()>& on_wait) {
+    m_fd = ::open(lock_file.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
     if (m_fd < 0) return;
     if (::flock(m_fd, LOCK_EX | LOCK_NB) == 0) return;
     on_wait();
     while (::flock(m_fd, LOCK_EX) != 0 && errno == EINTR) {
     }
   }
-  ~LaneLock() {
+  ~FileLock() {
     if (m_fd >= 0) ::close(m_fd);
   }
-  LaneLock(const LaneLock&) = delete;
-  LaneLock& operator=(const LaneLock&) = delete;
+  FileLock(const FileLock&) = delete;
+  FileLock& operator=(const FileLock&) = delete;
 
  private:
   int m_fd = -1;
@@ -396,25 +398,29 @@ std::vector<std::string> Builder::plumbing_patches(const std::string& arch) cons
   return out;
 }
 
+std::string debian_source_tarball(const std::string& package) {
+  std::string found;
+  for (const char* ext : {".tar.xz", ".tar.bz2", ".tar.gz"}) {
+    std::string cand = "/usr/src/" + package + ext;
+    if (fs::exists(cand)) found = cand;
+  }
+  return found;
+}
+
 std::string Builder::pristine_source(const std::string& source, const std::string& identity) {
   if (fs::is_directory(source)) return source;
   fs::path dir = fs::path(m_options.cache_dir) / "src" / short_hash(core::sha256_hex(identity));
   if (fs::exists(dir / ".kab-complete")) return dir.string();
   fs::create_directories(dir.parent_path());
-  fs::path lock_dir = dir;
-  lock_dir += ".lock";
-  fs::create_directories(lock_dir);
-  LaneLock lock(lock_dir, [&] {
+  fs::path lock_file = dir;
+  lock_file += ".lock";
+  FileLock lock(lock_file, [&] {
     if (m_options.progress) m_options.progress({"wait for another kab extracting " + source, 0, 0, 0});
   });
   if (fs::exists(dir / ".kab-complete")) return dir.string();
   std::string tarball = source;
   if (core::starts_with(source, "linux-source-")) {
-    tarball.clear();
-    for (const char* ext : {".tar.xz", ".tar.bz2", ".tar.gz"}) {
-      std::string cand = "/usr/src/" + source + ext;
-      if (fs::exists(cand)) tarball = cand;
-    }
+    tarball = debian_source_tarball(source);
     if (tarball.empty()) throw BuildError("no tarball of " + source + " under /usr/src (make deps installs it)");
   }
   if (m_options.progress) m_options.progress({"extract " + tarball, 0, 0, 0});
@@ -458,20 +464,22 @@ core::KernelArtifact Builder::build(const core::KernelSpec& spec, const std::str
     explain = "no earlier build of " + label + " in " + cache.string();
   }
 
-  // Fast path: these inputs were built before.
+  // Fast path: these inputs were built before (checked again once the lane is
+  // ours: another kab may have built them while this one waited).
   const fs::path index_file = cache / "index" / input_hash;
-  if (!m_options.force && fs::exists(index_file)) {
+  auto built_before = [&](const std::string& why) -> std::optional<core::KernelArtifact> {
+    if (m_options.force || !fs::exists(index_file)) return std::nullopt;
     std::string key = core::trim(read_text(index_file));
-    fs::path meta = cache / "kernels" / key / "meta.json";
-    if (fs::exists(meta)) {
-      for (auto a : cached())
-        if (a.key == key) {
-          a.fresh = false;
-          a.explain = "cached: " + explain + "; artifact " + key.substr(0, 12) + " is up to date";
-          return a;
-        }
-    }
-  }
+    if (!fs::exists(cache / "kernels" / key / "meta.json")) return std::nullopt;
+    for (auto a : cached())
+      if (a.key == key) {
+        a.fresh = false;
+        a.explain = "cached: " + why + "; artifact " + key.substr(0, 12) + " is up to date";
+        return a;
+      }
+    return std::nullopt;
+  };
+  if (auto a = built_before(explain)) return *a;
 
   const std::string pristine = pristine_source(spec.source, in.source_identity);
 
@@ -482,17 +490,8 @@ core::KernelArtifact Builder::build(const core::KernelSpec& spec, const std::str
   const fs::path lane = cache / "lanes" / short_hash(lh.hex());
   const fs::path src = lane / "src", out = lane / "out";
   fs::create_directories(lane);
-  LaneLock lock(lane, [&] { report("wait for another kab building in lane " + lane.filename().string()); });
-  // The other kab may have built these very inputs meanwhile.
-  if (!m_options.force && fs::exists(index_file)) {
-    std::string key = core::trim(read_text(index_file));
-    for (auto a : cached())
-      if (a.key == key) {
-        a.fresh = false;
-        a.explain = "cached: built by another kab while this one waited; artifact " + key.substr(0, 12);
-        return a;
-      }
-  }
+  FileLock lock(lane / ".lock", [&] { report("wait for another kab building in lane " + lane.filename().string()); });
+  if (auto a = built_before("built by another kab while this one waited")) return *a;
   if (!fs::exists(lane / ".src-complete")) {
     report("link work tree");
     fs::remove_all(src);

@@ -75,6 +75,9 @@ class Builder : public core::KernelBuilder {
   Options m_options;
 };
 
+// The tarball of Debian package `package` (linux-source-X.Y) under /usr/src, "" when absent.
+std::string debian_source_tarball(const std::string& package);
+
 // "linux-source-6.1=6.1.192-3" for a Debian package, "path:/x (sha256 …)" for a tarball.
 std::string source_identity(const std::string& source);
 

@@ -220,16 +220,17 @@ core::GuestOutcome LibvirtHypervisor::run(const core::GuestRequest& req) {
   in.name = req.name;
   in.domain_type = kvm_available() ? "kvm" : "qemu";
   in.kernel = req.kernel->vmlinux;
+  in.cmdline = "console=ttyS0 panic=-1 oops=panic reboot=t ";
   if (!req.root_disk.empty()) {
     // guest.image: disk — the agent unpacks its per-sample inputs from vdb.
     in.root_disk = req.root_disk;
     in.sample_disk = req.sample_disk;
-    in.cmdline = "console=ttyS0 panic=-1 oops=panic reboot=t root=/dev/vda ro rootfstype=ext4 init=/init "
-                 "kab.disk=/dev/vdb " + req.guest.cmdline;
+    in.cmdline += "root=/dev/vda ro rootfstype=ext4 init=/init kab.disk=/dev/vdb ";
   } else {
     in.initrd = req.extra_initramfs.empty() ? req.initramfs : req.extra_initramfs;
-    in.cmdline = "console=ttyS0 panic=-1 oops=panic reboot=t rdinit=/init " + req.guest.cmdline;
+    in.cmdline += "rdinit=/init ";
   }
+  in.cmdline += req.guest.cmdline;
   in.memory_bytes = req.guest.memory_bytes;
   in.vcpus = req.guest.vcpus;
   in.fs_socket = req.backend_socket;

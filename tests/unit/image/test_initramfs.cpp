@@ -54,6 +54,18 @@ TEST_CASE("the guest tree and the disk image's pieces", "[image]") {
     CHECK(by_path["/usr/bin/fio"].source == "/usr/bin/fio");
     CHECK(by_path["/bin/sh"].kind == image::TreeEntry::Kind::symlink);
     CHECK(by_path["/bin/sh"].data == "busybox");
+    // Every applet is linked in the tree (the agent cannot link them on a read-only root).
+    // Each path once: a link over /bin/busybox would make the guest's /init unrunnable.
+    std::set<std::string> paths;
+    for (const auto& e : t) CHECK(paths.insert(e.path).second);
+    CHECK(by_path["/bin/busybox"].kind == image::TreeEntry::Kind::file);
+    for (const auto& a : image::busybox_applets("/bin/busybox")) {
+      if (a == "busybox") continue;
+      auto it = by_path.find("/bin/" + a);
+      REQUIRE(it != by_path.end());
+      CHECK(it->second.kind == image::TreeEntry::Kind::symlink);
+      CHECK(it->second.data == "busybox");
+    }
     auto [ok, ldd] = proc::capture({"ldd", "/usr/bin/fio"});
     REQUIRE(ok);
     int libs = 0;
