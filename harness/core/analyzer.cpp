@@ -7,6 +7,8 @@
 #include <map>
 #include <stdexcept>
 
+#include "core/hash.h"
+
 namespace kab::core {
 
 namespace {
@@ -21,16 +23,6 @@ std::string fmt(const char* f, double v) {
 }
 
 std::string pct(double fraction) { return fmt("%.1f%%", fraction * 100); }
-
-// FNV-1a, to give every test its own bootstrap stream: a cell's interval must
-// not depend on which other cells or metrics were analysed with it.
-std::uint64_t fnv1a(const std::string& s, std::uint64_t h = 0xcbf29ce484222325ULL) {
-  for (unsigned char c : s) {
-    h ^= c;
-    h *= 0x100000001b3ULL;
-  }
-  return h;
-}
 
 std::string direction_of(const Scenario& sc, const Cell& cell) {
   std::string rw;
@@ -318,7 +310,10 @@ Comparison analyze(const Scenario& scenario, const std::vector<Sample>& samples,
       r.candidate.summary = summarize(r.candidate.values);
       r.ratio = r.base.summary.median != 0 ? r.candidate.summary.median / r.base.summary.median : k_nan;
       r.change = r.ratio - 1;
-      std::uint64_t seed = fnv1a(cr.backend + '\n' + cr.label + '\n' + metric_info(m).key, o.seed);
+      // Every test its own bootstrap stream (the run's seed chained through
+      // FNV-1a of its names): a cell's interval must not depend on which other
+      // cells or metrics were analysed with it.
+      std::uint64_t seed = fnv1a64(cr.backend + '\n' + cr.label + '\n' + metric_info(m).key, o.seed);
       r.ratio_ci = bootstrap_median_ratio_ci(r.base.values, r.candidate.values,
                                              {o.bootstrap_resamples, o.confidence, seed});
       r.hodges_lehmann = hodges_lehmann_ratio(r.base.values, r.candidate.values);

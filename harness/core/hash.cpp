@@ -1,5 +1,6 @@
 #include "core/hash.h"
 
+#include <cstdio>
 #include <cstring>
 #include <fstream>
 
@@ -98,6 +99,21 @@ std::string sha256_file(const std::string& path) {
     h.update(std::string_view(buf, static_cast<std::size_t>(in.gcount())));
   }
   return h.hex();
+}
+
+std::uint64_t fnv1a64(std::string_view data, std::uint64_t seed) {
+  std::uint64_t h = seed;
+  for (unsigned char c : data) {
+    h ^= c;
+    h *= 0x100000001b3ULL;
+  }
+  return h;
+}
+
+std::string fnv1a64_hex(std::string_view data) {
+  char buf[17];
+  std::snprintf(buf, sizeof buf, "%016llx", static_cast<unsigned long long>(fnv1a64(data)));
+  return buf;
 }
 
 }  // namespace kab::core

@@ -1,4 +1,5 @@
-// SHA-256 (FIPS 180-4), for content-addressed cache keys and provenance hashes.
+// SHA-256 (FIPS 180-4), for content-addressed cache keys and provenance hashes;
+// FNV-1a 64, for cheap non-cryptographic fingerprints (scenario text, seeds).
 #pragma once
 
 #include <cstdint>
@@ -26,5 +27,12 @@ class Sha256 {
 std::string sha256_hex(std::string_view data);
 // Hash of a file's bytes; "" when it cannot be read.
 std::string sha256_file(const std::string& path);
+
+// FNV-1a 64-bit of `data`, starting from `seed` (the FNV offset basis by
+// default; pass an earlier result or any value to chain or key the stream).
+// Not cryptographic. fnv1a64("a") == 0xaf63dc4c8601ec8c.
+std::uint64_t fnv1a64(std::string_view data, std::uint64_t seed = 0xcbf29ce484222325ULL);
+// fnv1a64(data) as 16 lower-case hex digits, zero-padded.
+std::string fnv1a64_hex(std::string_view data);
 
 }  // namespace kab::core

@@ -1,5 +1,5 @@
 // Small text utilities shared by every layer: sizes, durations, percentages,
-// edit distance for "did you mean", positioned diagnostics.
+// edit distance for "did you mean", positioned diagnostics, XML escaping.
 #pragma once
 
 #include <cstdint>
@@ -48,5 +48,10 @@ bool starts_with(std::string_view s, std::string_view prefix);
 // Human figures: "1.5 GiB", "12.3 s".
 std::string human_bytes(double bytes);
 std::string human_seconds(double s);
+
+// `s` as XML text or attribute value (also fine for HTML): & < > " ' become
+// entities; control characters XML 1.0 forbids even escaped (below 0x20 but
+// tab, newline, carriage return) become '?'. Other bytes, UTF-8 included, pass.
+std::string xml_escape(std::string_view s);
 
 }  // namespace kab::core

@@ -6,8 +6,6 @@
 
 #include <algorithm>
 #include <cerrno>
-#include <chrono>
-#include <ctime>
 #include <filesystem>
 #include <fstream>
 #include <functional>
@@ -17,9 +15,9 @@
 #include <regex>
 #include <set>
 #include <sstream>
-#include <thread>
 
 #include "core/hash.h"
+#include "core/system.h"
 #include "core/text.h"
 #include "proc/runner.h"
 
@@ -29,13 +27,6 @@ using json = nlohmann::json;
 namespace kab::kernel {
 
 namespace {
-
-std::string read_text(const fs::path& p) {
-  std::ifstream in(p, std::ios::binary);
-  std::ostringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
-}
 
 void write_text(const fs::path& p, const std::string& text) {
   fs::create_directories(p.parent_path());
@@ -47,18 +38,6 @@ void write_text(const fs::path& p, const std::string& text) {
     if (!out) throw BuildError("cannot write " + tmp.string());
   }
   fs::rename(tmp, p);
-}
-
-double now_s() {
-  using namespace std::chrono;
-  return duration<double>(steady_clock::now().time_since_epoch()).count();
-}
-
-std::string iso_now() {
-  std::time_t t = std::time(nullptr);
-  char buf[32];
-  std::strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%SZ", std::gmtime(&t));
-  return buf;
 }
 
 std::string compiler_identity() {
@@ -251,7 +230,7 @@ void apply_patches_staged(const std::string& base_dir, const std::vector<std::st
   fs::create_directories(staging_dir);
   std::set<std::string> files;
   for (const auto& p : patches)
-    for (const auto& f : patched_files(read_text(p))) files.insert(f);
+    for (const auto& f : patched_files(core::read_text(p))) files.insert(f);
   for (const auto& f : files) {
     fs::path src = fs::path(base_dir) / f;
     if (fs::exists(src)) copy_file_fresh(src, fs::path(staging_dir) / f);
@@ -262,7 +241,7 @@ void apply_patches_staged(const std::string& base_dir, const std::vector<std::st
               "-i", p};
     proc::Result r = proc::run(o);
     if (r.ok()) continue;
-    std::string text = read_text(p);
+    std::string text = core::read_text(p);
     std::string msg = "patch " + fs::path(p).filename().string() + " does not apply to the source:\n";
     std::istringstream ss(r.output);
     std::string line, current;
@@ -441,264 +420,322 @@ std::string Builder::pristine_source(const std::string& source, const std::strin
   return dir.string();
 }
 
+// One build as it goes through the stages of Builder::build.
+struct Builder::BuildState {
+  BuildState(const core::KernelSpec& spec, const std::string& arch, const std::string& variant)
+      : spec(spec), arch(arch), variant(variant) {}
+
+  const core::KernelSpec& spec;
+  std::string arch, variant;
+  double t0 = 0;                  // core::now_s() when the build began
+  BuildInputs in;
+  std::string input_hash;
+  std::string label;              // "name+variant (arch)"
+  std::string explain;            // why it is (or is not) built
+  fs::path cache, last_inputs_file, index_file;
+  std::string pristine;           // the extracted source the lane links to
+  fs::path lane, src, out, log;
+  std::vector<std::pair<std::string, std::string>> env;   // Kbuild environment
+  std::vector<std::string> make_base;                     // make -C … O=… ARCH=… [CC=ccache gcc]
+  std::string config_hash, key;   // of the final .config; the artifact's cache key
+  fs::path art;                   // cache/kernels/<key>
+  double cpu_s = 0;               // of the compile
+  int objects = 0;                // compile steps of this build
+};
+
 core::KernelArtifact Builder::build(const core::KernelSpec& spec, const std::string& arch, const std::string& variant) {
-  const double t0 = now_s();
-  auto report = [&](const std::string& step, int done = 0, int expected = 0) {
-    if (m_options.progress) m_options.progress({step, done, expected, now_s() - t0});
-  };
-  const fs::path cache = m_options.cache_dir;
-  BuildInputs in = inputs_of(spec, arch, variant);
-  const std::string input_hash = in.hash();
-  const std::string label = spec.name + (variant.empty() ? "" : "+" + variant) + " (" + arch + ")";
-  const fs::path last_inputs_file = cache / "last-inputs" / (spec.name + "-" + arch + (variant.empty() ? "" : "-" + variant) + ".json");
-
-  std::string explain;
-  if (fs::exists(last_inputs_file)) {
-    auto diffs = in.differences(inputs_from_json(json::parse(read_text(last_inputs_file))));
-    if (diffs.empty()) explain = "inputs are those of the last build of " + label;
-    else {
-      explain = "inputs changed since the last build of " + label + ":";
-      for (const auto& d : diffs) explain += "\n  " + d;
-    }
-  } else {
-    explain = "no earlier build of " + label + " in " + cache.string();
-  }
-
+  BuildState st = resolve_inputs(spec, arch, variant);
   // Fast path: these inputs were built before (checked again once the lane is
   // ours: another kab may have built them while this one waited).
-  const fs::path index_file = cache / "index" / input_hash;
-  auto built_before = [&](const std::string& why) -> std::optional<core::KernelArtifact> {
-    if (m_options.force || !fs::exists(index_file)) return std::nullopt;
-    std::string key = core::trim(read_text(index_file));
-    if (!fs::exists(cache / "kernels" / key / "meta.json")) return std::nullopt;
-    for (auto a : cached())
-      if (a.key == key) {
-        a.fresh = false;
-        a.explain = "cached: " + why + "; artifact " + key.substr(0, 12) + " is up to date";
-        return a;
-      }
-    return std::nullopt;
-  };
-  if (auto a = built_before(explain)) return *a;
+  if (auto a = find_built_inputs(st, st.explain)) return *a;
+  st.pristine = pristine_source(spec.source, st.in.source_identity);
+  enter_lane(st);
+  // Kbuild must never run twice in one tree: the lane stays locked until
+  // build returns (or kab dies).
+  FileLock lock(st.lane / ".lock",
+                [&] { report(st, "wait for another kab building in lane " + st.lane.filename().string()); });
+  if (auto a = find_built_inputs(st, "built by another kab while this one waited")) return *a;
+  prepare_lane(st);
+  switch_patch_set(st);
+  configure(st);
+  if (auto a = find_built_config(st)) return *a;
+  compile(st);
+  return publish(st);
+}
 
-  const std::string pristine = pristine_source(spec.source, in.source_identity);
+void Builder::report(const BuildState& st, const std::string& step, int done, int expected) const {
+  if (m_options.progress) m_options.progress({step, done, expected, core::now_s() - st.t0});
+}
 
+Builder::BuildState Builder::resolve_inputs(const core::KernelSpec& spec, const std::string& arch,
+                                            const std::string& variant) const {
+  BuildState st(spec, arch, variant);
+  st.t0 = core::now_s();
+  st.cache = m_options.cache_dir;
+  st.in = inputs_of(spec, arch, variant);
+  st.input_hash = st.in.hash();
+  st.label = spec.name + (variant.empty() ? "" : "+" + variant) + " (" + arch + ")";
+  st.last_inputs_file =
+      st.cache / "last-inputs" / (spec.name + "-" + arch + (variant.empty() ? "" : "-" + variant) + ".json");
+  st.index_file = st.cache / "index" / st.input_hash;
+  st.explain = explain_inputs(st);
+  return st;
+}
+
+std::string Builder::explain_inputs(const BuildState& st) const {
+  if (!fs::exists(st.last_inputs_file)) return "no earlier build of " + st.label + " in " + st.cache.string();
+  auto diffs = st.in.differences(inputs_from_json(json::parse(core::read_text(st.last_inputs_file))));
+  if (diffs.empty()) return "inputs are those of the last build of " + st.label;
+  std::string explain = "inputs changed since the last build of " + st.label + ":";
+  for (const auto& d : diffs) explain += "\n  " + d;
+  return explain;
+}
+
+std::optional<core::KernelArtifact> Builder::find_built_inputs(const BuildState& st, const std::string& why) const {
+  if (m_options.force || !fs::exists(st.index_file)) return std::nullopt;
+  std::string key = core::trim(core::read_text(st.index_file));
+  if (!fs::exists(st.cache / "kernels" / key / "meta.json")) return std::nullopt;
+  for (auto a : cached())
+    if (a.key == key) {
+      a.fresh = false;
+      a.explain = "cached: " + why + "; artifact " + key.substr(0, 12) + " is up to date";
+      return a;
+    }
+  return std::nullopt;
+}
+
+void Builder::enter_lane(BuildState& st) const {
   // The lane: one work tree and O= directory per (source, arch, config inputs).
   core::Sha256 lh;
-  lh.field(in.source_identity).field(arch).field(in.config_base);
-  for (const auto& [n, d] : in.fragments) lh.field(n).field(d);
-  const fs::path lane = cache / "lanes" / short_hash(lh.hex());
-  const fs::path src = lane / "src", out = lane / "out";
-  fs::create_directories(lane);
-  FileLock lock(lane / ".lock", [&] { report("wait for another kab building in lane " + lane.filename().string()); });
-  if (auto a = built_before("built by another kab while this one waited")) return *a;
-  if (!fs::exists(lane / ".src-complete")) {
-    report("link work tree");
-    fs::remove_all(src);
-    fs::create_directories(lane);
-    proc::Options o;
-    o.argv = {"cp", "-al", pristine, src.string()};
-    proc::Result r = proc::run(o);
-    if (!r.ok()) throw BuildError("cannot link a work tree from " + pristine + ": " + r.describe() + "\n" + r.tail);
-    write_text(lane / ".src-complete", "");
-    write_text(lane / "state.json", json{{"patches", json::array()}, {"files", json::array()}}.dump());
-  }
+  lh.field(st.in.source_identity).field(st.arch).field(st.in.config_base);
+  for (const auto& [n, d] : st.in.fragments) lh.field(n).field(d);
+  st.lane = st.cache / "lanes" / short_hash(lh.hex());
+  st.src = st.lane / "src";
+  st.out = st.lane / "out";
+  fs::create_directories(st.lane);
+}
 
-  // Switch the work tree to this kernel's patch set: plumbing first, then the definition's.
-  std::vector<std::string> all_patches = plumbing_patches(arch);
-  all_patches.insert(all_patches.end(), spec.patches.begin(), spec.patches.end());
-  json state = json::parse(read_text(lane / "state.json"));
+void Builder::prepare_lane(const BuildState& st) const {
+  if (fs::exists(st.lane / ".src-complete")) return;
+  report(st, "link work tree");
+  fs::remove_all(st.src);
+  fs::create_directories(st.lane);
+  proc::Options o;
+  o.argv = {"cp", "-al", st.pristine, st.src.string()};
+  proc::Result r = proc::run(o);
+  if (!r.ok()) throw BuildError("cannot link a work tree from " + st.pristine + ": " + r.describe() + "\n" + r.tail);
+  write_text(st.lane / ".src-complete", "");
+  write_text(st.lane / "state.json", json{{"patches", json::array()}, {"files", json::array()}}.dump());
+}
+
+void Builder::switch_patch_set(const BuildState& st) const {
+  // Plumbing first, then the definition's.
+  std::vector<std::string> all_patches = plumbing_patches(st.arch);
+  all_patches.insert(all_patches.end(), st.spec.patches.begin(), st.spec.patches.end());
+  json state = json::parse(core::read_text(st.lane / "state.json"));
   json want_patches = json::array();
-  for (const auto& [n, d] : in.plumbing) want_patches.push_back(d);
-  for (const auto& [n, d] : in.patches) want_patches.push_back(d);
-  if (state["patches"] != want_patches) {
-    report("patch");
-    fs::path staging = lane / "staging";
-    apply_patches_staged(pristine, all_patches, staging.string());   // throws, leaving the tree as it was
-    std::set<std::string> new_files;
-    for (const auto& p : all_patches)
-      for (const auto& f : patched_files(read_text(p))) new_files.insert(f);
-    // Restore what the previous patch set changed, then install the new files.
-    for (const auto& f : state["files"]) {
-      std::string rel = f.get<std::string>();
-      if (new_files.count(rel)) continue;
-      if (fs::exists(fs::path(pristine) / rel)) copy_file_fresh(fs::path(pristine) / rel, src / rel);
-      else fs::remove(src / rel);
-    }
-    for (const auto& rel : new_files) {
-      fs::path staged = staging / rel;
-      if (fs::exists(staged)) copy_file_fresh(staged, src / rel);
-      else fs::remove(src / rel);   // deleted by the patch
-    }
-    fs::remove_all(staging);
-    json files = json::array();
-    for (const auto& f : new_files) files.push_back(f);
-    write_text(lane / "state.json", json{{"patches", want_patches}, {"files", files}}.dump());
+  for (const auto& [n, d] : st.in.plumbing) want_patches.push_back(d);
+  for (const auto& [n, d] : st.in.patches) want_patches.push_back(d);
+  if (state["patches"] == want_patches) return;
+  report(st, "patch");
+  fs::path staging = st.lane / "staging";
+  apply_patches_staged(st.pristine, all_patches, staging.string());   // throws, leaving the tree as it was
+  std::set<std::string> new_files;
+  for (const auto& p : all_patches)
+    for (const auto& f : patched_files(core::read_text(p))) new_files.insert(f);
+  // Restore what the previous patch set changed, then install the new files.
+  for (const auto& f : state["files"]) {
+    std::string rel = f.get<std::string>();
+    if (new_files.count(rel)) continue;
+    if (fs::exists(fs::path(st.pristine) / rel)) copy_file_fresh(fs::path(st.pristine) / rel, st.src / rel);
+    else fs::remove(st.src / rel);
   }
+  for (const auto& rel : new_files) {
+    fs::path staged = staging / rel;
+    if (fs::exists(staged)) copy_file_fresh(staged, st.src / rel);
+    else fs::remove(st.src / rel);   // deleted by the patch
+  }
+  fs::remove_all(staging);
+  json files = json::array();
+  for (const auto& f : new_files) files.push_back(f);
+  write_text(st.lane / "state.json", json{{"patches", want_patches}, {"files", files}}.dump());
+}
 
+double Builder::run_make(const BuildState& st, const std::vector<std::string>& extra, const std::string& step,
+                         int expected) const {
+  proc::Options o;
+  o.argv = st.make_base;
+  o.argv.insert(o.argv.end(), extra.begin(), extra.end());
+  o.env = st.env;
+  o.output_path = st.log.string();
+  std::size_t log_start = fs::file_size(st.log);
+  proc::Child child(o);
+  while (!child.wait(0.5)) {
+    if (proc::interrupted_flag()) {
+      child.stop();
+      throw BuildError("interrupted while building " + st.label);
+    }
+    if (m_options.progress && expected >= 0) {
+      std::ifstream f(st.log);
+      f.seekg(static_cast<std::streamoff>(log_start));
+      std::string text((std::istreambuf_iterator<char>(f)), std::istreambuf_iterator<char>());
+      report(st, step, count_compiled(text), expected);
+    }
+  }
+  if (!child.result().ok())
+    throw BuildError("building " + st.label + " failed (" + step + ", make " + child.result().describe() +
+                     "); last lines of " + st.log.string() + ":\n" + proc::tail_file(st.log.string(), 30));
+  return child.result().usage.user_s + child.result().usage.sys_s;
+}
+
+void Builder::configure(BuildState& st) const {
   // Kbuild environment: reproducible version strings, ccache shared across lanes.
-  std::vector<std::pair<std::string, std::string>> env = {
-      {"KBUILD_BUILD_TIMESTAMP", "kab"}, {"KBUILD_BUILD_USER", "kab"}, {"KBUILD_BUILD_HOST", "kab"},
-      {"LC_ALL", "C"}};
-  std::vector<std::string> make_base = {"make", "-C", src.string(), "O=" + out.string(), "ARCH=" + arch};
+  st.env = {{"KBUILD_BUILD_TIMESTAMP", "kab"}, {"KBUILD_BUILD_USER", "kab"}, {"KBUILD_BUILD_HOST", "kab"},
+            {"LC_ALL", "C"}};
+  st.make_base = {"make", "-C", st.src.string(), "O=" + st.out.string(), "ARCH=" + st.arch};
   if (m_options.use_ccache && !proc::which("ccache").empty()) {
-    make_base.push_back("CC=ccache gcc");
-    make_base.push_back("HOSTCC=ccache gcc");
-    env.push_back({"CCACHE_BASEDIR", (cache / "lanes").string()});
-    env.push_back({"CCACHE_NOHASHDIR", "1"});
-    env.push_back({"CCACHE_SLOPPINESS", "time_macros"});
+    st.make_base.push_back("CC=ccache gcc");
+    st.make_base.push_back("HOSTCC=ccache gcc");
+    st.env.push_back({"CCACHE_BASEDIR", (st.cache / "lanes").string()});
+    st.env.push_back({"CCACHE_NOHASHDIR", "1"});
+    st.env.push_back({"CCACHE_SLOPPINESS", "time_macros"});
   }
-  const fs::path log = lane / "build.log";
-  fs::create_directories(out);
-  { std::ofstream(log, std::ios::trunc) << "kab: building " << label << "\n"; }
-  auto run_make = [&](std::vector<std::string> extra, const std::string& step, int expected) {
-    proc::Options o;
-    o.argv = make_base;
-    o.argv.insert(o.argv.end(), extra.begin(), extra.end());
-    o.env = env;
-    o.output_path = log.string();
-    std::size_t log_start = fs::file_size(log);
-    proc::Child child(o);
-    while (!child.wait(0.5)) {
-      if (proc::interrupted_flag()) {
-        child.stop();
-        throw BuildError("interrupted while building " + label);
-      }
-      if (m_options.progress && expected >= 0) {
-        std::ifstream f(log);
-        f.seekg(static_cast<std::streamoff>(log_start));
-        std::string text((std::istreambuf_iterator<char>(f)), std::istreambuf_iterator<char>());
-        report(step, count_compiled(text), expected);
-      }
-    }
-    if (!child.result().ok())
-      throw BuildError("building " + label + " failed (" + step + ", make " + child.result().describe() +
-                       "); last lines of " + log.string() + ":\n" + proc::tail_file(log.string(), 30));
-    return child.result();
-  };
+  st.log = st.lane / "build.log";
+  fs::create_directories(st.out);
+  { std::ofstream(st.log, std::ios::trunc) << "kab: building " << st.label << "\n"; }
 
-  // Configuration: base target, fragments in order, olddefconfig, then check.
-  report("config");
-  run_make({spec.config_base}, "config", -1);
+  // Base target, fragments in order, olddefconfig, then check.
+  report(st, "config");
+  run_make(st, {st.spec.config_base}, "config", -1);
   std::vector<Wanted> wanted;
   {
-    std::ofstream cfg(out / ".config", std::ios::app);
-    std::vector<std::string> frag_paths = spec.fragments;
-    for (const auto& [a, list] : spec.arch_fragments)
-      if (a == arch) frag_paths.insert(frag_paths.end(), list.begin(), list.end());
-    for (const auto& [v, list] : spec.variants)
-      if (v == variant) frag_paths.insert(frag_paths.end(), list.begin(), list.end());
+    std::ofstream cfg(st.out / ".config", std::ios::app);
+    std::vector<std::string> frag_paths = st.spec.fragments;
+    for (const auto& [a, list] : st.spec.arch_fragments)
+      if (a == st.arch) frag_paths.insert(frag_paths.end(), list.begin(), list.end());
+    for (const auto& [v, list] : st.spec.variants)
+      if (v == st.variant) frag_paths.insert(frag_paths.end(), list.begin(), list.end());
     for (const auto& f : frag_paths) {
-      std::string text = read_text(f);
+      std::string text = core::read_text(f);
       cfg << "\n# kab: fragment " << fs::path(f).filename().string() << "\n" << text << "\n";
       auto w = read_fragment(text, fs::path(f).filename().string());
       wanted.insert(wanted.end(), w.begin(), w.end());
     }
   }
-  run_make({"olddefconfig"}, "config", -1);
-  const std::string final_config = read_text(out / ".config");
+  run_make(st, {"olddefconfig"}, "config", -1);
+  const std::string final_config = core::read_text(st.out / ".config");
   auto dropped = dropped_options(wanted, final_config);
   if (!dropped.empty()) {
-    std::string msg = "the configuration of " + label + " lost options its fragments asked for:";
+    std::string msg = "the configuration of " + st.label + " lost options its fragments asked for:";
     for (const auto& d : dropped) {
       msg += "\n  " + d.wanted.option + "=" + d.wanted.value + " (from " + d.wanted.fragment + ") is " +
              (d.got == "n" ? std::string("not set") : "=" + d.got);
-      std::string dep = kconfig_depends(src.string(), d.wanted.option);
+      std::string dep = kconfig_depends(st.src.string(), d.wanted.option);
       if (!dep.empty()) msg += "; Kconfig: " + dep;
     }
     throw BuildError(msg);
   }
-  const std::string config_hash = core::sha256_hex(final_config);
-  const std::string key = core::Sha256().field(input_hash).field(config_hash).hex();
-  const fs::path art = cache / "kernels" / key;
+  st.config_hash = core::sha256_hex(final_config);
+  st.key = core::Sha256().field(st.input_hash).field(st.config_hash).hex();
+  st.art = st.cache / "kernels" / st.key;
+}
 
-  core::KernelArtifact a;
-  if (!m_options.force && fs::exists(art / "meta.json")) {
-    write_text(index_file, key + "\n");
-    for (auto c : cached())
-      if (c.key == key) {
-        c.explain = "cached: " + explain + "; the final .config matches artifact " + key.substr(0, 12);
-        return c;
-      }
-  }
+std::optional<core::KernelArtifact> Builder::find_built_config(const BuildState& st) const {
+  if (m_options.force || !fs::exists(st.art / "meta.json")) return std::nullopt;
+  write_text(st.index_file, st.key + "\n");
+  for (auto c : cached())
+    if (c.key == st.key) {
+      c.explain = "cached: " + st.explain + "; the final .config matches artifact " + st.key.substr(0, 12);
+      return c;
+    }
+  return std::nullopt;
+}
 
-  // Compile. The expected object count comes from the last build of this lane.
+void Builder::compile(BuildState& st) const {
+  // The expected object count comes from the last build of this lane.
+  const fs::path lane_objects = st.lane / "objects";
+  const fs::path arch_objects = st.cache / ("expected-objects-" + st.arch);
   int expected = 0;
-  if (fs::exists(lane / "objects")) expected = std::stoi(core::trim(read_text(lane / "objects")));
-  else if (fs::exists(cache / ("expected-objects-" + arch))) expected = std::stoi(core::trim(read_text(cache / ("expected-objects-" + arch))));
-  std::vector<std::string> targets = arch == "um" ? std::vector<std::string>{"linux"}
-                                                  : std::vector<std::string>{"vmlinux", "bzImage"};
+  if (fs::exists(lane_objects)) expected = std::stoi(core::trim(core::read_text(lane_objects)));
+  else if (fs::exists(arch_objects)) expected = std::stoi(core::trim(core::read_text(arch_objects)));
+  std::vector<std::string> targets = st.arch == "um" ? std::vector<std::string>{"linux"}
+                                                     : std::vector<std::string>{"vmlinux", "bzImage"};
   std::vector<std::string> args = {"-j" + std::to_string(m_options.jobs)};
   args.insert(args.end(), targets.begin(), targets.end());
-  std::size_t log_before = fs::file_size(log);
-  proc::Result r = run_make(args, "compile", expected);
+  std::size_t log_before = fs::file_size(st.log);
+  st.cpu_s = run_make(st, args, "compile", expected);
   std::string compile_log;
   {
-    std::ifstream f(log);
+    std::ifstream f(st.log);
     f.seekg(static_cast<std::streamoff>(log_before));
     compile_log.assign((std::istreambuf_iterator<char>(f)), std::istreambuf_iterator<char>());
   }
-  const int objects = count_compiled(compile_log);
+  st.objects = count_compiled(compile_log);
   // A cold build's count is the best estimate for the next cold build of this arch.
-  if (!fs::exists(lane / "objects") || objects > expected) write_text(lane / "objects", std::to_string(std::max(objects, expected)) + "\n");
-  if (!fs::exists(cache / ("expected-objects-" + arch)) && objects > 100)
-    write_text(cache / ("expected-objects-" + arch), std::to_string(objects) + "\n");
-  auto [rok, release] = proc::capture({"make", "-s", "-C", src.string(), "O=" + out.string(), "ARCH=" + arch, "kernelrelease"});
+  if (!fs::exists(lane_objects) || st.objects > expected)
+    write_text(lane_objects, std::to_string(std::max(st.objects, expected)) + "\n");
+  if (!fs::exists(arch_objects) && st.objects > 100) write_text(arch_objects, std::to_string(st.objects) + "\n");
+}
 
-  // Publish atomically: a temp directory renamed into place.
-  report("store artifact");
-  fs::path tmp = cache / "kernels" / (".tmp-" + key.substr(0, 12) + "-" + std::to_string(::getpid()));
+core::KernelArtifact Builder::publish(const BuildState& st) const {
+  auto [rok, release] = proc::capture(
+      {"make", "-s", "-C", st.src.string(), "O=" + st.out.string(), "ARCH=" + st.arch, "kernelrelease"});
+
+  // Atomically: a temp directory renamed into place.
+  report(st, "store artifact");
+  fs::path tmp = st.cache / "kernels" / (".tmp-" + st.key.substr(0, 12) + "-" + std::to_string(::getpid()));
   fs::remove_all(tmp);
   fs::create_directories(tmp);
-  a.key = key;
-  a.name = spec.name;
-  a.variant = variant;
-  a.arch = arch;
-  a.dir = art.string();
-  a.config_hash = config_hash;
-  a.source_identity = in.source_identity;
+  core::KernelArtifact a;
+  a.key = st.key;
+  a.name = st.spec.name;
+  a.variant = st.variant;
+  a.arch = st.arch;
+  a.dir = st.art.string();
+  a.config_hash = st.config_hash;
+  a.source_identity = st.in.source_identity;
   a.release = rok ? core::trim(release) : "";
-  for (const auto& [n, d] : in.patches) a.patch_hashes.push_back(d);
-  for (const auto& [n, d] : in.plumbing) a.plumbing_patches.push_back(n + " " + d);
+  for (const auto& [n, d] : st.in.patches) a.patch_hashes.push_back(d);
+  for (const auto& [n, d] : st.in.plumbing) a.plumbing_patches.push_back(n + " " + d);
   a.fresh = true;
-  a.wall_s = now_s() - t0;
-  a.cpu_s = r.usage.user_s + r.usage.sys_s;
-  a.objects_compiled = objects;
-  a.explain = "built: " + explain;
-  if (arch == "um") {
-    fs::copy_file(out / "linux", tmp / "linux");
+  a.wall_s = core::now_s() - st.t0;
+  a.cpu_s = st.cpu_s;
+  a.objects_compiled = st.objects;
+  a.explain = "built: " + st.explain;
+  if (st.arch == "um") {
+    fs::copy_file(st.out / "linux", tmp / "linux");
   } else {
-    fs::copy_file(out / "vmlinux", tmp / "vmlinux");
-    fs::copy_file(out / "arch/x86/boot/bzImage", tmp / "bzImage");
+    fs::copy_file(st.out / "vmlinux", tmp / "vmlinux");
+    fs::copy_file(st.out / "arch/x86/boot/bzImage", tmp / "bzImage");
   }
-  fs::copy_file(out / ".config", tmp / "config");
-  fs::copy_file(log, tmp / "build.log");
+  fs::copy_file(st.out / ".config", tmp / "config");
+  fs::copy_file(st.log, tmp / "build.log");
   json meta;
-  meta["key"] = key;
-  meta["name"] = spec.name;
-  meta["variant"] = variant;
-  meta["arch"] = arch;
+  meta["key"] = st.key;
+  meta["name"] = st.spec.name;
+  meta["variant"] = st.variant;
+  meta["arch"] = st.arch;
   meta["release"] = a.release;
-  meta["config_hash"] = config_hash;
-  meta["inputs"] = inputs_json(in);
-  meta["built_at"] = iso_now();
+  meta["config_hash"] = st.config_hash;
+  meta["inputs"] = inputs_json(st.in);
+  meta["built_at"] = core::iso_now();
   meta["wall_s"] = a.wall_s;
   meta["cpu_s"] = a.cpu_s;
-  meta["objects_compiled"] = objects;
-  meta["lane"] = lane.filename().string();
+  meta["objects_compiled"] = st.objects;
+  meta["lane"] = st.lane.filename().string();
   write_text(tmp / "meta.json", meta.dump(2));
-  fs::remove_all(art);
-  fs::rename(tmp, art);
-  write_text(index_file, key + "\n");
-  write_text(last_inputs_file, inputs_json(in).dump(2));
-  a.dir = art.string();
-  a.config_path = (art / "config").string();
-  if (arch == "um") a.uml_binary = (art / "linux").string();
+  fs::remove_all(st.art);
+  fs::rename(tmp, st.art);
+  write_text(st.index_file, st.key + "\n");
+  write_text(st.last_inputs_file, inputs_json(st.in).dump(2));
+  a.dir = st.art.string();
+  a.config_path = (st.art / "config").string();
+  if (st.arch == "um") a.uml_binary = (st.art / "linux").string();
   else {
-    a.vmlinux = (art / "vmlinux").string();
-    a.bzimage = (art / "bzImage").string();
+    a.vmlinux = (st.art / "vmlinux").string();
+    a.bzimage = (st.art / "bzImage").string();
   }
-  report("done", objects, objects);
+  report(st, "done", st.objects, st.objects);
   return a;
 }
 
@@ -708,7 +745,7 @@ std::vector<core::KernelArtifact> Builder::cached() const {
   for (const auto& e : fs::directory_iterator(fs::path(m_options.cache_dir) / "kernels", ec)) {
     fs::path meta = e.path() / "meta.json";
     if (!fs::exists(meta)) continue;
-    json j = json::parse(read_text(meta), nullptr, false);
+    json j = json::parse(core::read_text(meta), nullptr, false);
     if (j.is_discarded()) continue;
     core::KernelArtifact a;
     a.key = j.value("key", "");
@@ -754,7 +791,7 @@ int Builder::clean(const std::string& name) {
   } else {
     std::error_code ec;
     for (const auto& e : fs::directory_iterator(cache / "index", ec)) {
-      std::string key = core::trim(read_text(e.path()));
+      std::string key = core::trim(core::read_text(e.path()));
       if (!fs::exists(cache / "kernels" / key)) fs::remove(e.path());
     }
   }

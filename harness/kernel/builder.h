@@ -14,6 +14,8 @@
 #pragma once
 
 #include <functional>
+#include <optional>
+#include <stdexcept>
 #include <string>
 #include <vector>
 
@@ -72,6 +74,46 @@ class Builder : public core::KernelBuilder {
 
  private:
   std::string pristine_source(const std::string& source, const std::string& identity);
+
+  // The stages of build(), in order. BuildState (builder.cpp) carries one
+  // build's inputs, paths and results from stage to stage; build() holds the
+  // lane's lock from before the second find_built_inputs to its return.
+  struct BuildState;
+  // Inputs, their hash, the label, the cache files, and the explanation of
+  // what changed since the last build of this kernel. Throws BuildError on an
+  // unknown variant or source.
+  BuildState resolve_inputs(const core::KernelSpec& spec, const std::string& arch, const std::string& variant) const;
+  std::string explain_inputs(const BuildState& st) const;
+  // The artifact these inputs built before (via index/<input-hash>), its
+  // explanation "cached: <why>; …"; nullopt when none or with force.
+  std::optional<core::KernelArtifact> find_built_inputs(const BuildState& st, const std::string& why) const;
+  // The lane's paths (its directory created); the caller then locks it.
+  void enter_lane(BuildState& st) const;
+  // Links the lane's work tree to the pristine source, once per lane.
+  void prepare_lane(const BuildState& st) const;
+  // Stages and applies this kernel's patch set (plumbing first) and switches
+  // the work tree to it (nothing to do when the lane has it already); throws
+  // BuildError naming the failing hunks, the work tree then unchanged.
+  void switch_patch_set(const BuildState& st) const;
+  // Kbuild environment, a fresh build log, base config + fragments +
+  // olddefconfig; sets the config hash and the artifact key. Throws
+  // BuildError when the final .config lost an option a fragment asked for.
+  void configure(BuildState& st) const;
+  // The artifact of this final .config when already built (re-indexes these
+  // inputs to it); nullopt when none or with force.
+  std::optional<core::KernelArtifact> find_built_config(const BuildState& st) const;
+  // make -jN with progress from the log; records the object counts.
+  void compile(BuildState& st) const;
+  // Copies the artifacts and meta.json into a temp directory renamed into
+  // the cache, records the inputs as the last build's.
+  core::KernelArtifact publish(const BuildState& st) const;
+  // make with the lane's argv and environment plus `extra`, output appended to
+  // the build log, progress as `step` (expected < 0: none). Returns make's CPU
+  // seconds; throws BuildError on failure (log tail) or interruption.
+  double run_make(const BuildState& st, const std::vector<std::string>& extra, const std::string& step,
+                  int expected) const;
+  void report(const BuildState& st, const std::string& step, int done = 0, int expected = 0) const;
+
   Options m_options;
 };
 

@@ -24,6 +24,8 @@
 #include <sstream>
 #include <thread>
 
+#include "core/system.h"
+
 extern char** environ;
 
 namespace bp = boost::process::v2;
@@ -32,11 +34,6 @@ namespace fs = std::filesystem;
 namespace kab::proc {
 
 namespace {
-
-double now_s() {
-  using namespace std::chrono;
-  return duration<double>(steady_clock::now().time_since_epoch()).count();
-}
 
 // Put the child in its own process group, so Ctrl-C at the terminal does not
 // reach it and kab can signal everything it started at once.
@@ -203,7 +200,7 @@ Child::Child(const Options& o) {
   // Also set the group from the parent: avoids racing a signal sent before the child ran setpgid.
   ::setpgid(m_pid, m_pid);
   m_reaped = false;
-  m_start = now_s();
+  m_start = core::now_s();
 }
 
 Child::Child(Child&& o) noexcept { *this = std::move(o); }
@@ -235,7 +232,7 @@ bool Child::reap(int flags) {
   if (r == 0) return false;
   if (r < 0 && errno == EINTR) return false;
   m_reaped = true;
-  m_result.wall_s = now_s() - m_start;
+  m_result.wall_s = core::now_s() - m_start;
   if (r == m_pid) {
     m_result.usage = usage_from(ru);
     if (WIFEXITED(status)) m_result.exit_code = WEXITSTATUS(status);
@@ -248,10 +245,10 @@ bool Child::reap(int flags) {
 bool Child::running() { return !reap(WNOHANG); }
 
 bool Child::wait(double timeout_s) {
-  double deadline = timeout_s < 0 ? 1e300 : now_s() + timeout_s;
+  double deadline = timeout_s < 0 ? 1e300 : core::now_s() + timeout_s;
   while (true) {
     if (reap(WNOHANG)) return true;
-    if (now_s() >= deadline) return false;
+    if (core::now_s() >= deadline) return false;
     std::this_thread::sleep_for(std::chrono::milliseconds(5));
   }
 }
@@ -294,14 +291,14 @@ Result run(const Options& o) {
   bool capture_mode = o.output_path.empty();
   if (capture_mode) opts.output_path = temp_output_path();
   Child child(opts);
-  double start = now_s();
+  double start = core::now_s();
   bool timed_out = false, interrupted = false;
   while (!child.wait(0.05)) {
     if (g_interrupted) {
       interrupted = true;
       break;
     }
-    if (o.timeout_s > 0 && now_s() - start > o.timeout_s) {
+    if (o.timeout_s > 0 && core::now_s() - start > o.timeout_s) {
       timed_out = true;
       break;
     }

@@ -96,27 +96,6 @@ std::string percent_text(double fraction) {
 
 std::string setting_percent(double fraction) { return printf_text("%g%%", fraction * 100); }
 
-std::string xml_escape(std::string_view s) {
-  std::string out;
-  out.reserve(s.size());
-  for (char c : s) {
-    switch (c) {
-      case '&': out += "&amp;"; break;
-      case '<': out += "&lt;"; break;
-      case '>': out += "&gt;"; break;
-      case '"': out += "&quot;"; break;
-      case '\'': out += "&apos;"; break;
-      default:
-        // XML 1.0 forbids most control characters even when escaped.
-        if (static_cast<unsigned char>(c) < 0x20 && c != '\n' && c != '\t' && c != '\r')
-          out += '?';
-        else
-          out += c;
-    }
-  }
-  return out;
-}
-
 std::string arm_label(const std::string& arm, const std::string& kernel) {
   return kernel.empty() || kernel == arm ? arm : arm + " (" + kernel + ")";
 }

@@ -1,11 +1,12 @@
 // Formatting shared by the renderers of core::Comparison: numbers the way fio
-// and people write them, and escaping for XML/HTML. Pure functions.
+// and people write them (escaping for XML/HTML is core::xml_escape). Pure functions.
 #pragma once
 
 #include <string>
 #include <string_view>
 
 #include "core/analyzer.h"
+#include "core/text.h"
 
 namespace kab::report {
 
@@ -34,8 +35,8 @@ std::string percent_text(double fraction);
 // Settings as written: 0.95 → "95%", 0.02 → "2%", 0.025 → "2.5%".
 std::string setting_percent(double fraction);
 
-// Escaping for XML text and attribute values (also fine for HTML).
-std::string xml_escape(std::string_view s);
+// Escaping for XML text and attribute values: core::xml_escape (core/text.h).
+using core::xml_escape;
 
 // "stock (stock-6.1)" or just "stock" when the kernel is unknown.
 std::string arm_label(const std::string& arm, const std::string& kernel);

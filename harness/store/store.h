@@ -26,7 +26,6 @@
 #include <set>
 #include <stdexcept>
 #include <string>
-#include <string_view>
 #include <vector>
 
 #include "core/sample.h"
@@ -68,7 +67,7 @@ std::optional<RunStatus> run_status_from(const std::string& s);
 struct RunInfo {
   std::string scenario_name;
   std::string scenario_text;
-  std::string scenario_hash;      // hex; "" = begin_run computes fnv1a64_hex(scenario_text)
+  std::string scenario_hash;      // hex; "" = begin_run computes core::fnv1a64_hex(scenario_text)
   std::uint64_t plan_seed = 0;
   int plan_size = 0;              // number of planned samples
   std::string plan_json;          // the plan as JSON (produced by the caller)
@@ -170,8 +169,5 @@ class ResultStore {
   std::filesystem::path m_path;
   std::unique_ptr<Db> m_db;
 };
-
-// FNV-1a 64-bit of `text` as 16 lower-case hex digits (scenario hashes).
-std::string fnv1a64_hex(std::string_view text);
 
 }  // namespace kab::store

@@ -48,3 +48,18 @@ TEST_CASE("format_diagnostic puts a caret under the column", "[text]") {
   Diagnostic nopos{"f.yaml", 0, 0, "cannot read scenario file", ""};
   CHECK(format_diagnostic(nopos) == "f.yaml: cannot read scenario file\n");
 }
+
+TEST_CASE("xml_escape makes text safe for XML and HTML", "[text]") {
+  SECTION("markup characters become entities") {
+    CHECK(xml_escape("a<b & \"c\" > 'd'") == "a&lt;b &amp; &quot;c&quot; &gt; &apos;d&apos;");
+  }
+  SECTION("control characters XML forbids become '?', tab and line ends stay") {
+    CHECK(xml_escape(std::string("a\x01" "b\x1b" "c", 5)) == "a?b?c");
+    CHECK(xml_escape(std::string("\0", 1)) == "?");
+    CHECK(xml_escape("l1\r\n\tl2") == "l1\r\n\tl2");
+  }
+  SECTION("other bytes, UTF-8 included, pass unchanged") {
+    CHECK(xml_escape("") == "");
+    CHECK(xml_escape("µs → 5") == "µs → 5");
+  }
+}
