@@ -12,69 +12,17 @@
 #include <map>
 #include <nlohmann/json.hpp>
 #include <set>
-#include <sstream>
 #include <thread>
 
+#include "helpers.h"
 #include "proc/runner.h"
 
 namespace fs = std::filesystem;
 using json = nlohmann::json;
 namespace proc = kab::proc;
+using namespace kab::integration;
 
 namespace {
-
-const std::string k_kab = KAB_BINARY;
-const std::string k_root = KAB_SOURCE_DIR;
-
-struct TestDir {
-  fs::path path;
-  explicit TestDir(const std::string& name) {
-    path = fs::temp_directory_path() / ("kab-it-" + name);
-    fs::remove_all(path);
-    fs::create_directories(path);
-  }
-  // The directory is kept for inspection; the next run of the test starts it afresh.
-  std::string db() const { return (path / "kab.db").string(); }
-};
-
-proc::Result run_kab(const std::vector<std::string>& args, double timeout_s = 3600, const std::string& log = "",
-                 std::vector<std::pair<std::string, std::string>> env = {}) {
-  proc::Options o;
-  o.argv = {k_kab};
-  o.argv.insert(o.argv.end(), args.begin(), args.end());
-  o.cwd = k_root;
-  o.timeout_s = timeout_s;
-  o.output_path = log;
-  env.emplace_back("KAB_ROOT", k_root);
-  o.env = env;
-  return proc::run(o);
-}
-
-// The JSON document at the end of kab's output (progress lines go before it).
-json last_json(const std::string& output) {
-  // The first top-level document that parses to the end of the output.
-  for (std::size_t s = 0; s < output.size(); ++s) {
-    if ((output[s] == '{' || output[s] == '[') && (s == 0 || output[s - 1] == '\n')) {
-      auto j = json::parse(output.substr(s), nullptr, false);
-      if (!j.is_discarded()) return j;
-    }
-  }
-  FAIL("no JSON in kab's output:\n" << output);
-  return {};
-}
-
-json show(const std::string& db, long long run) {
-  auto r = run_kab({"show", std::to_string(run), "--db", db, "--json"}, 60);
-  REQUIRE(r.ok());
-  return last_json(r.output);
-}
-
-std::string read(const fs::path& p) {
-  std::ifstream in(p);
-  std::ostringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
-}
 
 // Nothing a sample started may outlive it.
 void check_no_leftovers() {
@@ -86,33 +34,6 @@ void check_no_leftovers() {
   CHECK(ps.find("qemu-system") == std::string::npos);
   for (const auto& e : fs::directory_iterator("/dev/shm"))
     CHECK(e.path().filename().string().rfind("kab-share-", 0) != 0);
-}
-
-// `kab run SCENARIO --db DB --json EXTRA…`, which must succeed: kab's result and the stored samples.
-struct RunOutput {
-  json result, samples;
-};
-RunOutput run_ok(const TestDir& dir, const std::string& scenario, std::vector<std::string> extra = {}) {
-  std::vector<std::string> args = {"run", scenario, "--db", dir.db(), "--json"};
-  args.insert(args.end(), extra.begin(), extra.end());
-  auto r = run_kab(args, 1800, (dir.path / "kab.log").string());
-  std::string out = read(dir.path / "kab.log");
-  INFO(out);
-  REQUIRE(r.ok());
-  RunOutput o;
-  o.result = last_json(out);
-  o.samples = show(dir.db(), o.result["run"].get<long long>());
-  return o;
-}
-
-// A healthy sample that wrote, with the RFC's mechanism visible: temporary
-// pages in writeback on the stock kernel, none with the patch.
-void check_ok_with_mechanism(const json& s) {
-  INFO(s.dump());
-  CHECK(s["status"] == "ok");
-  CHECK(s["bw_bytes"].get<double>() > 1e6);
-  if (s["arm"] == "stock") CHECK(s["writeback_tmp_peak_kb"].get<double>() > 0);
-  else CHECK(s["writeback_tmp_peak_kb"].get<double>() == 0);
 }
 
 }  // namespace
@@ -334,12 +255,8 @@ TEST_CASE("run: a kernel WARNING is kept and marked unhealthy, panics and hangs 
 
 TEST_CASE("run: killed with SIGKILL mid-run, resumed without duplicates", "[integration][resume]") {
   TestDir dir("resume");
-  proc::Options o;
-  o.argv = {k_kab, "run", "scenarios/quick.yaml", "--db", dir.db(), "--repetitions", "2"};
-  o.cwd = k_root;
-  o.env = {{"KAB_ROOT", k_root}};
-  o.output_path = (dir.path / "first.log").string();
-  proc::Child child(o);
+  proc::Child child(kab_options({"run", "scenarios/quick.yaml", "--db", dir.db(), "--repetitions", "2"},
+                                 (dir.path / "first.log").string()));
   // Wait for the first stored sample, then kill kab (not its guest) hard.
   auto t0 = std::chrono::steady_clock::now();
   while (read(dir.path / "first.log").find("kab: sample 1/4") == std::string::npos) {
@@ -436,12 +353,8 @@ TEST_CASE("run: kab-dpu dying mid-run is a failed sample with its cause, nothing
   auto b = t.find("  - name: dpu");
   t.erase(a, b - a);
   std::ofstream(dir.path / "dies.yaml") << t;
-  proc::Options o;
-  o.argv = {k_kab, "run", (dir.path / "dies.yaml").string(), "--db", dir.db(), "--json", "--repetitions", "1"};
-  o.cwd = k_root;
-  o.env = {{"KAB_ROOT", k_root}};
-  o.output_path = (dir.path / "kab.log").string();
-  proc::Child child(o);
+  proc::Child child(kab_options({"run", (dir.path / "dies.yaml").string(), "--db", dir.db(), "--json", "--repetitions", "1"},
+                                 (dir.path / "kab.log").string()));
   // Once the first sample's fio has started, kill kab-dpu hard.
   auto t0 = std::chrono::steady_clock::now();
   bool killed = false;

@@ -7,58 +7,15 @@
 #include <nlohmann/json.hpp>
 #include <sstream>
 
+#include "helpers.h"
 #include "proc/runner.h"
 
 namespace fs = std::filesystem;
 using json = nlohmann::json;
 namespace proc = kab::proc;
+using namespace kab::integration;
 
 namespace {
-
-const std::string k_kab = KAB_BINARY;
-const std::string k_root = KAB_SOURCE_DIR;
-
-fs::path test_dir(const std::string& name) {
-  fs::path p = fs::temp_directory_path() / ("kab-it-" + name);
-  fs::remove_all(p);
-  fs::create_directories(p);
-  return p;
-}
-
-std::string read(const fs::path& p) {
-  std::ifstream in(p);
-  std::ostringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
-}
-
-proc::Result run_kab(const std::vector<std::string>& args, double timeout_s, const std::string& log = "") {
-  proc::Options o;
-  o.argv = {k_kab};
-  o.argv.insert(o.argv.end(), args.begin(), args.end());
-  o.cwd = k_root;
-  o.timeout_s = timeout_s;
-  o.output_path = log;
-  o.env = {{"KAB_ROOT", k_root}};
-  return proc::run(o);
-}
-
-// The first top-level JSON document that parses to the end of the output.
-json last_json(const std::string& output) {
-  for (std::size_t s = 0; s < output.size(); ++s)
-    if ((output[s] == '{' || output[s] == '[') && (s == 0 || output[s - 1] == '\n')) {
-      auto j = json::parse(output.substr(s), nullptr, false);
-      if (!j.is_discarded()) return j;
-    }
-  FAIL("no JSON in kab's output:\n" << output);
-  return {};
-}
-
-json show(const std::string& db, long long run) {
-  auto r = run_kab({"show", std::to_string(run), "--db", db, "--json"}, 60);
-  REQUIRE(r.ok());
-  return last_json(r.output);
-}
 
 // Runs kab as a child to know its pid: its work directories and shares carry it.
 struct KabRun {
@@ -66,13 +23,7 @@ struct KabRun {
   pid_t pid = -1;
 };
 KabRun run_kab_tracked(const std::vector<std::string>& args, double timeout_s, const std::string& log) {
-  proc::Options o;
-  o.argv = {k_kab};
-  o.argv.insert(o.argv.end(), args.begin(), args.end());
-  o.cwd = k_root;
-  o.output_path = log;
-  o.env = {{"KAB_ROOT", k_root}};
-  proc::Child c(o);
+  proc::Child c(kab_options(args, log));
   KabRun r;
   r.pid = c.pid();
   if (!c.wait(timeout_s)) c.stop();
@@ -121,7 +72,7 @@ std::string scenario_with(const std::string& from, const std::string& find, cons
 }  // namespace
 
 TEST_CASE("uml: quick scenario on both kernels against virtiofsd", "[integration][uml]") {
-  fs::path dir = test_dir("uml-quick");
+  fs::path dir = TestDir("uml-quick").path;
   const std::string db = (dir / "kab.db").string();
   auto [r, pid] = run_kab_tracked({"run", "scenarios/quick-uml.yaml", "--db", db, "--json"}, 3600, (dir / "kab.log").string());
   std::string out = read(dir / "kab.log");
@@ -133,18 +84,12 @@ TEST_CASE("uml: quick scenario on both kernels against virtiofsd", "[integration
   CHECK(res["accelerator"] == "uml");
   json samples = show(db, res["run"].get<long long>());
   REQUIRE(samples.size() == 6);
-  for (const auto& s : samples) {
-    INFO(s.dump());
-    CHECK(s["status"] == "ok");
-    CHECK(s["bw_bytes"].get<double>() > 10e6);
-    if (s["arm"] == "stock") CHECK(s["writeback_tmp_peak_kb"].get<double>() > 0);
-    else CHECK(s["writeback_tmp_peak_kb"].get<double>() == 0);
-  }
+  for (const auto& s : samples) check_ok_with_mechanism(s, 10e6);
   check_no_uml_leftovers(pid);
 }
 
 TEST_CASE("uml: a guest that panics is recorded as crashed within its timeout", "[integration][uml]") {
-  fs::path dir = test_dir("uml-panic");
+  fs::path dir = TestDir("uml-panic").path;
   const std::string db = (dir / "kab.db").string();
   std::string t = scenario_with("scenarios/quick-uml.yaml", "  platform: uml\n",
                                 "  platform: uml\n  cmdline: rdinit=/nonexistent init=/nonexistent\n");
@@ -168,7 +113,7 @@ TEST_CASE("uml: a guest that panics is recorded as crashed within its timeout", 
 }
 
 TEST_CASE("uml: a guest that hangs is ended at its timeout and recorded as such", "[integration][uml]") {
-  fs::path dir = test_dir("uml-hang");
+  fs::path dir = TestDir("uml-hang").path;
   const std::string db = (dir / "kab.db").string();
   std::string t = scenario_with("scenarios/quick-uml.yaml", "  platform: uml\n", "  platform: uml\n  cmdline: kab.hang\n");
   t.replace(t.find("timeout: 60s"), 12, "timeout: 15s");
