@@ -9,6 +9,7 @@
 #include <sstream>
 #include <thread>
 
+#include "core/system.h"
 #include "core/text.h"
 
 namespace fs = std::filesystem;
@@ -39,8 +40,56 @@ std::string default_kab_dpu() {
   return p.empty() ? "kab-dpu" : p;
 }
 
+namespace {
+
+std::vector<std::string> virtiofsd_options(const core::BackendSpec& spec, const std::string& socket,
+                                           const std::string& shared_dir, const std::string&) {
+  std::vector<std::string> argv = {"--socket-path=" + socket, "-o", "source=" + shared_dir, "-o", "cache=" + spec.cache,
+                                   "-o", spec.writeback ? "writeback" : "no_writeback", "-o",
+                                   "sandbox=" + (spec.sandbox == "none" ? std::string("chroot") : spec.sandbox)};
+  if (spec.thread_pool_size > 0) argv.push_back("--thread-pool-size=" + std::to_string(spec.thread_pool_size));
+  return argv;
+}
+
+std::vector<std::string> dpu_options(const core::BackendSpec& spec, const std::string& socket,
+                                     const std::string& shared_dir, const std::string& stats_path) {
+  std::vector<std::string> argv = {"--socket", socket, "--shared-dir", shared_dir, "--tag", "kabfs"};
+  if (spec.writeback) argv.push_back("--writeback");
+  argv.insert(argv.end(), {"--cores", std::to_string(spec.dpu.cores)});
+  if (!spec.dpu.core_cpus.empty()) argv.insert(argv.end(), {"--core-cpus", join_cpus(spec.dpu.core_cpus)});
+  if (spec.dpu.latency_us > 0) argv.insert(argv.end(), {"--latency-us", std::to_string(spec.dpu.latency_us)});
+  if (spec.dpu.bandwidth_mbps > 0) argv.insert(argv.end(), {"--bandwidth-mbps", std::to_string(spec.dpu.bandwidth_mbps)});
+  if (spec.dpu.queue_depth > 0) argv.insert(argv.end(), {"--queue-depth", std::to_string(spec.dpu.queue_depth)});
+  argv.insert(argv.end(), {"--stats", stats_path});
+  return argv;
+}
+
+}  // namespace
+
+const std::vector<Launcher>& launchers() {
+  static const std::vector<Launcher> table = {
+      {"virtiofsd", default_virtiofsd, virtiofsd_options, 0},
+      {"dpu", default_kab_dpu, dpu_options, SIGUSR1},   // kab-dpu writes its statistics on SIGUSR1
+  };
+  return table;
+}
+
+const Launcher* find_launcher(std::string_view type) {
+  for (const auto& l : launchers())
+    if (type == l.type) return &l;
+  return nullptr;
+}
+
+std::vector<std::string> backend_types() {
+  std::vector<std::string> out;
+  for (const auto& l : launchers()) out.push_back(l.type);
+  return out;
+}
+
 std::unique_ptr<core::Backend> make_backend(const core::BackendSpec& spec) {
-  return std::make_unique<ProcessBackend>(spec.type == core::BackendType::dpu ? default_kab_dpu() : default_virtiofsd());
+  const Launcher* l = find_launcher(spec.type);
+  if (!l) throw BackendError("backend " + spec.name + ": no launcher for type '" + spec.type + "'");
+  return std::make_unique<ProcessBackend>(*l);
 }
 
 std::vector<std::string> ProcessBackend::command(const core::BackendSpec& spec, const std::string& socket,
@@ -49,27 +98,8 @@ std::vector<std::string> ProcessBackend::command(const core::BackendSpec& spec, 
   // Pinning applies to whichever backend runs, so both compare under one CPU budget.
   if (!spec.cpus.empty()) argv = {"taskset", "-c", join_cpus(spec.cpus)};
   argv.push_back(m_binary);
-  if (spec.type == core::BackendType::virtiofsd) {
-    argv.push_back("--socket-path=" + socket);
-    argv.push_back("-o");
-    argv.push_back("source=" + shared_dir);
-    argv.push_back("-o");
-    argv.push_back("cache=" + spec.cache);
-    argv.push_back("-o");
-    argv.push_back(spec.writeback ? "writeback" : "no_writeback");
-    argv.push_back("-o");
-    argv.push_back("sandbox=" + (spec.sandbox == "none" ? std::string("chroot") : spec.sandbox));
-    if (spec.thread_pool_size > 0) argv.push_back("--thread-pool-size=" + std::to_string(spec.thread_pool_size));
-  } else {
-    argv.insert(argv.end(), {"--socket", socket, "--shared-dir", shared_dir, "--tag", "kabfs"});
-    if (spec.writeback) argv.push_back("--writeback");
-    argv.insert(argv.end(), {"--cores", std::to_string(spec.dpu.cores)});
-    if (!spec.dpu.core_cpus.empty()) argv.insert(argv.end(), {"--core-cpus", join_cpus(spec.dpu.core_cpus)});
-    if (spec.dpu.latency_us > 0) argv.insert(argv.end(), {"--latency-us", std::to_string(spec.dpu.latency_us)});
-    if (spec.dpu.bandwidth_mbps > 0) argv.insert(argv.end(), {"--bandwidth-mbps", std::to_string(spec.dpu.bandwidth_mbps)});
-    if (spec.dpu.queue_depth > 0) argv.insert(argv.end(), {"--queue-depth", std::to_string(spec.dpu.queue_depth)});
-    argv.insert(argv.end(), {"--stats", stats_path});
-  }
+  auto options = m_launcher.options(spec, socket, shared_dir, stats_path);
+  argv.insert(argv.end(), options.begin(), options.end());
   return argv;
 }
 
@@ -125,7 +155,6 @@ core::BackendHandle ProcessBackend::start(const core::BackendSpec& spec, const s
   fs::create_directories(h.shared_dir);
   m_shared_dir = h.shared_dir;
   fs::remove(h.socket_path);
-  m_is_dpu = spec.type == core::BackendType::dpu;
   m_socket = h.socket_path;
   proc::Options o;
   o.argv = command(spec, h.socket_path, h.shared_dir, m_stats_path);
@@ -154,8 +183,8 @@ bool ProcessBackend::alive() { return m_child && m_child->running(); }
 core::HostUsage ProcessBackend::stop() {
   if (m_child) {
     // virtiofsd and kab-dpu end by themselves when the guest disconnects.
-    if (m_child->running() && m_is_dpu) {  // kab-dpu writes its statistics on SIGUSR1
-      ::kill(m_child->pid(), SIGUSR1);
+    if (m_child->running() && m_launcher.stats_signal) {
+      ::kill(m_child->pid(), m_launcher.stats_signal);
       m_child->wait(0.5);
     }
     m_child->stop(2);
@@ -174,12 +203,6 @@ core::HostUsage ProcessBackend::stop() {
   return m_usage;
 }
 
-std::string ProcessBackend::stats_json() {
-  std::ifstream in(m_stats_path);
-  if (!in) return "";
-  std::ostringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
-}
+std::string ProcessBackend::stats_json() { return core::read_text(m_stats_path); }
 
 }  // namespace kab::backend

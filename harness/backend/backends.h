@@ -5,6 +5,8 @@
 
 #include <memory>
 #include <string>
+#include <string_view>
+#include <vector>
 
 #include "core/ports.h"
 #include "proc/runner.h"
@@ -15,10 +17,30 @@ struct BackendError : std::runtime_error {
   using std::runtime_error::runtime_error;
 };
 
+// A daemon kab can start to serve the share, registered in one table: a
+// scenario's backends[].type names one. Adding a backend type is its launcher
+// (these three functions) and one entry in backends.cpp.
+struct Launcher {
+  const char* type;           // backends[].type
+  // Where its binary is: a path, or the bare name when it is not found.
+  std::string (*binary)();
+  // Its options after the binary: socket, shared directory, statistics file and the spec's settings.
+  std::vector<std::string> (*options)(const core::BackendSpec& spec, const std::string& socket,
+                                      const std::string& shared_dir, const std::string& stats_path);
+  // Sent before it is stopped, to have it write its statistics (0: none).
+  int stats_signal;
+};
+
+const std::vector<Launcher>& launchers();
+// The launcher of a backend type; nullptr when there is none.
+const Launcher* find_launcher(std::string_view type);
+std::vector<std::string> backend_types();
+
 class ProcessBackend : public core::Backend {
  public:
-  // `binary`: virtiofsd path or kab-dpu path.
-  explicit ProcessBackend(std::string binary) : m_binary(std::move(binary)) {}
+  // Runs `launcher`'s daemon from `binary` (its own binary() by default).
+  explicit ProcessBackend(const Launcher& launcher, std::string binary = "")
+      : m_launcher(launcher), m_binary(binary.empty() ? launcher.binary() : std::move(binary)) {}
   ~ProcessBackend() override { stop(); }
   core::BackendHandle start(const core::BackendSpec& spec, const std::string& work_dir) override;
   bool alive() override;
@@ -30,18 +52,19 @@ class ProcessBackend : public core::Backend {
                                    const std::string& shared_dir, const std::string& stats_path) const;
 
  private:
+  const Launcher& m_launcher;
   std::string m_binary;
   std::unique_ptr<proc::Child> m_child;
   void apply_cpu_quota(double fraction);
   std::string m_socket, m_stats_path, m_shared_dir, m_cgroup;
   bool m_owns_shared = false;
-  bool m_is_dpu = false;
   core::HostUsage m_usage;
 };
 
 // The default binaries: /usr/lib/qemu/virtiofsd; kab-dpu next to kab or in PATH.
 std::string default_virtiofsd();
 std::string default_kab_dpu();
+// A backend of spec.type; throws BackendError for a type no launcher has.
 std::unique_ptr<core::Backend> make_backend(const core::BackendSpec& spec);
 
 }  // namespace kab::backend

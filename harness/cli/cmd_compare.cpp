@@ -12,55 +12,24 @@
 #include "cli/parse.h"
 #include "cli/runner.h"
 #include "core/analyzer.h"
+#include "core/fio_job.h"
 #include "core/orchestrator.h"
+#include "core/system.h"
 #include "core/text.h"
-#include "report/html.h"
-#include "report/json.h"
-#include "report/junit.h"
-#include "report/markdown.h"
-#include "report/text.h"
+#include "report/formats.h"
 
 namespace fs = std::filesystem;
 
 namespace kab::cli {
 
-std::string join_args(const std::string& cmd, const std::vector<std::string>& args);  // cmd_run.cpp
-
 namespace {
-
-const std::vector<std::string> k_formats = {"text", "md", "json", "junit", "html"};
-
-std::string iso_now() {
-  std::time_t t = std::time(nullptr);
-  char buf[32];
-  std::strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%SZ", std::gmtime(&t));
-  return buf;
-}
-
-std::string render(const std::string& format, const core::Comparison& c, const core::ReportContext& ctx, bool tty) {
-  if (format == "md") return report::render_markdown(c, ctx);
-  if (format == "json") return report::render_json(c, ctx);
-  if (format == "junit") return report::render_junit(c, ctx);
-  if (format == "html") return report::render_html(c, ctx);
-  report::TextOptions o;
-  o.color = tty;
-  return report::render_text(c, ctx, o);
-}
-
-const char* extension(const std::string& format) {
-  if (format == "md") return "md";
-  if (format == "json") return "json";
-  if (format == "junit") return "junit.xml";
-  if (format == "html") return "html";
-  return "txt";
-}
 
 // The context of a comparison: environment of the runs, kernels, job, command.
 core::ReportContext context_for(store::ResultStore& db, const std::vector<std::int64_t>& runs, const core::Scenario& s,
                                 const core::Comparison& c, const std::string& command) {
   core::ReportContext ctx;
   ctx.command = command;
-  ctx.date = iso_now();
+  ctx.date = core::iso_now();
   ctx.kab_version = KAB_VERSION;
   char host[256] = {};
   ::gethostname(host, sizeof host - 1);
@@ -75,7 +44,8 @@ core::ReportContext context_for(store::ResultStore& db, const std::vector<std::i
     ctx.fio_version = r->info.fio_version;
     ctx.date = r->created_at;
   }
-  ctx.job_file = s.fio.job_file.empty() ? core::fio_job_text(s.fio, {}, "/mnt/kab") : "; job_file " + s.fio.job_file;
+  // The job as the guest ran it (a job file with kab's [global] and fio.override applied).
+  ctx.job_file = core::fio_job_for(s.fio, {});
   // Kernels of each arm, from the samples' build keys.
   std::vector<core::Sample> samples;
   for (auto r : runs) {
@@ -141,13 +111,18 @@ int analyse_and_report(store::ResultStore& db, const std::vector<std::int64_t>& 
   core::ReportContext ctx = context_for(db, runs, s, c, command);
   if (!out.out_dir.empty()) {
     fs::create_directories(out.out_dir);
-    for (const auto& f : k_formats) {
-      std::ofstream file(fs::path(out.out_dir) / (std::string("comparison.") + extension(f)));
-      file << render(f, c, ctx, false);
+    std::string extensions;
+    for (const auto& f : report::formats()) {
+      std::ofstream file(fs::path(out.out_dir) / ("comparison." + std::string(f.extension)));
+      file << f.render(c, ctx, false);
+      extensions += (extensions.empty() ? "" : ",") + std::string(f.extension);
     }
-    std::fprintf(stderr, "kab: reports in %s (comparison.{txt,md,json,junit.xml,html})\n", out.out_dir.c_str());
+    std::fprintf(stderr, "kab: reports in %s (comparison.{%s})\n", out.out_dir.c_str(), extensions.c_str());
   }
-  std::cout << render(out.format, c, ctx, ::isatty(STDOUT_FILENO) && out.format == "text");
+  // --format is checked against the table; text is its first entry.
+  const report::Format* format = report::find_format(out.format);
+  if (!format) format = &report::formats().front();
+  std::cout << format->render(c, ctx, ::isatty(STDOUT_FILENO));
   return c.verdict == core::Verdict::regression ? k_exit_failure : k_exit_ok;
 }
 
@@ -164,7 +139,7 @@ int cmd_compare(const std::vector<std::string>& args) {
   app.add_option("--scenario", scenario_path, "scenario file (default scenarios/rfc-writeback.yaml)");
   app.add_option("--repetitions", reps, "override the scenario's repetitions");
   app.add_option("--db", db_path, "SQLite database (default results/kab.db)");
-  app.add_option("--format", out.format, "text, md, json, junit or html")->check(CLI::IsMember(k_formats));
+  app.add_option("--format", out.format, report::format_list())->check(CLI::IsMember(report::format_names()));
   app.add_option("--out", out.out_dir, "also write every format into this directory");
   if (auto code = parse_args(app, args)) return *code;
 
@@ -195,7 +170,7 @@ int cmd_compare(const std::vector<std::string>& args) {
     s.arms = {a, b};
   }
   if (!out.out_dir.empty()) fs::create_directories(out.out_dir);
-  RunResult r = execute_run(rq);
+  core::RunOutcome r = execute_run(rq);
   std::fprintf(stderr, "kab: run %lld stored %d samples (%d not ok)\n", static_cast<long long>(r.run_id), r.stored,
                r.not_ok);
   if (r.interrupted) return k_exit_interrupted;
@@ -219,7 +194,7 @@ int cmd_report(const std::vector<std::string>& args) {
   app.add_option("--base", base, "base arm (default: the run's first arm)");
   app.add_option("--candidate", candidate, "candidate arm (default: the run's second arm)");
   app.add_option("--db", db_path, "SQLite database (default results/kab.db)");
-  app.add_option("--format", out.format, "text, md, json, junit or html")->check(CLI::IsMember(k_formats));
+  app.add_option("--format", out.format, report::format_list())->check(CLI::IsMember(report::format_names()));
   app.add_option("--out", out.out_dir, "also write every format into this directory");
   if (auto code = parse_args(app, args)) return *code;
   store::ResultStore db = store::ResultStore::open(db_path);

@@ -15,6 +15,7 @@
 #include "core/text.h"
 #include "kernel/builder.h"
 #include "vm/libvirt_hypervisor.h"
+#include "vm/platforms.h"
 
 namespace fs = std::filesystem;
 
@@ -109,16 +110,20 @@ std::vector<Check> run_checks() {
                         : "no kernel in /boot: guest.image: disk cannot build its root disk (apt-get install "
                           "linux-image-amd64)"});
   }
-  // Noise: how far this host can separate what it measures. kab pins vCPUs,
-  // emulator and backend apart when the host has vcpus + 2 CPUs.
+  // Noise: how far this host can separate what it measures — each platform's
+  // own pinning plan for this host and a 1-vCPU guest, the plan a run applies.
   {
     const int cores = static_cast<int>(::sysconf(_SC_NPROCESSORS_ONLN));
-    c.push_back({"host CPUs", cores >= 3 ? Level::ok : Level::warn,
-                 std::to_string(cores) + " CPU(s): " +
-                     (cores >= 3 ? "vCPUs, emulator and backend are pinned apart for guests of up to " +
-                                       std::to_string(cores - 2) + " vCPU(s)"
-                                 : "vCPU, emulator and backend threads cannot be pinned apart; expect more noise "
-                                   "(UML pins guest and backend to one CPU)")});
+    bool apart = true;
+    std::string plans;
+    for (const auto& p : vm::platforms()) {
+      core::PinningPlan plan = p.pinning(cores, 1);
+      apart &= plan.warning.empty();
+      plans += std::string("; ") + p.name + ": " + plan.noise;
+    }
+    c.push_back({"host CPUs", apart ? Level::ok : Level::warn,
+                 std::to_string(cores) + " CPU(s)" + plans +
+                     (apart ? "" : " (expect more noise where vCPU, emulator and backend share CPUs)")});
     const double load = host_load1();
     char buf[32];
     std::snprintf(buf, sizeof buf, "%.2f", load);

@@ -10,12 +10,6 @@
 
 namespace kab::cli {
 
-std::string join_args(const std::string& cmd, const std::vector<std::string>& args) {
-  std::string out = "kab " + cmd;
-  for (const auto& a : args) out += " " + a;
-  return out;
-}
-
 int cmd_run(const std::vector<std::string>& args) {
   CLI::App app{"Run a scenario: build what is missing, run every sample, store each the moment it ends.", "run"};
   RunRequest rq;
@@ -34,7 +28,7 @@ int cmd_run(const std::vector<std::string>& args) {
   if (reps > 0) rq.scenario.repetitions = reps;
   rq.resume = resume;
   rq.command_line = join_args("run", args);
-  RunResult r = execute_run(rq);
+  core::RunOutcome r = execute_run(rq);
   if (json) {
     nlohmann::ordered_json j{{"run", r.run_id},          {"stored", r.stored},
                              {"skipped", r.skipped},     {"not_ok", r.not_ok},

@@ -5,6 +5,7 @@
 
 #include "cli/app.h"
 #include "cli/parse.h"
+#include "cli/runner.h"
 #include "core/planner.h"
 
 namespace kab::cli {
@@ -52,7 +53,7 @@ nlohmann::ordered_json plan_json(const core::Scenario& s, const core::Plan& plan
     e["kernel"] = p.kernel;
     if (!p.variant.empty()) e["variant"] = p.variant;
     e["backend"] = p.backend;
-    e["platform"] = core::to_string(p.platform);
+    e["platform"] = p.platform;
     e["cell"] = cell_json(p.cell);
     e["repetition"] = p.repetition;
     j["samples"].push_back(e);
@@ -81,7 +82,7 @@ int cmd_plan(const std::vector<std::string>& args) {
   std::printf("%5s  %-10s %-14s %-12s %-5s %-4s %s\n", "index", "arm", "kernel", "backend", "plat", "rep", "cell");
   for (const auto& p : plan.samples)
     std::printf("%5d  %-10s %-14s %-12s %-5s %-4d %s\n", p.index, p.arm.c_str(), p.kernel.c_str(),
-                p.backend.c_str(), core::to_string(p.platform).c_str(), p.repetition,
+                p.backend.c_str(), p.platform.c_str(), p.repetition,
                 p.cell.empty() ? "-" : core::cell_label(p.cell).c_str());
   return k_exit_ok;
 }

@@ -6,7 +6,9 @@
 #include "cli/app.h"
 #include "core/text.h"
 #include "fio/catalog.h"
+#include "backend/backends.h"
 #include "proc/runner.h"
+#include "vm/platforms.h"
 
 namespace fs = std::filesystem;
 
@@ -84,6 +86,9 @@ scenario::Context validation_context() {
   ctx.kernels = scenario::list_kernel_names(paths().kernels_dir);
   ctx.fio_options = catalog->names();
   ctx.fio_knows = [](const std::string& o) { return catalog->knows(o); };
+  ctx.fio_parse = [](const std::string& job) { return catalog->parse_only(job); };
+  for (const auto& p : vm::platforms()) ctx.platforms.push_back({p.name, p.boots_disk});
+  ctx.backend_types = backend::backend_types();
   return ctx;
 }
 

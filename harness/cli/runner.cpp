@@ -4,42 +4,28 @@
 #include <sys/utsname.h>
 #include <unistd.h>
 
-#include <chrono>
 #include <cstdio>
-#include <ctime>
 #include <filesystem>
 #include <fstream>
-#include <map>
-#include <nlohmann/json.hpp>
-#include <sstream>
 #include <thread>
 
 #include "backend/backends.h"
 #include "cli/app.h"
-#include "core/orchestrator.h"
 #include "core/planner.h"
+#include "core/system.h"
 #include "core/text.h"
 #include "fio/record.h"
 #include "image/disk_image.h"
 #include "image/initramfs.h"
 #include "proc/runner.h"
 #include "vm/libvirt_hypervisor.h"
-#include "vm/uml_hypervisor.h"
+#include "vm/platforms.h"
 
 namespace fs = std::filesystem;
 
 namespace kab::cli {
 
-nlohmann::ordered_json plan_json(const core::Scenario& s, const core::Plan& plan);  // cmd_scenario.cpp
-
 namespace {
-
-std::string read_text(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  std::ostringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
-}
 
 class Host : public core::HostProbe {
  public:
@@ -63,50 +49,130 @@ class Host : public core::HostProbe {
     ::sync();
     std::ofstream("/proc/sys/vm/drop_caches") << "3\n";
   }
-  std::string now_iso() override {
-    std::time_t t = std::time(nullptr);
-    char buf[32];
-    std::strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%SZ", std::gmtime(&t));
-    return buf;
-  }
-  double now_s() override {
-    using namespace std::chrono;
-    return duration<double>(steady_clock::now().time_since_epoch()).count();
-  }
+  std::string now_iso() override { return core::iso_now(); }
+  double now_s() override { return core::now_s(); }
   void sleep_s(double s) override { std::this_thread::sleep_for(std::chrono::duration<double>(s)); }
+  int cpus() override { return static_cast<int>(::sysconf(_SC_NPROCESSORS_ONLN)); }
+  bool raise_priority() override { return ::setpriority(PRIO_PROCESS, 0, -10) == 0; }
 
  private:
   double m_total = 0, m_steal = 0;
 };
 
-class StoreSink : public core::SampleSink {
+// The run's records in the SQLite store, with the host's facts added to the run.
+class Store : public core::RunStore {
  public:
-  explicit StoreSink(store::ResultStore& s) : m_store(s) {}
-  void add_sample(const core::Sample& s) override { m_store.add_sample(s); }
-  std::set<int> completed_indices(std::int64_t run) override { return m_store.completed_indices(run); }
+  explicit Store(store::ResultStore& db) : m_db(db) {}
+  void add_sample(const core::Sample& s) override { m_db.add_sample(s); }
+  std::set<int> completed_indices(std::int64_t run) override { return m_db.completed_indices(run); }
+  void record_kernel(const core::KernelArtifact& a) override {
+    store::KernelRecord k;
+    k.build_key = a.key;
+    k.name = a.name;
+    k.variant = a.variant;
+    k.arch = a.arch;
+    k.config_hash = a.config_hash;
+    k.patch_hashes = a.patch_hashes;
+    k.source_identity = a.source_identity;
+    k.release = a.release;
+    k.paths = {{"dir", a.dir}, {"config", a.config_path}};
+    if (!a.vmlinux.empty()) k.paths["vmlinux"] = a.vmlinux;
+    if (!a.uml_binary.empty()) k.paths["linux"] = a.uml_binary;
+    // Harness plumbing (not under test) applied to this kernel, by name and hash.
+    for (std::size_t i = 0; i < a.plumbing_patches.size(); ++i)
+      k.paths["plumbing" + std::to_string(i)] = a.plumbing_patches[i];
+    k.build_wall_s = a.wall_s;
+    k.build_cpu_s = a.cpu_s;
+    k.objects_compiled = a.objects_compiled;
+    m_db.record_kernel(k);
+  }
+  std::optional<core::StoredRun> stored_run(std::int64_t id) override {
+    auto r = m_db.run(id);
+    if (!r) return std::nullopt;
+    return core::StoredRun{r->info.plan_seed, r->info.plan_size, r->info.scenario_text};
+  }
+  std::int64_t begin_run(const core::RunRecord& r) override {
+    store::RunInfo info = host_run_info();
+    info.scenario_name = r.scenario->name;
+    info.scenario_text = r.scenario->text;
+    info.plan_seed = r.plan->seed;
+    info.plan_size = static_cast<int>(r.plan->samples.size());
+    info.plan_json = plan_json(*r.scenario, *r.plan).dump();
+    info.accelerator = r.accelerator;
+    info.libvirt_version = r.platform_versions;
+    info.extra["command"] = r.command;
+    info.extra["image_key"] = r.image.key;
+    info.extra["image"] = r.image.description;
+    return m_db.begin_run(info);
+  }
+  void resume_run(std::int64_t id) override { m_db.resume_run(id); }
+  void finish_run(std::int64_t id, bool interrupted) override {
+    m_db.finish_run(id, interrupted ? store::RunStatus::interrupted : store::RunStatus::complete);
+  }
 
  private:
-  store::ResultStore& m_store;
+  store::ResultStore& m_db;
 };
 
-// A kab killed with SIGKILL leaves its per-sample directories and tmpfs
-// shares behind (its guest and backend die with its libvirt connection).
-// They carry the dead kab's pid: remove those whose kab is gone.
-void remove_stale_work_dirs() {
-  std::error_code ec;
-  for (const auto& e : fs::directory_iterator("/dev/shm", ec)) {
-    const std::string name = e.path().filename().string();
-    std::string pid;
-    if (core::starts_with(name, "kab-share-")) pid = name.substr(10, name.find('-', 10) - 10);
-    else if (core::starts_with(name, "kab-run-")) pid = name.substr(name.rfind('-') + 1);
-    else continue;
-    if (pid.empty() || pid.find_first_not_of("0123456789") != std::string::npos) continue;
-    if (fs::exists("/proc/" + pid)) continue;
-    fs::remove_all(e.path(), ec);
+// Per-sample directories on /dev/shm, named with the run and kab's pid: run
+// ids are per database, and concurrent kabs on other databases must not collide.
+class ShmWorkspace : public core::Workspace {
+ public:
+  std::string instance() override { return std::to_string(::getpid()); }
+  std::string prepare(std::int64_t run_id) override {
+    remove_stale();
+    return "/dev/shm/kab-run-" + std::to_string(run_id) + "-" + std::to_string(::getpid());
   }
-}
+  void finish(const std::string& root) override {
+    std::error_code ec;
+    fs::remove(root, ec);   // only when empty: failed samples keep their directories
+  }
+
+ private:
+  // A kab killed with SIGKILL leaves its per-sample directories and tmpfs
+  // shares behind (its guest and backend die with it). They carry the dead
+  // kab's pid: remove those whose kab is gone.
+  static void remove_stale() {
+    std::error_code ec;
+    for (const auto& e : fs::directory_iterator("/dev/shm", ec)) {
+      const std::string name = e.path().filename().string();
+      std::string pid;
+      if (core::starts_with(name, "kab-share-")) pid = name.substr(10, name.find('-', 10) - 10);
+      else if (core::starts_with(name, "kab-run-")) pid = name.substr(name.rfind('-') + 1);
+      else continue;
+      if (pid.empty() || pid.find_first_not_of("0123456789") != std::string::npos) continue;
+      if (fs::exists("/proc/" + pid)) continue;
+      fs::remove_all(e.path(), ec);
+    }
+  }
+};
+
+class StderrProgress : public core::RunProgress {
+ public:
+  explicit StderrProgress(bool quiet) : m_quiet(quiet) {}
+  void note(const std::string& line) override {
+    if (!m_quiet) std::fprintf(stderr, "kab: %s\n", line.c_str());
+  }
+  void sample(int index, int total, const core::Sample& smp, double eta_s) override {
+    if (m_quiet) return;
+    std::fprintf(stderr, "kab: sample %d/%d %-8s %-10s %-20s %-9s %8.1f MiB/s  WritebackTmp peak %5.0f kB  ETA %s\n",
+                 index + 1, total, smp.arm.c_str(), smp.backend.c_str(),
+                 smp.cell.empty() ? "-" : core::cell_label(smp.cell).c_str(), core::to_string(smp.health.status).c_str(),
+                 smp.fio.bw_bytes / 1048576.0, smp.guest.writeback_tmp_peak_kb, core::human_seconds(eta_s).c_str());
+    if (smp.health.status != core::SampleStatus::ok) std::fprintf(stderr, "kab:   %s\n", smp.health.reason.c_str());
+  }
+
+ private:
+  bool m_quiet;
+};
 
 }  // namespace
+
+std::string join_args(const std::string& cmd, const std::vector<std::string>& args) {
+  std::string out = "kab " + cmd;
+  for (const auto& a : args) out += " " + a;
+  return out;
+}
 
 std::string first_line(const std::vector<std::string>& argv) {
   auto [ok, out] = proc::capture(argv);
@@ -144,188 +210,69 @@ store::RunInfo host_run_info() {
   return info;
 }
 
-core::GuestImage build_guest_image(bool disk, bool quiet) {
+std::unique_ptr<core::ImageBuilder> image_builder(const std::string& kind, bool quiet) {
   image::InitramfsOptions io;
   io.cache_dir = paths().cache_dir;
   io.agent_path = paths().root + "/images/agent/init";
+  if (kind != "disk") return std::make_unique<image::InitramfsBuilder>(io);
+  image::DiskImageOptions d;
+  d.tree = io;
+  d.force_tcg = !vm::kvm_available();
+  if (!quiet) d.progress = [](const std::string& step) { std::fprintf(stderr, "kab: disk image: %s\n", step.c_str()); };
+  return std::make_unique<image::DiskImageBuilder>(d);
+}
+
+core::GuestImage build_guest_image(bool disk, bool quiet) {
   try {
-    if (!disk) return image::InitramfsBuilder(io).build();
-    image::DiskImageOptions d;
-    d.tree = io;
-    d.force_tcg = !vm::kvm_available();
-    if (!quiet) d.progress = [](const std::string& step) { std::fprintf(stderr, "kab: disk image: %s\n", step.c_str()); };
-    return image::DiskImageBuilder(d).build();
+    return image_builder(disk ? "disk" : "initramfs", quiet)->build();
   } catch (const std::exception& e) {
     throw Fatal(std::string(disk ? "guest image (disk): " : "guest image: ") + e.what());
   }
 }
 
-RunResult execute_run(const RunRequest& rq) {
+core::RunOutcome execute_run(const RunRequest& rq) {
   const core::Scenario& s = rq.scenario;
-  RunResult res;
-  core::Plan plan = core::make_plan(s);
-  const bool uml = s.guest.platform == core::Platform::uml;
-  const std::string arch = uml ? "um" : "x86_64";
+  core::RunRequest req;
+  req.scenario = s;
+  for (const auto& arm : s.arms)
+    if (!req.kernels.count(arm.kernel)) req.kernels[arm.kernel] = load_kernel_or_exit(arm.kernel);
+  req.resume = rq.resume;
+  req.keep_work = rq.keep_work;
+  req.command = rq.command_line;
+  req.where = rq.db_path;
 
-  // Everything the plan needs, built (or found in the cache) before the first sample.
-  core::RunSettings st;
-  for (const auto& arm : s.arms) {
-    std::string ref = core::kernel_ref(arm.kernel, arm.variant);
-    if (!st.kernels.count(ref)) st.kernels[ref] = build_kernel(arm.kernel, arch, arm.variant);
-  }
-  const bool disk = s.guest.image == "disk";
-  const core::GuestImage img = build_guest_image(disk, rq.quiet);
-  st.base_image = img.path;
-
+  const vm::Platform* platform = vm::find_platform(s.guest.platform);
+  if (!platform) throw Fatal("unknown platform '" + s.guest.platform + "'", k_exit_usage);
+  std::unique_ptr<core::Hypervisor> hv = platform->make();
+  kernel::Builder kernels(kernel_options());
+  std::unique_ptr<core::ImageBuilder> image = image_builder(s.guest.image, rq.quiet);
   store::ResultStore db = store::ResultStore::open(rq.db_path);
-  for (const auto& [ref, a] : st.kernels) {
-    store::KernelRecord k;
-    k.build_key = a.key;
-    k.name = a.name;
-    k.variant = a.variant;
-    k.arch = a.arch;
-    k.config_hash = a.config_hash;
-    k.patch_hashes = a.patch_hashes;
-    k.source_identity = a.source_identity;
-    k.release = a.release;
-    k.paths = {{"dir", a.dir}, {"config", a.config_path}};
-    if (uml) k.paths["linux"] = a.uml_binary;
-    else k.paths["vmlinux"] = a.vmlinux;
-    // Harness plumbing (not under test) applied to this kernel, by name and hash.
-    for (std::size_t i = 0; i < a.plumbing_patches.size(); ++i)
-      k.paths["plumbing" + std::to_string(i)] = a.plumbing_patches[i];
-    k.build_wall_s = a.wall_s;
-    k.build_cpu_s = a.cpu_s;
-    k.objects_compiled = a.objects_compiled;
-    db.record_kernel(k);
-  }
-
-  // The platform is the hypervisor: QEMU through libvirt, or UML as a process.
-  std::unique_ptr<vm::LibvirtHypervisor> libvirt;
-  vm::UmlHypervisor uml_hv;
-  if (!uml) libvirt = std::make_unique<vm::LibvirtHypervisor>();
-  core::Hypervisor& hv = uml ? static_cast<core::Hypervisor&>(uml_hv) : *libvirt;
-  res.accelerator = hv.accelerator();
-  if (res.accelerator == "tcg" && !rq.quiet)
-    std::fprintf(stderr,
-                 "kab: *** WARNING *** no /dev/kvm: guests run under QEMU TCG (software emulation). Absolute MiB/s "
-                 "are not hardware numbers; A/B ratios within one run are the result. (platform: uml runs the "
-                 "guest kernel natively without KVM.)\n");
-  if (rq.resume) {
-    auto r = db.run(rq.resume);
-    if (!r) throw Fatal("no run " + std::to_string(rq.resume) + " in " + rq.db_path, k_exit_usage);
-    if (r->info.plan_seed != plan.seed || r->info.plan_size != static_cast<int>(plan.samples.size()) ||
-        r->info.scenario_text != s.text)
-      throw Fatal("run " + std::to_string(rq.resume) + " was made from another scenario or seed; cannot resume it with " +
-                      rq.scenario_path,
-                  k_exit_usage);
-    db.resume_run(rq.resume);
-    res.run_id = rq.resume;
-  } else {
-    store::RunInfo info = host_run_info();
-    info.scenario_name = s.name;
-    info.scenario_text = s.text;
-    info.plan_seed = plan.seed;
-    info.plan_size = static_cast<int>(plan.samples.size());
-    info.plan_json = plan_json(s, plan).dump();
-    info.accelerator = res.accelerator;
-    info.libvirt_version = uml ? uml_hv.versions() : libvirt->versions();
-    info.extra["command"] = rq.command_line;
-    info.extra["image_key"] = img.key;
-    info.extra["image"] = disk ? "disk (ext4 root, read-only virtio-blk; " + img.path + ")" : "initramfs";
-    res.run_id = db.begin_run(info);
-  }
-
-  // Noise control: the share on tmpfs (scenario), page cache dropped per
-  // sample; pinning only where the host has a CPU for each role.
-  const int ncpu = static_cast<int>(::sysconf(_SC_NPROCESSORS_ONLN));
-  std::string noise = "drop_caches; share on " + s.backends[0].store;
-  core::Scenario run_s = s;
-  if (uml) {
-    // The whole synchronous pipeline — the UML kernel, its userspace and the
-    // backend — on one host CPU at a raised priority: spread over two CPUs
-    // repeated samples varied 10-28%, on one 0.9% while the host was quiet.
-    const int cpu = ncpu - 1;
-    st.vcpu_cpus = {cpu};
-    for (auto& b : run_s.backends)
-      if (b.cpus.empty()) b.cpus = {cpu};
-    const bool raised = ::setpriority(PRIO_PROCESS, 0, -10) == 0;   // inherited by the backend and UML
-    noise = "uml: uniprocessor, syscalls via ptrace; UML and backend pinned to host CPU " + std::to_string(cpu) +
-            (raised ? ", nice -10" : ", priority not raised (not permitted)") + "; " + noise;
-  } else if (ncpu >= s.guest.vcpus + 2) {
-    for (int i = 0; i < s.guest.vcpus; ++i) st.vcpu_cpus.push_back(2 + i);
-    st.emulator_cpus = {1};
-    noise += "; vcpus pinned to 2-" + std::to_string(1 + s.guest.vcpus) + ", emulator to 1, backend free on 0";
-  } else {
-    noise += "; not pinned (host has " + std::to_string(ncpu) + " CPUs, need " + std::to_string(s.guest.vcpus + 2) + ")";
-    if (!rq.quiet)
-      std::fprintf(stderr, "kab: warning: host has %d CPUs: vCPUs, emulator and backend are not pinned apart\n", ncpu);
-  }
-
-  remove_stale_work_dirs();
-  st.run_id = res.run_id;
-  // Run ids are per database: the pid keeps concurrent kabs on other databases apart.
-  st.work_root = "/dev/shm/kab-run-" + std::to_string(res.run_id) + "-" + std::to_string(::getpid());
-  st.instance = std::to_string(::getpid());
-  st.keep_work = rq.keep_work;
-  const double t_start = std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count();
-  int done_now = 0;
-  st.on_sample = [&](int index, int total, const core::Sample& smp) {
-    ++done_now;
-    if (rq.quiet) return;
-    double now = std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count();
-    double per = (now - t_start) / done_now;
-    int left = total - index - 1;
-    std::fprintf(stderr, "kab: sample %d/%d %-8s %-10s %-20s %-9s %8.1f MiB/s  WritebackTmp peak %5.0f kB  ETA %s\n",
-                 index + 1, total, smp.arm.c_str(), smp.backend.c_str(),
-                 smp.cell.empty() ? "-" : core::cell_label(smp.cell).c_str(), core::to_string(smp.health.status).c_str(),
-                 smp.fio.bw_bytes / 1048576.0, smp.guest.writeback_tmp_peak_kb, core::human_seconds(per * left).c_str());
-    if (smp.health.status != core::SampleStatus::ok)
-      std::fprintf(stderr, "kab:   %s\n", smp.health.reason.c_str());
-  };
-
+  Store store(db);
   Host host;
-  StoreSink sink(db);
-  core::OrchestratorPorts ports;
-  ports.hypervisor = &hv;
-  const std::string report_device = uml ? vm::k_uml_report_device : "/dev/ttyS1";
+  ShmWorkspace workspace;
+  StderrProgress progress(rq.quiet);
+
+  core::RunPorts ports;
+  ports.kernels = &kernels;
+  ports.image = image.get();
+  ports.hypervisor = hv.get();
   ports.make_backend = [](const core::BackendSpec& b) { return backend::make_backend(b); };
-  ports.sample_image = [&](const core::PlannedSample& ps, const std::string& job, const std::string& work) {
-    fs::create_directories(work);
-    std::string archive = image::sample_cpio(
-        {{"KAB_SAMPLE", std::to_string(ps.index)}, {"KAB_TAG", "kabfs"}, {"KAB_REPORT", report_device}}, job);
-    if (disk) {
-      std::string path = work + "/sample.img";
-      image::write_sample_disk(archive, path);
-      return path;
-    }
-    std::string path = work + "/initrd.cpio";
-    image::write_combined(img.path, archive, path);
-    return path;
-  };
-  ports.sink = &sink;
+  ports.store = &store;
   ports.host = &host;
+  ports.workspace = &workspace;
+  ports.progress = &progress;
   ports.parse_record = fio::parse_record;
-  ports.read_file = read_text;
+  ports.read_file = core::read_text;
   ports.remove_tree = [](const std::string& p) {
     std::error_code ec;
     fs::remove_all(p, ec);
   };
-  st.noise = noise;
-  core::Orchestrator orch(run_s, ports);
-  if (!rq.quiet)
-    std::fprintf(stderr, "kab: run %lld: %zu samples (%s), results in %s\n", static_cast<long long>(res.run_id),
-                 plan.samples.size(), res.accelerator.c_str(), rq.db_path.c_str());
-  core::RunSummary sum = orch.run(plan, st, [] { return proc::interrupted_flag().load(); });
-  res.stored = sum.stored;
-  res.skipped = sum.skipped;
-  res.interrupted = sum.interrupted;
-  for (const auto& [status, n] : sum.by_status)
-    if (status != core::SampleStatus::ok) res.not_ok += n;
-  db.finish_run(res.run_id, sum.interrupted ? store::RunStatus::interrupted : store::RunStatus::complete);
-  std::error_code ec;
-  if (!rq.keep_work) fs::remove(st.work_root, ec);
-  return res;
+  ports.interrupted = [] { return proc::interrupted_flag().load(); };
+  try {
+    return core::ScenarioRun(std::move(ports)).execute(req);
+  } catch (const core::RunError& e) {
+    throw Fatal(e.what(), e.kind == core::RunError::Kind::input ? k_exit_usage : k_exit_run_failed);
+  }
 }
 
 }  // namespace kab::cli

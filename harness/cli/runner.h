@@ -1,12 +1,16 @@
-// Wiring shared by kab run and kab compare: builds what a scenario needs,
-// opens the store, runs the plan through the orchestrator.
+// The adapters `kab run` and `kab compare` hand to core::ScenarioRun: the
+// store, the host, the work directories on /dev/shm, stderr progress, and the
+// builders and hypervisor the scenario names. The run's policy is in core.
 #pragma once
 
 #include <cstdint>
+#include <nlohmann/json.hpp>
 #include <string>
+#include <vector>
 
 #include "core/model.h"
 #include "core/ports.h"
+#include "core/scenario_run.h"
 #include "kernel/builder.h"
 #include "store/store.h"
 
@@ -22,15 +26,11 @@ struct RunRequest {
   std::string command_line;     // how kab was invoked, stored with the run
 };
 
-struct RunResult {
-  std::int64_t run_id = 0;
-  int stored = 0, skipped = 0, not_ok = 0;
-  bool interrupted = false;
-  std::string accelerator;
-};
-
-// Builds kernels and image, runs every missing sample, stores each at once.
-RunResult execute_run(const RunRequest& request);
+// Loads every arm's kernel definition, picks the adapters and runs the
+// scenario through core::ScenarioRun. Throws Fatal: exit 2 for input errors
+// (an unknown kernel, a resume that does not match), 3 when a build or the
+// platform fails before the first sample.
+core::RunOutcome execute_run(const RunRequest& request);
 
 // The first line a command prints (a tool's --version), or k_unavailable when it cannot run.
 inline constexpr const char* k_unavailable = "unavailable";
@@ -42,8 +42,11 @@ double host_load1();
 // Host facts and tool versions for a run record.
 store::RunInfo host_run_info();
 
-// The guest image from the cache, or built: the initramfs, or (disk) the ext4
-// root disk, with a line per step on stderr unless quiet. Throws Fatal naming the cause.
+// The guest image builder of a kind ("initramfs" or "disk"), with a line per
+// step on stderr unless quiet.
+std::unique_ptr<core::ImageBuilder> image_builder(const std::string& kind, bool quiet = false);
+
+// The guest image from the cache, or built. Throws Fatal naming the cause.
 core::GuestImage build_guest_image(bool disk, bool quiet = false);
 
 // kab's kernel builder options: its cache, the harness plumbing patches, a progress printer.
@@ -51,5 +54,11 @@ kernel::Options kernel_options();
 
 core::KernelArtifact build_kernel(const std::string& name, const std::string& arch, const std::string& variant,
                                   bool force = false);
+
+// The plan as `kab plan --json` prints it (also stored with every run).
+nlohmann::ordered_json plan_json(const core::Scenario& s, const core::Plan& plan);
+
+// "kab CMD ARG…", as stored with a run.
+std::string join_args(const std::string& cmd, const std::vector<std::string>& args);
 
 }  // namespace kab::cli

@@ -2,24 +2,6 @@
 
 namespace kab::core {
 
-std::string to_string(BackendType t) {
-  return t == BackendType::dpu ? "dpu" : "virtiofsd";
-}
-
-std::string to_string(Platform p) { return p == Platform::uml ? "uml" : "qemu"; }
-
-std::optional<BackendType> backend_type_from(const std::string& s) {
-  if (s == "virtiofsd") return BackendType::virtiofsd;
-  if (s == "dpu") return BackendType::dpu;
-  return std::nullopt;
-}
-
-std::optional<Platform> platform_from(const std::string& s) {
-  if (s == "qemu") return Platform::qemu;
-  if (s == "uml") return Platform::uml;
-  return std::nullopt;
-}
-
 std::string cell_label(const Cell& cell) {
   std::string out;
   for (const auto& [k, v] : cell) {

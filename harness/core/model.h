@@ -20,8 +20,6 @@ struct Arm {
   std::string variant;  // optional variant of the kernel definition ("" = none)
 };
 
-enum class BackendType { virtiofsd, dpu };
-
 // A model of a DPU's virtio-fs function (kab-dpu); all zero = as fast as it can be.
 struct DpuModel {
   int cores = 1;                // worker threads (DPU cores)
@@ -33,7 +31,7 @@ struct DpuModel {
 
 struct BackendSpec {
   std::string name;                 // unique within a scenario
-  BackendType type = BackendType::virtiofsd;
+  std::string type = "virtiofsd";   // a registered backend (backend::launchers()): virtiofsd, dpu
   std::string cache = "auto";       // auto | always | none
   bool writeback = true;
   int thread_pool_size = 0;         // 0 = backend's default
@@ -44,10 +42,8 @@ struct BackendSpec {
   DpuModel dpu;
 };
 
-enum class Platform { qemu, uml };
-
 struct GuestSpec {
-  Platform platform = Platform::qemu;
+  std::string platform = "qemu";   // a registered platform (vm::platforms()): qemu, uml
   int vcpus = 1;
   std::uint64_t memory_bytes = 1024ull << 20;
   std::string cmdline;             // extra kernel command line
@@ -59,7 +55,9 @@ struct FioSpec {
   FioOptions job;                                  // base job options
   std::vector<std::pair<std::string, std::vector<std::string>>> matrix;  // axes, in file order
   std::vector<FioOptions> exclude;                 // partial cells to drop
-  std::string job_file;                            // run this file unchanged instead
+  std::string job_file;                            // run this fio job file instead (absolute path)
+  std::string job_file_text;                       // its text as read when the scenario was loaded
+  FioOptions override;                             // set in every job section of job_file
 };
 
 struct Scenario {
@@ -87,7 +85,7 @@ struct PlannedSample {
   std::string kernel;
   std::string variant;
   std::string backend;
-  Platform platform = Platform::qemu;
+  std::string platform = "qemu";
   Cell cell;
   int repetition = 0;     // 0-based, per arm × cell × backend
 };
@@ -109,10 +107,6 @@ struct KernelSpec {
   std::vector<std::pair<std::string, std::vector<std::string>>> variants;        // name → fragments
 };
 
-std::string to_string(BackendType t);
-std::string to_string(Platform p);
-std::optional<BackendType> backend_type_from(const std::string& s);
-std::optional<Platform> platform_from(const std::string& s);
 
 // "bs=1M,rw=randwrite"; "" for the empty cell.
 std::string cell_label(const Cell& cell);

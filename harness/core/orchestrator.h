@@ -33,15 +33,15 @@ class HostProbe {
   virtual std::string now_iso() = 0;
   virtual double now_s() = 0;
   virtual void sleep_s(double s) = 0;
+  virtual int cpus() = 0;                 // online host CPUs
+  // Raises kab's scheduling priority (nice -10, inherited by what it starts);
+  // false when not permitted.
+  virtual bool raise_priority() = 0;
 };
 
 // The agent's record (report port text) → fields of a Sample. Implemented by
 // the fio adapter (it parses fio's JSON); returns "" or a failure reason.
 using RecordParser = std::function<std::string(const std::string& record, Sample& sample)>;
-
-// The fio job text for a sample: [global] with the scenario's job options and
-// the cell's overrides, a directory on the share, one [kab] job.
-std::string fio_job_text(const FioSpec& fio, const Cell& cell, const std::string& directory);
 
 struct OrchestratorPorts {
   Hypervisor* hypervisor = nullptr;

@@ -5,6 +5,7 @@
 #include <functional>
 #include <memory>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "core/model.h"
@@ -44,12 +45,22 @@ class KernelBuilder {
 struct GuestImage {
   std::string path;
   std::string key;
+  std::string description;   // for the run record: "initramfs", "disk (ext4 root, …)"
 };
+
+// Environment the agent reads per sample (KAB_SAMPLE, KAB_TAG, KAB_REPORT).
+using SampleEnv = std::vector<std::pair<std::string, std::string>>;
 
 class ImageBuilder {
  public:
   virtual ~ImageBuilder() = default;
+  // Returns the cached image or builds it. Throws std::runtime_error naming the cause.
   virtual GuestImage build() = 0;
+  // The per-sample image under work_dir, carrying the sample's environment and
+  // fio job to the agent in the way this image kind boots (an initramfs with the
+  // inputs appended, or a second disk); returns its path. Throws on I/O errors.
+  virtual std::string sample_image(const GuestImage& base, const SampleEnv& env, const std::string& job_text,
+                                   const std::string& work_dir) = 0;
 };
 
 // A running backend serving the share under test.
@@ -101,10 +112,32 @@ struct GuestRequest {
   std::function<bool()> backend_alive;
 };
 
+// Where a platform puts the guest, its emulator and the backend on the host's
+// CPUs, and what the samples' noise text says of it. A pure function of the
+// host's CPU count and the guest's vCPUs (kab doctor asks the same plan).
+struct PinningPlan {
+  std::vector<int> vcpu_cpus;       // host CPUs of the guest's vCPUs (empty = unpinned)
+  std::vector<int> emulator_cpus;   // the hypervisor's own threads (empty = unpinned)
+  std::vector<int> backend_cpus;    // backends without cpus of their own (empty = unpinned)
+  bool raise_priority = false;      // run kab (and so guest and backend) at nice -10
+  std::string caveat;               // what the platform is, first in every noise text ("" = none)
+  std::string noise;                // what the pinning did, in every noise text
+  std::string warning;              // said once before the run ("" = nothing to say)
+};
+
 class Hypervisor {
  public:
   virtual ~Hypervisor() = default;
   virtual std::string accelerator() = 0;   // "kvm", "tcg", "uml"
+  // What a run needs to know of the platform: the kernel arch it boots
+  // ("x86_64", "um"), the guest device the agent writes its record to, the
+  // tool versions for provenance, the pinning plan, and a warning about what
+  // its numbers mean ("" = none; the TCG warning).
+  virtual std::string kernel_arch() const = 0;
+  virtual std::string report_device() const = 0;
+  virtual std::string versions() = 0;
+  virtual PinningPlan pinning(int host_cpus, int vcpus) const = 0;
+  virtual std::string warning() { return ""; }
   // Boots, waits for the agent to finish or the timeout, tears down.
   // Never throws for guest failures: they are outcomes.
   virtual GuestOutcome run(const GuestRequest& request) = 0;

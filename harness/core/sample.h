@@ -52,7 +52,7 @@ struct Sample {
   std::int64_t run_id = 0;
   int plan_index = 0;
   std::string arm, kernel, variant, backend;
-  Platform platform = Platform::qemu;
+  std::string platform = "qemu";
   Cell cell;
   int repetition = 0;
   Health health;

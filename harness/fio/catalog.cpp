@@ -1,6 +1,10 @@
 #include "fio/catalog.h"
 
+#include <unistd.h>
+
 #include <algorithm>
+#include <cstdlib>
+#include <fstream>
 #include <sstream>
 #include <stdexcept>
 
@@ -35,6 +39,20 @@ bool Catalog::knows(const std::string& option) {
   bool known = out.find("No such command") == std::string::npos && !core::trim(out).empty();
   m_asked[option] = known;
   return known;
+}
+
+std::string Catalog::parse_only(const std::string& job_text) const {
+  char path[] = "/tmp/kab-parse-XXXXXX";
+  const int fd = ::mkstemp(path);
+  if (fd < 0) return "";   // cannot check here; the guest's fio still will
+  {
+    std::ofstream out(path, std::ios::binary);
+    out << job_text;
+  }
+  ::close(fd);
+  auto [ok, out] = proc::capture({m_fio, "--parse-only", path});
+  ::unlink(path);
+  return ok ? "" : (core::trim(out).empty() ? "fio --parse-only failed" : core::trim(out));
 }
 
 }  // namespace kab::fio

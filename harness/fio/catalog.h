@@ -16,6 +16,9 @@ class Catalog {
   // True for listed names, aliases and engine options (asks fio, memoized).
   bool knows(const std::string& option);
   std::string version() const { return m_version; }
+  // Runs `fio --parse-only` on the job text (written to a temporary file):
+  // "" when fio accepts every value, else what fio said.
+  std::string parse_only(const std::string& job_text) const;
 
  private:
   std::string m_fio;

@@ -1,5 +1,6 @@
 #include "fio/record.h"
 
+#include <algorithm>
 #include <map>
 #include <nlohmann/json.hpp>
 #include <sstream>
@@ -51,23 +52,39 @@ std::string parse_fio_json(const std::string& json_text, core::FioMetrics& m) {
   if (brace == std::string::npos) return "fio wrote no JSON";
   auto j = nlohmann::json::parse(json_text.substr(brace), nullptr, false);
   if (j.is_discarded() || !j.contains("jobs") || j["jobs"].empty()) return "fio's JSON is malformed or has no jobs";
-  const auto& job = j["jobs"][0];
-  m.fio_error = job.value("error", 0);
-  const auto& w = job["write"];
-  const auto& r = job["read"];
-  const auto& side = w.value("io_bytes", 0.0) > 0 ? w : r;
-  m.bw_bytes = side.value("bw_bytes", 0.0);
-  m.iops = side.value("iops", 0.0);
-  m.bytes = side.value("io_bytes", 0.0);
-  m.runtime_ms = side.value("runtime", 0.0);
+  // Every job of the sample: kab's [global] asks for group_reporting, so each
+  // entry is a reporting group (a stonewall group, or numjobs jobs together);
+  // bandwidth, IOPS and bytes add up over the entries, as fio's own group
+  // totals do. The write side when the sample wrote, else the read side.
+  double written = 0;
+  for (const auto& job : j["jobs"]) written += job["write"].value("io_bytes", 0.0);
+  const char* side_name = written > 0 ? "write" : "read";
+  const nlohmann::json* largest = nullptr;
+  double largest_bytes = -1;
+  m = core::FioMetrics{};
+  for (const auto& job : j["jobs"]) {
+    if (int e = job.value("error", 0)) m.fio_error = e;
+    const auto& side = job[side_name];
+    const double bytes = side.value("io_bytes", 0.0);
+    m.bw_bytes += side.value("bw_bytes", 0.0);
+    m.iops += side.value("iops", 0.0);
+    m.bytes += bytes;
+    m.runtime_ms = std::max(m.runtime_ms, side.value("runtime", 0.0));
+    if (bytes > largest_bytes) {
+      largest_bytes = bytes;
+      largest = &job;
+    }
+  }
+  // Latency percentiles from fio's report of the group that moved the most bytes.
+  const auto& side = (*largest)[side_name];
   if (side.contains("clat_ns") && side["clat_ns"].contains("percentile")) {
     const auto& p = side["clat_ns"]["percentile"];
     m.clat_p50_ns = p.value("50.000000", 0.0);
     m.clat_p99_ns = p.value("99.000000", 0.0);
     m.clat_p999_ns = p.value("99.900000", 0.0);
   }
-  m.usr_cpu = job.value("usr_cpu", 0.0);
-  m.sys_cpu = job.value("sys_cpu", 0.0);
+  m.usr_cpu = largest->value("usr_cpu", 0.0);
+  m.sys_cpu = largest->value("sys_cpu", 0.0);
   if (m.fio_error) return "fio reported error " + std::to_string(m.fio_error);
   return "";
 }

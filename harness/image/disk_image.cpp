@@ -41,10 +41,22 @@ std::uint64_t disk_image_size(std::uint64_t payload_bytes) {
   return (want + mib - 1) / mib * mib;
 }
 
+namespace {
+std::string description(const std::string& path) { return "disk (ext4 root, read-only virtio-blk; " + path + ")"; }
+}  // namespace
+
 std::string DiskImageBuilder::key() const { return key_of(InitramfsBuilder(m_o.tree)); }
 
 std::string DiskImageBuilder::key_of(const InitramfsBuilder& tree) {
   return core::Sha256().field("kab-disk-v2").field(tree.key()).hex();
+}
+
+std::string DiskImageBuilder::sample_image(const core::GuestImage&, const core::SampleEnv& env,
+                                          const std::string& job_text, const std::string& work_dir) {
+  fs::create_directories(work_dir);
+  const std::string path = work_dir + "/sample.img";
+  write_sample_disk(sample_cpio(env, job_text), path);
+  return path;
 }
 
 core::GuestImage DiskImageBuilder::build() {
@@ -52,7 +64,7 @@ core::GuestImage DiskImageBuilder::build() {
   const std::string k = key_of(tree_builder);
   fs::path dir = fs::path(m_o.tree.cache_dir) / "images";
   fs::path path = dir / ("disk-" + k.substr(0, 16) + ".img");
-  if (fs::exists(path)) return {path.string(), k};
+  if (fs::exists(path)) return {path.string(), k, description(path.string())};
   fs::create_directories(dir);
   const std::vector<TreeEntry> entries = tree_builder.tree();
   auto say = [&](const std::string& s) {
@@ -111,7 +123,7 @@ core::GuestImage DiskImageBuilder::build() {
   }
   g.reset();
   fs::rename(tmp, path);
-  return {path.string(), k};
+  return {path.string(), k, description(path.string())};
 }
 
 }  // namespace kab::image

@@ -26,6 +26,9 @@ class DiskImageBuilder : public core::ImageBuilder {
   // to a temporary name and renamed). Throws std::runtime_error naming the
   // libguestfs call that failed and its error.
   core::GuestImage build() override;
+  // The sample's archive as a raw second disk (work_dir/sample.img, /dev/vdb in the guest).
+  std::string sample_image(const core::GuestImage& base, const core::SampleEnv& env, const std::string& job_text,
+                           const std::string& work_dir) override;
   std::string key() const;
 
  private:

@@ -153,7 +153,7 @@ core::GuestImage InitramfsBuilder::build() {
   std::string k = key();
   fs::path dir = fs::path(m_o.cache_dir) / "images";
   fs::path path = dir / ("initramfs-" + k.substr(0, 16) + ".cpio");
-  if (fs::exists(path)) return {path.string(), k};
+  if (fs::exists(path)) return {path.string(), k, "initramfs"};
   fs::create_directories(dir);
   CpioWriter w;
   for (const auto& e : tree()) {
@@ -172,7 +172,7 @@ core::GuestImage InitramfsBuilder::build() {
     if (!out) throw std::runtime_error("cannot write " + tmp.string());
   }
   fs::rename(tmp, path);
-  return {path.string(), k};
+  return {path.string(), k, "initramfs"};
 }
 
 std::string sample_cpio(const std::vector<std::pair<std::string, std::string>>& env, const std::string& job_text) {
@@ -188,6 +188,14 @@ std::string sample_cpio(const std::vector<std::pair<std::string, std::string>>& 
   w.file("/kab/sample/env", env_text);
   w.file("/kab/sample/job.fio", job_text);
   return w.finish();
+}
+
+std::string InitramfsBuilder::sample_image(const core::GuestImage& base, const core::SampleEnv& env,
+                                          const std::string& job_text, const std::string& work_dir) {
+  fs::create_directories(work_dir);
+  const std::string path = work_dir + "/initrd.cpio";
+  write_combined(base.path, sample_cpio(env, job_text), path);
+  return path;
 }
 
 void write_sample_disk(const std::string& sample_archive, const std::string& out_path) {

@@ -50,6 +50,9 @@ class InitramfsBuilder : public core::ImageBuilder {
   explicit InitramfsBuilder(InitramfsOptions o) : m_o(std::move(o)) {}
   // Returns the cached image or builds it. Throws std::runtime_error naming a missing file.
   core::GuestImage build() override;
+  // The base initramfs with the sample's archive appended (work_dir/initrd.cpio).
+  std::string sample_image(const core::GuestImage& base, const core::SampleEnv& env, const std::string& job_text,
+                           const std::string& work_dir) override;
   // The key without building (hash of agent, busybox, fio and its libraries).
   std::string key() const;
   // The guest's root tree, directories before what they hold: the agent as

@@ -1,10 +1,14 @@
 #include "scenario/scenario.h"
 
 #include <algorithm>
+#include <cstdio>
+#include <set>
 #include <filesystem>
 #include <fstream>
 #include <sstream>
 
+#include "core/fio_job.h"
+#include "core/planner.h"
 #include "scenario/yaml_reader.h"
 
 namespace fs = std::filesystem;
@@ -20,7 +24,7 @@ const std::vector<std::string> k_backend_keys = {"name",  "type",  "cache", "wri
                                                  "sandbox", "store", "cpus", "cpu_quota", "dpu"};
 const std::vector<std::string> k_dpu_keys = {"cores", "core_cpus", "latency_us", "bandwidth_mbps", "queue_depth"};
 const std::vector<std::string> k_guest_keys = {"platform", "vcpus", "memory", "cmdline", "timeout", "image"};
-const std::vector<std::string> k_fio_keys = {"job", "matrix", "exclude", "job_file"};
+const std::vector<std::string> k_fio_keys = {"job", "matrix", "exclude", "job_file", "override"};
 const std::vector<std::string> k_arm_keys = {"kernel", "variant"};
 
 std::optional<std::string> read_file(const std::string& path) {
@@ -48,6 +52,7 @@ class ScenarioParser {
                                 kind_of(*root));
       } else {
         parse_root(*root);
+        if (m_r.errors().empty()) check_with_fio(*root);
       }
     }
     out.errors = m_r.errors();
@@ -173,15 +178,9 @@ class ScenarioParser {
       core::BackendSpec spec;
       if (m_r.require(b, "type", "backend"))
         if (auto t = m_r.scalar(b["type"], "type")) {
-          if (auto bt = core::backend_type_from(*t)) spec.type = *bt;
-          else {
-            std::string msg = "unknown backend type '" + *t + "'";
-            if (auto s = core::suggest(*t, {"virtiofsd", "dpu"})) msg += ", did you mean '" + *s + "'?";
-            else msg += " (expected virtiofsd or dpu)";
-            m_r.error_at(b["type"], msg);
-          }
+          if (known(b["type"], *t, "backend type", m_ctx.backend_types)) spec.type = *t;
         }
-      spec.name = core::to_string(spec.type);
+      spec.name = spec.type;
       if (b["name"])
         if (auto v = m_r.scalar(b["name"], "name")) spec.name = *v;
       for (const auto& other : m_s.backends)
@@ -221,7 +220,7 @@ class ScenarioParser {
         }
       if (b["dpu"]) {
         const YAML::Node& d = b["dpu"];
-        if (spec.type != core::BackendType::dpu)
+        if (spec.type != "dpu")
           m_r.error_at(d, "'dpu' settings need 'type: dpu'");
         if (m_r.expect_map(d, "dpu")) {
           m_r.check_keys(d, k_dpu_keys);
@@ -250,13 +249,9 @@ class ScenarioParser {
     auto& s = m_s.guest;
     if (g["platform"])
       if (auto v = m_r.scalar(g["platform"], "platform")) {
-        if (auto p = core::platform_from(*v)) s.platform = *p;
-        else {
-          std::string msg = "unknown platform '" + *v + "'";
-          if (auto sug = core::suggest(*v, {"qemu", "uml"})) msg += ", did you mean '" + *sug + "'?";
-          else msg += " (expected qemu or uml)";
-          m_r.error_at(g["platform"], msg);
-        }
+        std::vector<std::string> names;
+        for (const auto& p : m_ctx.platforms) names.push_back(p.name);
+        if (known(g["platform"], *v, "platform", names)) s.platform = *v;
       }
     if (g["vcpus"])
       if (auto v = m_r.integer(g["vcpus"], "vcpus")) {
@@ -279,10 +274,34 @@ class ScenarioParser {
       if (auto v = m_r.scalar(g["image"], "image")) {
         if (*v != "initramfs" && *v != "disk")
           m_r.error_at(g["image"], "'image' must be initramfs or disk, got '" + *v + "'");
-        else if (*v == "disk" && s.platform == core::Platform::uml)
-          m_r.error_at(g["image"], "'image: disk' needs platform qemu (a UML guest boots its initramfs)");
+        else if (*v == "disk")
+          for (const auto& p : m_ctx.platforms)
+            if (p.name == s.platform && !p.boots_disk) {
+              std::string disk_platforms;
+              for (const auto& q : m_ctx.platforms)
+                if (q.boots_disk) disk_platforms += (disk_platforms.empty() ? "" : ", ") + q.name;
+              m_r.error_at(g["image"], "'image: disk' needs a platform that boots a root disk (" + disk_platforms +
+                                           "); platform " + p.name + " boots its initramfs");
+            }
         s.image = *v;
       }
+  }
+
+  // Whether `value` is one of `names` (any value when `names` is empty);
+  // otherwise an error at `node` with a suggestion or the list.
+  bool known(const YAML::Node& node, const std::string& value, const std::string& what,
+             const std::vector<std::string>& names) {
+    if (names.empty() || std::find(names.begin(), names.end(), value) != names.end()) return true;
+    std::string msg = "unknown " + what + " '" + value + "'";
+    if (auto s = core::suggest(value, names)) msg += ", did you mean '" + *s + "'?";
+    else {
+      std::string list;
+      for (std::size_t i = 0; i < names.size(); ++i)
+        list += (i == 0 ? "" : i + 1 == names.size() ? " or " : ", ") + names[i];
+      msg += " (expected " + list + ")";
+    }
+    m_r.error_at(node, msg);
+    return false;
   }
 
   void check_fio_option(const YAML::Node& key_node) {
@@ -293,19 +312,140 @@ class ScenarioParser {
     m_r.error_at(key_node, msg);
   }
 
+  // The installed fio parses the exact job text of every cell (fio
+  // --parse-only): a value it rejects is an error at the scenario's (or the job
+  // file's) line before anything is built or booted. Also checked: runtime and
+  // ramp_time against the guest's timeout.
+  void check_with_fio(const YAML::Node& root) {
+    const YAML::Node f = root["fio"];
+    std::set<std::string> seen;
+    for (const auto& cell : core::expand_cells(m_s.fio)) {
+      const std::string text = core::fio_job_for(m_s.fio, cell);
+      if (m_ctx.fio_parse) {
+        std::string msg = core::trim(m_ctx.fio_parse(text));
+        if (!msg.empty() && seen.insert(msg).second) report_fio_error(f, msg);
+      }
+    }
+    // The longest a job can run: runtime + ramp_time of the job (or of any section of a job file).
+    double longest = 0;
+    auto seconds = [](const std::string& v) { return core::parse_duration(v).value_or(0); };
+    std::vector<core::FioOptions> option_sets = {m_s.fio.job};
+    if (!m_s.fio.job_file.empty()) {
+      std::vector<core::Diagnostic> ignored;
+      auto file = core::parse_fio_job_file(m_s.fio.job_file, core::fio_job_for(m_s.fio, {}), ignored);
+      core::FioOptions global;
+      for (const auto& sec : file.sections) {
+        core::FioOptions o = global;
+        for (const auto& line : sec.options) o.emplace_back(line.key, line.value);
+        if (sec.name == "global") global = o;
+        else option_sets.push_back(o);
+      }
+    }
+    for (const auto& cell : core::expand_cells(m_s.fio)) option_sets.push_back(cell);
+    for (const auto& opts : option_sets) {
+      double run = 0, ramp = 0;
+      for (const auto& [k, v] : opts) {
+        if (k == "runtime" || k == "timeout") run = seconds(v);
+        if (k == "ramp_time") ramp = seconds(v);
+      }
+      longest = std::max(longest, run + ramp);
+    }
+    if (longest > m_s.guest.timeout_s) {
+      char buf[160];
+      std::snprintf(buf, sizeof buf, "fio may run %.0f s (runtime + ramp_time) but guest.timeout is %.0f s", longest,
+                    m_s.guest.timeout_s);
+      m_r.error_at(root["guest"] && root["guest"]["timeout"] ? root["guest"]["timeout"] : f,
+                   std::string(buf) + ": raise guest.timeout (boot and teardown need ~30 s more) or shorten the job" +
+                       (m_s.fio.job_file.empty() ? "" : " (fio.override: {runtime: …})"));
+    }
+  }
+
+  // fio's "failed parsing bs=banana": at the value in the scenario's job or
+  // matrix, at the option's line in a job file, else at fio:.
+  void report_fio_error(const YAML::Node& f, const std::string& msg) {
+    std::string key, value;
+    if (auto at = msg.find("failed parsing "); at != std::string::npos) {
+      std::string kv = core::trim(msg.substr(at + 15));
+      kv = kv.substr(0, kv.find('\n'));
+      key = kv.substr(0, kv.find('='));
+      if (kv.find('=') != std::string::npos) value = kv.substr(kv.find('=') + 1);
+    }
+    std::string first = msg.substr(0, msg.find('\n'));
+    if (core::starts_with(first, "fio: ")) first = first.substr(5);
+    const std::string what = "fio rejects " + (key.empty() ? std::string("the job") : key + "=" + value) +
+                             " (fio --parse-only: " + first + ")";
+    if (!key.empty()) {
+      for (const auto& ov : {f["override"], f["job"]})
+        if (ov && ov.IsMap() && ov[key]) return m_r.error_at(ov[key], what);
+      if (f["matrix"] && f["matrix"].IsMap() && f["matrix"][key]) {
+        for (const auto& v : f["matrix"][key])
+          if (v.IsScalar() && v.Scalar() == value) return m_r.error_at(v, what);
+        return m_r.error_at(f["matrix"][key], what);
+      }
+      if (!m_s.fio.job_file.empty()) {
+        std::vector<core::Diagnostic> ignored;
+        auto file = core::parse_fio_job_file(m_s.fio.job_file, m_s.fio.job_file_text, ignored);
+        for (const auto& sec : file.sections)
+          for (const auto& o : sec.options)
+            if (o.key == key)
+              return m_r.add({m_s.fio.job_file, o.line, o.value_col ? o.value_col : o.col, what,
+                              core::line_of(m_s.fio.job_file_text, o.line)});
+      }
+    }
+    m_r.error_at(f, what);
+  }
+
+  // A user's fio job file: read now (its text is run and stored with the run),
+  // every option name checked against the installed fio, paths outside the
+  // share and devices refused at the file's own line and column.
+  void read_job_file(const std::string& path) {
+    auto& fio = m_s.fio;
+    fio.job_file = path;
+    std::ifstream in(path, std::ios::binary);
+    std::ostringstream ss;
+    ss << in.rdbuf();
+    fio.job_file_text = ss.str();
+    std::vector<core::Diagnostic> errors;
+    core::FioJobFile file = core::parse_fio_job_file(path, fio.job_file_text, errors);
+    for (const auto& sec : file.sections)
+      for (const auto& o : sec.options) {
+        if (!m_ctx.fio_knows || m_ctx.fio_knows(o.key)) continue;
+        std::string msg = "unknown fio option '" + o.key + "'";
+        if (auto s = core::suggest(o.key, m_ctx.fio_options)) msg += ", did you mean '" + *s + "'?";
+        errors.push_back({path, o.line, o.col, msg, core::line_of(fio.job_file_text, o.line)});
+      }
+    for (auto& d : core::check_fio_job_targets(file)) errors.push_back(std::move(d));
+    bool any_job = false;
+    for (const auto& sec : file.sections) any_job |= sec.name != "global";
+    if (!any_job) errors.push_back({path, 0, 0, "the job file has no job section ([name] after [global]): fio would run nothing", ""});
+    for (auto& d : errors) m_r.add(std::move(d));
+  }
+
   void parse_fio(const YAML::Node& f) {
     if (!m_r.expect_map(f, "fio")) return;
     m_r.check_keys(f, k_fio_keys);
     auto& fio = m_s.fio;
+    if (f["override"] && !f["job_file"])
+      m_r.error_at(f["override"], "'override' sets options in a job file's sections: it needs 'job_file' (put options "
+                                  "of a generated job under 'job')");
     if (f["job_file"]) {
       if (auto v = m_r.scalar(f["job_file"], "job_file")) {
         fs::path p = *v;
         if (p.is_relative()) p = fs::path(m_s.path).parent_path() / p;
-        if (!fs::exists(p)) m_r.error_at(f["job_file"], "job_file '" + *v + "' does not exist");
-        fio.job_file = p.string();
+        if (!fs::is_regular_file(p)) m_r.error_at(f["job_file"], "job_file '" + *v + "' does not exist");
+        else read_job_file(p.string());
       }
       if (f["job"] || f["matrix"])
-        m_r.error_at(f["job_file"], "'job_file' runs a fio job file unchanged: it excludes 'job' and 'matrix'");
+        m_r.error_at(f["job_file"], "'job_file' runs a fio job file as it is: it excludes 'job' and 'matrix' (use "
+                                    "'override' to change its options)");
+      if (f["override"] && m_r.expect_map(f["override"], "fio.override")) {
+        const YAML::Node& ov = f["override"];
+        for (auto it = ov.begin(); it != ov.end(); ++it) {
+          check_fio_option(it->first);
+          if (it->second.IsNull()) fio.override.emplace_back(it->first.Scalar(), "");
+          else if (auto val = m_r.scalar(it->second, it->first.Scalar())) fio.override.emplace_back(it->first.Scalar(), *val);
+        }
+      }
       return;
     }
     if (!m_r.require(f, "job", "fio")) return;

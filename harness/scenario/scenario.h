@@ -20,6 +20,18 @@ struct Context {
   // Whether fio knows an option (also aliases and engine options). When
   // empty, fio options are not checked.
   std::function<bool(const std::string&)> fio_knows;
+  // Runs the installed fio on a job text without running it (fio --parse-only);
+  // returns "" when fio accepts it, else fio's message. When empty, values are not checked.
+  std::function<std::string(const std::string& job_text)> fio_parse;
+  // The platforms kab registers (vm::platforms()) and whether each boots a
+  // root disk (guest.image: disk). When empty, guest.platform is not checked.
+  struct Platform {
+    std::string name;
+    bool boots_disk = false;
+  };
+  std::vector<Platform> platforms;
+  // The backend types kab can launch (backend::launchers()). When empty, not checked.
+  std::vector<std::string> backend_types;
 };
 
 template <typename T>

@@ -43,6 +43,9 @@ class YamlReader {
   bool expect_map(const YAML::Node& node, const std::string& name);
   bool expect_list(const YAML::Node& node, const std::string& name);
 
+  // A diagnostic about another file (a fio job file the scenario names).
+  void add(core::Diagnostic d) { m_errors.push_back(std::move(d)); }
+
   const std::vector<core::Diagnostic>& errors() const { return m_errors; }
   const std::string& file() const { return m_file; }
 

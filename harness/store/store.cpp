@@ -2,14 +2,17 @@
 
 #include <sqlite3.h>
 
-#include <charconv>
 #include <cmath>
+#include <cstdio>
 #include <ctime>
 #include <limits>
 #include <system_error>
 #include <utility>
 
+#include "core/hash.h"
 #include "core/model.h"
+#include "core/system.h"
+#include "store/codec.h"
 #include "store/schema.h"
 
 namespace kab::store {
@@ -18,231 +21,16 @@ namespace {
 
 constexpr int k_busy_timeout_ms = 30000;
 
+// core::iso_utc with milliseconds: "2026-12-02T02:44:54.123Z".
 std::string now_iso8601() {
   timespec ts{};
   clock_gettime(CLOCK_REALTIME, &ts);
-  std::tm tm{};
-  gmtime_r(&ts.tv_sec, &tm);
-  char buf[40];
-  std::strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%S", &tm);
-  char out[64];
-  std::snprintf(out, sizeof out, "%s.%03dZ", buf, static_cast<int>(ts.tv_nsec / 1000000) % 1000);
-  return out;
+  std::string out = core::iso_utc(ts.tv_sec);
+  out.pop_back();  // the 'Z'
+  char ms[8];
+  std::snprintf(ms, sizeof ms, ".%03dZ", static_cast<int>(ts.tv_nsec / 1000000) % 1000);
+  return out + ms;
 }
-
-// ---------------------------------------------------------------------------
-// Minimal JSON for the few flat shapes the store keeps in TEXT columns:
-// objects of strings or numbers, arrays of strings. Numbers are written in
-// the shortest form that reads back to the same double.
-
-void json_string(std::string& out, std::string_view s) {
-  out += '"';
-  for (unsigned char c : s) {
-    switch (c) {
-      case '"': out += "\\\""; break;
-      case '\\': out += "\\\\"; break;
-      case '\n': out += "\\n"; break;
-      case '\r': out += "\\r"; break;
-      case '\t': out += "\\t"; break;
-      case '\b': out += "\\b"; break;
-      case '\f': out += "\\f"; break;
-      default:
-        if (c < 0x20) {
-          char buf[8];
-          std::snprintf(buf, sizeof buf, "\\u%04x", c);
-          out += buf;
-        } else {
-          out += static_cast<char>(c);
-        }
-    }
-  }
-  out += '"';
-}
-
-void json_number(std::string& out, double v) {
-  if (!std::isfinite(v)) {
-    out += "null";  // JSON has no NaN or infinity; null reads back as NaN
-    return;
-  }
-  char buf[64];
-  auto r = std::to_chars(buf, buf + sizeof buf, v);
-  out.append(buf, r.ptr);
-}
-
-template <typename Pairs>
-std::string json_string_object(const Pairs& pairs) {
-  std::string out = "{";
-  bool first = true;
-  for (const auto& [k, v] : pairs) {
-    if (!first) out += ',';
-    first = false;
-    json_string(out, k);
-    out += ':';
-    json_string(out, v);
-  }
-  return out + "}";
-}
-
-std::string json_number_object(const std::map<std::string, double>& m) {
-  std::string out = "{";
-  bool first = true;
-  for (const auto& [k, v] : m) {
-    if (!first) out += ',';
-    first = false;
-    json_string(out, k);
-    out += ':';
-    json_number(out, v);
-  }
-  return out + "}";
-}
-
-std::string json_string_array(const std::vector<std::string>& v) {
-  std::string out = "[";
-  for (std::size_t i = 0; i < v.size(); ++i) {
-    if (i) out += ',';
-    json_string(out, v[i]);
-  }
-  return out + "]";
-}
-
-// A value of the flat shapes above: a string, a number (or null), or a
-// container of them.
-struct JsonScalar {
-  bool is_string = false;
-  std::string text;
-  double number = 0;
-};
-
-class JsonReader {
- public:
-  explicit JsonReader(std::string_view s) : m_s(s) {}
-
-  // Calls on_item(key, value) for each member of an object.
-  template <typename F>
-  bool object(F on_item) {
-    if (!eat('{')) return false;
-    if (eat('}')) return end();
-    do {
-      std::string key;
-      JsonScalar value;
-      if (!string(key) || !eat(':') || !scalar(value)) return false;
-      on_item(std::move(key), std::move(value));
-    } while (eat(','));
-    return eat('}') && end();
-  }
-
-  template <typename F>
-  bool array(F on_item) {
-    if (!eat('[')) return false;
-    if (eat(']')) return end();
-    do {
-      JsonScalar value;
-      if (!scalar(value)) return false;
-      on_item(std::move(value));
-    } while (eat(','));
-    return eat(']') && end();
-  }
-
- private:
-  void ws() {
-    while (m_i < m_s.size() && (m_s[m_i] == ' ' || m_s[m_i] == '\n' || m_s[m_i] == '\t' || m_s[m_i] == '\r'))
-      ++m_i;
-  }
-  bool eat(char c) {
-    ws();
-    if (m_i < m_s.size() && m_s[m_i] == c) {
-      ++m_i;
-      return true;
-    }
-    return false;
-  }
-  bool end() {
-    ws();
-    return m_i == m_s.size();
-  }
-  static void put_utf8(std::string& out, unsigned cp) {
-    if (cp < 0x80) {
-      out += static_cast<char>(cp);
-    } else if (cp < 0x800) {
-      out += static_cast<char>(0xc0 | (cp >> 6));
-      out += static_cast<char>(0x80 | (cp & 0x3f));
-    } else if (cp < 0x10000) {
-      out += static_cast<char>(0xe0 | (cp >> 12));
-      out += static_cast<char>(0x80 | ((cp >> 6) & 0x3f));
-      out += static_cast<char>(0x80 | (cp & 0x3f));
-    } else {
-      out += static_cast<char>(0xf0 | (cp >> 18));
-      out += static_cast<char>(0x80 | ((cp >> 12) & 0x3f));
-      out += static_cast<char>(0x80 | ((cp >> 6) & 0x3f));
-      out += static_cast<char>(0x80 | (cp & 0x3f));
-    }
-  }
-  bool hex4(unsigned& cp) {
-    if (m_i + 4 > m_s.size()) return false;
-    auto r = std::from_chars(m_s.data() + m_i, m_s.data() + m_i + 4, cp, 16);
-    if (r.ptr != m_s.data() + m_i + 4) return false;
-    m_i += 4;
-    return true;
-  }
-  bool string(std::string& out) {
-    if (!eat('"')) return false;
-    while (m_i < m_s.size()) {
-      char c = m_s[m_i++];
-      if (c == '"') return true;
-      if (c != '\\') {
-        out += c;
-        continue;
-      }
-      if (m_i >= m_s.size()) return false;
-      char e = m_s[m_i++];
-      switch (e) {
-        case '"': out += '"'; break;
-        case '\\': out += '\\'; break;
-        case '/': out += '/'; break;
-        case 'n': out += '\n'; break;
-        case 'r': out += '\r'; break;
-        case 't': out += '\t'; break;
-        case 'b': out += '\b'; break;
-        case 'f': out += '\f'; break;
-        case 'u': {
-          unsigned cp = 0;
-          if (!hex4(cp)) return false;
-          if (cp >= 0xd800 && cp < 0xdc00 && m_i + 1 < m_s.size() && m_s[m_i] == '\\' && m_s[m_i + 1] == 'u') {
-            m_i += 2;
-            unsigned lo = 0;
-            if (!hex4(lo)) return false;
-            cp = 0x10000 + ((cp - 0xd800) << 10) + (lo - 0xdc00);
-          }
-          put_utf8(out, cp);
-          break;
-        }
-        default: return false;
-      }
-    }
-    return false;
-  }
-  bool scalar(JsonScalar& v) {
-    ws();
-    if (m_i < m_s.size() && m_s[m_i] == '"') {
-      v.is_string = true;
-      return string(v.text);
-    }
-    if (m_s.substr(m_i, 4) == "null") {
-      m_i += 4;
-      v.number = std::numeric_limits<double>::quiet_NaN();
-      return true;
-    }
-    auto r = std::from_chars(m_s.data() + m_i, m_s.data() + m_s.size(), v.number);
-    if (r.ec != std::errc{}) return false;
-    m_i = static_cast<std::size_t>(r.ptr - m_s.data());
-    return true;
-  }
-
-  std::string_view m_s;
-  std::size_t m_i = 0;
-};
-
-// ---------------------------------------------------------------------------
 
 struct StmtDeleter {
   void operator()(sqlite3_stmt* s) const { sqlite3_finalize(s); }
@@ -462,17 +250,6 @@ std::optional<RunStatus> run_status_from(const std::string& s) {
   return std::nullopt;
 }
 
-std::string fnv1a64_hex(std::string_view text) {
-  std::uint64_t h = 0xcbf29ce484222325ull;
-  for (unsigned char c : text) {
-    h ^= c;
-    h *= 0x100000001b3ull;
-  }
-  char buf[17];
-  std::snprintf(buf, sizeof buf, "%016llx", static_cast<unsigned long long>(h));
-  return buf;
-}
-
 ResultStore::ResultStore(std::filesystem::path path) : m_path(std::move(path)), m_db(std::make_unique<Db>()) {
   m_db->where = m_path.string();
 }
@@ -579,7 +356,7 @@ std::int64_t ResultStore::begin_run(const RunInfo& info) {
       .bind(":status", to_string(RunStatus::running))
       .bind(":scenario_name", info.scenario_name)
       .bind(":scenario_text", info.scenario_text)
-      .bind(":scenario_hash", info.scenario_hash.empty() ? fnv1a64_hex(info.scenario_text) : info.scenario_hash)
+      .bind(":scenario_hash", info.scenario_hash.empty() ? core::fnv1a64_hex(info.scenario_text) : info.scenario_hash)
       .bind(":plan_seed", std::to_string(info.plan_seed))
       .bind(":plan_size", info.plan_size)
       .bind(":plan_json", info.plan_json)
@@ -594,7 +371,7 @@ std::int64_t ResultStore::begin_run(const RunInfo& info) {
       .bind(":virtiofsd_version", info.virtiofsd_version)
       .bind(":fio_version", info.fio_version)
       .bind(":kab_revision", info.kab_revision)
-      .bind(":extra_json", json_string_object(info.extra));
+      .bind(":extra_json", encode_string_map(info.extra));
   s.step();
   auto id = sqlite3_last_insert_rowid(m_db->handle);
   tx.commit();
@@ -614,19 +391,13 @@ void set_run_status(ResultStore::Db& db, std::int64_t run_id, RunStatus status, 
   tx.commit();
 }
 
-std::map<std::string, std::string> read_string_object(ResultStore::Db& db, const std::string& json,
-                                                      const std::string& what) {
-  std::map<std::string, std::string> out;
-  if (!JsonReader(json).object([&](std::string k, JsonScalar v) { out[std::move(k)] = std::move(v.text); }))
-    db.fail(StoreError::Kind::sqlite, "read " + what, "malformed JSON");
-  return out;
-}
-
-std::vector<std::string> read_string_array(ResultStore::Db& db, const std::string& json, const std::string& what) {
-  std::vector<std::string> out;
-  if (!JsonReader(json).array([&](JsonScalar v) { out.push_back(std::move(v.text)); }))
-    db.fail(StoreError::Kind::sqlite, "read " + what, "malformed JSON");
-  return out;
+// The value a JSON column decoded to; a column that does not decode throws
+// "read <what>: <cause>".
+template <typename T>
+T decoded(ResultStore::Db& db, std::optional<T> value, const std::string& what,
+          const std::string& cause = "malformed JSON") {
+  if (!value) db.fail(StoreError::Kind::sqlite, "read " + what, cause);
+  return std::move(*value);
 }
 
 RunRecord read_run(ResultStore::Db& db, Stmt& s) {
@@ -654,7 +425,7 @@ RunRecord read_run(ResultStore::Db& db, Stmt& s) {
   i.virtiofsd_version = s.text("virtiofsd_version");
   i.fio_version = s.text("fio_version");
   i.kab_revision = s.text("kab_revision");
-  i.extra = read_string_object(db, s.text("extra_json"), "run " + std::to_string(r.id) + " extra_json");
+  i.extra = decoded(db, decode_string_map(s.text("extra_json")), "run " + std::to_string(r.id) + " extra_json");
   return r;
 }
 
@@ -700,10 +471,10 @@ void ResultStore::record_kernel(const KernelRecord& k) {
       .bind(":variant", k.variant)
       .bind(":arch", k.arch)
       .bind(":config_hash", k.config_hash)
-      .bind(":patch_hashes_json", json_string_array(k.patch_hashes))
+      .bind(":patch_hashes_json", encode_string_list(k.patch_hashes))
       .bind(":source_identity", k.source_identity)
       .bind(":release", k.release)
-      .bind(":paths_json", json_string_object(k.paths))
+      .bind(":paths_json", encode_string_map(k.paths))
       .bind(":built_at", k.built_at)
       .bind(":build_wall_s", k.build_wall_s)
       .bind(":build_cpu_s", k.build_cpu_s)
@@ -722,10 +493,10 @@ KernelRecord read_kernel(ResultStore::Db& db, Stmt& s) {
   k.variant = s.text("variant");
   k.arch = s.text("arch");
   k.config_hash = s.text("config_hash");
-  k.patch_hashes = read_string_array(db, s.text("patch_hashes_json"), "kernel " + k.build_key + " patch hashes");
+  k.patch_hashes = decoded(db, decode_string_list(s.text("patch_hashes_json")), "kernel " + k.build_key + " patch hashes");
   k.source_identity = s.text("source_identity");
   k.release = s.text("release");
-  k.paths = read_string_object(db, s.text("paths_json"), "kernel " + k.build_key + " paths");
+  k.paths = decoded(db, decode_string_map(s.text("paths_json")), "kernel " + k.build_key + " paths");
   k.built_at = s.text("built_at");
   k.build_wall_s = s.real("build_wall_s");
   k.build_cpu_s = s.real("build_cpu_s");
@@ -762,13 +533,13 @@ std::int64_t ResultStore::add_sample(const core::Sample& x) {
       .bind(":kernel", x.kernel)
       .bind(":variant", x.variant)
       .bind(":backend", x.backend)
-      .bind(":platform", core::to_string(x.platform))
-      .bind(":cell_json", json_string_object(x.cell))
+      .bind(":platform", x.platform)
+      .bind(":cell_json", encode_cell(x.cell))
       .bind(":cell_label", core::cell_label(x.cell))
       .bind(":repetition", x.repetition)
       .bind(":status", core::to_string(x.health.status))
       .bind(":reason", x.health.reason)
-      .bind(":findings_json", json_string_array(x.health.findings))
+      .bind(":findings_json", encode_string_list(x.health.findings))
       .bind(":boot_s", x.boot_s)
       .bind(":fio_s", x.fio_s)
       .bind(":teardown_s", x.teardown_s)
@@ -790,7 +561,7 @@ std::int64_t ResultStore::add_sample(const core::Sample& x) {
       .bind(":nr_writeback_temp_peak", x.guest.nr_writeback_temp_peak)
       .bind(":guest_sys_s", x.guest.guest_sys_s)
       .bind(":guest_user_s", x.guest.guest_user_s)
-      .bind(":vmstat_delta_json", json_number_object(x.guest.vmstat_delta))
+      .bind(":vmstat_delta_json", encode_number_map(x.guest.vmstat_delta))
       .bind(":backend_user_s", x.backend_usage.user_s)
       .bind(":backend_sys_s", x.backend_usage.sys_s)
       .bind(":backend_minor_faults", x.backend_usage.minor_faults)
@@ -839,15 +610,12 @@ core::Sample read_sample(ResultStore::Db& db, Stmt& s) {
   x.kernel = s.text("kernel");
   x.variant = s.text("variant");
   x.backend = s.text("backend");
-  x.platform = core::platform_from(s.text("platform")).value_or(core::Platform::qemu);
-  if (!JsonReader(s.text("cell_json")).object([&](std::string k, JsonScalar v) {
-        x.cell.emplace_back(std::move(k), std::move(v.text));
-      }))
-    db.fail(StoreError::Kind::sqlite, "read " + what, "malformed cell_json");
+  x.platform = s.text("platform").empty() ? "qemu" : s.text("platform");
+  x.cell = decoded(db, decode_cell(s.text("cell_json")), what, "malformed cell_json");
   x.repetition = static_cast<int>(s.int64("repetition"));
   x.health.status = core::sample_status_from(s.text("status")).value_or(core::SampleStatus::failed);
   x.health.reason = s.text("reason");
-  x.health.findings = read_string_array(db, s.text("findings_json"), what + " findings");
+  x.health.findings = decoded(db, decode_string_list(s.text("findings_json")), what + " findings");
   x.boot_s = s.real("boot_s");
   x.fio_s = s.real("fio_s");
   x.teardown_s = s.real("teardown_s");
@@ -869,10 +637,8 @@ core::Sample read_sample(ResultStore::Db& db, Stmt& s) {
   x.guest.nr_writeback_temp_peak = s.real("nr_writeback_temp_peak");
   x.guest.guest_sys_s = s.real("guest_sys_s");
   x.guest.guest_user_s = s.real("guest_user_s");
-  if (!JsonReader(s.text("vmstat_delta_json")).object([&](std::string k, JsonScalar v) {
-        x.guest.vmstat_delta[std::move(k)] = v.number;
-      }))
-    db.fail(StoreError::Kind::sqlite, "read " + what, "malformed vmstat_delta_json");
+  x.guest.vmstat_delta =
+      decoded(db, decode_number_map(s.text("vmstat_delta_json")), what, "malformed vmstat_delta_json");
   x.backend_usage.user_s = s.real("backend_user_s");
   x.backend_usage.sys_s = s.real("backend_sys_s");
   x.backend_usage.minor_faults = static_cast<long>(s.int64("backend_minor_faults"));

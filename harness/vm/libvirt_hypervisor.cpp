@@ -18,6 +18,7 @@
 #include <thread>
 
 #include "core/health.h"
+#include "core/system.h"
 #include "core/text.h"
 #include "proc/runner.h"
 
@@ -27,36 +28,9 @@ namespace kab::vm {
 
 namespace {
 
-double now_s() {
-  using namespace std::chrono;
-  return duration<double>(steady_clock::now().time_since_epoch()).count();
-}
-
 std::string last_libvirt_error() {
   virErrorPtr e = virGetLastError();
   return e && e->message ? e->message : "unknown libvirt error";
-}
-
-std::string xml_escape(const std::string& s) {
-  std::string out;
-  for (char c : s) {
-    switch (c) {
-      case '&': out += "&amp;"; break;
-      case '<': out += "&lt;"; break;
-      case '>': out += "&gt;"; break;
-      case '\'': out += "&apos;"; break;
-      case '"': out += "&quot;"; break;
-      default: out += c;
-    }
-  }
-  return out;
-}
-
-std::string read_text(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  std::ostringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
 }
 
 std::string cpuset(const std::vector<int>& cpus) {
@@ -140,7 +114,7 @@ void ensure_libvirt_daemons(bool verbose) {
 std::string domain_xml(const DomainXmlInput& in) {
   std::ostringstream x;
   x << "<domain type='" << in.domain_type << "'>\n"
-    << "  <name>" << xml_escape(in.name) << "</name>\n"
+    << "  <name>" << core::xml_escape(in.name) << "</name>\n"
     << "  <memory unit='b'>" << in.memory_bytes << "</memory>\n"
     << "  <vcpu placement='static'>" << in.vcpus << "</vcpu>\n";
   if (!in.vcpu_cpus.empty() || !in.emulator_cpus.empty()) {
@@ -153,9 +127,9 @@ std::string domain_xml(const DomainXmlInput& in) {
   // vhost-user needs guest memory the backend can map.
   x << "  <memoryBacking><source type='memfd'/><access mode='shared'/></memoryBacking>\n"
     << "  <os>\n    <type arch='x86_64' machine='pc'>hvm</type>\n"
-    << "    <kernel>" << xml_escape(in.kernel) << "</kernel>\n";
-  if (!in.initrd.empty()) x << "    <initrd>" << xml_escape(in.initrd) << "</initrd>\n";
-  x << "    <cmdline>" << xml_escape(in.cmdline) << "</cmdline>\n  </os>\n"
+    << "    <kernel>" << core::xml_escape(in.kernel) << "</kernel>\n";
+  if (!in.initrd.empty()) x << "    <initrd>" << core::xml_escape(in.initrd) << "</initrd>\n";
+  x << "    <cmdline>" << core::xml_escape(in.cmdline) << "</cmdline>\n  </os>\n"
     << "  <features><acpi/></features>\n";
   if (in.domain_type == "kvm") x << "  <cpu mode='host-passthrough'/>\n";
   // A panic with panic=-1 reboots: destroy on every end, and let the agent's record decide.
@@ -167,14 +141,14 @@ std::string domain_xml(const DomainXmlInput& in) {
   for (const auto& [file, dev] : disks)
     if (!file->empty())
       x << "    <disk type='file' device='disk'>\n      <driver name='qemu' type='raw'/>\n"
-        << "      <source file='" << xml_escape(*file) << "'/>\n"
+        << "      <source file='" << core::xml_escape(*file) << "'/>\n"
         << "      <target dev='" << dev << "' bus='virtio'/>\n      <readonly/>\n    </disk>\n";
   x
     << "    <filesystem type='mount'>\n      <driver type='virtiofs' queue='1024'/>\n"
-    << "      <source socket='" << xml_escape(in.fs_socket) << "'/>\n"
-    << "      <target dir='" << xml_escape(in.fs_tag) << "'/>\n    </filesystem>\n"
-    << "    <serial type='file'><source path='" << xml_escape(in.console_path) << "'/><target port='0'/></serial>\n"
-    << "    <serial type='file'><source path='" << xml_escape(in.report_path) << "'/><target port='1'/></serial>\n"
+    << "      <source socket='" << core::xml_escape(in.fs_socket) << "'/>\n"
+    << "      <target dir='" << core::xml_escape(in.fs_tag) << "'/>\n    </filesystem>\n"
+    << "    <serial type='file'><source path='" << core::xml_escape(in.console_path) << "'/><target port='0'/></serial>\n"
+    << "    <serial type='file'><source path='" << core::xml_escape(in.report_path) << "'/><target port='1'/></serial>\n"
     << "    <memballoon model='none'/>\n"
     << "  </devices>\n"
     // QEMU runs as root: the cache under /root is not readable by libvirt-qemu,
@@ -184,11 +158,40 @@ std::string domain_xml(const DomainXmlInput& in) {
   return x.str();
 }
 
-LibvirtHypervisor::LibvirtHypervisor(std::string uri) : m_uri(std::move(uri)) {
+LibvirtHypervisor::LibvirtHypervisor(std::string uri) : m_uri(std::move(uri)) {}
+
+void* LibvirtHypervisor::connection() {
+  if (m_conn) return m_conn;
   virSetErrorFunc(nullptr, silence_libvirt);
   if (m_uri == "qemu:///system") ensure_libvirt_daemons();
   m_conn = virConnectOpen(m_uri.c_str());
   if (!m_conn) throw VmError("cannot connect to " + m_uri + ": " + last_libvirt_error());
+  return m_conn;
+}
+
+core::PinningPlan qemu_pinning(int host_cpus, int vcpus) {
+  core::PinningPlan p;
+  if (host_cpus >= vcpus + 2) {
+    for (int i = 0; i < vcpus; ++i) p.vcpu_cpus.push_back(2 + i);
+    p.emulator_cpus = {1};
+    p.noise = "vcpus pinned to 2-" + std::to_string(1 + vcpus) + ", emulator to 1, backend free on 0";
+    return p;
+  }
+  // Measured on 2 CPUs (ARCHITECTURE.md): pinning QEMU to one CPU and the
+  // backend to the other was worse in every figure than leaving them free.
+  p.noise = "not pinned (host has " + std::to_string(host_cpus) + " CPUs, need " + std::to_string(vcpus + 2) + ")";
+  p.warning = "warning: host has " + std::to_string(host_cpus) +
+              " CPUs: vCPUs, emulator and backend are not pinned apart";
+  return p;
+}
+
+core::PinningPlan LibvirtHypervisor::pinning(int host_cpus, int vcpus) const { return qemu_pinning(host_cpus, vcpus); }
+
+std::string LibvirtHypervisor::warning() {
+  if (accelerator() != "tcg") return "";
+  return "*** WARNING *** no /dev/kvm: guests run under QEMU TCG (software emulation). Absolute MiB/s are not "
+         "hardware numbers; A/B ratios within one run are the result. (platform: uml runs the guest kernel natively "
+         "without KVM.)";
 }
 
 LibvirtHypervisor::~LibvirtHypervisor() {
@@ -199,7 +202,7 @@ std::string LibvirtHypervisor::accelerator() { return kvm_available() ? "kvm" : 
 
 std::string LibvirtHypervisor::versions() {
   unsigned long lib = 0, hv = 0;
-  virConnectGetLibVersion(static_cast<virConnectPtr>(m_conn), &lib);
+  virConnectGetLibVersion(static_cast<virConnectPtr>(connection()), &lib);
   virConnectGetVersion(static_cast<virConnectPtr>(m_conn), &hv);
   auto v = [](unsigned long n) {
     return std::to_string(n / 1000000) + "." + std::to_string((n / 1000) % 1000) + "." + std::to_string(n % 1000);
@@ -242,20 +245,20 @@ core::GuestOutcome LibvirtHypervisor::run(const core::GuestRequest& req) {
   std::string xml = domain_xml(in);
   { std::ofstream(req.work_dir + "/domain.xml") << xml; }
 
-  auto* conn = static_cast<virConnectPtr>(m_conn);
+  auto* conn = static_cast<virConnectPtr>(connection());
   // A leftover domain of the same name (from a killed kab) would block the name.
   if (virDomainPtr old = virDomainLookupByName(conn, req.name.c_str())) {
     virDomainDestroy(old);
     virDomainFree(old);
   }
-  const double t0 = now_s();
+  const double t0 = core::now_s();
   virDomainPtr dom = virDomainCreateXML(conn, xml.c_str(), VIR_DOMAIN_START_AUTODESTROY);
   if (!dom) {
     out.end = core::GuestOutcome::End::failed;
     out.reason = "libvirt could not start domain " + req.name + ": " + last_libvirt_error();
     return out;
   }
-  out.boot_s = now_s() - t0;
+  out.boot_s = core::now_s() - t0;
   pid_t qemu_pid = 0;
   {
     // QEMU's pid, for its host CPU time: libvirt writes it to /run/libvirt/qemu/NAME.pid.
@@ -279,7 +282,7 @@ core::GuestOutcome LibvirtHypervisor::run(const core::GuestRequest& req) {
       interrupted = true;
       break;
     }
-    if (now_s() - t0 > req.guest.timeout_s) {
+    if (core::now_s() - t0 > req.guest.timeout_s) {
       timed_out = true;
       break;
     }
@@ -293,10 +296,10 @@ core::GuestOutcome LibvirtHypervisor::run(const core::GuestRequest& req) {
   }
   virDomainDestroy(dom);   // no-op when already gone; ends it on timeout
   virDomainFree(dom);
-  out.total_s = now_s() - t0;
+  out.total_s = core::now_s() - t0;
 
-  const std::string report = read_text(out.report_path);
-  const std::string console = read_text(out.console_path);
+  const std::string report = core::read_text(out.report_path);
+  const std::string console = core::read_text(out.console_path);
   const bool completed = report.find("KAB-END") != std::string::npos;
   core::classify_guest_end(out, interrupted, timed_out, req.guest.timeout_s, backend_died, console, completed,
                            "guest stopped without the agent's record");

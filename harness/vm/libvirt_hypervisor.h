@@ -39,17 +39,30 @@ struct DomainXmlInput {
 };
 std::string domain_xml(const DomainXmlInput& in);
 
+// QEMU's pinning on a host of `host_cpus`: vCPUs on 2…, the emulator on 1 and
+// the backend free on 0 when there is a CPU for each role; unpinned (with a
+// warning) below vcpus + 2 CPUs.
+core::PinningPlan qemu_pinning(int host_cpus, int vcpus);
+
 class LibvirtHypervisor : public core::Hypervisor {
  public:
+  // Connects on first use (versions(), run()), starting the daemons then: a
+  // run builds its kernels before it needs libvirt. run() throws VmError when
+  // libvirt cannot be reached.
   explicit LibvirtHypervisor(std::string uri = "qemu:///system");
   ~LibvirtHypervisor() override;
   std::string accelerator() override;
+  std::string kernel_arch() const override { return "x86_64"; }
+  std::string report_device() const override { return "/dev/ttyS1"; }
+  std::string versions() override;   // "libvirt X, QEMU Y"
+  core::PinningPlan pinning(int host_cpus, int vcpus) const override;
+  std::string warning() override;    // the TCG warning without KVM
   core::GuestOutcome run(const core::GuestRequest& request) override;
-  std::string versions();   // "libvirt X, QEMU Y"
 
  private:
+  void* connection();       // virConnectPtr
   std::string m_uri;
-  void* m_conn = nullptr;   // virConnectPtr
+  void* m_conn = nullptr;
 };
 
 }  // namespace kab::vm

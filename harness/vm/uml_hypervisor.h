@@ -28,16 +28,23 @@ struct UmlCommandInput {
 // The argv of a UML guest: [taskset -c CPUS] linux mem= initrd= virtio_uml... con0=... .
 std::vector<std::string> uml_command(const UmlCommandInput& in);
 
+// UML's pinning: the whole synchronous pipeline — the UML kernel, its
+// userspace and the backend — on the host's last CPU at a raised priority.
+core::PinningPlan uml_pinning(int host_cpus, int vcpus);
+
 class UmlHypervisor : public core::Hypervisor {
  public:
   std::string accelerator() override { return "uml"; }
+  std::string kernel_arch() const override { return "um"; }
+  std::string report_device() const override { return k_uml_report_device; }
+  std::string versions() override { return "not used (platform uml)"; }
+  core::PinningPlan pinning(int host_cpus, int vcpus) const override { return uml_pinning(host_cpus, vcpus); }
   // Never throws for guest failures: they are outcomes. Completion is the
   // agent's KAB-END line, not the exit status (UML may SIGABRT after
   // "System halted" with a complete record). On timeout or interruption the
   // process group is TERMed then KILLed; the UML directory and memory file
   // (TMPDIR under the work directory) are removed after any outcome.
   core::GuestOutcome run(const core::GuestRequest& request) override;
-  std::string versions() const { return "not used (platform uml)"; }
 };
 
 }  // namespace kab::vm

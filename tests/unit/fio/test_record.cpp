@@ -2,7 +2,14 @@
 #include <fstream>
 #include <sstream>
 
+#include <unistd.h>
+
+#include <filesystem>
+#include <nlohmann/json.hpp>
+
+#include "core/fio_job.h"
 #include "fio/record.h"
+#include "proc/runner.h"
 
 using namespace kab;
 
@@ -55,5 +62,85 @@ TEST_CASE("the agent's record from real guests becomes a Sample", "[record]") {
     CHECK(fio::parse_fio_json("fio: some warning\n{\"jobs\": [{\"error\": 5, \"write\": {\"io_bytes\": 0}, \"read\": {}}]}", m) ==
           "fio reported error 5");
     CHECK(fio::parse_fio_json("not json", m) == "fio wrote no JSON");
+  }
+}
+
+namespace {
+
+// Runs the host's fio on a job text in a fresh directory (in place of the
+// share) and returns its JSON: real fio output, not a typed fixture.
+std::string host_fio_json(std::string job) {
+  namespace fs = std::filesystem;
+  const fs::path dir = fs::temp_directory_path() / ("kab-fio-" + std::to_string(::getpid()));
+  fs::create_directories(dir);
+  for (std::size_t p; (p = job.find(core::k_share_dir)) != std::string::npos;)
+    job.replace(p, std::string(core::k_share_dir).size(), dir.string());
+  std::ofstream(dir / "job.fio") << job;
+  auto [ok, out] = proc::capture({"fio", "--output-format=json", "--output=" + (dir / "out.json").string(),
+                                  (dir / "job.fio").string()},
+                                 120);
+  INFO(out);
+  REQUIRE(ok);
+  std::ifstream in(dir / "out.json");
+  std::ostringstream ss;
+  ss << in.rdbuf();
+  fs::remove_all(dir);
+  return ss.str();
+}
+
+std::string corpus(const std::string& name) {
+  std::ifstream in(std::string(KAB_TEST_DATA) + "/fio/" + name);
+  std::ostringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
+}
+
+// The sum over fio's entries, read independently of the parser.
+double sum_of(const std::string& json_text, const char* side, const char* field) {
+  auto j = nlohmann::json::parse(json_text);
+  double s = 0;
+  for (const auto& job : j["jobs"]) s += job[side][field].get<double>();
+  return s;
+}
+
+}  // namespace
+
+TEST_CASE("every job of a sample is measured, as the real fio reports it", "[record][fio]") {
+  const core::FioOptions shorter = {{"runtime", "1"}, {"size", "8M"}};
+  auto run = [&](const std::string& file) {
+    std::vector<core::Diagnostic> errors;
+    auto parsed = core::parse_fio_job_file(file, corpus(file), errors);
+    REQUIRE(errors.empty());
+    return host_fio_json(core::fio_job_file_text(parsed, shorter));
+  };
+  SECTION("numjobs=4 without group_reporting: one group of four, all four jobs' bandwidth") {
+    const std::string json = run("numjobs4-no-group.fio");
+    auto j = nlohmann::json::parse(json);
+    REQUIRE(j["jobs"].size() == 1);   // kab's [global] groups them
+    core::FioMetrics m;
+    CHECK(fio::parse_fio_json(json, m) == "");
+    CHECK(m.bw_bytes == sum_of(json, "write", "bw_bytes"));
+    CHECK(m.bytes == sum_of(json, "write", "io_bytes"));
+    CHECK(m.bytes >= 4 * 8.0 * 1048576);   // time_based: each of the four wrote its 8M at least once
+  }
+  SECTION("stonewall sections: both groups, the write side of the group that wrote") {
+    const std::string json = run("stonewall-sections.fio");
+    auto j = nlohmann::json::parse(json);
+    REQUIRE(j["jobs"].size() == 2);
+    core::FioMetrics m;
+    CHECK(fio::parse_fio_json(json, m) == "");
+    CHECK(m.bytes == sum_of(json, "write", "io_bytes"));
+    CHECK(m.bytes == 8.0 * 1048576);
+    CHECK(m.bw_bytes == sum_of(json, "write", "bw_bytes"));
+  }
+  SECTION("a read-only job is measured on its read side") {
+    core::FioSpec f;
+    f.job = {{"rw", "read"}, {"bs", "64k"}, {"size", "4M"}, {"numjobs", "2"}};
+    const std::string json = host_fio_json(core::fio_job_text(f, {}));
+    core::FioMetrics m;
+    CHECK(fio::parse_fio_json(json, m) == "");
+    CHECK(m.bytes == 2 * 4.0 * 1048576);
+    CHECK(m.bw_bytes == sum_of(json, "read", "bw_bytes"));
+    CHECK(m.clat_p99_ns > 0);
   }
 }

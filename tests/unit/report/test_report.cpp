@@ -3,9 +3,11 @@
 #include <catch2/catch.hpp>
 #include <nlohmann/json.hpp>
 #include <regex>
+#include <set>
 
 #include "proc/runner.h"
 #include "report/format.h"
+#include "report/formats.h"
 #include "report/html.h"
 #include "report/json.h"
 #include "report/junit.h"
@@ -273,5 +275,45 @@ TEST_CASE("html report", "[report]") {
     CHECK_FALSE(contains(html, "<?xml"));
     CHECK_FALSE(contains(html, "chart failed"));
     CHECK_FALSE(contains(html, "No charts"));
+  }
+}
+
+TEST_CASE("report formats table", "[report]") {
+  std::vector<Sample> samples;
+  add(samples, {655, 648, 661, 650, 659}, {754, 760, 741, 749, 771}, "virtiofsd", {{"bs", "1M"}});
+  auto c = analyze(scenario(), samples, options());
+  auto ctx = context();
+  SECTION("names and extensions are unique; each format is found by its name") {
+    REQUIRE_FALSE(formats().empty());
+    std::set<std::string_view> names, extensions;
+    for (const auto& f : formats()) {
+      INFO(f.name);
+      CHECK_FALSE(f.name.empty());
+      CHECK_FALSE(f.extension.empty());
+      CHECK(names.insert(f.name).second);
+      CHECK(extensions.insert(f.extension).second);
+      CHECK(find_format(f.name) == &f);
+    }
+    CHECK(find_format("pdf") == nullptr);
+    CHECK(find_format("") == nullptr);
+    CHECK(find_format("TEXT") == nullptr);
+    REQUIRE(format_names().size() == formats().size());
+    for (std::size_t i = 0; i < formats().size(); ++i) CHECK(format_names()[i] == formats()[i].name);
+  }
+  SECTION("the help text lists every name") {
+    CHECK(format_list().rfind(std::string(formats().front().name) + ", ", 0) == 0);
+    CHECK(contains(format_list(), " or " + std::string(formats().back().name)));
+    for (const auto& f : formats()) CHECK(contains(format_list(), std::string(f.name)));
+  }
+  SECTION("every renderer renders; only text uses colour") {
+    for (const auto& f : formats()) {
+      INFO(f.name);
+      auto plain = f.render(c, ctx, false);
+      CHECK_FALSE(plain.empty());
+      CHECK_FALSE(contains(plain, "\033["));
+      auto colored = f.render(c, ctx, true);
+      if (f.name == "text") CHECK(contains(colored, "\033[1;32mimprovement\033[0m"));
+      else CHECK(colored == plain);
+    }
   }
 }

@@ -1,7 +1,9 @@
 #include <catch2/catch.hpp>
 
+#include "backend/backends.h"
 #include "fio/catalog.h"
 #include "scenario/scenario.h"
+#include "vm/platforms.h"
 
 using namespace kab;
 
@@ -13,6 +15,9 @@ scenario::Context context() {
   ctx.kernels = scenario::list_kernel_names(KAB_SOURCE_DIR "/kernels");
   ctx.fio_options = catalog.names();
   ctx.fio_knows = [](const std::string& o) { return catalog.knows(o); };
+  ctx.fio_parse = [](const std::string& job) { return catalog.parse_only(job); };
+  for (const auto& p : vm::platforms()) ctx.platforms.push_back({p.name, p.boots_disk});   // the real tables
+  ctx.backend_types = backend::backend_types();
   return ctx;
 }
 
@@ -136,7 +141,8 @@ TEST_CASE("malformed scenarios give positioned messages", "[scenario]") {
   }
   SECTION("bad-disk-uml.yaml") {
     CHECK(errors_of("bad-disk-uml.yaml") ==
-          "scenarios/bad-disk-uml.yaml:6:10: 'image: disk' needs platform qemu (a UML guest boots its initramfs)\n"
+          "scenarios/bad-disk-uml.yaml:6:10: 'image: disk' needs a platform that boots a root disk (qemu); platform "
+          "uml boots its initramfs\n"
           "  image: disk\n"
           "         ^ near here\n");
   }
@@ -195,8 +201,8 @@ TEST_CASE("a minimal scenario gets the defaults", "[scenario]") {
   REQUIRE(parsed.value);
   CHECK(parsed.value->name == "good-minimal");
   CHECK(parsed.value->backends.size() == 1);
-  CHECK(parsed.value->backends[0].type == core::BackendType::virtiofsd);
-  CHECK(parsed.value->guest.platform == core::Platform::qemu);
+  CHECK(parsed.value->backends[0].type == "virtiofsd");
+  CHECK(parsed.value->guest.platform == "qemu");
   CHECK(parsed.value->repetitions == 5);
 }
 
@@ -208,4 +214,88 @@ TEST_CASE("no input crashes the parser", "[scenario]") {
     auto parsed = scenario::parse_scenario("t.yaml", text, context());
     CHECK_FALSE(parsed.errors.empty());
   }
+}
+
+namespace {
+
+// A scenario beside the corpus (tests/data/fio) running one job file; errors
+// with paths relative to tests/data.
+std::pair<bool, std::string> job_file_scenario(const std::string& file, const std::string& extra = "",
+                                               const std::string& timeout = "300s") {
+  const std::string path = std::string(KAB_TEST_DATA) + "/fio/scenario.yaml";
+  const std::string text = "arms: {stock: stock-6.1, rfc: rfc-6.1}\nguest: {timeout: " + timeout +
+                           "}\nfio:\n  job_file: " + file + "\n" + extra;
+  auto parsed = scenario::parse_scenario(path, text, context());
+  std::string out = scenario::format_errors(parsed.errors);
+  std::string prefix = std::string(KAB_TEST_DATA) + "/";
+  for (std::size_t p; (p = out.find(prefix)) != std::string::npos;) out.erase(p, prefix.size());
+  return {parsed.value.has_value(), out};
+}
+
+}  // namespace
+
+TEST_CASE("fio job files as people write them: run, or refused at their line before anything boots",
+          "[scenario][fio_job]") {
+  SECTION("accepted as they are") {
+    for (const char* f : {"numjobs4-no-group.fio", "stonewall-sections.fio", "randrw-mix.fio", "verify-job.fio",
+                          "libaio-direct.fio", "falloc.fio", "ftruncate.fio", "share-absolute.fio"}) {
+      auto [ok, errors] = job_file_scenario(f);
+      INFO(f << "\n" << errors);
+      CHECK(ok);
+    }
+  }
+  SECTION("absolute directory outside the share") {
+    CHECK(job_file_scenario("seq-write-abs-dir.fio").second ==
+          "fio/seq-write-abs-dir.fio:4:11: directory=/mnt/scratch is outside the share: kab runs every job in "
+          "/mnt/kab; remove the line (or give a relative directory)\n"
+          "directory=/mnt/scratch\n          ^ near here\n");
+  }
+  SECTION("a file outside the share") {
+    CHECK(job_file_scenario("outside-filename.fio").second.find(
+              "fio/outside-filename.fio:2:10: filename=/root/fio-test.dat is outside the share") == 0);
+  }
+  SECTION("a raw device") {
+    CHECK(job_file_scenario("raw-device.fio").second ==
+          "fio/raw-device.fio:6:10: filename=/dev/nvme0n1 is a device: kab measures files on the virtio-fs share; "
+          "name a file instead (e.g. filename=testfile), which kab creates in the share\n"
+          "filename=/dev/nvme0n1\n         ^ near here\n");
+  }
+  SECTION("a value the installed fio rejects, at the job file's line") {
+    CHECK(job_file_scenario("bad-value.fio").second ==
+          "fio/bad-value.fio:6:4: fio rejects bs=banana (fio --parse-only: failed parsing bs=banana)\n"
+          "bs=banana\n   ^ near here\n");
+  }
+  SECTION("a 15-minute job: refused against the guest's timeout, run shortened by fio.override") {
+    CHECK(job_file_scenario("big-numjobs.fio").second ==
+          "fio/scenario.yaml:2:18: fio may run 900 s (runtime + ramp_time) but guest.timeout is 300 s: raise "
+          "guest.timeout (boot and teardown need ~30 s more) or shorten the job (fio.override: {runtime: …})\n"
+          "guest: {timeout: 300s}\n                 ^ near here\n");
+    auto [ok, errors] = job_file_scenario("big-numjobs.fio", "  override: {runtime: 10, size: 64M}\n");
+    INFO(errors);
+    CHECK(ok);
+  }
+  SECTION("an override value fio rejects, at the scenario's line") {
+    CHECK(job_file_scenario("falloc.fio", "  override: {bs: huge}\n").second ==
+          "fio/scenario.yaml:5:18: fio rejects bs=huge (fio --parse-only: failed parsing bs=huge)\n"
+          "  override: {bs: huge}\n                 ^ near here\n");
+    CHECK(job_file_scenario("falloc.fio", "  override: {runtme: 10}\n").second.find(
+              "unknown fio option 'runtme', did you mean 'runtime'?") != std::string::npos);
+  }
+}
+
+TEST_CASE("generated jobs: every cell's values checked by the installed fio", "[scenario][fio_job]") {
+  const std::string path = std::string(KAB_TEST_DATA) + "/scenarios/inline.yaml";
+  auto errors_of_text = [&](const std::string& text) {
+    auto parsed = scenario::parse_scenario(path, text, context());
+    return scenario::format_errors(parsed.errors);
+  };
+  CHECK(errors_of_text("arms: {a: stock-6.1, b: rfc-6.1}\nfio:\n  job: {rw: write, size: 16M, runtime: five}\n")
+            .find("inline.yaml:3:40: fio rejects runtime=five (fio --parse-only: failed parsing runtime=five)") !=
+        std::string::npos);
+  CHECK(errors_of_text("arms: {a: stock-6.1, b: rfc-6.1}\nfio:\n  job: {rw: write, size: 16M}\n  matrix: {bs: [4k, "
+                       "banana]}\n")
+            .find("inline.yaml:4:21: fio rejects bs=banana") != std::string::npos);
+  CHECK(errors_of_text("arms: {a: stock-6.1, b: rfc-6.1}\nguest: {timeout: 60s}\nfio:\n  job: {rw: write, size: 16M, "
+                       "runtime: 2m, ramp_time: 5}\n")
+            .find("fio may run 125 s (runtime + ramp_time) but guest.timeout is 60 s") != std::string::npos);
 }

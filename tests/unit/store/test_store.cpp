@@ -12,6 +12,7 @@
 #include <iostream>
 #include <thread>
 
+#include "core/hash.h"
 #include "store/store.h"
 
 using namespace kab;
@@ -86,7 +87,7 @@ core::Sample full_sample(std::int64_t run_id, int index) {
   s.kernel = "rfc-6.1";
   s.variant = "debug";
   s.backend = "virtiofsd-auto";
-  s.platform = core::Platform::uml;
+  s.platform = "uml";
   s.cell = {{"rw", "randwrite"}, {"bs", "1M"}, {"iodepth", "32"}};  // not sorted: order must survive
   s.repetition = 3;
   s.health.status = core::SampleStatus::unhealthy;
@@ -137,7 +138,7 @@ core::Sample small_sample(std::int64_t run_id, int index) {
 
 // A new field in core::Sample needs a column (a migration), a line in
 // add_sample/read_sample and one in check_same; this trips when it is missed.
-static_assert(sizeof(core::Sample) == 808, "core::Sample changed: store the new field and check it below");
+static_assert(sizeof(core::Sample) == 832, "core::Sample changed: store the new field and check it below");
 
 void check_same(const core::Sample& a, const core::Sample& b) {
   CHECK(a.run_id == b.run_id);
@@ -364,7 +365,7 @@ INSERT INTO artifacts (sample_id, kind, content) VALUES (1, 'fio_json', '{"old":
     CHECK(s.fio.bw_bytes == 686817280);
     CHECK(s.guest.vmstat_delta == std::map<std::string, double>{{"nr_dirtied", 5}});
     CHECK(s.fio_json == "{\"old\":true}");
-    CHECK(s.platform == core::Platform::qemu);
+    CHECK(s.platform == "qemu");
     CHECK(s.vm_usage.user_s == 0);
     CHECK(s.vm_usage.minor_faults == 0);
     CHECK(s.host_steal_pct == 0);
@@ -425,7 +426,7 @@ TEST_CASE("ResultStore round-trips runs, kernels and samples", "[store]") {
     CHECK(r->created_at.size() == 24);  // 2026-11-28T18:40:00.123Z
     CHECK(r->info.scenario_name == info.scenario_name);
     CHECK(r->info.scenario_text == info.scenario_text);
-    CHECK(r->info.scenario_hash == fnv1a64_hex(info.scenario_text));
+    CHECK(r->info.scenario_hash == core::fnv1a64_hex(info.scenario_text));
     CHECK(r->info.plan_seed == info.plan_seed);
     CHECK(r->info.plan_size == 20);
     CHECK(r->info.plan_json == info.plan_json);

@@ -1,0 +1,138 @@
+#include "core/scenario_run.h"
+
+#include <algorithm>
+
+#include "core/planner.h"
+
+namespace kab::core {
+
+std::vector<std::pair<std::string, std::string>> kernels_needed(const Scenario& s) {
+  std::vector<std::pair<std::string, std::string>> out;
+  for (const auto& arm : s.arms) {
+    std::pair<std::string, std::string> k{arm.kernel, arm.variant};
+    if (std::find(out.begin(), out.end(), k) == out.end()) out.push_back(k);
+  }
+  return out;
+}
+
+std::string noise_text(const PinningPlan& plan, const Scenario& s, std::optional<bool> priority_raised) {
+  std::string text = plan.caveat.empty() ? "" : plan.caveat + "; ";
+  text += "drop_caches; share on " + (s.backends.empty() ? std::string("tmpfs") : s.backends[0].store);
+  if (!plan.noise.empty()) text += "; " + plan.noise;
+  if (priority_raised) text += *priority_raised ? ", nice -10" : ", priority not raised (not permitted)";
+  return text;
+}
+
+RunOutcome ScenarioRun::execute(const RunRequest& rq) {
+  const Scenario& s = rq.scenario;
+  Hypervisor& hv = *m_p.hypervisor;
+  RunOutcome res;
+  const Plan plan = make_plan(s);
+  const std::string arch = hv.kernel_arch();
+
+  // Everything the plan boots, built (or taken from the cache) before the
+  // first sample and before anything is recorded: a failed build leaves no run.
+  RunSettings st;
+  for (const auto& [name, variant] : kernels_needed(s)) {
+    auto spec = rq.kernels.find(name);
+    if (spec == rq.kernels.end())
+      throw RunError(RunError::Kind::input, "kernel " + name + ": no definition given to the run");
+    try {
+      KernelArtifact a = m_p.kernels->build(spec->second, arch, variant);
+      res.kernels.push_back(a);
+      st.kernels[kernel_ref(name, variant)] = std::move(a);
+    } catch (const RunError&) {
+      throw;
+    } catch (const std::exception& e) {
+      throw RunError(RunError::Kind::infrastructure,
+                     "kernel " + kernel_ref(name, variant) + " (" + arch + ") did not build: " + e.what());
+    }
+  }
+  GuestImage img;
+  try {
+    img = m_p.image->build();
+  } catch (const std::exception& e) {
+    throw RunError(RunError::Kind::infrastructure, "guest image (" + s.guest.image + "): " + e.what());
+  }
+  st.base_image = img.path;
+
+  res.accelerator = hv.accelerator();
+  if (std::string w = hv.warning(); !w.empty()) m_p.progress->note(w);
+  if (rq.resume) {
+    auto stored = m_p.store->stored_run(rq.resume);
+    if (!stored) throw RunError(RunError::Kind::input, "no run " + std::to_string(rq.resume) + " in " + rq.where);
+    if (stored->seed != plan.seed || stored->plan_size != static_cast<int>(plan.samples.size()) ||
+        stored->scenario_text != s.text)
+      throw RunError(RunError::Kind::input, "run " + std::to_string(rq.resume) +
+                                                " was made from another scenario or seed; cannot resume it with " +
+                                                (s.path.empty() ? s.name : s.path));
+  }
+  for (const auto& a : res.kernels) m_p.store->record_kernel(a);
+  if (rq.resume) {
+    m_p.store->resume_run(rq.resume);
+    res.run_id = rq.resume;
+  } else {
+    RunRecord r;
+    r.scenario = &s;
+    r.plan = &plan;
+    r.accelerator = res.accelerator;
+    r.platform_versions = hv.versions();
+    r.command = rq.command;
+    r.image = img;
+    res.run_id = m_p.store->begin_run(r);
+  }
+
+  // Pinning as the platform plans it for this host; backends without CPUs of
+  // their own get the plan's.
+  const PinningPlan pin = hv.pinning(m_p.host->cpus(), s.guest.vcpus);
+  Scenario run_s = s;
+  for (auto& b : run_s.backends)
+    if (b.cpus.empty()) b.cpus = pin.backend_cpus;
+  std::optional<bool> raised;
+  if (pin.raise_priority) raised = m_p.host->raise_priority();   // inherited by backend and guest
+  if (!pin.warning.empty()) m_p.progress->note(pin.warning);
+  st.noise = noise_text(pin, s, raised);
+  st.vcpu_cpus = pin.vcpu_cpus;
+  st.emulator_cpus = pin.emulator_cpus;
+  st.run_id = res.run_id;
+  st.work_root = m_p.workspace->prepare(res.run_id);
+  st.instance = m_p.workspace->instance();
+  st.keep_work = rq.keep_work;
+
+  const double t_start = m_p.host->now_s();
+  int done_now = 0;
+  st.on_sample = [&](int index, int total, const Sample& smp) {
+    ++done_now;
+    const double per = (m_p.host->now_s() - t_start) / done_now;
+    m_p.progress->sample(index, total, smp, per * (total - index - 1));
+  };
+
+  OrchestratorPorts op;
+  op.hypervisor = &hv;
+  op.make_backend = m_p.make_backend;
+  const std::string report_device = hv.report_device();
+  op.sample_image = [&](const PlannedSample& ps, const std::string& job, const std::string& work) {
+    return m_p.image->sample_image(
+        img, {{"KAB_SAMPLE", std::to_string(ps.index)}, {"KAB_TAG", "kabfs"}, {"KAB_REPORT", report_device}}, job,
+        work);
+  };
+  op.sink = m_p.store;
+  op.host = m_p.host;
+  op.parse_record = m_p.parse_record;
+  op.read_file = m_p.read_file;
+  op.remove_tree = m_p.remove_tree;
+  m_p.progress->note("run " + std::to_string(res.run_id) + ": " + std::to_string(plan.samples.size()) + " samples (" +
+                     res.accelerator + "), results in " + rq.where);
+  Orchestrator orch(run_s, op);
+  RunSummary sum = orch.run(plan, st, m_p.interrupted ? m_p.interrupted : [] { return false; });
+  res.stored = sum.stored;
+  res.skipped = sum.skipped;
+  res.interrupted = sum.interrupted;
+  for (const auto& [status, n] : sum.by_status)
+    if (status != SampleStatus::ok) res.not_ok += n;
+  m_p.store->finish_run(res.run_id, sum.interrupted);
+  if (!rq.keep_work) m_p.workspace->finish(st.work_root);
+  return res;
+}
+
+}  // namespace kab::core

@@ -1,0 +1,24 @@
+#include "vm/platforms.h"
+
+#include "vm/libvirt_hypervisor.h"
+#include "vm/uml_hypervisor.h"
+
+namespace kab::vm {
+
+const std::vector<Platform>& platforms() {
+  static const std::vector<Platform> table = {
+      {"qemu", "QEMU through libvirt (KVM when /dev/kvm is usable, TCG otherwise)", true, qemu_pinning,
+       [] { return std::unique_ptr<core::Hypervisor>(std::make_unique<LibvirtHypervisor>()); }},
+      {"uml", "User-Mode Linux: the ARCH=um kernel as a host process", false, uml_pinning,
+       [] { return std::unique_ptr<core::Hypervisor>(std::make_unique<UmlHypervisor>()); }},
+  };
+  return table;
+}
+
+const Platform* find_platform(std::string_view name) {
+  for (const auto& p : platforms())
+    if (name == p.name) return &p;
+  return nullptr;
+}
+
+}  // namespace kab::vm

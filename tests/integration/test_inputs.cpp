@@ -1,0 +1,110 @@
+// Integration tests of inputs as users write them: fio job files from
+// tests/data/fio run in real guests and are measured whole; a kernel that
+// does not build ends `kab run` with exit 3 and records nothing.
+#include <catch2/catch.hpp>
+#include <filesystem>
+#include <fstream>
+
+#include "helpers.h"
+
+namespace fs = std::filesystem;
+using json = nlohmann::json;
+using namespace kab;
+using namespace kab::integration;
+
+namespace {
+
+// The stored fio JSON and bandwidth of each sample of a run, read from the
+// database with the sqlite3 tool (not through kab).
+json stored_fio(const std::string& db, long long run) {
+  auto [ok, out] = proc::capture({"sqlite3", "-json", db,
+                                  "SELECT s.plan_index AS idx, s.bw_bytes AS bw, a.content AS fio FROM samples s JOIN "
+                                  "artifacts a ON a.sample_id = s.id AND a.kind = 'fio_json' WHERE s.run_id = " +
+                                      std::to_string(run) + " ORDER BY s.plan_index"});
+  INFO(out);
+  REQUIRE(ok);
+  return json::parse(out);
+}
+
+// fio's own total for the sample: the sum over its report's jobs, on the write
+// side when any job wrote.
+double fio_total_bw(const std::string& fio_json) {
+  json j = json::parse(fio_json.substr(fio_json.find('{')));
+  double written = 0, w = 0, r = 0;
+  for (const auto& job : j["jobs"]) {
+    written += job["write"]["io_bytes"].get<double>();
+    w += job["write"]["bw_bytes"].get<double>();
+    r += job["read"]["bw_bytes"].get<double>();
+  }
+  return written > 0 ? w : r;
+}
+
+}  // namespace
+
+TEST_CASE("inputs: fio job files people write run whole, stored bandwidth is fio's own total",
+          "[integration][inputs]") {
+  TestDir dir("job-files");
+  struct Case {
+    const char* file;
+    const char* override;
+    std::size_t groups;   // reporting groups in fio's JSON
+  };
+  const Case cases[] = {
+      {"numjobs4-no-group.fio", "{runtime: 3}", 1},
+      {"stonewall-sections.fio", "{}", 2},
+      {"randrw-mix.fio", "{runtime: 3}", 1},
+      {"libaio-direct.fio", "{}", 1},
+      {"verify-job.fio", "{}", 1},
+      {"falloc.fio", "{}", 1},
+      {"big-numjobs.fio", "{runtime: 3, size: 32M}", 1},
+  };
+  for (const auto& c : cases) {
+    const fs::path scenario = dir.path / (std::string(c.file) + ".yaml");
+    std::ofstream(scenario) << "name: " << c.file << "\narms: {stock: stock-6.1, rfc: rfc-6.1}\n"
+                            << "guest: {vcpus: 2, memory: 1G, timeout: 120s}\nfio:\n  job_file: " << k_root
+                            << "/tests/data/fio/" << c.file << "\n  override: " << c.override
+                            << "\nrepetitions: 1\nseed: 3\n";
+    auto [res, samples] = run_ok(dir, scenario.string());
+    INFO(c.file);
+    CHECK(res["not_ok"] == 0);
+    REQUIRE(samples.size() == 2);
+    for (const auto& s : samples) CHECK(s["status"] == "ok");
+    json stored = stored_fio(dir.db(), res["run"].get<long long>());
+    REQUIRE(stored.size() == 2);
+    for (const auto& row : stored) {
+      const std::string fio = row["fio"];
+      json j = json::parse(fio.substr(fio.find('{')));
+      CHECK(j["jobs"].size() == c.groups);
+      // The job the guest ran is the file with kab's [global] and the override.
+      const std::string job_text = j["global options"].dump();
+      CHECK(job_text.find("/mnt/kab") != std::string::npos);
+      CHECK(row["bw"].get<double>() > 0);
+      CHECK(row["bw"].get<double>() == Approx(fio_total_bw(fio)).epsilon(1e-9));
+    }
+  }
+}
+
+TEST_CASE("inputs: a kernel that does not build ends kab run with exit 3 and records no run",
+          "[integration][inputs][exit]") {
+  TestDir dir("exit-build");
+  const fs::path kernels = dir.path / "kernels";
+  fs::copy(k_root + "/kernels", kernels, fs::copy_options::recursive);
+  std::string patch = read(k_root + "/kernels/patches/0001-fuse-use-page-cache-pages-for-writeback-io-when-virtio_fs.patch");
+  auto at = patch.find(" \tfi->writectr--;");
+  REQUIRE(at != std::string::npos);
+  patch.replace(at, 16, " \tfi->writectr -= 2;");
+  std::ofstream(kernels / "patches/broken.patch") << patch;
+  std::ofstream(kernels / "broken.yaml") << "source: linux-source-6.1\npatches: [broken.patch]\n"
+                                            "config: {base: tinyconfig, fragments: [virtio-guest.config]}\n";
+  std::ofstream(dir.path / "s.yaml") << "arms: {broken: broken, stock: stock-6.1}\nfio:\n  job: {rw: write, size: 16M}\n"
+                                        "repetitions: 1\n";
+  const Env env = {{"KAB_KERNELS", kernels.string()}};
+  auto r = run_kab({"run", (dir.path / "s.yaml").string(), "--db", dir.db()}, 900, "", env);
+  INFO(r.output);
+  CHECK(r.exit_code == 3);
+  CHECK(r.output.find("kab: error: kernel broken (x86_64) did not build: patch broken.patch does not apply") !=
+        std::string::npos);
+  auto runs = run_kab({"runs", "--db", dir.db(), "--json"});
+  REQUIRE(runs.ok());
+  CHECK(last_json(runs.output).empty());
+}

@@ -1,0 +1,298 @@
+// The run use case against fakes of every port: which kernels it builds, what
+// it records and when, resuming, failures before and during the run.
+#include <catch2/catch.hpp>
+
+#include "core/planner.h"
+#include "core/scenario_run.h"
+#include "fakes.h"
+
+using namespace kab::core;
+using namespace kab::core::fakes;
+
+namespace {
+
+class FakeKernels : public KernelBuilder {
+ public:
+  KernelArtifact build(const KernelSpec& spec, const std::string& arch, const std::string& variant) override {
+    calls.push_back(spec.name + "/" + arch + (variant.empty() ? "" : "+" + variant));
+    if (spec.name == fails) throw std::runtime_error("patch broken.patch does not apply");
+    KernelArtifact a;
+    a.name = spec.name;
+    a.variant = variant;
+    a.arch = arch;
+    a.key = "key-" + spec.name + variant;
+    return a;
+  }
+  std::vector<std::string> calls;
+  std::string fails;
+};
+
+class FakeImage : public ImageBuilder {
+ public:
+  GuestImage build() override {
+    ++builds;
+    return {"/cache/base.cpio", "img-key", "initramfs"};
+  }
+  std::string sample_image(const GuestImage& base, const SampleEnv& env, const std::string& job,
+                           const std::string& work) override {
+    last_env = env;
+    last_job = job;
+    CHECK(base.path == "/cache/base.cpio");
+    return work + "/initrd.cpio";
+  }
+  int builds = 0;
+  SampleEnv last_env;
+  std::string last_job;
+};
+
+class FakeStore : public RunStore {
+ public:
+  void add_sample(const Sample& s) override {
+    for (const auto& x : samples) REQUIRE_FALSE((x.run_id == s.run_id && x.plan_index == s.plan_index));
+    samples.push_back(s);
+  }
+  std::set<int> completed_indices(std::int64_t run) override {
+    std::set<int> out;
+    for (const auto& s : samples)
+      if (s.run_id == run) out.insert(s.plan_index);
+    return out;
+  }
+  void record_kernel(const KernelArtifact& k) override { kernels.push_back(k.key); }
+  std::optional<StoredRun> stored_run(std::int64_t id) override {
+    auto it = runs.find(id);
+    if (it == runs.end()) return std::nullopt;
+    return it->second;
+  }
+  std::int64_t begin_run(const RunRecord& r) override {
+    const std::int64_t id = static_cast<std::int64_t>(runs.size()) + 1;
+    runs[id] = {r.plan->seed, static_cast<int>(r.plan->samples.size()), r.scenario->text};
+    records.push_back(r.accelerator + "|" + r.platform_versions + "|" + r.command + "|" + r.image.key);
+    log.push_back("begin " + std::to_string(id));
+    return id;
+  }
+  void resume_run(std::int64_t id) override { log.push_back("resume " + std::to_string(id)); }
+  void finish_run(std::int64_t id, bool interrupted) override {
+    log.push_back((interrupted ? "interrupted " : "complete ") + std::to_string(id));
+  }
+  std::vector<Sample> samples;
+  std::vector<std::string> kernels, records, log;
+  std::map<std::int64_t, StoredRun> runs;
+};
+
+class FakeWorkspace : public Workspace {
+ public:
+  std::string instance() override { return "42"; }
+  std::string prepare(std::int64_t run) override { return "/shm/run-" + std::to_string(run); }
+  void finish(const std::string& root) override { finished.push_back(root); }
+  std::vector<std::string> finished;
+};
+
+class FakeProgress : public RunProgress {
+ public:
+  void note(const std::string& line) override { notes.push_back(line); }
+  void sample(int index, int total, const Sample&, double eta_s) override {
+    samples.push_back(index);
+    totals.insert(total);
+    CHECK(eta_s >= 0);
+  }
+  std::vector<std::string> notes;
+  std::vector<int> samples;
+  std::set<int> totals;
+};
+
+struct Rig {
+  FakeFs fs;
+  FakeHost host;
+  FakeKernels kernels;
+  FakeImage image;
+  FakeStore store;
+  FakeWorkspace workspace;
+  FakeProgress progress;
+  FakeHypervisor hv;
+  int live_backends = 0;
+  RunRequest rq;
+
+  explicit Rig(const std::string& script = "") : hv(fs, script) {
+    Scenario& s = rq.scenario;
+    s.name = "t";
+    s.text = "scenario text";
+    s.arms = {{"stock", "stock-6.1", ""}, {"rfc", "rfc-6.1", ""}};
+    BackendSpec b;
+    b.name = "virtiofsd";
+    s.backends = {b};
+    s.fio.job = {{"rw", "write"}, {"bs", "1M"}};
+    s.repetitions = 3;
+    for (const char* k : {"stock-6.1", "rfc-6.1"}) rq.kernels[k].name = k;
+    rq.command = "kab run t.yaml";
+    rq.where = "test.db";
+  }
+
+  RunPorts ports(std::function<bool()> interrupted = [] { return false; }) {
+    RunPorts p;
+    p.kernels = &kernels;
+    p.image = &image;
+    p.hypervisor = &hv;
+    p.make_backend = [this](const BackendSpec&) { return std::unique_ptr<Backend>(new FakeBackend(false, &live_backends)); };
+    p.store = &store;
+    p.host = &host;
+    p.workspace = &workspace;
+    p.progress = &progress;
+    p.parse_record = [](const std::string& rec, Sample& s) -> std::string {
+      if (rec.find("KAB-END status=ok") == std::string::npos) return "no end";
+      s.fio.bw_bytes = 100 << 20;
+      return "";
+    };
+    p.read_file = [this](const std::string& path) { return fs.files.count(path) ? fs.files[path] : std::string(); };
+    p.remove_tree = [this](const std::string& path) { fs.removed.push_back(path); };
+    p.interrupted = std::move(interrupted);
+    return p;
+  }
+
+  RunOutcome run(std::function<bool()> interrupted = [] { return false; }) {
+    return ScenarioRun(ports(std::move(interrupted))).execute(rq);
+  }
+};
+
+}  // namespace
+
+TEST_CASE("scenario run: each kernel the plan boots is built once, for the platform's arch", "[scenario_run]") {
+  SECTION("two arms on one kernel, one on another, a variant") {
+    Rig rig;
+    rig.rq.scenario.arms = {{"stock", "stock-6.1", ""}, {"again", "stock-6.1", ""}, {"rfc", "rfc-6.1", ""},
+                            {"debug", "stock-6.1", "debug"}};
+    rig.rq.scenario.repetitions = 1;
+    auto out = rig.run();
+    CHECK(rig.kernels.calls == std::vector<std::string>{"stock-6.1/x86_64", "rfc-6.1/x86_64", "stock-6.1/x86_64+debug"});
+    CHECK(rig.image.builds == 1);
+    CHECK(rig.store.kernels == std::vector<std::string>{"key-stock-6.1", "key-rfc-6.1", "key-stock-6.1debug"});
+    CHECK(out.kernels.size() == 3);
+    CHECK(out.stored == 4);
+    for (const auto& s : rig.store.samples)
+      CHECK(s.kernel_build_key == "key-" + s.kernel + s.variant);
+  }
+  SECTION("a platform booting ARCH=um gets um kernels") {
+    Rig rig;
+    rig.hv.arch = "um";
+    rig.run();
+    CHECK(rig.kernels.calls == std::vector<std::string>{"stock-6.1/um", "rfc-6.1/um"});
+  }
+  SECTION("kernels_needed lists each (kernel, variant) once in arm order") {
+    Scenario s;
+    s.arms = {{"a", "k1", ""}, {"b", "k2", "v"}, {"c", "k1", ""}, {"d", "k2", ""}};
+    CHECK(kernels_needed(s) == std::vector<std::pair<std::string, std::string>>{{"k1", ""}, {"k2", "v"}, {"k2", ""}});
+  }
+}
+
+TEST_CASE("scenario run: records, pinning, noise and progress", "[scenario_run]") {
+  Rig rig;
+  rig.rq.scenario.backends.push_back(rig.rq.scenario.backends[0]);
+  rig.rq.scenario.backends[1].name = "own-cpus";
+  rig.rq.scenario.backends[1].cpus = {1};
+  rig.rq.scenario.repetitions = 1;
+  auto out = rig.run();
+  CHECK(out.run_id == 1);
+  CHECK(out.accelerator == "fake");
+  CHECK(out.stored == 4);
+  CHECK(out.not_ok == 0);
+  CHECK(rig.store.records == std::vector<std::string>{"fake|fake 1.0|kab run t.yaml|img-key"});
+  CHECK(rig.store.log == std::vector<std::string>{"begin 1", "complete 1"});
+  CHECK(rig.workspace.finished == std::vector<std::string>{"/shm/run-1"});
+  // The plan of the fake platform for the fake host's 2 CPUs, in every sample.
+  for (const auto& s : rig.store.samples)
+    CHECK(s.noise == "drop_caches; share on tmpfs; fake plan for 2 CPUs, 1 vCPUs");
+  // The agent writes its record where the platform says; the job is the scenario's.
+  CHECK(rig.image.last_env == SampleEnv{{"KAB_SAMPLE", "3"}, {"KAB_TAG", "kabfs"}, {"KAB_REPORT", "/dev/fake0"}});
+  CHECK(rig.image.last_job.find("rw=write\nbs=1M\n") != std::string::npos);
+  // Guests are named for the workspace's instance, run and sample.
+  REQUIRE(rig.hv.requests.size() == 4);
+  CHECK(rig.hv.requests[0].name == "kab-42-1-0");
+  CHECK(rig.hv.requests[0].work_dir == "/shm/run-1/sample-0");
+  CHECK(rig.progress.samples == std::vector<int>{0, 1, 2, 3});
+  CHECK(rig.progress.totals == std::set<int>{4});
+  REQUIRE_FALSE(rig.progress.notes.empty());
+  CHECK(rig.progress.notes.back() == "run 1: 4 samples (fake), results in test.db");
+}
+
+TEST_CASE("scenario run: noise text composition", "[scenario_run]") {
+  Scenario s;
+  BackendSpec b;
+  b.store = "/srv/share";
+  s.backends = {b};
+  PinningPlan p;
+  p.caveat = "uml: uniprocessor, syscalls via ptrace";
+  p.noise = "UML and backend pinned to host CPU 1";
+  CHECK(noise_text(p, s, true) ==
+        "uml: uniprocessor, syscalls via ptrace; drop_caches; share on /srv/share; UML and backend pinned to host CPU 1, "
+        "nice -10");
+  CHECK(noise_text(p, s, false).find(", priority not raised (not permitted)") != std::string::npos);
+  PinningPlan q;
+  q.noise = "not pinned (host has 2 CPUs, need 3)";
+  CHECK(noise_text(q, s, std::nullopt) == "drop_caches; share on /srv/share; not pinned (host has 2 CPUs, need 3)");
+}
+
+TEST_CASE("scenario run: an interrupted run resumes without duplicates", "[scenario_run]") {
+  for (int killed_after = 0; killed_after <= 6; ++killed_after) {
+    Rig rig;
+    int calls = 0;
+    auto first = rig.run([&] { return calls++ >= killed_after; });
+    const bool cut = killed_after < 6;   // after the sixth sample there is nothing left to interrupt
+    CHECK(first.interrupted == cut);
+    CHECK(first.stored == killed_after);
+    rig.rq.resume = first.run_id;
+    auto second = rig.run();
+    CHECK_FALSE(second.interrupted);
+    CHECK(second.run_id == first.run_id);
+    CHECK(second.skipped == killed_after);
+    CHECK(second.stored == 6 - killed_after);
+    CHECK(rig.store.samples.size() == 6);   // FakeStore fails on a duplicate (run, index)
+    CHECK(rig.store.log ==
+          std::vector<std::string>{"begin 1", cut ? "interrupted 1" : "complete 1", "resume 1", "complete 1"});
+    CHECK(rig.progress.totals == std::set<int>{6});
+  }
+}
+
+TEST_CASE("scenario run: failures before the first sample record nothing", "[scenario_run]") {
+  SECTION("a kernel that does not build: infrastructure, no run, no kernel recorded") {
+    Rig rig;
+    rig.kernels.fails = "rfc-6.1";
+    try {
+      rig.run();
+      FAIL("no RunError");
+    } catch (const RunError& e) {
+      CHECK(e.kind == RunError::Kind::infrastructure);
+      CHECK(std::string(e.what()) == "kernel rfc-6.1 (x86_64) did not build: patch broken.patch does not apply");
+    }
+    CHECK(rig.store.runs.empty());
+    CHECK(rig.store.kernels.empty());
+    CHECK(rig.store.samples.empty());
+    CHECK(rig.hv.requests.empty());
+  }
+  SECTION("a resume of another scenario: input error, nothing run") {
+    Rig rig;
+    auto first = rig.run();
+    rig.rq.scenario.text = "another scenario";
+    rig.rq.resume = first.run_id;
+    try {
+      rig.run();
+      FAIL("no RunError");
+    } catch (const RunError& e) {
+      CHECK(e.kind == RunError::Kind::input);
+      CHECK(std::string(e.what()).find("was made from another scenario or seed") != std::string::npos);
+    }
+    rig.rq.resume = 99;
+    CHECK_THROWS_WITH(rig.run(), "no run 99 in test.db");
+    CHECK(rig.store.samples.size() == 6);
+  }
+}
+
+TEST_CASE("scenario run: a hypervisor that throws fails its sample, the run goes on", "[scenario_run]") {
+  Rig rig("throws@2");
+  auto out = rig.run();
+  CHECK(out.stored == 6);
+  CHECK(out.not_ok == 1);
+  const Sample& s = rig.store.samples[2];
+  CHECK(s.health.status == SampleStatus::failed);
+  CHECK(s.health.reason == "hypervisor: libvirt: connection reset");
+  CHECK(rig.live_backends == 0);
+  CHECK(rig.store.samples[3].health.status == SampleStatus::ok);
+}
