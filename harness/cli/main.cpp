@@ -40,7 +40,8 @@ int cmd_help(const std::vector<std::string>&) {
   std::printf("usage: kab COMMAND [options]   (kab COMMAND --help for its options)\n\ncommands:\n");
   for (const auto& c : k_commands) std::printf("  %-10s %s\n", c.name, c.summary);
   std::printf(
-      "\nexit codes: 0 ok, 1 failure or regression, 2 usage or input error, 3 run failed, 130 interrupted\n");
+      "\nexit codes: 0 ok, 1 failure or regression, 2 usage or input error, 3 the run could not be completed (a build\n"
+      "failed, or no sample succeeded), 130 interrupted\n");
   return k_exit_ok;
 }
 

@@ -363,7 +363,7 @@ Comparison analyze(const Scenario& scenario, const std::vector<Sample>& samples,
   // Noise warnings.
   if (o.tcg)
     c.warnings.push_back({"tcg", "guests ran under TCG (software emulation, no KVM): absolute figures are not "
-                                 "hardware figures; ratios within this run are"});
+                                 "hardware figures; ratios within this run are the result"});
   if (loaded > 0)
     c.warnings.push_back({"host_load", "host load was above the " + std::to_string(o.host_cores) +
                                            " cores during " + std::to_string(loaded) + " of " +

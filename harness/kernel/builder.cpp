@@ -158,8 +158,48 @@ std::string source_identity(const std::string& source) {
       throw BuildError("kernel source package " + source + " is not installed (make deps installs it)");
     return source + "=" + core::trim(out);
   }
-  if (fs::is_directory(source)) return "tree:" + source;
+  if (fs::is_directory(source)) return tree_identity(source);
   return "tarball:" + source + " sha256:" + core::sha256_file(source);
+}
+
+std::string tree_identity(const std::string& dir) {
+  // A git work tree: the commit, and what differs from it (tracked changes
+  // and untracked files, by content).
+  auto [is_git, top] = proc::capture({"git", "-C", dir, "rev-parse", "--show-toplevel"});
+  if (is_git) {
+    auto [head_ok, head] = proc::capture({"git", "-C", dir, "rev-parse", "--verify", "HEAD"});
+    auto [diff_ok, diff] = proc::capture({"git", "-C", dir, "diff", "HEAD", "--binary", "--no-color", "--", "."}, 600);
+    auto [ls_ok, untracked] =
+        proc::capture({"git", "-C", dir, "ls-files", "--others", "--exclude-standard", "-z", "--", "."}, 600);
+    if (head_ok && diff_ok && ls_ok) {
+      core::Sha256 h;
+      h.field(diff);
+      std::size_t files = 0;
+      for (const auto& name : core::split(untracked, '\0')) {
+        if (name.empty()) continue;
+        h.field(name).field(core::sha256_file((fs::path(dir) / name).string()));
+        ++files;
+      }
+      const bool clean = diff.empty() && files == 0;
+      return "git:" + dir + " commit " + core::trim(head) +
+             (clean ? " clean" : " changes " + short_hash(h.hex()) + " (" + std::to_string(files) + " untracked)");
+    }
+  }
+  // Any other directory: every file's path, size and modification time.
+  std::vector<std::string> entries;
+  std::error_code ec;
+  for (auto it = fs::recursive_directory_iterator(dir, fs::directory_options::skip_permission_denied, ec);
+       it != fs::recursive_directory_iterator(); it.increment(ec)) {
+    if (ec) break;
+    if (!it->is_regular_file(ec)) continue;
+    const auto rel = fs::relative(it->path(), dir, ec).string();
+    const auto mtime = it->last_write_time(ec).time_since_epoch().count();
+    entries.push_back(rel + "\t" + std::to_string(it->file_size(ec)) + "\t" + std::to_string(mtime));
+  }
+  std::sort(entries.begin(), entries.end());
+  core::Sha256 h;
+  for (const auto& e : entries) h.field(e);
+  return "tree:" + dir + " manifest " + short_hash(h.hex()) + " (" + std::to_string(entries.size()) + " files)";
 }
 
 std::vector<std::string> patched_files(const std::string& patch_text) {

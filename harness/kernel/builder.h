@@ -120,8 +120,17 @@ class Builder : public core::KernelBuilder {
 // The tarball of Debian package `package` (linux-source-X.Y) under /usr/src, "" when absent.
 std::string debian_source_tarball(const std::string& package);
 
-// "linux-source-6.1=6.1.192-3" for a Debian package, "path:/x (sha256 …)" for a tarball.
+// What a source is, by content, for the cache key and --explain:
+// "linux-source-6.1=6.1.192-3" for a Debian package, "tarball:/x sha256:…" for
+// a tarball, tree_identity() for a directory. Throws BuildError for a package
+// that is not installed.
 std::string source_identity(const std::string& source);
+
+// A directory source by content: for a git work tree "git:DIR commit SHA clean"
+// or "… changes HASH (N untracked)" (git diff HEAD and the untracked files'
+// contents); otherwise "tree:DIR manifest HASH (N files)" over every file's
+// path, size and modification time. An edit, a checkout or a new file changes it.
+std::string tree_identity(const std::string& dir);
 
 // Files a unified diff touches (paths after stripping one component).
 std::vector<std::string> patched_files(const std::string& patch_text);

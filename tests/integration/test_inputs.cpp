@@ -108,3 +108,16 @@ TEST_CASE("inputs: a kernel that does not build ends kab run with exit 3 and rec
   REQUIRE(runs.ok());
   CHECK(last_json(runs.output).empty());
 }
+
+TEST_CASE("inputs: a mistyped option is named as typed, with a suggestion", "[integration][inputs][cli]") {
+  auto r = run_kab({"compare", "--fromat", "md"}, 60);
+  CHECK(r.exit_code == 2);
+  CHECK(r.output == "kab compare: error: unknown option '--fromat', did you mean '--format'?\n"
+                    "(kab compare --help shows the options)\n");
+  auto extra = run_kab({"run", "a.yaml", "b.yaml"}, 60);
+  CHECK(extra.exit_code == 2);
+  CHECK(extra.output.find("kab run: error: unexpected argument: b.yaml\n") == 0);
+  auto nested = run_kab({"kernel", "build", "stock-6.1", "--explian"}, 60);
+  CHECK(nested.exit_code == 2);
+  CHECK(nested.output.find("unknown option '--explian', did you mean '--explain'?") != std::string::npos);
+}

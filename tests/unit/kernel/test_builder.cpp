@@ -3,7 +3,11 @@
 #include <fstream>
 #include <sstream>
 
+#include <unistd.h>
+
+#include "core/text.h"
 #include "kernel/builder.h"
+#include "proc/runner.h"
 
 using namespace kab::kernel;
 namespace fs = std::filesystem;
@@ -178,4 +182,53 @@ TEST_CASE("harness plumbing patches: ARCH=um only, first, in the key but not und
     CHECK(after.differences(before) == std::vector<std::string>{"plumbing patch 0001-plumbing.patch changed"});
   }
   fs::remove_all(tmp);
+}
+
+TEST_CASE("a directory source is identified by its content", "[kernel][source]") {
+  const fs::path dir = fs::temp_directory_path() / ("kab-tree-" + std::to_string(::getpid()));
+  fs::remove_all(dir);
+  fs::copy(k_data + "/tree", dir, fs::copy_options::recursive);
+  auto write = [&](const std::string& rel, const std::string& text) { std::ofstream(dir / rel) << text; };
+  SECTION("a plain directory: every file's path, size and mtime") {
+    const std::string a = source_identity(dir.string());
+    CHECK(a.rfind("tree:" + dir.string() + " manifest ", 0) == 0);
+    CHECK(source_identity(dir.string()) == a);   // stable
+    write("fs/demo/file.c", "int changed;\n");
+    const std::string b = source_identity(dir.string());
+    CHECK(b != a);
+    write("fs/demo/new.c", "int n;\n");
+    CHECK(source_identity(dir.string()) != b);
+  }
+  SECTION("a git work tree: the commit and what differs from it") {
+    auto git = [&](std::vector<std::string> args) {
+      args.insert(args.begin(), {"git", "-C", dir.string(), "-c", "user.name=kab", "-c", "user.email=kab@localhost"});
+      auto [ok, out] = kab::proc::capture(args);
+      INFO(out);
+      REQUIRE(ok);
+      return kab::core::trim(out);
+    };
+    git({"init", "-q"});
+    git({"add", "-A"});
+    git({"commit", "-q", "-m", "base"});
+    const std::string head = git({"rev-parse", "HEAD"});
+    const std::string clean = source_identity(dir.string());
+    CHECK(clean == "git:" + dir.string() + " commit " + head + " clean");
+    write("fs/demo/file.c", "int edited;\n");
+    const std::string edited = source_identity(dir.string());
+    CHECK(edited.find(" commit " + head + " changes ") != std::string::npos);
+    CHECK(edited.find("(0 untracked)") != std::string::npos);
+    write("fs/demo/untracked.c", "int u;\n");
+    const std::string untracked = source_identity(dir.string());
+    CHECK(untracked != edited);
+    CHECK(untracked.find("(1 untracked)") != std::string::npos);
+    git({"add", "-A"});
+    git({"commit", "-q", "-m", "second"});
+    const std::string second = source_identity(dir.string());
+    CHECK(second == "git:" + dir.string() + " commit " + git({"rev-parse", "HEAD"}) + " clean");
+    CHECK(second != clean);
+    // The cache key follows: another source identity is another build.
+    git({"checkout", "-q", head});
+    CHECK(source_identity(dir.string()) == clean);
+  }
+  fs::remove_all(dir);
 }
