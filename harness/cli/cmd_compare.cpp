@@ -204,8 +204,12 @@ int cmd_report(const std::vector<std::string>& args) {
     if (!db.run(id)) throw Fatal("no run " + std::to_string(id) + " in " + db_path, k_exit_usage);
   // The scenario as it was run (its text is stored with the run); kernels
   // and fio options are not re-checked against today's files.
+  scenario::Context as_run;
+  auto job = first->info.extra.find("job_file_text");
+  const std::string job_text = job == first->info.extra.end() ? "" : job->second;
+  as_run.read_job_file = [job_text](const std::string&) { return std::optional<std::string>(job_text); };
   auto parsed = scenario::parse_scenario(first->info.scenario_name + " (run " + std::to_string(ids.front()) + ")",
-                                         first->info.scenario_text, scenario::Context{});
+                                         first->info.scenario_text, as_run);
   if (!parsed.value) throw Fatal("the scenario stored with run " + std::to_string(ids.front()) + " does not parse",
                                  k_exit_run_failed);
   core::Scenario s = *parsed.value;

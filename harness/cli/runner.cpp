@@ -89,7 +89,9 @@ class Store : public core::RunStore {
   std::optional<core::StoredRun> stored_run(std::int64_t id) override {
     auto r = m_db.run(id);
     if (!r) return std::nullopt;
-    return core::StoredRun{r->info.plan_seed, r->info.plan_size, r->info.scenario_text};
+    auto job = r->info.extra.find("job_file_text");
+    return core::StoredRun{r->info.plan_seed, r->info.plan_size, r->info.scenario_text,
+                           job == r->info.extra.end() ? "" : job->second};
   }
   std::int64_t begin_run(const core::RunRecord& r) override {
     store::RunInfo info = host_run_info();
@@ -103,6 +105,8 @@ class Store : public core::RunStore {
     info.extra["command"] = r.command;
     info.extra["image_key"] = r.image.key;
     info.extra["image"] = r.image.description;
+    // The job file as read: a resume must run the same job, a report shows it.
+    if (!r.scenario->fio.job_file.empty()) info.extra["job_file_text"] = r.scenario->fio.job_file_text;
     return m_db.begin_run(info);
   }
   void resume_run(std::int64_t id) override { m_db.resume_run(id); }

@@ -1,6 +1,8 @@
 #include "core/fio_job.h"
 
 #include <algorithm>
+#include <filesystem>
+#include <map>
 
 namespace kab::core {
 
@@ -24,9 +26,8 @@ std::vector<std::string> path_list(const std::string& value) {
 
 bool inside_share(const std::string& path) {
   const std::string share = k_share_dir;
-  if (path == share) return true;
-  if (!starts_with(path, share + "/")) return false;
-  return path.find("/../") == std::string::npos && !path.ends_with("/..");
+  const std::string p = std::filesystem::path(path).lexically_normal().string();
+  return p == share || p == share + "/" || starts_with(p, share + "/");
 }
 
 std::string option_line(const std::string& key, const std::string& value, bool flag) {
@@ -83,12 +84,16 @@ std::vector<Diagnostic> check_fio_job_targets(const FioJobFile& file) {
     for (const auto& o : sec.options) {
       if (o.key != "directory" && o.key != "filename" && o.key != "opendir") continue;
       for (const auto& p : path_list(o.value)) {
-        if (p.empty() || p[0] != '/') continue;   // relative: in the share
+        if (p.empty()) continue;
+        // Relative names are taken in the share (the agent runs fio there, and
+        // kab's [global] sets it as the directory): ".." may still leave it.
+        const std::string where =
+            p[0] == '/' ? p : (std::filesystem::path(k_share_dir) / p).lexically_normal().string();
         std::string why;
-        if (starts_with(p, "/dev/"))
+        if (starts_with(where, "/dev/"))
           why = o.key + "=" + p + " is a device: kab measures files on the virtio-fs share; name a file instead "
                                   "(e.g. filename=testfile), which kab creates in the share";
-        else if (!inside_share(p))
+        else if (!inside_share(where))
           why = o.key + "=" + p + " is outside the share: kab runs every job in " + k_share_dir +
                 "; remove the line (or give a relative " + o.key + ")";
         if (!why.empty()) out.push_back({file.path, o.line, o.value_col ? o.value_col : o.col, why, line_of(lines_text, o.line)});
@@ -137,6 +142,35 @@ std::string fio_job_text(const FioSpec& fio, const Cell& cell, const std::string
   for (const auto& [k, v] : opts) text += v.empty() ? k + "\n" : k + "=" + v + "\n";
   text += "\n[kab]\n";
   return text;
+}
+
+double longest_run_s(const FioJobFile& file) {
+  auto seconds = [](const std::map<std::string, std::string>& o, const char* key) {
+    auto it = o.find(key);
+    return it == o.end() ? 0.0 : parse_duration(it->second).value_or(0);
+  };
+  std::map<std::string, std::string> global;
+  std::vector<double> groups;
+  for (const auto& sec : file.sections) {
+    const bool is_global = sec.name.rfind("global", 0) == 0;
+    std::map<std::string, std::string> o = global;
+    bool new_group = false;
+    for (const auto& line : sec.options) {
+      o[line.key] = line.value;
+      new_group |= line.key == "stonewall" || line.key == "wait_for_previous";
+    }
+    if (is_global) {
+      global = o;
+      continue;
+    }
+    const double run = std::max(seconds(o, "runtime"), seconds(o, "timeout"));
+    const double t = run + seconds(o, "ramp_time") + seconds(o, "startdelay");
+    if (groups.empty() || new_group) groups.push_back(0);
+    groups.back() = std::max(groups.back(), t);
+  }
+  double total = 0;
+  for (double g : groups) total += g;
+  return total;
 }
 
 std::string fio_job_for(const FioSpec& fio, const Cell& cell) {

@@ -53,6 +53,12 @@ std::string fio_job_file_text(const FioJobFile& file, const FioOptions& override
 // the options with the cell's overrides, one [kab] job.
 std::string fio_job_text(const FioSpec& fio, const Cell& cell, const std::string& directory = k_share_dir);
 
+// How long a job text can run, in seconds: runtime (or timeout) plus
+// ramp_time and startdelay of each job section, with [global]'s inherited; the
+// longest job of each stonewall group, summed over the groups (they run one
+// after another). A job bounded only by its size counts 0.
+double longest_run_s(const FioJobFile& file);
+
 // The job text of one cell of a scenario, whichever way its fio section is written.
 std::string fio_job_for(const FioSpec& fio, const Cell& cell);
 

@@ -129,7 +129,12 @@ Sample Orchestrator::run_one(const PlannedSample& ps, const RunSettings& st) {
   s.health.status = status_of(out.end);
   s.health.reason = out.reason;
   if (out.end == GuestOutcome::End::completed) {
-    std::string why = m_p.parse_record(s.agent_record, s);
+    std::string why;
+    try {
+      why = m_p.parse_record(s.agent_record, s);
+    } catch (const std::exception& e) {
+      why = std::string("the agent's record cannot be read: ") + e.what();
+    }
     if (!why.empty()) {
       s.health.status = SampleStatus::failed;
       s.health.reason = why;

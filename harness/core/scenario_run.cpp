@@ -56,30 +56,47 @@ RunOutcome ScenarioRun::execute(const RunRequest& rq) {
   }
   st.base_image = img.path;
 
-  res.accelerator = hv.accelerator();
+  // The platform before anything is recorded: a hypervisor that cannot be
+  // reached (libvirt down) ends the run here, not as a failed sample each.
+  std::string versions;
+  try {
+    res.accelerator = hv.accelerator();
+    versions = hv.versions();
+  } catch (const std::exception& e) {
+    throw RunError(RunError::Kind::infrastructure, "platform " + s.guest.platform + ": " + e.what());
+  }
   if (std::string w = hv.warning(); !w.empty()) m_p.progress->note(w);
   if (rq.resume) {
-    auto stored = m_p.store->stored_run(rq.resume);
+    std::optional<StoredRun> stored;
+    try {
+      stored = m_p.store->stored_run(rq.resume);
+    } catch (const std::exception& e) {
+      throw RunError(RunError::Kind::infrastructure, std::string("result store: ") + e.what());
+    }
     if (!stored) throw RunError(RunError::Kind::input, "no run " + std::to_string(rq.resume) + " in " + rq.where);
     if (stored->seed != plan.seed || stored->plan_size != static_cast<int>(plan.samples.size()) ||
-        stored->scenario_text != s.text)
+        stored->scenario_text != s.text || stored->job_file_text != s.fio.job_file_text)
       throw RunError(RunError::Kind::input, "run " + std::to_string(rq.resume) +
-                                                " was made from another scenario or seed; cannot resume it with " +
+                                                " was made from another scenario, job file or seed; cannot resume it with " +
                                                 (s.path.empty() ? s.name : s.path));
   }
-  for (const auto& a : res.kernels) m_p.store->record_kernel(a);
-  if (rq.resume) {
-    m_p.store->resume_run(rq.resume);
-    res.run_id = rq.resume;
-  } else {
-    RunRecord r;
-    r.scenario = &s;
-    r.plan = &plan;
-    r.accelerator = res.accelerator;
-    r.platform_versions = hv.versions();
-    r.command = rq.command;
-    r.image = img;
-    res.run_id = m_p.store->begin_run(r);
+  try {
+    for (const auto& a : res.kernels) m_p.store->record_kernel(a);
+    if (rq.resume) {
+      m_p.store->resume_run(rq.resume);
+      res.run_id = rq.resume;
+    } else {
+      RunRecord r;
+      r.scenario = &s;
+      r.plan = &plan;
+      r.accelerator = res.accelerator;
+      r.platform_versions = versions;
+      r.command = rq.command;
+      r.image = img;
+      res.run_id = m_p.store->begin_run(r);
+    }
+  } catch (const std::exception& e) {
+    throw RunError(RunError::Kind::infrastructure, std::string("result store: ") + e.what());
   }
 
   // Pinning as the platform plans it for this host; backends without CPUs of

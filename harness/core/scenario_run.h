@@ -44,6 +44,7 @@ struct StoredRun {
   std::uint64_t seed = 0;
   int plan_size = 0;
   std::string scenario_text;
+  std::string job_file_text;   // the fio job file as read when the run began ("" = none)
 };
 
 // The result store as a run sees it (the SQLite ResultStore in kab).

@@ -51,40 +51,61 @@ std::string parse_fio_json(const std::string& json_text, core::FioMetrics& m) {
   auto brace = json_text.find('{');
   if (brace == std::string::npos) return "fio wrote no JSON";
   auto j = nlohmann::json::parse(json_text.substr(brace), nullptr, false);
-  if (j.is_discarded() || !j.contains("jobs") || j["jobs"].empty()) return "fio's JSON is malformed or has no jobs";
-  // Every job of the sample: kab's [global] asks for group_reporting, so each
-  // entry is a reporting group (a stonewall group, or numjobs jobs together);
-  // bandwidth, IOPS and bytes add up over the entries, as fio's own group
-  // totals do. The write side when the sample wrote, else the read side.
-  double written = 0;
-  for (const auto& job : j["jobs"]) written += job["write"].value("io_bytes", 0.0);
-  const char* side_name = written > 0 ? "write" : "read";
-  const nlohmann::json* largest = nullptr;
-  double largest_bytes = -1;
-  m = core::FioMetrics{};
-  for (const auto& job : j["jobs"]) {
-    if (int e = job.value("error", 0)) m.fio_error = e;
-    const auto& side = job[side_name];
-    const double bytes = side.value("io_bytes", 0.0);
-    m.bw_bytes += side.value("bw_bytes", 0.0);
-    m.iops += side.value("iops", 0.0);
-    m.bytes += bytes;
-    m.runtime_ms = std::max(m.runtime_ms, side.value("runtime", 0.0));
-    if (bytes > largest_bytes) {
-      largest_bytes = bytes;
-      largest = &job;
+  if (j.is_discarded() || !j.is_object() || !j.contains("jobs") || !j["jobs"].is_array() || j["jobs"].empty())
+    return "fio's JSON is malformed or has no jobs";
+  try {
+    // Every job of the sample: kab's [global] asks for group_reporting, so each
+    // entry is a reporting group (numjobs jobs together, as fio sums them).
+    // Groups apart (stonewall) ran one after another: their bytes and I/Os
+    // over their summed runtime. The write side when any job wrote, else read.
+    static const nlohmann::json k_none = nlohmann::json::object();
+    auto side_of = [](const nlohmann::json& job, const char* name) -> const nlohmann::json& {
+      if (!job.is_object()) return k_none;
+      auto it = job.find(name);
+      return it != job.end() && it->is_object() ? *it : k_none;
+    };
+    double written = 0;
+    for (const auto& job : j["jobs"]) written += side_of(job, "write").value("io_bytes", 0.0);
+    const char* side_name = written > 0 ? "write" : "read";
+    const nlohmann::json* largest = nullptr;
+    double largest_bytes = -1, ios = 0;
+    bool any_side = false;
+    m = core::FioMetrics{};
+    for (const auto& job : j["jobs"]) {
+      if (!job.is_object()) return "fio's JSON has a job that is not an object";
+      if (int e = job.value("error", 0)) m.fio_error = e;
+      const auto& side = side_of(job, side_name);
+      any_side |= &side != &k_none;
+      const double bytes = side.value("io_bytes", 0.0), runtime = side.value("runtime", 0.0);
+      m.bw_bytes = side.value("bw_bytes", 0.0);
+      m.iops = side.value("iops", 0.0);
+      m.bytes += bytes;
+      m.runtime_ms += runtime;
+      ios += m.iops * runtime;
+      if (bytes > largest_bytes) {
+        largest_bytes = bytes;
+        largest = &job;
+      }
     }
+    if (m.fio_error) return "fio reported error " + std::to_string(m.fio_error);
+    if (!any_side) return std::string("fio's JSON has no ") + side_name + " figures";
+    if (j["jobs"].size() > 1) {
+      m.bw_bytes = m.runtime_ms > 0 ? m.bytes / (m.runtime_ms / 1000.0) : 0;
+      m.iops = m.runtime_ms > 0 ? ios / m.runtime_ms : 0;
+    }
+    // Latency percentiles from fio's report of the group that moved the most bytes.
+    const auto& side = side_of(*largest, side_name);
+    if (side.contains("clat_ns") && side["clat_ns"].is_object() && side["clat_ns"].contains("percentile")) {
+      const auto& p = side["clat_ns"]["percentile"];
+      m.clat_p50_ns = p.value("50.000000", 0.0);
+      m.clat_p99_ns = p.value("99.000000", 0.0);
+      m.clat_p999_ns = p.value("99.900000", 0.0);
+    }
+    m.usr_cpu = largest->value("usr_cpu", 0.0);
+    m.sys_cpu = largest->value("sys_cpu", 0.0);
+  } catch (const nlohmann::json::exception& e) {
+    return std::string("fio's JSON is malformed: ") + e.what();
   }
-  // Latency percentiles from fio's report of the group that moved the most bytes.
-  const auto& side = (*largest)[side_name];
-  if (side.contains("clat_ns") && side["clat_ns"].contains("percentile")) {
-    const auto& p = side["clat_ns"]["percentile"];
-    m.clat_p50_ns = p.value("50.000000", 0.0);
-    m.clat_p99_ns = p.value("99.000000", 0.0);
-    m.clat_p999_ns = p.value("99.900000", 0.0);
-  }
-  m.usr_cpu = largest->value("usr_cpu", 0.0);
-  m.sys_cpu = largest->value("sys_cpu", 0.0);
   if (m.fio_error) return "fio reported error " + std::to_string(m.fio_error);
   return "";
 }

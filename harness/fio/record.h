@@ -12,10 +12,12 @@ namespace kab::fio {
 // complete and fio succeeded, else the reason it is not a measurement.
 std::string parse_record(const std::string& record, core::Sample& sample);
 
-// fio's JSON (--output-format=json) → metrics of every job of the sample:
-// bandwidth, IOPS and bytes summed over the jobs (reporting groups), latency
-// percentiles of the group that moved the most bytes; the write side when any
-// job wrote, else the read side. Returns "" or a reason.
+// fio's JSON (--output-format=json) → metrics of every job of the sample. With
+// one reporting group (all jobs together): fio's own group figures. With
+// several (stonewall groups, run one after another): their bytes and I/Os over
+// their summed runtime. Latency percentiles of the group that moved the most
+// bytes; the write side when any job wrote, else the read side. Returns "" or
+// a reason; never throws, whatever the JSON.
 std::string parse_fio_json(const std::string& json_text, core::FioMetrics& out);
 
 }  // namespace kab::fio

@@ -304,6 +304,16 @@ class ScenarioParser {
     return false;
   }
 
+  // A fio option's value: one line (a line break would add options to the job).
+  std::optional<std::string> fio_value(const YAML::Node& node, const std::string& name) {
+    auto v = m_r.scalar(node, name);
+    if (v && v->find_first_of("\r\n") != std::string::npos) {
+      m_r.error_at(node, "a fio value is one line: '" + name + "' has a line break");
+      return std::nullopt;
+    }
+    return v;
+  }
+
   void check_fio_option(const YAML::Node& key_node) {
     const std::string name = key_node.Scalar();
     if (!m_ctx.fio_knows || m_ctx.fio_knows(name)) return;
@@ -326,29 +336,12 @@ class ScenarioParser {
         if (!msg.empty() && seen.insert(msg).second) report_fio_error(f, msg);
       }
     }
-    // The longest a job can run: runtime + ramp_time of the job (or of any section of a job file).
+    // The longest any cell's job can run (stonewall groups in sequence).
     double longest = 0;
-    auto seconds = [](const std::string& v) { return core::parse_duration(v).value_or(0); };
-    std::vector<core::FioOptions> option_sets = {m_s.fio.job};
-    if (!m_s.fio.job_file.empty()) {
+    for (const auto& cell : core::expand_cells(m_s.fio)) {
       std::vector<core::Diagnostic> ignored;
-      auto file = core::parse_fio_job_file(m_s.fio.job_file, core::fio_job_for(m_s.fio, {}), ignored);
-      core::FioOptions global;
-      for (const auto& sec : file.sections) {
-        core::FioOptions o = global;
-        for (const auto& line : sec.options) o.emplace_back(line.key, line.value);
-        if (sec.name == "global") global = o;
-        else option_sets.push_back(o);
-      }
-    }
-    for (const auto& cell : core::expand_cells(m_s.fio)) option_sets.push_back(cell);
-    for (const auto& opts : option_sets) {
-      double run = 0, ramp = 0;
-      for (const auto& [k, v] : opts) {
-        if (k == "runtime" || k == "timeout") run = seconds(v);
-        if (k == "ramp_time") ramp = seconds(v);
-      }
-      longest = std::max(longest, run + ramp);
+      longest = std::max(longest, core::longest_run_s(core::parse_fio_job_file(
+                                      "", core::fio_job_for(m_s.fio, cell), ignored)));
     }
     if (longest > m_s.guest.timeout_s) {
       char buf[160];
@@ -376,7 +369,8 @@ class ScenarioParser {
                              " (fio --parse-only: " + first + ")";
     if (!key.empty()) {
       for (const auto& ov : {f["override"], f["job"]})
-        if (ov && ov.IsMap() && ov[key]) return m_r.error_at(ov[key], what);
+        if (ov && ov.IsMap() && ov[key] && ov[key].IsScalar() && ov[key].Scalar() == value)
+          return m_r.error_at(ov[key], what);
       if (f["matrix"] && f["matrix"].IsMap() && f["matrix"][key]) {
         for (const auto& v : f["matrix"][key])
           if (v.IsScalar() && v.Scalar() == value) return m_r.error_at(v, what);
@@ -387,7 +381,7 @@ class ScenarioParser {
         auto file = core::parse_fio_job_file(m_s.fio.job_file, m_s.fio.job_file_text, ignored);
         for (const auto& sec : file.sections)
           for (const auto& o : sec.options)
-            if (o.key == key)
+            if (o.key == key && o.value == value)
               return m_r.add({m_s.fio.job_file, o.line, o.value_col ? o.value_col : o.col, what,
                               core::line_of(m_s.fio.job_file_text, o.line)});
       }
@@ -401,10 +395,13 @@ class ScenarioParser {
   void read_job_file(const std::string& path) {
     auto& fio = m_s.fio;
     fio.job_file = path;
-    std::ifstream in(path, std::ios::binary);
-    std::ostringstream ss;
-    ss << in.rdbuf();
-    fio.job_file_text = ss.str();
+    if (m_ctx.read_job_file) fio.job_file_text = m_ctx.read_job_file(path).value_or("");
+    else {
+      std::ifstream in(path, std::ios::binary);
+      std::ostringstream ss;
+      ss << in.rdbuf();
+      fio.job_file_text = ss.str();
+    }
     std::vector<core::Diagnostic> errors;
     core::FioJobFile file = core::parse_fio_job_file(path, fio.job_file_text, errors);
     for (const auto& sec : file.sections)
@@ -432,7 +429,8 @@ class ScenarioParser {
       if (auto v = m_r.scalar(f["job_file"], "job_file")) {
         fs::path p = *v;
         if (p.is_relative()) p = fs::path(m_s.path).parent_path() / p;
-        if (!fs::is_regular_file(p)) m_r.error_at(f["job_file"], "job_file '" + *v + "' does not exist");
+        if (!m_ctx.read_job_file && !fs::is_regular_file(p))
+          m_r.error_at(f["job_file"], "job_file '" + *v + "' does not exist");
         else read_job_file(p.string());
       }
       if (f["job"] || f["matrix"])
@@ -443,7 +441,13 @@ class ScenarioParser {
         for (auto it = ov.begin(); it != ov.end(); ++it) {
           check_fio_option(it->first);
           if (it->second.IsNull()) fio.override.emplace_back(it->first.Scalar(), "");
-          else if (auto val = m_r.scalar(it->second, it->first.Scalar())) fio.override.emplace_back(it->first.Scalar(), *val);
+          else if (auto val = fio_value(it->second, it->first.Scalar())) {
+            fio.override.emplace_back(it->first.Scalar(), *val);
+            // An override may not point the job out of the share either.
+            std::vector<core::Diagnostic> ignored;
+            auto one = core::parse_fio_job_file("", "[o]\n" + it->first.Scalar() + "=" + *val + "\n", ignored);
+            for (const auto& d : core::check_fio_job_targets(one)) m_r.error_at(it->second, d.message);
+          }
         }
       }
       return;
@@ -457,7 +461,7 @@ class ScenarioParser {
           fio.job.emplace_back(it->first.Scalar(), "");
           continue;
         }
-        if (auto v = m_r.scalar(it->second, it->first.Scalar())) fio.job.emplace_back(it->first.Scalar(), *v);
+        if (auto v = fio_value(it->second, it->first.Scalar())) fio.job.emplace_back(it->first.Scalar(), *v);
       }
     }
     if (f["matrix"]) {
@@ -468,6 +472,9 @@ class ScenarioParser {
           check_fio_option(it->first);
           auto values = m_r.scalar_list(it->second, axis);
           if (!values) continue;
+          for (const auto& v : *values)
+            if (v.find_first_of("\r\n") != std::string::npos)
+              m_r.error_at(it->second, "a fio value is one line: '" + axis + "' has a line break");
           if (values->empty()) {
             m_r.error_at(it->second, "matrix axis '" + axis + "' is empty");
             continue;

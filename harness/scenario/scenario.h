@@ -30,6 +30,9 @@ struct Context {
     bool boots_disk = false;
   };
   std::vector<Platform> platforms;
+  // Reads a job file the scenario names; when empty, from disk. (`kab report`
+  // gives the text stored with the run.) nullopt: the file cannot be read.
+  std::function<std::optional<std::string>(const std::string& path)> read_job_file;
   // The backend types kab can launch (backend::launchers()). When empty, not checked.
   std::vector<std::string> backend_types;
 };

@@ -37,12 +37,19 @@ class FakeHypervisor : public Hypervisor {
   std::string accelerator() override { return "fake"; }
   std::string kernel_arch() const override { return arch; }
   std::string report_device() const override { return "/dev/fake0"; }
-  std::string versions() override { return "fake 1.0"; }
   PinningPlan pinning(int host_cpus, int vcpus) const override {
     PinningPlan p;
     p.noise = "fake plan for " + std::to_string(host_cpus) + " CPUs, " + std::to_string(vcpus) + " vCPUs";
     p.backend_cpus = {0};
+    p.vcpu_cpus = {1};
+    p.emulator_cpus = {0};
+    p.raise_priority = true;
+    p.warning = "fake warning";
     return p;
+  }
+  std::string versions() override {
+    if (m_script.find("versions-throw") != std::string::npos) throw std::runtime_error("cannot connect to qemu:///system");
+    return "fake 1.0";
   }
   GuestOutcome run(const GuestRequest& r) override {
     int n = m_boots++;
@@ -83,7 +90,7 @@ class FakeHypervisor : public Hypervisor {
     last_request = r;
     return o;
   }
-  GuestRequest last_request;
+  GuestRequest last_request;   // its kernel pointer and backend_alive dangle after the run: read names, CPUs, paths
   std::vector<GuestRequest> requests;
   std::string arch = "x86_64";
 
@@ -100,7 +107,9 @@ class FakeBackend : public Backend {
   BackendHandle start(const BackendSpec& spec, const std::string& work) override {
     ++*m_live;
     m_running = true;
-    return {work + "/sock", work + "/share", "fake-backend --name " + spec.name, work + "/backend.log"};
+    std::string cpus;
+    for (int c : spec.cpus) cpus += (cpus.empty() ? " --cpus " : ",") + std::to_string(c);
+    return {work + "/sock", work + "/share", "fake-backend --name " + spec.name + cpus, work + "/backend.log"};
   }
   bool alive() override { return m_running && !m_dies; }
   HostUsage stop() override {

@@ -55,3 +55,22 @@ TEST_CASE("fio job file: paths outside the share and devices are refused with th
   CHECK(bad[1].message.find("directory=/mnt/kab/../etc is outside the share") == 0);
   CHECK(bad[2].message.find("filename=/srv/a:b is outside the share: kab runs every job in /mnt/kab; remove the line") == 0);
 }
+
+TEST_CASE("fio job file: relative names are in the share unless '..' leaves it", "[fio_job]") {
+  std::vector<Diagnostic> errors;
+  auto f = parse_fio_job_file("r.fio", "[a]\nfilename=data.bin\ndirectory=sub/../sub2\n[b]\nfilename=../../etc/passwd\n",
+                              errors);
+  auto bad = check_fio_job_targets(f);
+  REQUIRE(bad.size() == 1);
+  CHECK(bad[0].line == 5);
+  CHECK(bad[0].message.find("filename=../../etc/passwd is outside the share") == 0);
+}
+
+TEST_CASE("fio job file: how long it can run", "[fio_job]") {
+  std::vector<Diagnostic> errors;
+  auto run = [&](const std::string& text) { return longest_run_s(parse_fio_job_file("t.fio", text, errors)); };
+  CHECK(run("[a]\nrw=write\nsize=1M\n") == 0);   // bounded by its size only
+  CHECK(run("[global]\nruntime=30\n[a]\n[b]\nruntime=1m\nramp_time=5\n") == 65);   // concurrent: the longest
+  CHECK(run("[global]\nruntime=30\n[a]\n[b]\nstonewall\nruntime=10\n[c]\nramp_time=2\n") == 30 + 32);
+  CHECK(run("[global-x]\nruntime=20\n[a]\nstartdelay=5\n") == 25);   // fio takes any [global…] section as global
+}

@@ -2,6 +2,8 @@
 // it records and when, resuming, failures before and during the run.
 #include <catch2/catch.hpp>
 
+#include <algorithm>
+
 #include "core/planner.h"
 #include "core/scenario_run.h"
 #include "fakes.h"
@@ -31,6 +33,7 @@ class FakeImage : public ImageBuilder {
  public:
   GuestImage build() override {
     ++builds;
+    if (fails) throw std::runtime_error("busybox-static is not installed");
     return {"/cache/base.cpio", "img-key", "initramfs"};
   }
   std::string sample_image(const GuestImage& base, const SampleEnv& env, const std::string& job,
@@ -41,6 +44,7 @@ class FakeImage : public ImageBuilder {
     return work + "/initrd.cpio";
   }
   int builds = 0;
+  bool fails = false;
   SampleEnv last_env;
   std::string last_job;
 };
@@ -198,8 +202,17 @@ TEST_CASE("scenario run: records, pinning, noise and progress", "[scenario_run]"
   CHECK(rig.store.log == std::vector<std::string>{"begin 1", "complete 1"});
   CHECK(rig.workspace.finished == std::vector<std::string>{"/shm/run-1"});
   // The plan of the fake platform for the fake host's 2 CPUs, in every sample.
-  for (const auto& s : rig.store.samples)
-    CHECK(s.noise == "drop_caches; share on tmpfs; fake plan for 2 CPUs, 1 vCPUs");
+  for (const auto& s : rig.store.samples) {
+    CHECK(s.noise == "drop_caches; share on tmpfs; fake plan for 2 CPUs, 1 vCPUs, nice -10");
+    // The plan's backend CPUs for a backend without its own; its own kept.
+    CHECK(s.backend_cmdline == (s.backend == "own-cpus" ? "fake-backend --name own-cpus --cpus 1"
+                                                        : "fake-backend --name virtiofsd --cpus 0"));
+  }
+  for (const auto& r : rig.hv.requests) {
+    CHECK(r.vcpu_cpus == std::vector<int>{1});
+    CHECK(r.emulator_cpus == std::vector<int>{0});
+  }
+  CHECK(std::find(rig.progress.notes.begin(), rig.progress.notes.end(), "fake warning") != rig.progress.notes.end());
   // The agent writes its record where the platform says; the job is the scenario's.
   CHECK(rig.image.last_env == SampleEnv{{"KAB_SAMPLE", "3"}, {"KAB_TAG", "kabfs"}, {"KAB_REPORT", "/dev/fake0"}});
   CHECK(rig.image.last_job.find("rw=write\nbs=1M\n") != std::string::npos);
@@ -277,11 +290,54 @@ TEST_CASE("scenario run: failures before the first sample record nothing", "[sce
       FAIL("no RunError");
     } catch (const RunError& e) {
       CHECK(e.kind == RunError::Kind::input);
-      CHECK(std::string(e.what()).find("was made from another scenario or seed") != std::string::npos);
+      CHECK(std::string(e.what()).find("was made from another scenario, job file or seed") != std::string::npos);
     }
+    rig.rq.scenario.text = "scenario text";
+    rig.rq.scenario.fio.job_file_text = "[edited]\nrw=read\n";   // the job file changed since the run began
+    CHECK_THROWS_WITH(rig.run(), Catch::Contains("another scenario, job file or seed"));
+    rig.rq.scenario.fio.job_file_text = "";
     rig.rq.resume = 99;
-    CHECK_THROWS_WITH(rig.run(), "no run 99 in test.db");
+    try {
+      rig.run();
+      FAIL("no RunError");
+    } catch (const RunError& e) {
+      CHECK(e.kind == RunError::Kind::input);
+      CHECK(std::string(e.what()) == "no run 99 in test.db");
+    }
+    // Nothing was recorded or run by the refused resumes.
     CHECK(rig.store.samples.size() == 6);
+    CHECK(rig.store.log == std::vector<std::string>{"begin 1", "complete 1"});
+    CHECK(rig.store.kernels.size() == 2);
+    CHECK(rig.hv.requests.size() == 6);
+  }
+  SECTION("a platform that cannot be reached: infrastructure, before anything is recorded (new run and resume)") {
+    Rig rig("versions-throw");
+    CHECK_THROWS_WITH(rig.run(), "platform qemu: cannot connect to qemu:///system");
+    CHECK(rig.store.runs.empty());
+    CHECK(rig.store.kernels.empty());
+    rig.store.runs[1] = {make_plan(rig.rq.scenario).seed, 6, "scenario text", ""};
+    rig.rq.resume = 1;
+    try {
+      rig.run();
+      FAIL("no RunError");
+    } catch (const RunError& e) {
+      CHECK(e.kind == RunError::Kind::infrastructure);
+    }
+    CHECK(rig.store.samples.empty());
+    CHECK(rig.store.log.empty());
+  }
+  SECTION("an image that does not build: infrastructure, nothing recorded") {
+    Rig rig;
+    rig.image.fails = true;
+    try {
+      rig.run();
+      FAIL("no RunError");
+    } catch (const RunError& e) {
+      CHECK(e.kind == RunError::Kind::infrastructure);
+      CHECK(std::string(e.what()) == "guest image (initramfs): busybox-static is not installed");
+    }
+    CHECK(rig.store.runs.empty());
+    CHECK(rig.store.kernels.empty());
   }
 }
 

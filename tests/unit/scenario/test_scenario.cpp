@@ -299,3 +299,37 @@ TEST_CASE("generated jobs: every cell's values checked by the installed fio", "[
                        "runtime: 2m, ramp_time: 5}\n")
             .find("fio may run 125 s (runtime + ramp_time) but guest.timeout is 60 s") != std::string::npos);
 }
+
+TEST_CASE("the longest job is what a cell runs: job and cell merged, stonewall groups in sequence",
+          "[scenario][fio_job]") {
+  const std::string path = std::string(KAB_TEST_DATA) + "/fio/inline.yaml";
+  auto errors_of_text = [&](const std::string& text) {
+    return scenario::format_errors(scenario::parse_scenario(path, text, context()).errors);
+  };
+  // runtime in the job, ramp_time in one cell: 250 + 60 > 300.
+  CHECK(errors_of_text("arms: {a: stock-6.1, b: rfc-6.1}\nfio:\n  job: {rw: write, size: 16M, runtime: 250}\n"
+                       "  matrix: {ramp_time: [0, 60]}\n")
+            .find("fio may run 310 s (runtime + ramp_time) but guest.timeout is 300 s") != std::string::npos);
+  // Two stonewalled sections of 200 s each run 400 s.
+  CHECK(errors_of_text("arms: {a: stock-6.1, b: rfc-6.1}\nfio:\n  job_file: stonewall-sections.fio\n"
+                       "  override: {runtime: 200, time_based: }\n")
+            .find("fio may run 400 s") != std::string::npos);
+  CHECK(errors_of_text("arms: {a: stock-6.1, b: rfc-6.1}\nfio:\n  job_file: stonewall-sections.fio\n"
+                       "  override: {runtime: 100, time_based: }\n") == "");
+}
+
+TEST_CASE("fio values cannot leave the share or add lines", "[scenario][fio_job]") {
+  const std::string path = std::string(KAB_TEST_DATA) + "/fio/inline.yaml";
+  auto errors_of_text = [&](const std::string& text) {
+    std::string out = scenario::format_errors(scenario::parse_scenario(path, text, context()).errors);
+    std::string prefix = std::string(KAB_TEST_DATA) + "/";
+    for (std::size_t p; (p = out.find(prefix)) != std::string::npos;) out.erase(p, prefix.size());
+    return out;
+  };
+  CHECK(errors_of_text("arms: {a: stock-6.1, b: rfc-6.1}\nfio:\n  job_file: falloc.fio\n  override: {filename: /dev/vda}\n")
+            .find("fio/inline.yaml:4:24: filename=/dev/vda is a device") == 0);
+  CHECK(errors_of_text("arms: {a: stock-6.1, b: rfc-6.1}\nfio:\n  job_file: falloc.fio\n  override: {directory: ../..}\n")
+            .find("fio/inline.yaml:4:25: directory=../.. is outside the share") == 0);
+  CHECK(errors_of_text("arms: {a: stock-6.1, b: rfc-6.1}\nfio:\n  job: {rw: write, size: 16M, bs: \"4k\\nfilename=/dev/vda\"}\n")
+            .find("fio/inline.yaml:3:35: a fio value is one line: 'bs' has a line break") == 0);
+}
