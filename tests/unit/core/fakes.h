@@ -4,6 +4,7 @@
 #pragma once
 
 #include <filesystem>
+#include <functional>
 #include <fstream>
 #include <map>
 #include <memory>
@@ -148,5 +149,20 @@ class FakeHost : public HostProbe {
   int drops = 0;
   double t = 0;
 };
+
+// The record parser's stand-in: a record that ends with status=ok is 100 MiB/s.
+inline std::string fake_parse_record(const std::string& rec, Sample& s) {
+  if (rec.find("KAB-END status=ok") == std::string::npos) return "no end";
+  s.fio.bw_bytes = 100 << 20;
+  return "";
+}
+
+// read_file and remove_tree over the fakes' files.
+inline std::function<std::string(const std::string&)> fake_reader(FakeFs& fs) {
+  return [&fs](const std::string& path) { return fs.files.count(path) ? fs.files[path] : std::string(); };
+}
+inline std::function<void(const std::string&)> fake_remover(FakeFs& fs) {
+  return [&fs](const std::string& path) { fs.removed.push_back(path); };
+}
 
 }  // namespace kab::core::fakes

@@ -56,13 +56,9 @@ struct Rig {
     };
     p.sink = &sink;
     p.host = &host;
-    p.parse_record = [](const std::string& rec, Sample& s) -> std::string {
-      if (rec.find("KAB-END status=ok") == std::string::npos) return "no end";
-      s.fio.bw_bytes = 100 << 20;
-      return "";
-    };
-    p.read_file = [this](const std::string& path) { return fs.files.count(path) ? fs.files[path] : std::string(); };
-    p.remove_tree = [this](const std::string& path) { fs.removed.push_back(path); };
+    p.parse_record = fake_parse_record;
+    p.read_file = fake_reader(fs);
+    p.remove_tree = fake_remover(fs);
     return p;
   }
 
