@@ -1,3 +1,5 @@
+#include <sys/statvfs.h>
+
 #include <CLI/CLI.hpp>
 #include <cstdio>
 #include <filesystem>
@@ -90,6 +92,11 @@ scenario::Context validation_context() {
   ctx.fio_parse = [](const std::string& job) { return catalog->parse_only(job); };
   for (const auto& p : vm::platforms()) ctx.platforms.push_back({p.name, p.boots_disk});
   ctx.backend_types = backend::backend_types();
+  ctx.store_free_bytes = [](const std::string& store) -> std::optional<std::uint64_t> {
+    struct statvfs v {};
+    if (::statvfs(store == "tmpfs" ? "/dev/shm" : store.c_str(), &v) != 0) return std::nullopt;
+    return static_cast<std::uint64_t>(v.f_bavail) * v.f_frsize;
+  };
   return ctx;
 }
 

@@ -173,6 +173,31 @@ double longest_run_s(const FioJobFile& file) {
   return total;
 }
 
+std::uint64_t total_size_bytes(const FioJobFile& file) {
+  auto get = [](const std::map<std::string, std::string>& o, const char* key) -> std::string {
+    auto it = o.find(key);
+    return it == o.end() ? "" : it->second;
+  };
+  auto number = [](const std::string& v, std::uint64_t fallback) {
+    if (v.empty()) return fallback;
+    return parse_size(v).value_or(fallback);
+  };
+  std::map<std::string, std::string> global;
+  std::uint64_t total = 0;
+  for (const auto& sec : file.sections) {
+    std::map<std::string, std::string> o = global;
+    for (const auto& line : sec.options) o[line.key] = line.value;
+    if (sec.name.rfind("global", 0) == 0) {
+      global = o;
+      continue;
+    }
+    std::uint64_t per_job = number(get(o, "size"), 0);
+    if (per_job == 0) per_job = number(get(o, "filesize"), 0) * number(get(o, "nrfiles"), 1);
+    total += per_job * number(get(o, "numjobs"), 1);
+  }
+  return total;
+}
+
 std::string fio_job_for(const FioSpec& fio, const Cell& cell) {
   if (fio.job_file.empty()) return fio_job_text(fio, cell);
   std::vector<Diagnostic> ignored;   // reported when the scenario was read

@@ -59,6 +59,11 @@ std::string fio_job_text(const FioSpec& fio, const Cell& cell, const std::string
 // after another). A job bounded only by its size counts 0.
 double longest_run_s(const FioJobFile& file);
 
+// The most a job text can lay out, in bytes: each job section's size (or
+// filesize × nrfiles) times numjobs, with [global]'s inherited, summed over the
+// sections (files stay until the job ends). Percentages count 0.
+std::uint64_t total_size_bytes(const FioJobFile& file);
+
 // The job text of one cell of a scenario, whichever way its fio section is written.
 std::string fio_job_for(const FioSpec& fio, const Cell& cell);
 

@@ -336,13 +336,33 @@ class ScenarioParser {
         if (!msg.empty() && seen.insert(msg).second) report_fio_error(f, msg);
       }
     }
-    // The longest any cell's job can run (stonewall groups in sequence).
+    // The longest any cell's job can run (stonewall groups in sequence), and
+    // the most it lays out in the share.
     double longest = 0;
+    std::uint64_t largest = 0;
     for (const auto& cell : core::expand_cells(m_s.fio)) {
       std::vector<core::Diagnostic> ignored;
-      longest = std::max(longest, core::longest_run_s(core::parse_fio_job_file(
-                                      "", core::fio_job_for(m_s.fio, cell), ignored)));
+      auto job = core::parse_fio_job_file("", core::fio_job_for(m_s.fio, cell), ignored);
+      longest = std::max(longest, core::longest_run_s(job));
+      largest = std::max(largest, core::total_size_bytes(job));
     }
+    if (m_ctx.store_free_bytes)
+      for (std::size_t i = 0; i < m_s.backends.size(); ++i) {
+        const std::string& store = m_s.backends[i].store;
+        auto free = m_ctx.store_free_bytes(store);
+        if (!free || largest <= *free) continue;
+        const YAML::Node b = root["backends"] && root["backends"].IsSequence() && i < root["backends"].size()
+                                 ? root["backends"][i]
+                                 : YAML::Node();
+        const YAML::Node at = b && b.IsMap() && b["store"] ? b["store"] : f;
+        m_r.error_at(at, "the job lays out up to " + core::human_bytes(static_cast<double>(largest)) +
+                             " (size × numjobs over its sections) but the share's store (" +
+                             (store == "tmpfs" ? std::string("tmpfs, /dev/shm") : store) + ") has " +
+                             core::human_bytes(static_cast<double>(*free)) +
+                             " free: lower size (fio.override: {size: …} for a job file) or give the backend a "
+                             "larger store: /dir");
+        break;
+      }
     if (longest > m_s.guest.timeout_s) {
       char buf[160];
       std::snprintf(buf, sizeof buf, "fio may run %.0f s (runtime + ramp_time) but guest.timeout is %.0f s", longest,

@@ -3,6 +3,7 @@
 #pragma once
 
 #include <functional>
+#include <cstdint>
 #include <optional>
 #include <string>
 #include <vector>
@@ -33,6 +34,9 @@ struct Context {
   // Reads a job file the scenario names; when empty, from disk. (`kab report`
   // gives the text stored with the run.) nullopt: the file cannot be read.
   std::function<std::optional<std::string>(const std::string& path)> read_job_file;
+  // Bytes free where a backend's share lives (store: "tmpfs" or a host
+  // directory); nullopt when unknown. When empty, sizes are not checked.
+  std::function<std::optional<std::uint64_t>(const std::string& store)> store_free_bytes;
   // The backend types kab can launch (backend::launchers()). When empty, not checked.
   std::vector<std::string> backend_types;
 };

@@ -74,3 +74,11 @@ TEST_CASE("fio job file: how long it can run", "[fio_job]") {
   CHECK(run("[global]\nruntime=30\n[a]\n[b]\nstonewall\nruntime=10\n[c]\nramp_time=2\n") == 30 + 32);
   CHECK(run("[global-x]\nruntime=20\n[a]\nstartdelay=5\n") == 25);   // fio takes any [global…] section as global
 }
+
+TEST_CASE("fio job file: the most it lays out", "[fio_job]") {
+  std::vector<Diagnostic> errors;
+  auto size = [&](const std::string& text) { return total_size_bytes(parse_fio_job_file("t.fio", text, errors)); };
+  CHECK(size("[global]\nsize=1G\n[a]\nnumjobs=4\n[b]\nsize=100M\n") == (4ull << 30) + (100ull << 20));
+  CHECK(size("[a]\nfilesize=8M\nnrfiles=3\n") == 24ull << 20);
+  CHECK(size("[a]\nsize=50%\n") == 0);
+}

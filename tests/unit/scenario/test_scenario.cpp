@@ -333,3 +333,22 @@ TEST_CASE("fio values cannot leave the share or add lines", "[scenario][fio_job]
   CHECK(errors_of_text("arms: {a: stock-6.1, b: rfc-6.1}\nfio:\n  job: {rw: write, size: 16M, bs: \"4k\\nfilename=/dev/vda\"}\n")
             .find("fio/inline.yaml:3:35: a fio value is one line: 'bs' has a line break") == 0);
 }
+
+TEST_CASE("a job that cannot fit the share's store is refused with the numbers", "[scenario][fio_job]") {
+  scenario::Context ctx = context();
+  std::vector<std::string> asked;
+  ctx.store_free_bytes = [&](const std::string& store) -> std::optional<std::uint64_t> {
+    asked.push_back(store);
+    return 1ull << 30;   // 1 GiB free
+  };
+  const std::string path = std::string(KAB_TEST_DATA) + "/fio/inline.yaml";
+  auto errors_of_text = [&](const std::string& text) {
+    return scenario::format_errors(scenario::parse_scenario(path, text, ctx).errors);
+  };
+  CHECK(errors_of_text("arms: {a: stock-6.1, b: rfc-6.1}\nfio:\n  job_file: big-numjobs.fio\n  override: {runtime: 10}\n")
+            .find("the job lays out up to 40.0 GiB (size × numjobs over its sections) but the share's store (tmpfs, "
+                  "/dev/shm) has 1.0 GiB free") != std::string::npos);
+  CHECK(asked == std::vector<std::string>{"tmpfs"});
+  CHECK(errors_of_text("arms: {a: stock-6.1, b: rfc-6.1}\nfio:\n  job_file: big-numjobs.fio\n"
+                       "  override: {runtime: 10, size: 200M}\n") == "");
+}
