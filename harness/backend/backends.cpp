@@ -66,6 +66,9 @@ std::vector<std::string> dpu_options(const core::BackendSpec& spec, const std::s
 
 }  // namespace
 
+// The share lives on tmpfs so the FUSE path is measured, not the host disk.
+std::string share_parent(const std::string& store) { return store == "tmpfs" ? "/dev/shm" : store; }
+
 const std::vector<Launcher>& launchers() {
   static const std::vector<Launcher> table = {
       {"virtiofsd", default_virtiofsd, virtiofsd_options, 0},
@@ -98,7 +101,7 @@ std::vector<std::string> ProcessBackend::command(const core::BackendSpec& spec, 
   // Pinning applies to whichever backend runs, so both compare under one CPU budget.
   if (!spec.cpus.empty()) argv = {"taskset", "-c", join_cpus(spec.cpus)};
   argv.push_back(m_binary);
-  auto options = m_launcher.options(spec, socket, shared_dir, stats_path);
+  auto options = m_launcher->options(spec, socket, shared_dir, stats_path);
   argv.insert(argv.end(), options.begin(), options.end());
   return argv;
 }
@@ -143,14 +146,10 @@ core::BackendHandle ProcessBackend::start(const core::BackendSpec& spec, const s
   h.socket_path = work_dir + "/backend.sock";
   h.log_path = work_dir + "/backend.log";
   m_stats_path = work_dir + "/backend-stats.json";
-  if (spec.store == "tmpfs") {
-    // The share lives on tmpfs so the FUSE path is measured, not the host disk.
-    h.shared_dir = "/dev/shm/kab-share-" + std::to_string(::getpid()) + "-" + fs::path(work_dir).filename().string();
-    m_owns_shared = true;
-  } else {
-    h.shared_dir = spec.store + "/kab-share-" + fs::path(work_dir).filename().string();
-    m_owns_shared = true;
-  }
+  h.shared_dir = share_parent(spec.store) + "/kab-share-" +
+                 (spec.store == "tmpfs" ? std::to_string(::getpid()) + "-" : std::string()) +
+                 fs::path(work_dir).filename().string();
+  m_owns_shared = true;
   fs::remove_all(h.shared_dir);
   fs::create_directories(h.shared_dir);
   m_shared_dir = h.shared_dir;
@@ -183,8 +182,8 @@ bool ProcessBackend::alive() { return m_child && m_child->running(); }
 core::HostUsage ProcessBackend::stop() {
   if (m_child) {
     // virtiofsd and kab-dpu end by themselves when the guest disconnects.
-    if (m_child->running() && m_launcher.stats_signal) {
-      ::kill(m_child->pid(), m_launcher.stats_signal);
+    if (m_child->running() && m_launcher->stats_signal) {
+      ::kill(m_child->pid(), m_launcher->stats_signal);
       m_child->wait(0.5);
     }
     m_child->stop(2);

@@ -31,6 +31,10 @@ struct Launcher {
   int stats_signal;
 };
 
+// Where a backend's shares live for a scenario's `store`: /dev/shm for
+// tmpfs, else the store directory itself.
+std::string share_parent(const std::string& store);
+
 const std::vector<Launcher>& launchers();
 // The launcher of a backend type; nullptr when there is none.
 const Launcher* find_launcher(std::string_view type);
@@ -38,9 +42,8 @@ std::vector<std::string> backend_types();
 
 class ProcessBackend : public core::Backend {
  public:
-  // Runs `launcher`'s daemon from `binary` (its own binary() by default).
-  explicit ProcessBackend(const Launcher& launcher, std::string binary = "")
-      : m_launcher(launcher), m_binary(binary.empty() ? launcher.binary() : std::move(binary)) {}
+  // Runs `launcher`'s daemon (a table entry of launchers(), which outlives it).
+  explicit ProcessBackend(const Launcher& launcher) : m_launcher(&launcher), m_binary(launcher.binary()) {}
   ~ProcessBackend() override { stop(); }
   core::BackendHandle start(const core::BackendSpec& spec, const std::string& work_dir) override;
   bool alive() override;
@@ -52,7 +55,7 @@ class ProcessBackend : public core::Backend {
                                    const std::string& shared_dir, const std::string& stats_path) const;
 
  private:
-  const Launcher& m_launcher;
+  const Launcher* m_launcher;
   std::string m_binary;
   std::unique_ptr<proc::Child> m_child;
   void apply_cpu_quota(double fraction);

@@ -1,6 +1,5 @@
 // kab doctor: is this machine ready to produce evidence, and how trustworthy
 // will it be? Every check names what it found and what to do about it.
-#include <sys/statvfs.h>
 #include <unistd.h>
 
 #include <cstdio>
@@ -131,9 +130,8 @@ std::vector<Check> run_checks() {
                  std::string("1-min load ") + buf + (load < cores ? "" : ": the host is busy; samples will be noisy")});
   }
   {
-    struct statvfs v {};
-    if (::statvfs("/dev/shm", &v) == 0) {
-      double gib = static_cast<double>(v.f_bavail) * v.f_frsize / (1ull << 30);
+    if (auto free = free_bytes(backend::share_parent("tmpfs"))) {
+      double gib = static_cast<double>(*free) / (1ull << 30);
       char buf[64];
       std::snprintf(buf, sizeof buf, "%.1f GiB free", gib);
       c.push_back({"/dev/shm", gib >= 2 ? Level::ok : Level::warn,

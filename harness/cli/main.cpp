@@ -1,5 +1,3 @@
-#include <sys/statvfs.h>
-
 #include <CLI/CLI.hpp>
 #include <cstdio>
 #include <filesystem>
@@ -9,6 +7,7 @@
 #include "core/text.h"
 #include "fio/catalog.h"
 #include "backend/backends.h"
+#include "cli/runner.h"
 #include "proc/runner.h"
 #include "vm/platforms.h"
 
@@ -92,11 +91,7 @@ scenario::Context validation_context() {
   ctx.fio_parse = [](const std::string& job) { return catalog->parse_only(job); };
   for (const auto& p : vm::platforms()) ctx.platforms.push_back({p.name, p.boots_disk});
   ctx.backend_types = backend::backend_types();
-  ctx.store_free_bytes = [](const std::string& store) -> std::optional<std::uint64_t> {
-    struct statvfs v {};
-    if (::statvfs(store == "tmpfs" ? "/dev/shm" : store.c_str(), &v) != 0) return std::nullopt;
-    return static_cast<std::uint64_t>(v.f_bavail) * v.f_frsize;
-  };
+  ctx.store_free_bytes = [](const std::string& store) { return free_bytes(backend::share_parent(store)); };
   return ctx;
 }
 

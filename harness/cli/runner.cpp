@@ -1,6 +1,7 @@
 #include "cli/runner.h"
 
 #include <sys/resource.h>
+#include <sys/statvfs.h>
 #include <sys/utsname.h>
 #include <unistd.h>
 
@@ -181,6 +182,12 @@ std::string join_args(const std::string& cmd, const std::vector<std::string>& ar
 std::string first_line(const std::vector<std::string>& argv) {
   auto [ok, out] = proc::capture(argv);
   return ok ? core::trim(core::split(out, '\n')[0]) : k_unavailable;
+}
+
+std::optional<std::uint64_t> free_bytes(const std::string& path) {
+  struct statvfs v {};
+  if (::statvfs(path.c_str(), &v) != 0) return std::nullopt;
+  return static_cast<std::uint64_t>(v.f_bavail) * v.f_frsize;
 }
 
 double host_load1() {

@@ -5,6 +5,7 @@
 
 #include <cstdint>
 #include <nlohmann/json.hpp>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -35,6 +36,9 @@ core::RunOutcome execute_run(const RunRequest& request);
 // The first line a command prints (a tool's --version), or k_unavailable when it cannot run.
 inline constexpr const char* k_unavailable = "unavailable";
 std::string first_line(const std::vector<std::string>& argv);
+
+// Bytes free for unprivileged use in the filesystem holding `path`; nullopt when it cannot be read.
+std::optional<std::uint64_t> free_bytes(const std::string& path);
 
 // The host's 1-minute load average.
 double host_load1();

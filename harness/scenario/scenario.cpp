@@ -328,21 +328,19 @@ class ScenarioParser {
   // ramp_time against the guest's timeout.
   void check_with_fio(const YAML::Node& root) {
     const YAML::Node f = root["fio"];
+    // Per cell, its exact job text: fio's verdict on its values, how long it
+    // can run (stonewall groups in sequence) and the most it lays out.
     std::set<std::string> seen;
+    double longest = 0;
+    std::uint64_t largest = 0;
     for (const auto& cell : core::expand_cells(m_s.fio)) {
       const std::string text = core::fio_job_for(m_s.fio, cell);
       if (m_ctx.fio_parse) {
         std::string msg = core::trim(m_ctx.fio_parse(text));
         if (!msg.empty() && seen.insert(msg).second) report_fio_error(f, msg);
       }
-    }
-    // The longest any cell's job can run (stonewall groups in sequence), and
-    // the most it lays out in the share.
-    double longest = 0;
-    std::uint64_t largest = 0;
-    for (const auto& cell : core::expand_cells(m_s.fio)) {
       std::vector<core::Diagnostic> ignored;
-      auto job = core::parse_fio_job_file("", core::fio_job_for(m_s.fio, cell), ignored);
+      auto job = core::parse_fio_job_file("", text, ignored);
       longest = std::max(longest, core::longest_run_s(job));
       largest = std::max(largest, core::total_size_bytes(job));
     }

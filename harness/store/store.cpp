@@ -287,8 +287,11 @@ ResultStore ResultStore::open(const std::filesystem::path& path) {
               "database schema version " + std::to_string(v) + " is newer than this kab knows (" +
                   std::to_string(k_schema_version) + "); use a newer kab or another --db");
     if (v == 0 && pragma_int(db, "schema_version", "open") != 0) {
-      Stmt s(db, "SELECT count(*) FROM sqlite_schema", "open");
-      if (s.step() && s.int64(0) > 0)
+      // One statement, one snapshot: another kab creating this new database
+      // may commit its schema between a read of user_version and a count of
+      // the tables, which read apart look like somebody else's database.
+      Stmt s(db, "SELECT user_version, (SELECT count(*) FROM sqlite_schema) FROM pragma_user_version", "open");
+      if (s.step() && s.int64(0) == 0 && s.int64(1) > 0)
         db.fail(StoreError::Kind::not_kab, "open", "not a kab database (it has tables but no kab schema version)");
     }
   };

@@ -126,3 +126,20 @@ TEST_CASE("inputs: a mistyped option is named as typed, with a suggestion", "[in
   CHECK(nested.exit_code == 2);
   CHECK(nested.output.find("unknown option '--explian', did you mean '--explain'?") != std::string::npos);
 }
+
+TEST_CASE("inputs: kab validate refuses a job fio rejects or the share cannot hold, booting nothing",
+          "[integration][inputs][cli]") {
+  TestDir dir("validate-inputs");
+  const fs::path bad = dir.path / "bad.yaml", big = dir.path / "big.yaml";
+  std::ofstream(bad) << "arms: {a: stock-6.1, b: rfc-6.1}\nfio:\n  job_file: " << k_root << "/tests/data/fio/bad-value.fio\n";
+  std::ofstream(big) << "arms: {a: stock-6.1, b: rfc-6.1}\nfio:\n  job: {rw: write, size: 100T, numjobs: 2}\n";
+  auto b = run_kab({"validate", bad.string()}, 60);
+  CHECK(b.exit_code == 2);
+  CHECK(b.output.find("bad-value.fio:6:4: fio rejects bs=banana (fio --parse-only: failed parsing bs=banana)") !=
+        std::string::npos);
+  // The host's real free space in /dev/shm, not a fake.
+  auto g = run_kab({"validate", big.string()}, 60);
+  CHECK(g.exit_code == 2);
+  CHECK(g.output.find("the job lays out up to 200.0 TiB (size × numjobs over its sections) but the share's store "
+                      "(tmpfs, /dev/shm) has ") != std::string::npos);
+}
