@@ -87,7 +87,8 @@ int cmd_show(const std::vector<std::string>& args) {
                      {"status", core::to_string(s.health.status)}, {"reason", s.health.reason},
                      {"bw_bytes", s.fio.bw_bytes}, {"iops", s.fio.iops}, {"clat_p99_ns", s.fio.clat_p99_ns},
                      {"writeback_tmp_peak_kb", s.guest.writeback_tmp_peak_kb},
-                     {"writeback_tmp_mean_kb", s.guest.writeback_tmp_mean_kb}, {"guest_sys_s", s.guest.guest_sys_s},
+                     {"writeback_tmp_mean_kb", s.guest.writeback_tmp_mean_kb},
+                     {"nr_writeback_temp_peak", s.guest.nr_writeback_temp_peak}, {"guest_sys_s", s.guest.guest_sys_s},
                      {"backend_cpu_s", s.backend_usage.user_s + s.backend_usage.sys_s},
                      {"vm_cpu_s", s.vm_usage.user_s + s.vm_usage.sys_s}, {"boot_s", s.boot_s}, {"fio_s", s.fio_s},
                      {"teardown_s", s.teardown_s}, {"total_s", s.total_s}});
