@@ -111,6 +111,10 @@ const std::vector<MetricInfo>& all_metrics() {
   static const std::vector<MetricInfo> k_metrics = {
       {Metric::bandwidth, "bandwidth", "bandwidth", "B/s", Better::higher},
       {Metric::iops, "iops", "IOPS", "IO/s", Better::higher},
+      {Metric::read_bandwidth, "read_bandwidth", "read bandwidth", "B/s", Better::higher, true},
+      {Metric::write_bandwidth, "write_bandwidth", "write bandwidth", "B/s", Better::higher, true},
+      {Metric::read_iops, "read_iops", "read IOPS", "IO/s", Better::higher, true},
+      {Metric::write_iops, "write_iops", "write IOPS", "IO/s", Better::higher, true},
       {Metric::clat_p99, "clat_p99", "clat p99", "ns", Better::lower},
       {Metric::guest_sys_cpu_per_gib, "guest_sys_cpu_per_gib", "guest sys CPU/GiB", "s/GiB", Better::lower},
       {Metric::backend_cpu_per_gib, "backend_cpu_per_gib", "backend CPU/GiB", "s/GiB", Better::lower},
@@ -135,6 +139,18 @@ std::optional<double> metric_value(const Sample& s, Metric m) {
   switch (m) {
     case Metric::bandwidth: return s.fio.bw_bytes;
     case Metric::iops: return s.fio.iops;
+    case Metric::read_bandwidth:
+    case Metric::write_bandwidth:
+    case Metric::read_iops:
+    case Metric::write_iops: {
+      // Each direction apart only when the sample moved both: otherwise it is
+      // the bandwidth and IOPS above.
+      if (s.fio.read_bw_bytes <= 0 || s.fio.write_bw_bytes <= 0) return std::nullopt;
+      return m == Metric::read_bandwidth ? s.fio.read_bw_bytes
+             : m == Metric::write_bandwidth ? s.fio.write_bw_bytes
+             : m == Metric::read_iops       ? s.fio.read_iops
+                                            : s.fio.write_iops;
+    }
     case Metric::clat_p99:
       if (s.fio.clat_p99_ns <= 0) return std::nullopt;
       return s.fio.clat_p99_ns;
@@ -303,7 +319,7 @@ Comparison analyze(const Scenario& scenario, const std::vector<Sample>& samples,
             am->plan_indices.push_back(s->plan_index);
           }
       if (r.base.values.empty() && r.candidate.values.empty()) {
-        cr.unmeasured.push_back(metric_info(m).key);
+        if (!metric_info(m).mixed_only) cr.unmeasured.push_back(metric_info(m).key);
         continue;
       }
       r.base.summary = summarize(r.base.values);

@@ -18,15 +18,19 @@
 
 namespace kab::core {
 
-enum class Metric { bandwidth, iops, clat_p99, guest_sys_cpu_per_gib, backend_cpu_per_gib };
+enum class Metric {
+  bandwidth, iops, read_bandwidth, write_bandwidth, read_iops, write_iops, clat_p99, guest_sys_cpu_per_gib,
+  backend_cpu_per_gib
+};
 enum class Better { higher, lower };
 
 struct MetricInfo {
   Metric metric;
-  const char* key;     // stable identifier: "bandwidth", "iops", "clat_p99", "guest_sys_cpu_per_gib", "backend_cpu_per_gib"
+  const char* key;     // stable identifier: "bandwidth", "iops", "read_bandwidth", …, "backend_cpu_per_gib"
   const char* label;   // for people: "bandwidth", "IOPS", "clat p99", "guest sys CPU/GiB", "backend CPU/GiB"
   const char* unit;    // "B/s", "IO/s", "ns", "s/GiB", "s/GiB"
   Better better;
+  bool mixed_only = false;   // a value only for samples that both read and wrote
 };
 
 // Every metric, in report order (bandwidth first: it is the primary metric).

@@ -17,13 +17,16 @@ enum class SampleStatus { ok, unhealthy, timeout, crashed, failed };
 std::string to_string(SampleStatus s);
 std::optional<SampleStatus> sample_status_from(const std::string& s);
 
-// fio's figures for one sample (the write side for write jobs, read side otherwise).
+// fio's figures for one sample: both directions together (bw_bytes, iops),
+// and each direction (0 when it moved nothing).
 struct FioMetrics {
   double bw_bytes = 0;          // bytes per second
   double iops = 0;
+  double read_bw_bytes = 0, read_iops = 0;
+  double write_bw_bytes = 0, write_iops = 0;
   double clat_p50_ns = 0, clat_p99_ns = 0, clat_p999_ns = 0;
   double usr_cpu = 0, sys_cpu = 0;   // percent, as fio reports
-  double bytes = 0;             // io_bytes
+  double bytes = 0;             // io_bytes, both directions
   double runtime_ms = 0;
   int fio_error = 0;            // fio's per-job "error"
 };

@@ -56,45 +56,82 @@ std::string parse_fio_json(const std::string& json_text, core::FioMetrics& m) {
   try {
     // Every job of the sample: kab's [global] asks for group_reporting, so each
     // entry is a reporting group (numjobs jobs together, as fio sums them).
-    // Groups apart (stonewall) ran one after another: their bytes and I/Os
-    // over their summed runtime. The write side when any job wrote, else read.
+    // Groups apart (stonewall) ran one after another.
     static const nlohmann::json k_none = nlohmann::json::object();
     auto side_of = [](const nlohmann::json& job, const char* name) -> const nlohmann::json& {
       if (!job.is_object()) return k_none;
       auto it = job.find(name);
       return it != job.end() && it->is_object() ? *it : k_none;
     };
-    double written = 0;
-    for (const auto& job : j["jobs"]) written += side_of(job, "write").value("io_bytes", 0.0);
-    const char* side_name = written > 0 ? "write" : "read";
-    const nlohmann::json* largest = nullptr;
-    double largest_bytes = -1, ios = 0;
-    bool any_side = false;
+    const auto& jobs = j["jobs"];
+    const bool one_group = jobs.size() == 1;
+    struct Side {
+      double bytes = 0, runtime_ms = 0, ios = 0, bw = 0, iops = 0;
+      bool present = false;
+    } read, write;
+    double elapsed_ms = 0;   // per group the longer of its sides, summed
     m = core::FioMetrics{};
-    for (const auto& job : j["jobs"]) {
+    for (const auto& job : jobs) {
       if (!job.is_object()) return "fio's JSON has a job that is not an object";
       if (int e = job.value("error", 0)) m.fio_error = e;
-      const auto& side = side_of(job, side_name);
-      any_side |= &side != &k_none;
-      const double bytes = side.value("io_bytes", 0.0), runtime = side.value("runtime", 0.0);
-      m.bw_bytes = side.value("bw_bytes", 0.0);
-      m.iops = side.value("iops", 0.0);
-      m.bytes += bytes;
-      m.runtime_ms += runtime;
-      ios += m.iops * runtime;
-      if (bytes > largest_bytes) {
-        largest_bytes = bytes;
-        largest = &job;
+      double group_ms = 0;
+      for (auto [side, name] : {std::pair(&read, "read"), std::pair(&write, "write")}) {
+        const auto& f = side_of(job, name);
+        side->present |= &f != &k_none;
+        const double bytes = f.value("io_bytes", 0.0), runtime = f.value("runtime", 0.0), iops = f.value("iops", 0.0);
+        side->bytes += bytes;
+        side->runtime_ms += runtime;
+        side->ios += iops * runtime / 1000.0;
+        side->bw = f.value("bw_bytes", 0.0);   // fio's own figures: kept when there is one group
+        side->iops = iops;
+        if (bytes > 0) group_ms = std::max(group_ms, runtime);
       }
+      elapsed_ms += group_ms;
     }
     if (m.fio_error) return "fio reported error " + std::to_string(m.fio_error);
-    if (!any_side) return std::string("fio's JSON has no ") + side_name + " figures";
-    if (j["jobs"].size() > 1) {
-      m.bw_bytes = m.runtime_ms > 0 ? m.bytes / (m.runtime_ms / 1000.0) : 0;
-      m.iops = m.runtime_ms > 0 ? ios / m.runtime_ms : 0;
+    if (!read.present && !write.present) return "fio's JSON has no read or write figures";
+    for (Side* side : {&read, &write})
+      if (!one_group) {
+        side->bw = side->runtime_ms > 0 ? side->bytes / (side->runtime_ms / 1000.0) : 0;
+        side->iops = side->runtime_ms > 0 ? side->ios / (side->runtime_ms / 1000.0) : 0;
+      }
+    m.read_bw_bytes = read.bytes > 0 ? read.bw : 0;
+    m.read_iops = read.bytes > 0 ? read.iops : 0;
+    m.write_bw_bytes = write.bytes > 0 ? write.bw : 0;
+    m.write_iops = write.bytes > 0 ? write.iops : 0;
+    m.bytes = read.bytes + write.bytes;
+    const bool wrote = write.bytes > 0, mixed = wrote && read.bytes > 0;
+    if (!mixed) {
+      const Side& s = wrote ? write : read;
+      m.bw_bytes = s.bw;
+      m.iops = s.iops;
+      m.runtime_ms = s.runtime_ms;
+    } else if (one_group) {
+      // What fio prints for a job that reads and writes, added: both directions.
+      m.bw_bytes = read.bw + write.bw;
+      m.iops = read.iops + write.iops;
+      m.runtime_ms = elapsed_ms;
+    } else {
+      // Phases one after another: all bytes over the time the phases took.
+      m.runtime_ms = elapsed_ms;
+      m.bw_bytes = elapsed_ms > 0 ? m.bytes / (elapsed_ms / 1000.0) : 0;
+      m.iops = elapsed_ms > 0 ? (read.ios + write.ios) / (elapsed_ms / 1000.0) : 0;
     }
-    // Latency percentiles from fio's report of the group that moved the most bytes.
-    const auto& side = side_of(*largest, side_name);
+    // Latency percentiles from fio's report of the group and direction that
+    // moved the most bytes (writes win a tie: the RFC's question is writeback).
+    const nlohmann::json* largest = nullptr;
+    const char* largest_side = "write";
+    double largest_bytes = -1;
+    for (const auto& job : jobs)
+      for (const char* name : {"write", "read"}) {
+        const double bytes = side_of(job, name).value("io_bytes", 0.0);
+        if (bytes > largest_bytes) {
+          largest_bytes = bytes;
+          largest = &job;
+          largest_side = name;
+        }
+      }
+    const auto& side = side_of(*largest, largest_side);
     if (side.contains("clat_ns") && side["clat_ns"].is_object() && side["clat_ns"].contains("percentile")) {
       const auto& p = side["clat_ns"]["percentile"];
       m.clat_p50_ns = p.value("50.000000", 0.0);

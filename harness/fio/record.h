@@ -12,12 +12,14 @@ namespace kab::fio {
 // complete and fio succeeded, else the reason it is not a measurement.
 std::string parse_record(const std::string& record, core::Sample& sample);
 
-// fio's JSON (--output-format=json) → metrics of every job of the sample. With
-// one reporting group (all jobs together): fio's own group figures. With
-// several (stonewall groups, run one after another): their bytes and I/Os over
-// their summed runtime. Latency percentiles of the group that moved the most
-// bytes; the write side when any job wrote, else the read side. Returns "" or
-// a reason; never throws, whatever the JSON.
+// fio's JSON (--output-format=json) → metrics of every job of the sample, per
+// direction and together. Each direction: with one reporting group (all jobs
+// together) fio's own group figures; with several (stonewall groups, run one
+// after another) its bytes and I/Os over its summed runtime. Together: the one
+// direction that moved bytes; a job that reads and writes adds fio's two
+// figures; phases one after another give all bytes over the time the phases
+// took. Latency percentiles of the group and direction that moved the most
+// bytes. Returns "" or a reason; never throws, whatever the JSON.
 std::string parse_fio_json(const std::string& json_text, core::FioMetrics& out);
 
 }  // namespace kab::fio

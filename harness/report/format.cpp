@@ -51,16 +51,24 @@ std::string fio_decimal(double value, std::string_view suffix) {
 
 std::string fio_line(const std::string& direction, const core::FioMetrics& f) {
   auto run = std::to_string(static_cast<long long>(std::llround(f.runtime_ms)));
-  return direction + ": bw=" + fio_binary(f.bw_bytes, "/s") + " (" + fio_decimal(f.bw_bytes, "/s") +
-         "), io=" + fio_binary(f.bytes, "") + " (" + fio_decimal(f.bytes, "") + "), run=" + run + "-" + run +
-         "msec";
+  const bool both = f.read_bw_bytes > 0 && f.write_bw_bytes > 0;
+  std::string line = (both ? std::string("READ+WRITE") : direction) + ": bw=" + fio_binary(f.bw_bytes, "/s") + " (" +
+                     fio_decimal(f.bw_bytes, "/s") + "), io=" + fio_binary(f.bytes, "") + " (" +
+                     fio_decimal(f.bytes, "") + "), run=" + run + "-" + run + "msec";
+  if (both)
+    line += "; read bw=" + fio_binary(f.read_bw_bytes, "/s") + ", write bw=" + fio_binary(f.write_bw_bytes, "/s");
+  return line;
 }
 
 std::string metric_value_text(core::Metric m, double v) {
   if (!std::isfinite(v)) return "-";
   switch (m) {
-    case core::Metric::bandwidth: return printf_text("%.1f MiB/s", v / (1024.0 * 1024.0));
-    case core::Metric::iops: return printf_text(v < 100 ? "%.1f IO/s" : "%.0f IO/s", v);
+    case core::Metric::bandwidth:
+    case core::Metric::read_bandwidth:
+    case core::Metric::write_bandwidth: return printf_text("%.1f MiB/s", v / (1024.0 * 1024.0));
+    case core::Metric::iops:
+    case core::Metric::read_iops:
+    case core::Metric::write_iops: return printf_text(v < 100 ? "%.1f IO/s" : "%.0f IO/s", v);
     case core::Metric::clat_p99:
       if (v >= 1e9) return printf_text("%.2f s", v / 1e9);
       if (v >= 1e6) return printf_text("%.2f ms", v / 1e6);

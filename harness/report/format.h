@@ -18,6 +18,7 @@ std::string fio_decimal(double value, std::string_view suffix);  // (686817280, 
 
 // The summary line fio prints for one job group, from one sample's figures:
 // "WRITE: bw=655MiB/s (687MB/s), io=19.2GiB (20.6GB), run=30001-30001msec".
+// A sample that read and wrote: "READ+WRITE: bw=<both> …; read bw=…, write bw=…".
 std::string fio_line(const std::string& direction, const core::FioMetrics& f);
 
 // A metric's value in its natural unit: "655.0 MiB/s", "655 IO/s",

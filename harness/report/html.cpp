@@ -37,11 +37,18 @@ std::string num(double v) {
 }
 
 // Metrics in the units a chart shows them in.
-double chart_value(core::Metric m, double v) { return m == core::Metric::bandwidth ? v / k_mib : v; }
+bool is_bandwidth(core::Metric m) {
+  return m == core::Metric::bandwidth || m == core::Metric::read_bandwidth || m == core::Metric::write_bandwidth;
+}
+double chart_value(core::Metric m, double v) { return is_bandwidth(m) ? v / k_mib : v; }
 const char* chart_unit(core::Metric m) {
   switch (m) {
-    case core::Metric::bandwidth: return "MiB/s";
-    case core::Metric::iops: return "IO/s";
+    case core::Metric::bandwidth:
+    case core::Metric::read_bandwidth:
+    case core::Metric::write_bandwidth: return "MiB/s";
+    case core::Metric::iops:
+    case core::Metric::read_iops:
+    case core::Metric::write_iops: return "IO/s";
     case core::Metric::clat_p99: return "ns";
     default: return "s/GiB";
   }

@@ -30,7 +30,9 @@ json arm_metric(const core::ArmMetric& a) {
 }
 
 json fio(const core::FioMetrics& f) {
-  return {{"bw_bytes", f.bw_bytes},       {"iops", f.iops},         {"clat_p50_ns", f.clat_p50_ns},
+  return {{"bw_bytes", f.bw_bytes},       {"iops", f.iops},
+          {"read_bw_bytes", f.read_bw_bytes}, {"read_iops", f.read_iops},
+          {"write_bw_bytes", f.write_bw_bytes}, {"write_iops", f.write_iops}, {"clat_p50_ns", f.clat_p50_ns},
           {"clat_p99_ns", f.clat_p99_ns}, {"clat_p999_ns", f.clat_p999_ns}, {"usr_cpu", f.usr_cpu},
           {"sys_cpu", f.sys_cpu},         {"bytes", f.bytes},       {"runtime_ms", f.runtime_ms},
           {"error", f.fio_error}};

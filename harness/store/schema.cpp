@@ -116,6 +116,12 @@ ALTER TABLE samples ADD COLUMN host_steal_pct REAL DEFAULT 0;
 ALTER TABLE samples ADD COLUMN noise TEXT NOT NULL DEFAULT '';
 CREATE INDEX samples_by_kernel ON samples (kernel_build_key);
 )sql"},
+      {3, "each direction's bandwidth and IOPS per sample (0 for older samples: bw_bytes was one direction)", R"sql(
+ALTER TABLE samples ADD COLUMN read_bw_bytes REAL DEFAULT 0;
+ALTER TABLE samples ADD COLUMN read_iops REAL DEFAULT 0;
+ALTER TABLE samples ADD COLUMN write_bw_bytes REAL DEFAULT 0;
+ALTER TABLE samples ADD COLUMN write_iops REAL DEFAULT 0;
+)sql"},
   };
   return k_migrations;
 }

@@ -197,7 +197,7 @@ constexpr const char* k_backend_stats = "backend_stats";
 const char* const k_sample_columns[] = {
     "run_id", "plan_index", "arm", "kernel", "variant", "backend", "platform", "cell_json", "cell_label",
     "repetition", "status", "reason", "findings_json", "boot_s", "fio_s", "teardown_s", "total_s", "bw_bytes",
-    "iops", "clat_p50_ns", "clat_p99_ns", "clat_p999_ns", "usr_cpu", "sys_cpu", "io_bytes", "runtime_ms",
+    "iops", "read_bw_bytes", "read_iops", "write_bw_bytes", "write_iops", "clat_p50_ns", "clat_p99_ns", "clat_p999_ns", "usr_cpu", "sys_cpu", "io_bytes", "runtime_ms",
     "fio_error", "writeback_tmp_peak_kb", "writeback_tmp_mean_kb", "writeback_peak_kb", "writeback_mean_kb",
     "nr_writeback_temp_peak", "guest_sys_s", "guest_user_s", "vmstat_delta_json", "backend_user_s",
     "backend_sys_s", "backend_minor_faults", "backend_major_faults", "vm_user_s", "vm_sys_s",
@@ -549,6 +549,10 @@ std::int64_t ResultStore::add_sample(const core::Sample& x) {
       .bind(":total_s", x.total_s)
       .bind(":bw_bytes", x.fio.bw_bytes)
       .bind(":iops", x.fio.iops)
+      .bind(":read_bw_bytes", x.fio.read_bw_bytes)
+      .bind(":read_iops", x.fio.read_iops)
+      .bind(":write_bw_bytes", x.fio.write_bw_bytes)
+      .bind(":write_iops", x.fio.write_iops)
       .bind(":clat_p50_ns", x.fio.clat_p50_ns)
       .bind(":clat_p99_ns", x.fio.clat_p99_ns)
       .bind(":clat_p999_ns", x.fio.clat_p999_ns)
@@ -625,6 +629,10 @@ core::Sample read_sample(ResultStore::Db& db, Stmt& s) {
   x.total_s = s.real("total_s");
   x.fio.bw_bytes = s.real("bw_bytes");
   x.fio.iops = s.real("iops");
+  x.fio.read_bw_bytes = s.real("read_bw_bytes");
+  x.fio.read_iops = s.real("read_iops");
+  x.fio.write_bw_bytes = s.real("write_bw_bytes");
+  x.fio.write_iops = s.real("write_iops");
   x.fio.clat_p50_ns = s.real("clat_p50_ns");
   x.fio.clat_p99_ns = s.real("clat_p99_ns");
   x.fio.clat_p999_ns = s.real("clat_p999_ns");

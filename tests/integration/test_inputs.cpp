@@ -18,7 +18,8 @@ namespace {
 // database with the sqlite3 tool (not through kab).
 json stored_fio(const std::string& db, long long run) {
   auto [ok, out] = proc::capture({"sqlite3", "-json", db,
-                                  "SELECT s.plan_index AS idx, s.bw_bytes AS bw, a.content AS fio FROM samples s JOIN "
+                                  "SELECT s.plan_index AS idx, s.bw_bytes AS bw, s.read_bw_bytes AS read_bw, "
+                                  "s.write_bw_bytes AS write_bw, a.content AS fio FROM samples s JOIN "
                                   "artifacts a ON a.sample_id = s.id AND a.kind = 'fio_json' WHERE s.run_id = " +
                                       std::to_string(run) + " ORDER BY s.plan_index"});
   INFO(out);
@@ -26,21 +27,43 @@ json stored_fio(const std::string& db, long long run) {
   return json::parse(out);
 }
 
-// fio's own figure for the sample, read from its report: one reporting group's
-// bandwidth as fio computed it; several groups (stonewall: one after another)
-// their bytes over their summed runtime. The write side when any job wrote.
-double fio_total_bw(const std::string& fio_json) {
+// fio's own figures for the sample, read from its report: per direction, one
+// reporting group's figure as fio computed it, several groups (stonewall: one
+// after another) their bytes over their summed runtime. Together: the one
+// direction that moved bytes; one group that read and wrote, fio's two figures
+// added; phases of both directions, all bytes over the time the phases took.
+struct FioFigures {
+  double total = 0, read = 0, write = 0;
+};
+
+FioFigures fio_figures(const std::string& fio_json) {
   json j = json::parse(fio_json.substr(fio_json.find('{')));
-  double written = 0;
-  for (const auto& job : j["jobs"]) written += job["write"]["io_bytes"].get<double>();
-  const char* side = written > 0 ? "write" : "read";
-  if (j["jobs"].size() == 1) return j["jobs"][0][side]["bw_bytes"].get<double>();
-  double bytes = 0, ms = 0;
-  for (const auto& job : j["jobs"]) {
-    bytes += job[side]["io_bytes"].get<double>();
-    ms += job[side]["runtime"].get<double>();
+  const auto& jobs = j["jobs"];
+  auto direction = [&](const char* side) {
+    double bytes = 0, ms = 0;
+    for (const auto& job : jobs) {
+      bytes += job[side]["io_bytes"].get<double>();
+      ms += job[side]["runtime"].get<double>();
+    }
+    if (bytes == 0) return 0.0;
+    return jobs.size() == 1 ? jobs[0][side]["bw_bytes"].get<double>() : bytes / (ms / 1000.0);
+  };
+  FioFigures f{0, direction("read"), direction("write")};
+  if (f.read == 0 || f.write == 0 || jobs.size() == 1) {
+    f.total = f.read + f.write;
+  } else {
+    double bytes = 0, ms = 0;
+    for (const auto& job : jobs) {
+      double longest = 0;
+      for (const char* side : {"read", "write"}) {
+        bytes += job[side]["io_bytes"].get<double>();
+        if (job[side]["io_bytes"].get<double>() > 0) longest = std::max(longest, job[side]["runtime"].get<double>());
+      }
+      ms += longest;
+    }
+    f.total = bytes / (ms / 1000.0);
   }
-  return bytes / (ms / 1000.0);
+  return f;
 }
 
 }  // namespace
@@ -52,15 +75,16 @@ TEST_CASE("inputs: fio job files people write run whole, stored bandwidth is fio
     const char* file;
     const char* override;
     std::size_t groups;   // reporting groups in fio's JSON
+    bool reads_and_writes;
   };
   const Case cases[] = {
-      {"numjobs4-no-group.fio", "{runtime: 3}", 1},
-      {"stonewall-sections.fio", "{}", 2},
-      {"randrw-mix.fio", "{runtime: 3}", 1},
-      {"libaio-direct.fio", "{}", 1},
-      {"verify-job.fio", "{}", 1},
-      {"falloc.fio", "{}", 1},
-      {"big-numjobs.fio", "{runtime: 3, size: 32M}", 1},
+      {"numjobs4-no-group.fio", "{runtime: 3}", 1, false},
+      {"stonewall-sections.fio", "{}", 2, true},
+      {"randrw-mix.fio", "{runtime: 3}", 1, true},
+      {"libaio-direct.fio", "{}", 1, false},
+      {"verify-job.fio", "{}", 1, true},   // writes, then reads back to verify
+      {"falloc.fio", "{}", 1, false},
+      {"big-numjobs.fio", "{runtime: 3, size: 32M}", 1, false},
   };
   for (const auto& c : cases) {
     const fs::path scenario = dir.path / (std::string(c.file) + ".yaml");
@@ -84,7 +108,12 @@ TEST_CASE("inputs: fio job files people write run whole, stored bandwidth is fio
       if (std::string(c.override).find("runtime: 3") != std::string::npos)
         for (const auto& job : j["jobs"]) CHECK(job["job options"]["runtime"] == "3");
       CHECK(row["bw"].get<double>() > 0);
-      CHECK(row["bw"].get<double>() == Approx(fio_total_bw(fio)).epsilon(1e-9));
+      const FioFigures f = fio_figures(fio);
+      CHECK(row["bw"].get<double>() == Approx(f.total).epsilon(1e-9));
+      CHECK(row["read_bw"].get<double>() == Approx(f.read).epsilon(1e-9));
+      CHECK(row["write_bw"].get<double>() == Approx(f.write).epsilon(1e-9));
+      // Both directions apart exactly when the job read and wrote.
+      CHECK((f.read > 0 && f.write > 0) == c.reads_and_writes);
     }
   }
 }

@@ -120,10 +120,12 @@ TEST_CASE("every job of a sample is measured, as the real fio reports it", "[rec
     core::FioMetrics m;
     CHECK(fio::parse_fio_json(json, m) == "");
     CHECK(m.bw_bytes == sum_of(json, "write", "bw_bytes"));
+    CHECK(m.write_bw_bytes == m.bw_bytes);
+    CHECK(m.read_bw_bytes == 0);
     CHECK(m.bytes == sum_of(json, "write", "io_bytes"));
     CHECK(m.bytes > 0);
   }
-  SECTION("stonewall sections: both groups, the write side of the group that wrote") {
+  SECTION("stonewall sections, a write phase then a read phase: each direction, and all bytes over both phases") {
     // time_based for a runtime of whole seconds: fio reports runtime in ms, and
     // a few-ms phase would make its own bandwidth and bytes/runtime differ by rounding.
     std::vector<core::Diagnostic> errors;
@@ -134,11 +136,38 @@ TEST_CASE("every job of a sample is measured, as the real fio reports it", "[rec
     REQUIRE(j["jobs"].size() == 2);
     core::FioMetrics m;
     CHECK(fio::parse_fio_json(json, m) == "");
-    CHECK(m.bytes > 0);
-    CHECK(m.bytes == sum_of(json, "write", "io_bytes"));
+    const double written = sum_of(json, "write", "io_bytes"), read = sum_of(json, "read", "io_bytes");
+    CHECK(written > 0);
+    CHECK(read > 0);
     CHECK(j["jobs"][1]["write"]["io_bytes"].get<double>() == 0);   // the read phase
-    // The read phase moved no bytes on the write side and took no write time.
-    CHECK(m.bw_bytes == Approx(j["jobs"][0]["write"]["bw_bytes"].get<double>()).epsilon(0.01));
+    CHECK(j["jobs"][0]["read"]["io_bytes"].get<double>() == 0);    // the write phase
+    CHECK(m.bytes == written + read);
+    // Each direction is its phase's own figure (the other phase took no time in it).
+    CHECK(m.write_bw_bytes == Approx(j["jobs"][0]["write"]["bw_bytes"].get<double>()).epsilon(0.01));
+    CHECK(m.read_bw_bytes == Approx(j["jobs"][1]["read"]["bw_bytes"].get<double>()).epsilon(0.01));
+    // Together: every byte over the time both phases took, not a sum of rates.
+    const double ms = j["jobs"][0]["write"]["runtime"].get<double>() + j["jobs"][1]["read"]["runtime"].get<double>();
+    CHECK(m.runtime_ms == ms);
+    CHECK(m.bw_bytes == Approx((written + read) / (ms / 1000.0)));
+    CHECK(m.bw_bytes < m.write_bw_bytes + m.read_bw_bytes);
+  }
+  SECTION("rw=randrw: read and write apart, fio's two figures added together") {
+    const std::string json = run("randrw-mix.fio");
+    auto j = nlohmann::json::parse(json);
+    REQUIRE(j["jobs"].size() == 1);
+    core::FioMetrics m;
+    CHECK(fio::parse_fio_json(json, m) == "");
+    const auto& job = j["jobs"][0];
+    CHECK(job["read"]["io_bytes"].get<double>() > job["write"]["io_bytes"].get<double>());   // rwmixread=70
+    CHECK(m.read_bw_bytes == job["read"]["bw_bytes"].get<double>());
+    CHECK(m.write_bw_bytes == job["write"]["bw_bytes"].get<double>());
+    CHECK(m.read_iops == job["read"]["iops"].get<double>());
+    CHECK(m.write_iops == job["write"]["iops"].get<double>());
+    CHECK(m.bw_bytes == m.read_bw_bytes + m.write_bw_bytes);
+    CHECK(m.iops == m.read_iops + m.write_iops);
+    CHECK(m.bytes == job["read"]["io_bytes"].get<double>() + job["write"]["io_bytes"].get<double>());
+    // Latency of the direction that moved the most bytes: the reads.
+    CHECK(m.clat_p99_ns == job["read"]["clat_ns"]["percentile"]["99.000000"].get<double>());
   }
   SECTION("two write phases one after another: their bytes over their summed time, not the sum of rates") {
     std::vector<core::Diagnostic> errors;

@@ -1,5 +1,6 @@
 // The renderers format a core::Comparison; these tests build one with the real
 // Analyzer from literal samples and check what each format says.
+#include <algorithm>
 #include <catch2/catch.hpp>
 #include <nlohmann/json.hpp>
 #include <regex>
@@ -180,6 +181,34 @@ TEST_CASE("markdown evidence", "[report]") {
   CHECK(contains(md, "```sh\n$ kab compare --base stock --candidate rfc --scenario scenarios/rfc-writeback.yaml\n```"));
   CHECK(contains(md, "Verdict: **regression** (2026-11-28T19:00:00Z)"));
   CHECK(contains(md, "| bandwidth | 655.0 MiB/s | 754.0 MiB/s | +15.1% |"));
+}
+
+TEST_CASE("a job that reads and writes is reported in each direction", "[report]") {
+  std::vector<Sample> s;
+  add(s, {655, 648, 661, 650, 659}, {654, 650, 660, 652, 657}, "virtiofsd", {{"rw", "randrw"}});
+  for (auto& x : s) {
+    const double read_share = x.arm == "stock" ? 0.5 : 0.65;   // the candidate's writes 30% slower
+    x.fio.read_bw_bytes = x.fio.bw_bytes * read_share;
+    x.fio.write_bw_bytes = x.fio.bw_bytes - x.fio.read_bw_bytes;
+    x.fio.read_iops = x.fio.iops * read_share;
+    x.fio.write_iops = x.fio.iops - x.fio.read_iops;
+  }
+  auto c = analyze(scenario(), s, options());
+  auto md = render_markdown(c, context());
+  INFO(md);
+  CHECK(contains(md, "| read bandwidth | 327.5 MiB/s | "));
+  CHECK(contains(md, "| write bandwidth | 327.5 MiB/s | "));
+  CHECK(contains(md, "| write IOPS | "));
+  CHECK(contains(md, "  READ+WRITE: bw=655MiB/s (686MB/s), io=19.1GiB (20.6GB), run=30001-30001msec; "
+                     "read bw=327MiB/s, write bw=327MiB/s\n"));
+  auto j = nlohmann::json::parse(render_json(c, context()));
+  std::vector<std::string> keys;
+  for (const auto& m : j["comparison"]["cells"][0]["metrics"]) keys.push_back(m["metric"]);
+  CHECK(std::count(keys.begin(), keys.end(), "read_bandwidth") == 1);
+  CHECK(std::count(keys.begin(), keys.end(), "write_iops") == 1);
+  CHECK(j["comparison"]["cells"][0]["base"]["median_sample"]["fio"]["read_bw_bytes"].get<double>() > 0);
+  auto html = render_html(c, context());
+  CHECK(contains(html, "write bandwidth"));
 }
 
 TEST_CASE("json report", "[report]") {

@@ -94,7 +94,8 @@ core::Sample full_sample(std::int64_t run_id, int index) {
   s.health.reason = "WARNING in fuse_writepage_end";
   s.health.findings = {"[   12.345] WARNING: CPU: 0 PID: 1 at fs/fuse/file.c:1234", "tab\there \"quoted\" \\ µs ✓",
                        ""};
-  s.fio = {754.0 * 1048576 + 0.1, 754.3, 12345.6, 98765.4, 1.5e6, 12.5, 87.25, 7.9e9, 10000.5, 0};
+  s.fio = {754.0 * 1048576 + 0.1, 754.3, 500.25 * 1048576, 500.5, 254.0 * 1048576 + 0.1, 253.8,
+           12345.6, 98765.4, 1.5e6, 12.5, 87.25, 7.9e9, 10000.5, 0};
   s.fio.fio_error = 5;
   s.guest.writeback_tmp_peak_kb = 10240;
   s.guest.writeback_tmp_mean_kb = 3333.3333333333335;
@@ -138,7 +139,7 @@ core::Sample small_sample(std::int64_t run_id, int index) {
 
 // A new field in core::Sample needs a column (a migration), a line in
 // add_sample/read_sample and one in check_same; this trips when it is missed.
-static_assert(sizeof(core::Sample) == 832, "core::Sample changed: store the new field and check it below");
+static_assert(sizeof(core::Sample) == 864, "core::Sample changed: store the new field and check it below");
 
 void check_same(const core::Sample& a, const core::Sample& b) {
   CHECK(a.run_id == b.run_id);
@@ -155,6 +156,10 @@ void check_same(const core::Sample& a, const core::Sample& b) {
   CHECK(a.health.findings == b.health.findings);
   CHECK(a.fio.bw_bytes == b.fio.bw_bytes);
   CHECK(a.fio.iops == b.fio.iops);
+  CHECK(a.fio.read_bw_bytes == b.fio.read_bw_bytes);
+  CHECK(a.fio.read_iops == b.fio.read_iops);
+  CHECK(a.fio.write_bw_bytes == b.fio.write_bw_bytes);
+  CHECK(a.fio.write_iops == b.fio.write_iops);
   CHECK(a.fio.clat_p50_ns == b.fio.clat_p50_ns);
   CHECK(a.fio.clat_p99_ns == b.fio.clat_p99_ns);
   CHECK(a.fio.clat_p999_ns == b.fio.clat_p999_ns);
@@ -290,7 +295,7 @@ TEST_CASE("ResultStore creates a versioned schema", "[store]") {
     } catch (const StoreError& e) {
       CHECK(e.kind() == StoreError::Kind::newer_schema);
       CHECK(std::string(e.what()) == db.string() +
-                                         ": open: database schema version 99 is newer than this kab knows (2); "
+                                         ": open: database schema version 99 is newer than this kab knows (" + std::to_string(k_schema_version) + "); "
                                          "use a newer kab or another --db");
     }
   }
@@ -353,7 +358,7 @@ INSERT INTO artifacts (sample_id, kind, content) VALUES (1, 'fio_json', '{"old":
   }
 
   auto store = ResultStore::open(db);
-  CHECK(store.schema_version() == 2);
+  CHECK(store.schema_version() == k_schema_version);
   CHECK(store.integrity_check() == "ok");
 
   SECTION("old samples read back with the defaults of the new columns") {
@@ -370,6 +375,8 @@ INSERT INTO artifacts (sample_id, kind, content) VALUES (1, 'fio_json', '{"old":
     CHECK(s.vm_usage.minor_faults == 0);
     CHECK(s.host_steal_pct == 0);
     CHECK(s.noise.empty());
+    CHECK(s.fio.read_bw_bytes == 0);
+    CHECK(s.fio.write_bw_bytes == 0);
     auto run = store.run(1);
     REQUIRE(run);
     CHECK(run->status == RunStatus::complete);
@@ -406,7 +413,7 @@ INSERT INTO artifacts (sample_id, kind, content) VALUES (1, 'fio_json', '{"old":
   }
   SECTION("a migrated database opens again without migrating") {
     auto again = ResultStore::open(db);
-    CHECK(again.schema_version() == 2);
+    CHECK(again.schema_version() == k_schema_version);
     CHECK(again.samples(1).size() == 1);
   }
 }
