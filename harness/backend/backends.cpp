@@ -6,6 +6,7 @@
 #include <chrono>
 #include <filesystem>
 #include <fstream>
+#include <map>
 #include <sstream>
 #include <thread>
 
@@ -31,7 +32,59 @@ std::string self_dir() {
 
 }  // namespace
 
-std::string default_virtiofsd() { return "/usr/lib/qemu/virtiofsd"; }
+std::string executable_problem(const std::string& binary) {
+  if (binary.find('/') == std::string::npos)
+    return proc::which(binary).empty() ? "is not on PATH" : "";
+  std::error_code ec;
+  if (!fs::exists(binary, ec)) return "does not exist";
+  if (fs::is_directory(binary, ec)) return "is a directory";
+  if (::access(binary.c_str(), X_OK) != 0) return "is not executable";
+  return "";
+}
+
+std::vector<std::string> virtiofsd_candidates() {
+  std::vector<std::string> out;
+  if (auto on_path = proc::which("virtiofsd"); !on_path.empty()) out.push_back(on_path);
+  out.push_back("/usr/libexec/virtiofsd");    // the Rust daemon's package (Debian 13, Fedora, Arch)
+  out.push_back("/usr/lib/qemu/virtiofsd");   // QEMU's C daemon (Debian 12's qemu-system-common)
+  return out;
+}
+
+std::string default_virtiofsd() {
+  for (const auto& c : virtiofsd_candidates())
+    if (executable_problem(c).empty()) return c;
+  return "virtiofsd";
+}
+
+VirtiofsdFlavour virtiofsd_flavour(const std::string& binary) {
+  // Asked once per binary: its --help names its options (the Rust daemon has --shared-dir).
+  static std::map<std::string, VirtiofsdFlavour> known;
+  if (auto it = known.find(binary); it != known.end()) return it->second;
+  auto [ok, help] = proc::capture({binary, "--help"});
+  (void)ok;   // QEMU's daemon exits 0, the Rust one too; a missing binary fails later, at start
+  const auto f = help.find("--shared-dir") != std::string::npos ? VirtiofsdFlavour::rust : VirtiofsdFlavour::qemu_c;
+  known[binary] = f;
+  return f;
+}
+
+std::vector<std::string> virtiofsd_arguments(VirtiofsdFlavour flavour, const core::BackendSpec& spec,
+                                             const std::string& socket, const std::string& shared_dir) {
+  std::vector<std::string> argv = {"--socket-path=" + socket};
+  if (flavour == VirtiofsdFlavour::rust) {
+    // The Rust daemon: --shared-dir, --cache=never (not none), --writeback a flag, --sandbox=none allowed.
+    argv.push_back("--shared-dir=" + shared_dir);
+    argv.push_back("--cache=" + (spec.cache == "none" ? std::string("never") : spec.cache));
+    if (spec.writeback) argv.push_back("--writeback");
+    argv.push_back("--sandbox=" + spec.sandbox);
+  } else {
+    // QEMU's C daemon: -o options; it has no sandbox=none (chroot is the least).
+    argv.insert(argv.end(), {"-o", "source=" + shared_dir, "-o", "cache=" + spec.cache, "-o",
+                             spec.writeback ? "writeback" : "no_writeback", "-o",
+                             "sandbox=" + (spec.sandbox == "none" ? std::string("chroot") : spec.sandbox)});
+  }
+  if (spec.thread_pool_size > 0) argv.push_back("--thread-pool-size=" + std::to_string(spec.thread_pool_size));
+  return argv;
+}
 
 std::string default_kab_dpu() {
   for (const auto& cand : {self_dir() + "/kab-dpu", self_dir() + "/../dpu/kab-dpu"})
@@ -42,16 +95,12 @@ std::string default_kab_dpu() {
 
 namespace {
 
-std::vector<std::string> virtiofsd_options(const core::BackendSpec& spec, const std::string& socket,
-                                           const std::string& shared_dir, const std::string&) {
-  std::vector<std::string> argv = {"--socket-path=" + socket, "-o", "source=" + shared_dir, "-o", "cache=" + spec.cache,
-                                   "-o", spec.writeback ? "writeback" : "no_writeback", "-o",
-                                   "sandbox=" + (spec.sandbox == "none" ? std::string("chroot") : spec.sandbox)};
-  if (spec.thread_pool_size > 0) argv.push_back("--thread-pool-size=" + std::to_string(spec.thread_pool_size));
-  return argv;
+std::vector<std::string> virtiofsd_options(const std::string& binary, const core::BackendSpec& spec,
+                                           const std::string& socket, const std::string& shared_dir, const std::string&) {
+  return virtiofsd_arguments(virtiofsd_flavour(binary), spec, socket, shared_dir);
 }
 
-std::vector<std::string> dpu_options(const core::BackendSpec& spec, const std::string& socket,
+std::vector<std::string> dpu_options(const std::string&, const core::BackendSpec& spec, const std::string& socket,
                                      const std::string& shared_dir, const std::string& stats_path) {
   std::vector<std::string> argv = {"--socket", socket, "--shared-dir", shared_dir, "--tag", "kabfs"};
   if (spec.writeback) argv.push_back("--writeback");
@@ -100,8 +149,9 @@ std::vector<std::string> ProcessBackend::command(const core::BackendSpec& spec, 
   std::vector<std::string> argv;
   // Pinning applies to whichever backend runs, so both compare under one CPU budget.
   if (!spec.cpus.empty()) argv = {"taskset", "-c", join_cpus(spec.cpus)};
-  argv.push_back(m_binary);
-  auto options = m_launcher->options(spec, socket, shared_dir, stats_path);
+  const std::string& binary = spec.binary.empty() ? m_binary : spec.binary;
+  argv.push_back(binary);
+  auto options = m_launcher->options(binary, spec, socket, shared_dir, stats_path);
   argv.insert(argv.end(), options.begin(), options.end());
   return argv;
 }

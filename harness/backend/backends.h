@@ -24,9 +24,11 @@ struct Launcher {
   const char* type;           // backends[].type
   // Where its binary is: a path, or the bare name when it is not found.
   std::string (*binary)();
-  // Its options after the binary: socket, shared directory, statistics file and the spec's settings.
-  std::vector<std::string> (*options)(const core::BackendSpec& spec, const std::string& socket,
-                                      const std::string& shared_dir, const std::string& stats_path);
+  // Its options after the binary (the one that runs: its spelling may depend
+  // on it): socket, shared directory, statistics file and the spec's settings.
+  std::vector<std::string> (*options)(const std::string& binary, const core::BackendSpec& spec,
+                                      const std::string& socket, const std::string& shared_dir,
+                                      const std::string& stats_path);
   // Sent before it is stopped, to have it write its statistics (0: none).
   int stats_signal;
 };
@@ -64,9 +66,25 @@ class ProcessBackend : public core::Backend {
   core::HostUsage m_usage;
 };
 
-// The default binaries: /usr/lib/qemu/virtiofsd; kab-dpu next to kab or in PATH.
+// Why BINARY cannot be run: "does not exist", "is not executable", "is not
+// on PATH" (a bare name); "" when it can.
+std::string executable_problem(const std::string& binary);
+
+// Where kab looks for the virtio-fs daemon, in order: virtiofsd on PATH,
+// /usr/libexec/virtiofsd (the Rust daemon's packages), /usr/lib/qemu/virtiofsd
+// (QEMU's C daemon, Debian 12). default_virtiofsd() is the first that runs
+// ("virtiofsd" when none does); backends[].binary overrides it.
+std::vector<std::string> virtiofsd_candidates();
 std::string default_virtiofsd();
-std::string default_kab_dpu();
+std::string default_kab_dpu();   // kab-dpu next to kab or in PATH
+
+// The two daemons spell their options apart: QEMU's C daemon `-o source=DIR
+// -o cache=none`, the Rust one `--shared-dir=DIR --cache=never --writeback`.
+// Which one a binary is, from its --help (asked once per binary).
+enum class VirtiofsdFlavour { qemu_c, rust };
+VirtiofsdFlavour virtiofsd_flavour(const std::string& binary);
+std::vector<std::string> virtiofsd_arguments(VirtiofsdFlavour flavour, const core::BackendSpec& spec,
+                                             const std::string& socket, const std::string& shared_dir);
 // A backend of spec.type; throws BackendError for a type no launcher has.
 std::unique_ptr<core::Backend> make_backend(const core::BackendSpec& spec);
 

@@ -12,7 +12,7 @@ namespace kab::cli {
 
 enum Exit : int {
   k_exit_ok = 0,
-  k_exit_failure = 1,      // failure, or a regression found
+  k_exit_failure = 1,      // a regression found (kab run: samples not ok)
   k_exit_usage = 2,        // usage or input error
   k_exit_run_failed = 3,   // a run could not be completed
   k_exit_interrupted = 130,
@@ -20,7 +20,7 @@ enum Exit : int {
 
 // The one exception that stops kab: caught in main, printed as "kab: error: …".
 struct Fatal : std::runtime_error {
-  Fatal(const std::string& message, int code = k_exit_failure) : std::runtime_error(message), exit_code(code) {}
+  Fatal(const std::string& message, int code = k_exit_run_failed) : std::runtime_error(message), exit_code(code) {}
   int exit_code;
 };
 

@@ -174,13 +174,9 @@ int cmd_compare(const std::vector<std::string>& args) {
   std::fprintf(stderr, "kab: run %lld stored %d samples (%d not ok)\n", static_cast<long long>(r.run_id), r.stored,
                r.not_ok);
   if (r.interrupted) return k_exit_interrupted;
+  if (auto failed = arms_without_ok_sample(db_path, r.run_id, s); !failed.empty())
+    throw Fatal(no_ok_sample_message(r.run_id, failed), k_exit_run_failed);
   store::ResultStore db = store::ResultStore::open(db_path);
-  auto stored = db.samples(r.run_id, store::WithArtifacts::no);
-  int ok = 0;
-  for (const auto& smp : stored) ok += smp.health.status == core::SampleStatus::ok;
-  if (ok == 0) throw Fatal("run " + std::to_string(r.run_id) + ": no sample succeeded (kab show " +
-                               std::to_string(r.run_id) + " lists the reasons)",
-                           k_exit_run_failed);
   if (out.out_dir.empty()) out.out_dir = paths().root + "/results/compare-" + std::to_string(r.run_id);
   return analyse_and_report(db, {r.run_id}, s, s.arms[0].name, s.arms[1].name, out, rq.command_line);
 }

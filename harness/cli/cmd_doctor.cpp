@@ -54,7 +54,6 @@ std::vector<Check> run_checks() {
   };
   const Tool tools[] = {
       {"qemu-system-x86_64", {"qemu-system-x86_64", "--version"}, "qemu-system-x86", true},
-      {"virtiofsd", {backend::default_virtiofsd(), "--version"}, "qemu-system-common", true},
       {"libvirtd", {"libvirtd", "--version"}, "libvirt-daemon-system", true},
       {"fio", {"fio", "--version"}, "fio", true},
       {"busybox", {"/bin/busybox", "--help"}, "busybox-static", true},
@@ -69,6 +68,23 @@ std::vector<Check> run_checks() {
       c.push_back({t.name, t.required ? Level::fail : Level::warn,
                    std::string("not found (apt-get install ") + t.package + ", or make deps)"});
     else c.push_back({t.name, Level::ok, v});
+  }
+  {
+    // The virtio-fs daemon kab finds (backends[].binary overrides it), and how it spells its options.
+    const std::string vfs = backend::default_virtiofsd();
+    const std::string v = first_line({vfs, "--version"});
+    std::string searched;
+    for (const auto& cand : backend::virtiofsd_candidates()) searched += (searched.empty() ? "" : ", ") + cand;
+    if (v == k_unavailable)
+      c.push_back({"virtiofsd", Level::fail,
+                   "not found (looked for " + searched + "; apt-get install qemu-system-common, or make deps, or set "
+                   "backends[].binary)"});
+    else
+      c.push_back({"virtiofsd", Level::ok,
+                   v + " — " + vfs +
+                       (backend::virtiofsd_flavour(vfs) == backend::VirtiofsdFlavour::rust
+                            ? ", the Rust daemon (--shared-dir options)"
+                            : ", QEMU's C daemon (-o options)")});
   }
   {
     std::string dpu = backend::default_kab_dpu();
@@ -168,7 +184,7 @@ int cmd_doctor(const std::vector<std::string>& args) {
                                    "what is missing)"
                                  : "kab doctor: ready");
   }
-  return failed ? k_exit_failure : k_exit_ok;
+  return failed ? k_exit_run_failed : k_exit_ok;
 }
 
 }  // namespace kab::cli

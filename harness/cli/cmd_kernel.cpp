@@ -89,7 +89,7 @@ core::KernelArtifact build_kernel(const std::string& name, const std::string& ar
   try {
     return b.build(spec, arch, variant);
   } catch (const kernel::BuildError& e) {
-    throw Fatal(std::string("kernel ") + name + ": " + e.what());
+    throw Fatal(std::string("kernel ") + name + ": " + e.what(), k_exit_run_failed);
   }
 }
 

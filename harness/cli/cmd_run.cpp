@@ -39,6 +39,10 @@ int cmd_run(const std::vector<std::string>& args) {
                 r.stored, r.not_ok, r.skipped);
   }
   if (r.interrupted) return k_exit_interrupted;
+  if (auto failed = arms_without_ok_sample(rq.db_path, r.run_id, rq.scenario); !failed.empty()) {
+    std::fprintf(stderr, "kab: error: %s\n", no_ok_sample_message(r.run_id, failed).c_str());
+    return k_exit_run_failed;
+  }
   return r.not_ok ? k_exit_failure : k_exit_ok;
 }
 
@@ -85,7 +89,9 @@ int cmd_show(const std::vector<std::string>& args) {
       arr.push_back({{"index", s.plan_index}, {"arm", s.arm}, {"kernel", s.kernel}, {"backend", s.backend},
                      {"cell", core::cell_label(s.cell)}, {"repetition", s.repetition},
                      {"status", core::to_string(s.health.status)}, {"reason", s.health.reason},
-                     {"bw_bytes", s.fio.bw_bytes}, {"iops", s.fio.iops}, {"clat_p99_ns", s.fio.clat_p99_ns},
+                     {"bw_bytes", s.fio.bw_bytes}, {"iops", s.fio.iops},
+                     {"read_bw_bytes", s.fio.read_bw_bytes}, {"write_bw_bytes", s.fio.write_bw_bytes},
+                     {"read_iops", s.fio.read_iops}, {"write_iops", s.fio.write_iops}, {"clat_p99_ns", s.fio.clat_p99_ns},
                      {"writeback_tmp_peak_kb", s.guest.writeback_tmp_peak_kb},
                      {"writeback_tmp_mean_kb", s.guest.writeback_tmp_mean_kb},
                      {"nr_writeback_temp_peak", s.guest.nr_writeback_temp_peak}, {"guest_sys_s", s.guest.guest_sys_s},

@@ -41,8 +41,13 @@ int cmd_help(const std::vector<std::string>&) {
   std::printf("usage: kab COMMAND [options]   (kab COMMAND --help for its options)\n\ncommands:\n");
   for (const auto& c : k_commands) std::printf("  %-10s %s\n", c.name, c.summary);
   std::printf(
-      "\nexit codes: 0 ok, 1 failure or regression, 2 usage or input error, 3 the run could not be completed (a build\n"
-      "failed, or no sample succeeded), 130 interrupted\n");
+      "\nexit codes:\n"
+      "  0    done; no regression (an improvement, no change and inconclusive are 0)\n"
+      "  1    a regression (compare, report); kab run: some samples were not ok\n"
+      "  2    usage or input error: nothing was built or booted\n"
+      "  3    could not be completed: a kernel or image build, the hypervisor or backend, every\n"
+      "       sample of an arm failed, a failing kab doctor check\n"
+      "  130  interrupted (what was stored is kept; kab run --resume continues)\n");
   return k_exit_ok;
 }
 
@@ -91,6 +96,7 @@ scenario::Context validation_context() {
   ctx.fio_parse = [](const std::string& job) { return catalog->parse_only(job); };
   for (const auto& p : vm::platforms()) ctx.platforms.push_back({p.name, p.boots_disk});
   ctx.backend_types = backend::backend_types();
+  ctx.check_binary = backend::executable_problem;
   ctx.store_free_bytes = [](const std::string& store) { return free_bytes(backend::share_parent(store)); };
   return ctx;
 }
@@ -151,6 +157,7 @@ int main(int argc, char** argv) {
     return kab::proc::interrupted_flag() ? k_exit_interrupted : e.exit_code;
   } catch (const std::exception& e) {
     std::fprintf(stderr, "kab: error: %s\n", e.what());
-    return kab::proc::interrupted_flag() ? k_exit_interrupted : k_exit_failure;
+    // Not a regression: whatever went wrong, the command could not be completed.
+    return kab::proc::interrupted_flag() ? k_exit_interrupted : k_exit_run_failed;
   }
 }

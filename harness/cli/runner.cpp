@@ -8,6 +8,7 @@
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
+#include <map>
 #include <thread>
 
 #include "backend/backends.h"
@@ -214,7 +215,10 @@ store::RunInfo host_run_info() {
   info.nproc = static_cast<int>(::sysconf(_SC_NPROCESSORS_ONLN));
   info.memory_bytes = static_cast<std::uint64_t>(::sysconf(_SC_PHYS_PAGES)) * static_cast<std::uint64_t>(::sysconf(_SC_PAGESIZE));
   info.qemu_version = first_line({"qemu-system-x86_64", "--version"});
-  info.virtiofsd_version = first_line({backend::default_virtiofsd(), "--version"});
+  // The daemon kab finds, named with its version (a scenario's backends[].binary
+  // is in each sample's backend command line).
+  const std::string vfs = backend::default_virtiofsd();
+  info.virtiofsd_version = first_line({vfs, "--version"}) + " (" + vfs + ")";
   info.fio_version = first_line({"fio", "--version"});
   info.libvirt_version = first_line({"libvirtd", "--version"});
   info.kab_revision = KAB_VERSION;
@@ -284,6 +288,25 @@ core::RunOutcome execute_run(const RunRequest& rq) {
   } catch (const core::RunError& e) {
     throw Fatal(e.what(), e.kind == core::RunError::Kind::input ? k_exit_usage : k_exit_run_failed);
   }
+}
+
+std::vector<std::string> arms_without_ok_sample(const std::string& db_path, std::int64_t run,
+                                                const core::Scenario& scenario) {
+  std::map<std::string, int> ok;
+  for (const auto& smp : store::ResultStore::open(db_path).samples(run, store::WithArtifacts::no))
+    ok[smp.arm] += smp.health.status == core::SampleStatus::ok;
+  std::vector<std::string> out;
+  for (const auto& arm : scenario.arms)
+    if (ok[arm.name] == 0) out.push_back(arm.name);
+  return out;
+}
+
+std::string no_ok_sample_message(std::int64_t run, const std::vector<std::string>& arms) {
+  const std::string id = std::to_string(run);
+  std::string names;
+  for (const auto& a : arms) names += (names.empty() ? "" : ", ") + a;
+  return "run " + id + ": every sample of arm" + (arms.size() > 1 ? "s " : " ") + names +
+         " failed, nothing to measure it by (kab show " + id + " lists the reasons)";
 }
 
 }  // namespace kab::cli

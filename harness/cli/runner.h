@@ -33,6 +33,15 @@ struct RunRequest {
 // platform fails before the first sample.
 core::RunOutcome execute_run(const RunRequest& request);
 
+// The arms of the scenario without one ok sample in run RUN (a crashed,
+// hung or failed guest every time): such a run could not be completed, and
+// the commands exit 3 naming them. Empty when every arm has one.
+std::vector<std::string> arms_without_ok_sample(const std::string& db_path, std::int64_t run,
+                                                const core::Scenario& scenario);
+
+// "kab: run 4: every sample of arm rfc failed (kab show 4 lists the reasons)".
+std::string no_ok_sample_message(std::int64_t run, const std::vector<std::string>& arms);
+
 // The first line a command prints (a tool's --version), or k_unavailable when it cannot run.
 inline constexpr const char* k_unavailable = "unavailable";
 std::string first_line(const std::vector<std::string>& argv);

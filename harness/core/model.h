@@ -32,6 +32,7 @@ struct DpuModel {
 struct BackendSpec {
   std::string name;                 // unique within a scenario
   std::string type = "virtiofsd";   // a registered backend (backend::launchers()): virtiofsd, dpu
+  std::string binary;               // the daemon to run; "" = the one kab finds (backend::launchers())
   std::string cache = "auto";       // auto | always | none
   bool writeback = true;
   int thread_pool_size = 0;         // 0 = backend's default

@@ -20,8 +20,8 @@ namespace {
 const std::vector<std::string> k_top_keys = {"name",   "description", "arms",       "backends", "guest",
                                              "fio",    "repetitions", "seed",       "min_effect",
                                              "alpha",  "quiet_load"};
-const std::vector<std::string> k_backend_keys = {"name",  "type",  "cache", "writeback", "thread_pool_size",
-                                                 "sandbox", "store", "cpus", "cpu_quota", "dpu"};
+const std::vector<std::string> k_backend_keys = {"name",    "type",  "binary", "cache",     "writeback", "thread_pool_size",
+                                                 "sandbox", "store", "cpus",   "cpu_quota", "dpu"};
 const std::vector<std::string> k_dpu_keys = {"cores", "core_cpus", "latency_us", "bandwidth_mbps", "queue_depth"};
 const std::vector<std::string> k_guest_keys = {"platform", "vcpus", "memory", "cmdline", "timeout", "image"};
 const std::vector<std::string> k_fio_keys = {"job", "matrix", "exclude", "job_file", "override"};
@@ -186,6 +186,16 @@ class ScenarioParser {
       for (const auto& other : m_s.backends)
         if (other.name == spec.name)
           m_r.error_at(b["name"] ? b["name"] : b, "duplicate backend name '" + spec.name + "'");
+      if (b["binary"])
+        if (auto v = m_r.scalar(b["binary"], "binary")) {
+          fs::path p(*v);
+          if (p.is_relative() && p.has_parent_path()) p = fs::path(m_s.path).parent_path() / p;
+          spec.binary = p.has_parent_path() ? p.lexically_normal().string() : *v;   // a bare name: PATH
+          if (m_ctx.check_binary)
+            if (auto why = m_ctx.check_binary(spec.binary); !why.empty())
+              m_r.error_at(b["binary"], "backend binary '" + *v + "' " + why +
+                                            " (leave 'binary' out to use the daemon kab finds; kab doctor names it)");
+        }
       if (b["cache"])
         if (auto v = m_r.scalar(b["cache"], "cache")) {
           if (*v != "auto" && *v != "always" && *v != "none")

@@ -39,6 +39,8 @@ struct Context {
   std::function<std::optional<std::uint64_t>(const std::string& store)> store_free_bytes;
   // The backend types kab can launch (backend::launchers()). When empty, not checked.
   std::vector<std::string> backend_types;
+  // Why a backend's `binary` cannot be run ("" when it can). When empty, not checked.
+  std::function<std::string(const std::string& path)> check_binary;
 };
 
 template <typename T>

@@ -95,7 +95,7 @@ TEST_CASE("kernels: a broken patch and a dropped option give precise errors", "[
   std::ofstream(dir.path / "broken.yaml") << "source: linux-source-6.1\npatches: [broken.patch]\n"
                                              "config: {base: tinyconfig, fragments: [virtio-guest.config]}\n";
   auto b = run_kab({"kernel", "build", "broken"}, 600, "", {{"KAB_KERNELS", dir.path.string()}});
-  CHECK(b.exit_code == 1);
+  CHECK(b.exit_code == 3);   // the build could not be completed
   CHECK(b.output.find("kab: error: kernel broken: patch broken.patch does not apply to the source:") != std::string::npos);
   CHECK(b.output.find("  fs/fuse/file.c: hunk #") != std::string::npos);
   CHECK(b.output.find("fi->writectr -= 2;") != std::string::npos);
@@ -106,7 +106,7 @@ TEST_CASE("kernels: a broken patch and a dropped option give precise errors", "[
                                              "config: {base: tinyconfig, fragments: [nofuse.config]}\n";
   auto d = run_kab({"kernel", "build", "nofuse"}, 1200, "", {{"KAB_KERNELS", dir.path.string()}});
   INFO(d.output);
-  CHECK(d.exit_code == 1);
+  CHECK(d.exit_code == 3);
   CHECK(d.output.find("lost options its fragments asked for:\n  CONFIG_VIRTIO_FS=y (from nofuse.config) is not set; "
                       "Kconfig: depends on FUSE_FS") != std::string::npos);
 }
@@ -205,7 +205,10 @@ TEST_CASE("run: a kernel WARNING is kept and marked unhealthy, panics and hangs 
   auto r = run_kab({"run", "tests/data/integration/warn.yaml", "--db", dir.db(), "--json"}, 1800, (dir.path / "kab.log").string());
   std::string out = read(dir.path / "kab.log");
   INFO(out);
-  CHECK(r.exit_code == 1);   // a sample was not ok
+  // The warn arm has no ok sample: nothing to measure it by, exit 3 naming it.
+  CHECK(r.exit_code == 3);
+  CHECK(out.find("kab: error: run 1: every sample of arm warn failed, nothing to measure it by (kab show 1 lists "
+                 "the reasons)") != std::string::npos);
   json res = last_json(out);
   json samples = show(dir.db(), res["run"].get<long long>());
   REQUIRE(samples.size() == 2);
@@ -237,6 +240,7 @@ TEST_CASE("run: a kernel WARNING is kept and marked unhealthy, panics and hangs 
   }
   auto p = run_kab({"run", (dir.path / "panic.yaml").string(), "--db", dir.db(), "--json", "--repetitions", "1"}, 600,
                (dir.path / "panic.log").string());
+  CHECK(p.exit_code == 3);
   json pr = last_json(read(dir.path / "panic.log"));
   for (const auto& s : show(dir.db(), pr["run"].get<long long>())) {
     CHECK(s["status"] == "crashed");
@@ -244,6 +248,7 @@ TEST_CASE("run: a kernel WARNING is kept and marked unhealthy, panics and hangs 
   }
   auto h = run_kab({"run", (dir.path / "hang.yaml").string(), "--db", dir.db(), "--json", "--repetitions", "1"}, 600,
                (dir.path / "hang.log").string());
+  CHECK(h.exit_code == 3);
   json hr = last_json(read(dir.path / "hang.log"));
   for (const auto& s : show(dir.db(), hr["run"].get<long long>())) {
     CHECK(s["status"] == "timeout");

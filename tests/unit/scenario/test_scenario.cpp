@@ -18,6 +18,7 @@ scenario::Context context() {
   ctx.fio_parse = [](const std::string& job) { return catalog.parse_only(job); };
   for (const auto& p : vm::platforms()) ctx.platforms.push_back({p.name, p.boots_disk});   // the real tables
   ctx.backend_types = backend::backend_types();
+  ctx.check_binary = backend::executable_problem;
   return ctx;
 }
 
@@ -45,6 +46,17 @@ TEST_CASE("malformed scenarios give positioned messages", "[scenario]") {
           "scenarios/bad-backend-type.yaml:5:11: unknown backend type 'virtiofs', did you mean 'virtiofsd'?\n"
           "  - type: virtiofs\n"
           "          ^ near here\n");
+  }
+  SECTION("bad-backend-binary.yaml: a binary that is not there, relative to the scenario") {
+    CHECK(errors_of("bad-backend-binary.yaml") ==
+          "scenarios/bad-backend-binary.yaml:6:13: backend binary './bin/virtiofsd' does not exist (leave 'binary' "
+          "out to use the daemon kab finds; kab doctor names it)\n"
+          "    binary: ./bin/virtiofsd\n"
+          "            ^ near here\n");
+    auto parsed = scenario::load_scenario(std::string(KAB_TEST_DATA) + "/scenarios/bad-backend-binary.yaml",
+                                          scenario::Context{});
+    REQUIRE(parsed.value);
+    CHECK(parsed.value->backends[0].binary == std::string(KAB_TEST_DATA) + "/scenarios/bin/virtiofsd");
   }
   SECTION("bad-duplicate-arm.yaml") {
     CHECK(errors_of("bad-duplicate-arm.yaml") ==
