@@ -24,6 +24,12 @@ struct Fatal : std::runtime_error {
   int exit_code;
 };
 
+// How much kab says on stderr (-q, -v anywhere on the command line): quiet
+// is errors, warnings and results only; verbose adds each sample's timings,
+// host load and backend command line.
+enum class Verbosity { quiet, normal, verbose };
+Verbosity& verbosity();
+
 struct Command {
   const char* name;
   const char* summary;

@@ -76,7 +76,7 @@ kernel::Options kernel_options() {
   kernel::Options o;
   o.cache_dir = paths().cache_dir;
   o.harness_patch_dir = paths().root + "/kernels/patches/harness";
-  o.progress = progress_printer();
+  if (verbosity() != Verbosity::quiet) o.progress = progress_printer();
   return o;
 }
 

@@ -38,7 +38,10 @@ const std::vector<Command> k_commands = {
 };
 
 int cmd_help(const std::vector<std::string>&) {
-  std::printf("usage: kab COMMAND [options]   (kab COMMAND --help for its options)\n\ncommands:\n");
+  std::printf("usage: kab [-q|-v] COMMAND [options]   (kab COMMAND --help for its options)\n\n"
+              "  -q, --quiet    errors, warnings and results only\n"
+              "  -v, --verbose  also each sample's timings, host load and backend command line\n\n"
+              "commands:\n");
   for (const auto& c : k_commands) std::printf("  %-10s %s\n", c.name, c.summary);
   std::printf(
       "\nexit codes:\n"
@@ -79,6 +82,11 @@ const Paths& paths() {
     return out;
   }();
   return p;
+}
+
+Verbosity& verbosity() {
+  static Verbosity v = Verbosity::normal;
+  return v;
 }
 
 scenario::Context validation_context() {
@@ -131,7 +139,16 @@ core::KernelSpec load_kernel_or_exit(const std::string& name) {
 int main(int argc, char** argv) {
   using namespace kab::cli;
   kab::proc::install_interrupt_handler();
-  std::vector<std::string> args(argv + 1, argv + argc);
+  std::vector<std::string> args;
+  // -q and -v apply to every command, before or after its name (up to "--").
+  bool options_end = false;
+  for (int i = 1; i < argc; ++i) {
+    const std::string a = argv[i];
+    options_end |= a == "--";
+    if (!options_end && (a == "-q" || a == "--quiet")) verbosity() = Verbosity::quiet;
+    else if (!options_end && (a == "-v" || a == "--verbose")) verbosity() = Verbosity::verbose;
+    else args.push_back(a);
+  }
   if (args.empty() || args[0] == "--help" || args[0] == "-h") args = {"help"};
   if (args[0] == "--version") {
     std::printf("kab %s\n", KAB_VERSION);

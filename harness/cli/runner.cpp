@@ -157,7 +157,9 @@ class StderrProgress : public core::RunProgress {
  public:
   explicit StderrProgress(bool quiet) : m_quiet(quiet) {}
   void note(const std::string& line) override {
-    if (!m_quiet) std::fprintf(stderr, "kab: %s\n", line.c_str());
+    // Warnings are said even when quiet: they qualify the results.
+    const bool warning = line.find("WARNING") != std::string::npos || core::starts_with(line, "warning");
+    if (!m_quiet || warning) std::fprintf(stderr, "kab: %s\n", line.c_str());
   }
   void sample(int index, int total, const core::Sample& smp, double eta_s) override {
     if (m_quiet) return;
@@ -166,6 +168,12 @@ class StderrProgress : public core::RunProgress {
                  smp.cell.empty() ? "-" : core::cell_label(smp.cell).c_str(), core::to_string(smp.health.status).c_str(),
                  smp.fio.bw_bytes / 1048576.0, smp.guest.writeback_tmp_peak_kb, core::human_seconds(eta_s).c_str());
     if (smp.health.status != core::SampleStatus::ok) std::fprintf(stderr, "kab:   %s\n", smp.health.reason.c_str());
+    if (verbosity() == Verbosity::verbose) {
+      std::fprintf(stderr, "kab:   %s kernel %s: boot %.1f s, fio %.1f s, teardown %.1f s; host load %.2f -> %.2f, steal %.1f%%\n",
+                   smp.kernel.c_str(), smp.kernel_build_key.substr(0, 12).c_str(), smp.boot_s, smp.fio_s,
+                   smp.teardown_s, smp.host_load_before, smp.host_load_after, smp.host_steal_pct);
+      std::fprintf(stderr, "kab:   backend: %s\n", smp.backend_cmdline.c_str());
+    }
   }
 
  private:
@@ -260,12 +268,13 @@ core::RunOutcome execute_run(const RunRequest& rq) {
   if (!platform) throw Fatal("unknown platform '" + s.guest.platform + "'", k_exit_usage);
   std::unique_ptr<core::Hypervisor> hv = platform->make();
   kernel::Builder kernels(kernel_options());
-  std::unique_ptr<core::ImageBuilder> image = image_builder(s.guest.image, rq.quiet);
+  const bool quiet = rq.quiet || verbosity() == Verbosity::quiet;
+  std::unique_ptr<core::ImageBuilder> image = image_builder(s.guest.image, quiet);
   store::ResultStore db = store::ResultStore::open(rq.db_path);
   Store store(db);
   Host host;
   ShmWorkspace workspace;
-  StderrProgress progress(rq.quiet);
+  StderrProgress progress(quiet);
 
   core::RunPorts ports;
   ports.kernels = &kernels;

@@ -100,8 +100,10 @@ std::string BuildInputs::hash() const {
 
 std::vector<std::string> BuildInputs::differences(const BuildInputs& b) const {
   std::vector<std::string> out;
-  if (source_identity != b.source_identity)
+  if (source_identity != b.source_identity) {
     out.push_back("source changed: " + b.source_identity + " -> " + source_identity);
+    for (auto& line : source_differences(*this, b)) out.push_back(std::move(line));
+  }
   if (arch != b.arch) out.push_back("arch changed: " + b.arch + " -> " + arch);
   if (config_base != b.config_base) out.push_back("config base changed: " + b.config_base + " -> " + config_base);
   if (compiler != b.compiler) out.push_back("compiler changed: " + b.compiler + " -> " + compiler);
@@ -125,6 +127,10 @@ std::vector<std::string> BuildInputs::differences(const BuildInputs& b) const {
 static json inputs_json(const BuildInputs& in) {
   json j;
   j["source_identity"] = in.source_identity;
+  if (!in.source_files.empty()) {
+    j["source_files"] = json::object();
+    for (const auto& [n, d] : in.source_files) j["source_files"][n] = d;
+  }
   j["arch"] = in.arch;
   j["config_base"] = in.config_base;
   j["compiler"] = in.compiler;
@@ -142,6 +148,7 @@ static json inputs_json(const BuildInputs& in) {
 static BuildInputs inputs_from_json(const json& j) {
   BuildInputs in;
   in.source_identity = j.value("source_identity", "");
+  for (const auto& [n, d] : j.value("source_files", json::object()).items()) in.source_files.emplace_back(n, d);
   in.arch = j.value("arch", "");
   in.config_base = j.value("config_base", "");
   in.compiler = j.value("compiler", "");
@@ -162,31 +169,43 @@ std::string source_identity(const std::string& source) {
   return "tarball:" + source + " sha256:" + core::sha256_file(source);
 }
 
-std::string tree_identity(const std::string& dir) {
+TreeState tree_state(const std::string& dir) {
+  TreeState st;
   // A git work tree: the commit, and what differs from it (tracked changes
   // and untracked files, by content).
   auto [is_git, top] = proc::capture({"git", "-C", dir, "rev-parse", "--show-toplevel"});
   if (is_git) {
     auto [head_ok, head] = proc::capture({"git", "-C", dir, "rev-parse", "--verify", "HEAD"});
     auto [diff_ok, diff] = proc::capture({"git", "-C", dir, "diff", "HEAD", "--binary", "--no-color", "--", "."}, 600);
+    auto [names_ok, names] =
+        proc::capture({"git", "-C", dir, "diff", "HEAD", "--name-only", "--relative", "-z", "--", "."}, 600);
     auto [ls_ok, untracked] =
         proc::capture({"git", "-C", dir, "ls-files", "--others", "--exclude-standard", "-z", "--", "."}, 600);
-    if (head_ok && diff_ok && ls_ok) {
+    if (head_ok && diff_ok && names_ok && ls_ok) {
       core::Sha256 h;
       h.field(diff);
       std::size_t files = 0;
+      auto content = [&](const std::string& name) {
+        const fs::path p = fs::path(dir) / name;
+        return fs::exists(p) ? core::sha256_file(p.string()) : std::string("deleted");
+      };
       for (const auto& name : core::split(untracked, '\0')) {
         if (name.empty()) continue;
-        h.field(name).field(core::sha256_file((fs::path(dir) / name).string()));
+        const std::string sha = content(name);
+        h.field(name).field(sha);
+        st.files.emplace_back(name, sha);
         ++files;
       }
+      for (const auto& name : core::split(names, '\0'))
+        if (!name.empty()) st.files.emplace_back(name, content(name));
+      std::sort(st.files.begin(), st.files.end());
       const bool clean = diff.empty() && files == 0;
-      return "git:" + dir + " commit " + core::trim(head) +
-             (clean ? " clean" : " changes " + short_hash(h.hex()) + " (" + std::to_string(files) + " untracked)");
+      st.identity = "git:" + dir + " commit " + core::trim(head) +
+                    (clean ? " clean" : " changes " + short_hash(h.hex()) + " (" + std::to_string(files) + " untracked)");
+      return st;
     }
   }
   // Any other directory: every file's path, size and modification time.
-  std::vector<std::string> entries;
   std::error_code ec;
   for (auto it = fs::recursive_directory_iterator(dir, fs::directory_options::skip_permission_denied, ec);
        it != fs::recursive_directory_iterator(); it.increment(ec)) {
@@ -194,12 +213,61 @@ std::string tree_identity(const std::string& dir) {
     if (!it->is_regular_file(ec)) continue;
     const auto rel = fs::relative(it->path(), dir, ec).string();
     const auto mtime = it->last_write_time(ec).time_since_epoch().count();
-    entries.push_back(rel + "\t" + std::to_string(it->file_size(ec)) + "\t" + std::to_string(mtime));
+    st.files.emplace_back(rel, std::to_string(it->file_size(ec)) + " " + std::to_string(mtime));
   }
-  std::sort(entries.begin(), entries.end());
+  std::sort(st.files.begin(), st.files.end());
   core::Sha256 h;
-  for (const auto& e : entries) h.field(e);
-  return "tree:" + dir + " manifest " + short_hash(h.hex()) + " (" + std::to_string(entries.size()) + " files)";
+  for (const auto& [rel, what] : st.files) {
+    // The manifest's lines as they always were: path, size and mtime, tab-separated.
+    std::string line = rel + "\t" + what;
+    line[line.find(' ', rel.size() + 1)] = '\t';
+    h.field(line);
+  }
+  st.identity = "tree:" + dir + " manifest " + short_hash(h.hex()) + " (" + std::to_string(st.files.size()) + " files)";
+  return st;
+}
+
+std::string tree_identity(const std::string& dir) { return tree_state(dir).identity; }
+
+std::vector<std::string> source_differences(const BuildInputs& now, const BuildInputs& before) {
+  std::vector<std::string> out;
+  if (now.source_identity == before.source_identity) return out;
+  // "git:DIR commit SHA …" → {DIR, SHA}; "" when not a git source.
+  auto git_of = [](const std::string& id) -> std::pair<std::string, std::string> {
+    if (!core::starts_with(id, "git:")) return {};
+    auto at = id.find(" commit ");
+    if (at == std::string::npos) return {};
+    auto sha = id.substr(at + 8);
+    return {id.substr(4, at - 4), sha.substr(0, sha.find(' '))};
+  };
+  const auto [dir_now, commit_now] = git_of(now.source_identity);
+  const auto [dir_before, commit_before] = git_of(before.source_identity);
+  std::vector<std::string> lines;
+  if (!dir_now.empty() && dir_now == dir_before && commit_now != commit_before) {
+    out.push_back("source commit changed: " + commit_before.substr(0, 12) + " -> " + commit_now.substr(0, 12));
+    auto [ok, names] = proc::capture({"git", "-C", dir_now, "diff", "--name-only", "--relative", "-z", commit_before,
+                                      commit_now, "--", "."}, 600);
+    if (ok)
+      for (const auto& n : core::split(names, '\0'))
+        if (!n.empty()) lines.push_back("source file " + n + " differs between the commits");
+    // And what is not committed, now or then.
+    for (const auto& [n, d] : now.source_files) lines.push_back("source file " + n + " differs from the commit");
+  } else {
+    const bool git = !dir_now.empty();
+    std::map<std::string, std::string> a(now.source_files.begin(), now.source_files.end()),
+        o(before.source_files.begin(), before.source_files.end());
+    for (const auto& [n, d] : a) {
+      auto it = o.find(n);
+      if (it == o.end()) lines.push_back("source file " + n + (git ? " changed" : " added"));
+      else if (it->second != d) lines.push_back("source file " + n + " changed");
+    }
+    for (const auto& [n, d] : o)
+      if (!a.count(n)) lines.push_back("source file " + n + (git ? " changed back to the commit" : " removed"));
+  }
+  constexpr std::size_t k_most = 20;
+  for (std::size_t i = 0; i < lines.size() && i < k_most; ++i) out.push_back(lines[i]);
+  if (lines.size() > k_most) out.push_back("… and " + std::to_string(lines.size() - k_most) + " more source files");
+  return out;
 }
 
 std::vector<std::string> patched_files(const std::string& patch_text) {
@@ -377,7 +445,13 @@ Builder::Builder(Options options) : m_options(std::move(options)) {
 
 BuildInputs Builder::inputs_of(const core::KernelSpec& spec, const std::string& arch, const std::string& variant) const {
   BuildInputs in;
-  in.source_identity = source_identity(spec.source);
+  if (fs::is_directory(spec.source)) {
+    TreeState tree = tree_state(spec.source);
+    in.source_identity = std::move(tree.identity);
+    in.source_files = std::move(tree.files);
+  } else {
+    in.source_identity = source_identity(spec.source);
+  }
   in.arch = arch;
   in.config_base = spec.config_base;
   in.compiler = compiler_identity();
@@ -758,6 +832,7 @@ core::KernelArtifact Builder::publish(const BuildState& st) const {
   meta["release"] = a.release;
   meta["config_hash"] = st.config_hash;
   meta["inputs"] = inputs_json(st.in);
+  meta["inputs"].erase("source_files");   // a plain tree's manifest: last-inputs keeps it for --explain
   meta["built_at"] = core::iso_now();
   meta["wall_s"] = a.wall_s;
   meta["cpu_s"] = a.cpu_s;

@@ -48,6 +48,9 @@ struct Options {
 // The inputs that decide a build, each hashed; --explain compares two of these.
 struct BuildInputs {
   std::string source_identity;
+  // A directory source's files behind its identity (tree_state()): kept to
+  // name what changed, not hashed (the identity covers them).
+  std::vector<std::pair<std::string, std::string>> source_files;
   std::string arch;
   std::vector<std::pair<std::string, std::string>> plumbing;    // harness patches: file name → sha256
   std::vector<std::pair<std::string, std::string>> patches;     // file name → sha256
@@ -131,6 +134,21 @@ std::string source_identity(const std::string& source);
 // contents); otherwise "tree:DIR manifest HASH (N files)" over every file's
 // path, size and modification time. An edit, a checkout or a new file changes it.
 std::string tree_identity(const std::string& dir);
+
+// The same, with the files behind it: for a git work tree each file that
+// differs from the commit (tracked changes, untracked files) → its content
+// hash ("deleted" when gone); otherwise every file → "size mtime".
+struct TreeState {
+  std::string identity;
+  std::vector<std::pair<std::string, std::string>> files;   // sorted by path
+};
+TreeState tree_state(const std::string& dir);
+
+// What `explain` says about a changed directory source: the files that differ
+// ("source file fs/fuse/file.c changed", "… added", "… removed"; at most 20
+// lines, then how many more). For git trees on two commits, the files the
+// commits differ in (git diff --name-only, the tree's own repository).
+std::vector<std::string> source_differences(const BuildInputs& now, const BuildInputs& before);
 
 // Files a unified diff touches (paths after stripping one component).
 std::vector<std::string> patched_files(const std::string& patch_text);

@@ -192,11 +192,23 @@ TEST_CASE("uml: backends[].binary runs the scenario's own virtiofsd, named in ev
   CHECK(v.output.find((dir / "missing.yaml").string() + ":") != std::string::npos);
   CHECK(v.output.find("backend binary 'bin/nothing-here' does not exist") != std::string::npos);
 
-  auto [r, pid] = run_kab_tracked({"run", (dir / "own.yaml").string(), "--db", db, "--json", "--repetitions", "1"},
+  // -v: each sample's line says which daemon served it.
+  auto [r, pid] = run_kab_tracked({"-v", "run", (dir / "own.yaml").string(), "--db", db, "--json", "--repetitions", "1"},
                                   1800, (dir / "kab.log").string());
   std::string out = read(dir / "kab.log");
   INFO(out);
   REQUIRE(r.ok());
+  CHECK(out.find("kab:   backend: taskset -c 1 " + daemon.string() + " --socket-path=") != std::string::npos);
+  CHECK(out.find(", fio ") != std::string::npos);
+  // -q (after the command, too): nothing but the result.
+  auto [q, qpid] = run_kab_tracked({"run", (dir / "own.yaml").string(), "-q", "--db", db, "--json", "--repetitions", "1"},
+                                   1800, (dir / "quiet.log").string());
+  const std::string quiet = read(dir / "quiet.log");
+  INFO(quiet);
+  CHECK(q.ok());
+  CHECK(quiet.find("kab: sample") == std::string::npos);
+  CHECK(quiet.find("kab: run ") == std::string::npos);
+  CHECK(last_json(quiet)["stored"] == 2);
   json res = last_json(out);
   for (const auto& s : show(db, res["run"].get<long long>())) CHECK(s["status"] == "ok");
   // Each sample's provenance names the daemon that served it, called in QEMU's spelling.
@@ -209,8 +221,9 @@ TEST_CASE("uml: backends[].binary runs the scenario's own virtiofsd, named in ev
     INFO(line);   // "taskset -c 1 DAEMON --socket-path=…" (UML pins the backend)
     CHECK(line.find(" " + daemon.string() + " --socket-path=") != std::string::npos);
   }
-  CHECK(n == 2);
+  CHECK(n == 4);   // both runs
   const std::string calls = read(dir / "calls");
   CHECK(calls.find("-o source=") != std::string::npos);
   check_no_uml_leftovers(pid);
+  check_no_uml_leftovers(qpid);
 }

@@ -1,4 +1,6 @@
 #include <catch2/catch.hpp>
+#include <chrono>
+#include <thread>
 #include <filesystem>
 #include <fstream>
 #include <sstream>
@@ -199,6 +201,26 @@ TEST_CASE("a directory source is identified by its content", "[kernel][source]")
     write("fs/demo/new.c", "int n;\n");
     CHECK(source_identity(dir.string()) != b);
   }
+  SECTION("--explain names the files that changed") {
+    auto inputs = [&] {
+      BuildInputs in;
+      auto tree = tree_state(dir.string());
+      in.source_identity = tree.identity;
+      in.source_files = tree.files;
+      return in;
+    };
+    const BuildInputs before = inputs();
+    CHECK(before.source_files.size() >= 2);
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));   // another mtime
+    write("fs/demo/file.c", "int changed;\n");
+    write("fs/demo/new.c", "int n;\n");
+    auto d = inputs().differences(before);
+    REQUIRE(d.size() == 3);
+    CHECK(d[0].rfind("source changed: tree:", 0) == 0);
+    CHECK(d[1] == "source file fs/demo/file.c changed");
+    CHECK(d[2] == "source file fs/demo/new.c added");
+    CHECK(before.differences(inputs()).back() == "source file fs/demo/new.c removed");
+  }
   SECTION("a git work tree: the commit and what differs from it") {
     auto git = [&](std::vector<std::string> args) {
       args.insert(args.begin(), {"git", "-C", dir.string(), "-c", "user.name=kab", "-c", "user.email=kab@localhost"});
@@ -229,6 +251,28 @@ TEST_CASE("a directory source is identified by its content", "[kernel][source]")
     // The cache key follows: another source identity is another build.
     git({"checkout", "-q", head});
     CHECK(source_identity(dir.string()) == clean);
+
+    // --explain names the files: an edit, then a commit.
+    auto inputs = [&] {
+      BuildInputs in;
+      auto tree = tree_state(dir.string());
+      in.source_identity = tree.identity;
+      in.source_files = tree.files;
+      return in;
+    };
+    const BuildInputs at_head = inputs();
+    CHECK(at_head.source_files.empty());   // clean: nothing differs from the commit
+    write("fs/demo/file.c", "int third;\n");
+    const BuildInputs dirty = inputs();
+    auto d = dirty.differences(at_head);
+    REQUIRE(d.size() == 2);
+    CHECK(d[1] == "source file fs/demo/file.c changed");
+    CHECK(at_head.differences(dirty).back() == "source file fs/demo/file.c changed back to the commit");
+    git({"commit", "-q", "-a", "-m", "third"});
+    d = inputs().differences(at_head);
+    REQUIRE(d.size() == 3);
+    CHECK(d[1] == "source commit changed: " + head.substr(0, 12) + " -> " + git({"rev-parse", "HEAD"}).substr(0, 12));
+    CHECK(d[2] == "source file fs/demo/file.c differs between the commits");
   }
   fs::remove_all(dir);
 }
