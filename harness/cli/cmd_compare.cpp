@@ -97,9 +97,8 @@ int analyse_and_report(store::ResultStore& db, const std::vector<std::int64_t>& 
   o.base_arm = base;
   o.candidate_arm = candidate;
   o.seed = s.seed;
-  // One Holm family for every test of the comparison: with five metrics a
-  // per-metric family would call an A/A comparison a regression ~5% of the time.
-  o.holm_across_metrics = true;
+  // The verdict's metric (the scenario's primary_metric; bandwidth by default).
+  if (auto m = core::metric_from(s.primary_metric)) o.primary = *m;
   o.host_cores = static_cast<int>(::sysconf(_SC_NPROCESSORS_ONLN));
   if (auto r = db.run(runs.front())) o.tcg = r->info.accelerator == "tcg";
   core::Comparison c;

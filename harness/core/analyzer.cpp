@@ -57,24 +57,32 @@ struct Group {
   std::vector<const Sample*> base_ok, candidate_ok;
 };
 
-void decide(MetricResult& r, double alpha, double min_effect) {
+// Samples per arm estimated to decide at the observed CV, whatever the truth:
+// enough to show equivalence within min_effect when there is no change (power
+// 0.8 over two one-sided tests at alpha/family), which also detects a change
+// of min_effect. Normal approximation, over the rank test's efficiency 3/pi.
+// The observed change is not used: planning from it would promise a decision
+// on an A/A comparison whose medians happened to differ.
+int samples_needed(const MetricResult& r, double alpha, double min_effect, std::size_t family) {
+  const double cv1 = r.base.summary.cv, cv2 = r.candidate.summary.cv;
+  if (!std::isfinite(cv1) || !std::isfinite(cv2) || min_effect <= 0) return 0;
+  const double cv = std::sqrt((cv1 * cv1 + cv2 * cv2) / 2);
+  const double a = alpha / static_cast<double>(std::max<std::size_t>(family, 1));
+  const double z = inverse_normal_cdf(1 - a) + inverse_normal_cdf(0.9);
+  const double n = 2 * std::pow(z * cv / min_effect, 2) * 3.141592653589793 / 3;
+  const int current = std::max(r.base.summary.n, r.candidate.summary.n);
+  return std::max(current + 1, static_cast<int>(std::ceil(n)));
+}
+
+void decide(MetricResult& r, double alpha, double min_effect, std::size_t family) {
   const MetricInfo& mi = metric_info(r.metric);
   const int n1 = r.base.summary.n, n2 = r.candidate.summary.n;
+  r.verdict = Verdict::inconclusive;
   if (n1 == 0 || n2 == 0) {
-    r.verdict = Verdict::inconclusive;
     r.reason = "no included sample in " + std::string(n1 == 0 ? "the base" : "the candidate") + " arm";
     return;
   }
-  if (r.best_p >= alpha) {
-    r.verdict = Verdict::inconclusive;
-    r.reason = "n = " + std::to_string(n1) + " + " + std::to_string(n2) +
-               " cannot reach p < " + fmt("%g", alpha) + " (best possible " +
-               (r.best_p > min_two_sided_p(n1, n2) ? "Holm-adjusted " : "") + "p " +
-               fmt("%.3g", r.best_p) + "); more repetitions needed";
-    return;
-  }
   if (!std::isfinite(r.ratio)) {
-    r.verdict = Verdict::inconclusive;
     r.reason = "the base median is 0: no ratio";
     return;
   }
@@ -82,17 +90,40 @@ void decide(MetricResult& r, double alpha, double min_effect) {
   const bool large = std::fabs(r.change) >= min_effect;
   const std::string p_text = "adjusted p " + fmt("%.3g", r.p_adjusted);
   const std::string change_text = "|change| " + pct(std::fabs(r.change));
-  if (!significant) {
-    r.verdict = Verdict::no_change;
-    r.reason = p_text + " >= alpha " + fmt("%g", alpha);
-  } else if (!large) {
-    r.verdict = Verdict::no_change;
-    r.reason = p_text + " < " + fmt("%g", alpha) + " but " + change_text + " < min effect " + pct(min_effect);
-  } else {
+  if (significant && large) {
     bool better = (r.change > 0) == (mi.better == Better::higher);
     r.verdict = better ? Verdict::improvement : Verdict::regression;
     r.reason = p_text + " < " + fmt("%g", alpha) + " and " + change_text + " >= " + pct(min_effect);
+    return;
   }
+  // Equivalence: both one-sided tests at alpha/family reject a change of
+  // min_effect or more, i.e. the 1 - 2·alpha/family interval lies inside ±min_effect.
+  const Interval& e = r.equivalence_ci;
+  const double level = 1 - 2 * alpha / static_cast<double>(std::max<std::size_t>(family, 1));
+  const std::string interval = fmt("%.0f%%", level * 100) + " interval of the change [" + fmt("%+.1f%%", (e.lo - 1) * 100) +
+                               ", " + fmt("%+.1f%%", (e.hi - 1) * 100) + "]";
+  // With too few samples the exact test cannot reach alpha on either side:
+  // the interval is then the whole range of ratios, and proves nothing.
+  const bool reachable = min_two_sided_p(n1, n2) / 2 * static_cast<double>(std::max<std::size_t>(family, 1)) <= alpha;
+  if (reachable && std::isfinite(e.lo) && std::isfinite(e.hi) && e.lo > 1 - min_effect && e.hi < 1 + min_effect) {
+    r.verdict = Verdict::equivalent;
+    r.reason = interval + " inside ±" + pct(min_effect) +
+               (significant ? " (a significant change, smaller than min effect)" : "");
+    return;
+  }
+  r.samples_needed = samples_needed(r, alpha, min_effect, family);
+  std::string why;
+  if (r.best_p >= alpha)
+    why = "n = " + std::to_string(n1) + " + " + std::to_string(n2) + " cannot reach p < " + fmt("%g", alpha) +
+          " (best possible " + (r.best_p > min_two_sided_p(n1, n2) ? "Holm-adjusted " : "") + "p " +
+          fmt("%.3g", r.best_p) + ")";
+  else if (significant)
+    why = p_text + " < " + fmt("%g", alpha) + " but " + change_text + " < min effect " + pct(min_effect);
+  else
+    why = p_text + " >= alpha " + fmt("%g", alpha);
+  if (std::isfinite(e.lo) && std::isfinite(e.hi))
+    why += "; the " + interval + " does not exclude a change of " + pct(min_effect);
+  r.reason = why + "; about " + std::to_string(r.samples_needed) + " samples per arm would decide";
 }
 
 int severity(Verdict v) {
@@ -100,9 +131,27 @@ int severity(Verdict v) {
     case Verdict::regression: return 3;
     case Verdict::improvement: return 2;
     case Verdict::inconclusive: return 1;
-    case Verdict::no_change: return 0;
+    case Verdict::equivalent: return 0;
   }
   return 1;
+}
+
+// IOPS is bandwidth over the block size: when every I/O of the cell has one
+// size (a single bs, no ranges or splits, one direction), it is not a second test.
+bool fixed_block_size(const Scenario& sc, const Cell& cell) {
+  if (!sc.fio.job_file.empty()) return false;
+  std::string bs, rw;
+  auto look = [&](const std::string& k, const std::string& v) {
+    if (k == "bs" || k == "blocksize") bs = v;
+    if (k == "rw" || k == "readwrite") rw = v;
+    if (k == "bsrange" || k == "blocksize_range" || k == "bssplit")
+      bs = "varies";
+  };
+  for (const auto& [k, v] : sc.fio.job) look(k, v);
+  for (const auto& [k, v] : cell) look(k, v);
+  if (bs.empty() || bs == "varies") return false;
+  if (bs.find_first_of(",:-") != std::string::npos) return false;
+  return rw.find("rw") == std::string::npos && rw != "readwrite";
 }
 
 }  // namespace
@@ -170,14 +219,14 @@ std::string to_string(Verdict v) {
   switch (v) {
     case Verdict::improvement: return "improvement";
     case Verdict::regression: return "regression";
-    case Verdict::no_change: return "no significant change";
+    case Verdict::equivalent: return "equivalent";
     case Verdict::inconclusive: return "inconclusive";
   }
   return "inconclusive";
 }
 
 std::string verdict_key(Verdict v) {
-  return v == Verdict::no_change ? "no_change" : to_string(v);
+  return to_string(v);
 }
 
 Comparison analyze(const Scenario& scenario, const std::vector<Sample>& samples, const AnalysisOptions& o) {
@@ -214,7 +263,7 @@ Comparison analyze(const Scenario& scenario, const std::vector<Sample>& samples,
   c.confidence = o.confidence;
   c.bootstrap_resamples = o.bootstrap_resamples;
   c.seed = o.seed;
-  c.holm_across_metrics = o.holm_across_metrics;
+  c.primary = o.primary;
 
   std::vector<Group> groups;
   std::map<std::pair<std::string, std::string>, std::size_t> index;
@@ -335,18 +384,22 @@ Comparison analyze(const Scenario& scenario, const std::vector<Sample>& samples,
       r.hodges_lehmann = hodges_lehmann_ratio(r.base.values, r.candidate.values);
       r.hodges_lehmann_ci = hodges_lehmann_ratio_ci(r.base.values, r.candidate.values, o.confidence);
       r.test = mann_whitney_u(r.base.values, r.candidate.values);
+      r.primary = m == o.primary;
+      r.tested = r.primary || m != Metric::iops || o.primary != Metric::bandwidth ||
+                 !fixed_block_size(scenario, cr.cell);
       cr.metrics.push_back(std::move(r));
     }
   }
 
-  // Holm across the family; a test with an empty arm has nothing to say and
-  // stays out of it.
-  std::map<std::string, std::vector<MetricResult*>> families;
+  // Two Holm families: the primary metric over the cells (the verdict), and
+  // every other tested metric over the cells (reported beside it). A test with
+  // an empty arm has nothing to say and stays out of them.
+  std::map<bool, std::vector<MetricResult*>> families;
   for (auto& cr : c.cells)
     for (auto& r : cr.metrics)
-      if (r.base.summary.n > 0 && r.candidate.summary.n > 0)
-        families[o.holm_across_metrics ? std::string("all") : std::string(metric_info(r.metric).key)].push_back(&r);
-  for (auto& [name, members] : families) {
+      if (r.tested && r.base.summary.n > 0 && r.candidate.summary.n > 0) families[r.primary].push_back(&r);
+  std::map<const MetricResult*, std::size_t> family_size;
+  for (auto& [primary, members] : families) {
     std::vector<double> p;
     for (auto* r : members) p.push_back(r->test.p);
     auto adj = holm_adjust(p);
@@ -354,27 +407,40 @@ Comparison analyze(const Scenario& scenario, const std::vector<Sample>& samples,
       members[i]->p_adjusted = adj[i];
       double best = min_two_sided_p(members[i]->base.summary.n, members[i]->candidate.summary.n);
       members[i]->best_p = std::min(1.0, best * static_cast<double>(members.size()));
+      family_size[members[i]] = members.size();
     }
   }
 
   int worst = -1;
+  bool all_equivalent = true;
   for (auto& cr : c.cells) {
-    int cell_worst = -1;
+    const MetricResult* bandwidth = nullptr;
+    for (auto& r : cr.metrics)
+      if (r.metric == Metric::bandwidth) bandwidth = &r;
     for (auto& r : cr.metrics) {
-      decide(r, c.alpha, c.min_effect);
-      cell_worst = std::max(cell_worst, severity(r.verdict));
+      if (!r.tested) continue;
+      const std::size_t family = family_size.count(&r) ? family_size[&r] : 1;
+      r.equivalence_ci = hodges_lehmann_ratio_ci(r.base.values, r.candidate.values,
+                                                 1 - 2 * c.alpha / static_cast<double>(family));
+      decide(r, c.alpha, c.min_effect, family);
     }
-    cr.verdict = cell_worst < 0 ? Verdict::inconclusive
-                 : cell_worst == 3 ? Verdict::regression
-                 : cell_worst == 2 ? Verdict::improvement
-                 : cell_worst == 1 ? Verdict::inconclusive
-                                   : Verdict::no_change;
-    worst = std::max(worst, cell_worst < 0 ? 1 : cell_worst);
+    for (auto& r : cr.metrics)
+      if (!r.tested && bandwidth) {
+        r.verdict = bandwidth->verdict;
+        r.p_adjusted = bandwidth->p_adjusted;
+        r.best_p = bandwidth->best_p;
+        r.reason = "IOPS is bandwidth over a fixed block size here: bandwidth's test, not a second one";
+      }
+    cr.verdict = Verdict::inconclusive;
+    for (auto& r : cr.metrics)
+      if (r.primary) cr.verdict = r.verdict;
+    worst = std::max(worst, severity(cr.verdict));
+    all_equivalent &= cr.verdict == Verdict::equivalent;
   }
   c.verdict = worst == 3 ? Verdict::regression
               : worst == 2 ? Verdict::improvement
-              : worst == 0 ? Verdict::no_change
-                           : Verdict::inconclusive;
+              : (worst == 0 && all_equivalent) ? Verdict::equivalent
+                                               : Verdict::inconclusive;
 
   // Noise warnings.
   if (o.tcg)

@@ -48,10 +48,15 @@ std::optional<Metric> metric_from(const std::string& key);
 // recorded), or no bytes moved for the per-GiB metrics.
 std::optional<double> metric_value(const Sample& s, Metric m);
 
-enum class Verdict { improvement, regression, no_change, inconclusive };
-// "improvement", "regression", "no significant change", "inconclusive".
+// What the data decide about a change:
+//   improvement / regression  significant after Holm and |change| >= min_effect
+//   equivalent                the change's interval lies inside ±min_effect
+//                             (two one-sided tests at alpha: the 1 - 2·alpha
+//                             Hodges–Lehmann interval, Bonferroni over the family)
+//   inconclusive              neither: more samples are needed (samples_needed)
+enum class Verdict { improvement, regression, equivalent, inconclusive };
+// "improvement", "regression", "equivalent", "inconclusive" (also the JSON and JUnit keys).
 std::string to_string(Verdict v);
-// Identifier form for JSON and JUnit: "improvement", "regression", "no_change", "inconclusive".
 std::string verdict_key(Verdict v);
 
 struct AnalysisOptions {
@@ -61,9 +66,10 @@ struct AnalysisOptions {
   int bootstrap_resamples = 10000;
   double confidence = 0.95;
   std::uint64_t seed = 1;      // bootstrap seed; kab passes the scenario's seed
-  // Holm's family: by default the (backend × cell) tests of one metric — each
-  // metric is its own question. true = every test of the comparison in one family.
-  bool holm_across_metrics = false;
+  // The metric the verdict comes from: its tests over the cells are one Holm
+  // family (the primary); every other tested metric is the secondary family,
+  // reported beside it. IOPS over a fixed block size is bandwidth again: not tested.
+  Metric primary = Metric::bandwidth;
   double cv_warn = 0.05;       // warn when an arm's CV exceeds this
   int host_cores = 0;          // warn when host load exceeded this during a sample; 0 = don't check
   bool tcg = false;            // guests ran under TCG (no KVM)
@@ -86,8 +92,12 @@ struct MetricResult {
   double hodges_lehmann = 0;      // HL ratio estimate (NaN for non-positive values)
   Interval hodges_lehmann_ci;     // its distribution-free interval, AnalysisOptions::confidence
   UTest test;                     // two-sided Mann–Whitney, base as x
-  double p_adjusted = 1;          // Holm
+  double p_adjusted = 1;          // Holm, within its family
   double best_p = 1;              // smallest p the exact test could give with these n, times the Holm family size
+  bool primary = false;           // the verdict's metric (else: secondary family)
+  bool tested = true;             // false: the same number as another metric (IOPS = bandwidth / fixed bs)
+  Interval equivalence_ci;        // HL ratio interval at 1 - 2·alpha/family size: the equivalence test
+  int samples_needed = 0;         // inconclusive: samples per arm estimated to decide at the observed CV
   Verdict verdict = Verdict::inconclusive;
   std::string reason;             // why, in words: "adjusted p 0.016 < 0.05 and |change| 14.2% ≥ 2.0%"
 };
@@ -114,7 +124,7 @@ struct CellResult {
   ArmCell base, candidate;
   std::vector<MetricResult> metrics;
   std::vector<std::string> unmeasured;  // metric keys left out: neither arm had a value for them
-  Verdict verdict = Verdict::inconclusive;  // regression > improvement > inconclusive > no change
+  Verdict verdict = Verdict::inconclusive;  // the primary metric's
 };
 
 struct Warning {
@@ -129,7 +139,7 @@ struct Comparison {
   double alpha = 0.05, min_effect = 0.02, confidence = 0.95;
   int bootstrap_resamples = 10000;
   std::uint64_t seed = 1;
-  bool holm_across_metrics = false;
+  Metric primary = Metric::bandwidth;
   std::vector<std::int64_t> run_ids;                          // ascending
   std::vector<std::string> backends;                          // order of first appearance
   std::vector<std::pair<std::string, std::string>> backend_cmdlines;  // backend → command line seen
@@ -137,8 +147,9 @@ struct Comparison {
   int base_included = 0, base_excluded = 0;
   int candidate_included = 0, candidate_excluded = 0;
   std::vector<Warning> warnings;
-  Verdict verdict = Verdict::inconclusive;  // any regression → regression; any improvement →
-                                            // improvement; all no change → no change; else inconclusive
+  // From the primary metric over the cells: any regression → regression; any
+  // improvement → improvement; every cell equivalent → equivalent; else inconclusive.
+  Verdict verdict = Verdict::inconclusive;
 };
 
 // Analyses the samples of options.base_arm against options.candidate_arm

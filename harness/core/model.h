@@ -73,6 +73,7 @@ struct Scenario {
   int repetitions = 5;
   std::uint64_t seed = 1;
   double min_effect = 0.02;   // fraction, 0.02 = 2%
+  std::string primary_metric = "bandwidth";   // the metric the verdict comes from (core::all_metrics() keys)
   double alpha = 0.05;
   double quiet_load = 0;      // wait for a host load below this before a sample (0 = don't)
 };

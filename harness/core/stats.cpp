@@ -259,6 +259,8 @@ double normal_quantile(double p) {
 
 }  // namespace
 
+double inverse_normal_cdf(double p) { return normal_quantile(p); }
+
 double hodges_lehmann_ratio(std::span<const double> base, std::span<const double> candidate) {
   if (base.empty() || candidate.empty()) return k_nan;
   auto d = log_differences(base, candidate);

@@ -100,6 +100,9 @@ struct BootstrapOptions {
 Interval bootstrap_median_ratio_ci(std::span<const double> base, std::span<const double> candidate,
                                    const BootstrapOptions& options = {});
 
+// The standard normal quantile: P(Z <= inverse_normal_cdf(p)) = p, 0 < p < 1.
+double inverse_normal_cdf(double p);
+
 // Hodges–Lehmann estimate of the ratio candidate / base: exp of the median of
 // all pairwise log(candidate_j) - log(base_i). NaN when an arm is empty or a
 // value is not positive.

@@ -108,9 +108,26 @@ std::string arm_label(const std::string& arm, const std::string& kernel) {
   return kernel.empty() || kernel == arm ? arm : arm + " (" + kernel + ")";
 }
 
+std::string verdict_text(const core::MetricResult& r) {
+  std::string v = core::to_string(r.verdict);
+  if (!r.tested) return "as bandwidth: " + v;
+  return r.primary ? v + " (primary)" : v;
+}
+
+std::string statistics_text(const core::Comparison& c) {
+  const std::string alpha = p_text(c.alpha), effect = setting_percent(c.min_effect);
+  return "change = candidate/base - 1 of the medians, with a " + setting_percent(c.confidence) +
+         " percentile bootstrap CI (" + std::to_string(c.bootstrap_resamples) + " resamples, seed " +
+         std::to_string(c.seed) + "); p from a two-sided Mann-Whitney U test, Holm-adjusted in two families: the "
+         "primary metric (" + core::metric_info(c.primary).label + ", which gives the verdict) over the cells, and "
+         "the other metrics over the cells. improvement/regression: p < " + alpha + " and |change| >= " + effect +
+         "; equivalent: the 1 - 2 alpha Hodges-Lehmann interval of the change (two one-sided tests) lies inside +/-" +
+         effect + "; inconclusive: neither, with the samples per arm estimated to decide.";
+}
+
 const core::MetricResult* primary(const core::CellResult& cell) {
   for (const auto& r : cell.metrics)
-    if (r.metric == core::Metric::bandwidth) return &r;
+    if (r.primary) return &r;
   return cell.metrics.empty() ? nullptr : &cell.metrics.front();
 }
 

@@ -31,6 +31,14 @@ std::string change_text(double change);
 std::string ci_text(const core::Interval& ratio_ci);
 // p-values: "0.0079", "0.33", "<0.0001"; NaN → "-".
 std::string p_text(double p);
+
+// A metric's verdict for a table: "equivalent", "regression (primary)", and
+// for an untested IOPS "as bandwidth: equivalent".
+std::string verdict_text(const core::MetricResult& r);
+
+// How the verdicts were reached, in one paragraph for every format: the
+// interval, the test, the two Holm families, what each verdict means.
+std::string statistics_text(const core::Comparison& c);
 // "12.0%" for a CV of 0.12; NaN → "-".
 std::string percent_text(double fraction);
 // Settings as written: 0.95 → "95%", 0.02 → "2%", 0.025 → "2.5%".

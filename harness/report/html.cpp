@@ -59,7 +59,7 @@ const char* verdict_colour(core::Verdict v) {
     case core::Verdict::regression: return "#c0392b";
     case core::Verdict::improvement: return "#1e8449";
     case core::Verdict::inconclusive: return "#b7950b";
-    case core::Verdict::no_change: return "#566573";
+    case core::Verdict::equivalent: return "#566573";
   }
   return "#566573";
 }
@@ -95,7 +95,7 @@ std::string table(const core::Comparison& c, const std::vector<const core::CellR
              e(percent_text(r.candidate.summary.cv)) + "</small></td><td class=n>" + e(change_text(r.change)) +
              "</td><td class=n>" + e(ci_text(r.ratio_ci)) + "</td><td class=n>" + e(p_text(r.p_adjusted)) +
              "</td><td title=\"" + e(r.reason) + "\"><span class=\"v " + core::verdict_key(r.verdict) + "\">" +
-             e(core::to_string(r.verdict)) + "</span></td></tr>\n";
+             e(verdict_text(r)) + "</span></td></tr>\n";
     }
   return out + "</table>\n";
 }
@@ -255,7 +255,7 @@ std::string render_html(const core::Comparison& c, const core::ReportContext& ct
   body += "<h2>Summary</h2>\n" + summary_chart;
   if (!summary_chart.empty())
     body += "<p class=note>Change of each median with its CI; colour = verdict (green improvement, red regression, "
-            "yellow inconclusive, grey no significant change); dashed lines = ±min effect.</p>\n";
+            "yellow inconclusive, grey equivalent); dashed lines = ±min effect.</p>\n";
   if (tool_missing)
     body += "<p class=warn>No charts: gnuplot (Debian package gnuplot-nox) is not installed on the machine that "
             "rendered this page.</p>\n";
@@ -265,12 +265,7 @@ std::string render_html(const core::Comparison& c, const core::ReportContext& ct
       if (cell.backend == backend) cells.push_back(&cell);
     body += "<h3>backend " + e(backend) + "</h3>\n" + table(c, cells, true);
   }
-  body += "<p class=note>Medians; change = candidate/base − 1 with a " + e(setting_percent(c.confidence)) +
-          " percentile bootstrap CI (" + std::to_string(c.bootstrap_resamples) + " resamples, seed " +
-          std::to_string(c.seed) + "); p = two-sided Mann–Whitney U, Holm-adjusted " +
-          (c.holm_across_metrics ? "across all tests" : "across the cells of each metric") +
-          "; a change is claimed only when p &lt; " + e(p_text(c.alpha)) + " and |change| ≥ " +
-          e(setting_percent(c.min_effect)) + ". Hover a verdict for its reason.</p>\n";
+  body += "<p class=note>Medians; " + e(statistics_text(c)) + " Hover a verdict for its reason.</p>\n";
 
   body += "<h2>Cells</h2>\n";
   for (const auto& cell : c.cells) {

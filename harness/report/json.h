@@ -10,7 +10,7 @@
 namespace kab::report {
 
 // Bumped whenever a field changes meaning or disappears (adding fields does not).
-inline constexpr int k_json_schema_version = 1;
+inline constexpr int k_json_schema_version = 2;   // 2: equivalent replaces no_change; primary metric, families, equivalence interval
 
 // Pretty-printed (indent 2), ends with a newline.
 std::string render_json(const core::Comparison& c, const core::ReportContext& ctx);

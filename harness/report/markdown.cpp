@@ -76,7 +76,7 @@ std::string render_markdown(const core::Comparison& c, const core::ReportContext
     for (const auto& r : cell.metrics)
       out += row({core::metric_info(r.metric).label, metric_value_text(r.metric, r.base.summary.median),
                   metric_value_text(r.metric, r.candidate.summary.median), change_text(r.change),
-                  ci_text(r.ratio_ci), p_text(r.p_adjusted), core::to_string(r.verdict)});
+                  ci_text(r.ratio_ci), p_text(r.p_adjusted), verdict_text(r)});
     out += "\n";
     out += "WritebackTmp (peak during fio, highest of the samples): " + c.base_arm + " " +
            kb_text(cell.base.writeback_tmp_peak_kb.max) + ", " + c.candidate_arm + " " +
@@ -84,18 +84,11 @@ std::string render_markdown(const core::Comparison& c, const core::ReportContext
            kb_text(cell.base.writeback_tmp_peak_kb.median) + " and " +
            kb_text(cell.candidate.writeback_tmp_peak_kb.median) + ").\n\n";
     for (const auto& r : cell.metrics)
-      if (r.verdict == core::Verdict::inconclusive) {
-        out += "Inconclusive " + std::string(core::metric_info(r.metric).label) + ": " + r.reason + ".\n\n";
-        break;
-      }
+      if (r.primary && r.verdict != core::Verdict::improvement && r.verdict != core::Verdict::regression)
+        out += "Why " + core::to_string(r.verdict) + ": " + r.reason + ".\n\n";
   }
 
-  out += "Statistics: medians of repeated, interleaved samples; change = candidate/base - 1 with a " +
-         setting_percent(c.confidence) + " percentile bootstrap CI (" + std::to_string(c.bootstrap_resamples) +
-         " resamples, seed " + std::to_string(c.seed) + "); p from a two-sided Mann-Whitney U test, Holm-adjusted " +
-         (c.holm_across_metrics ? "across all tests" : "across the cells of each metric") +
-         "; a change is claimed only when p < " + p_text(c.alpha) + " and |change| >= " +
-         setting_percent(c.min_effect) + ".\n\n";
+  out += "Statistics: medians of repeated, interleaved samples. " + statistics_text(c) + "\n\n";
 
   if (!c.warnings.empty()) {
     out += "Warnings:\n\n";

@@ -14,7 +14,7 @@ const char* colour_of(core::Verdict v) {
     case core::Verdict::regression: return "\033[1;31m";
     case core::Verdict::improvement: return "\033[1;32m";
     case core::Verdict::inconclusive: return "\033[33m";
-    case core::Verdict::no_change: return "";
+    case core::Verdict::equivalent: return "";
   }
   return "";
 }
@@ -84,29 +84,21 @@ std::string render_text(const core::Comparison& c, const core::ReportContext& ct
         t.rows.push_back({cell.label, core::metric_info(r.metric).label,
                           metric_value_text(r.metric, r.base.summary.median),
                           metric_value_text(r.metric, r.candidate.summary.median), change_text(r.change),
-                          ci_text(r.ratio_ci), p_text(r.p_adjusted), core::to_string(r.verdict)});
+                          ci_text(r.ratio_ci), p_text(r.p_adjusted), verdict_text(r)});
         t.verdicts.push_back(r.verdict);
       }
     }
     out += "\n" + bold + "backend " + backend + reset + "\n" + t.render(options.color);
   }
 
-  std::size_t n_tests = 0;
-  for (const auto& cell : c.cells) n_tests += cell.metrics.size();
-  out += "\nmedians; change = candidate/base - 1 with a " + setting_percent(c.confidence) + " bootstrap CI (" +
-         std::to_string(c.bootstrap_resamples) + " resamples, seed " + std::to_string(c.seed) +
-         "); p = two-sided Mann-Whitney U, Holm-adjusted " +
-         (c.holm_across_metrics ? "across all " + std::to_string(n_tests) + " tests" : std::string("across cells per metric")) +
-         "; a change needs p < " + p_text(c.alpha) + " and |change| >= " + setting_percent(c.min_effect) + "\n";
+  out += "\n" + statistics_text(c) + "\n";
 
-  // Reasons for verdicts that need one: inconclusive ones say what is missing.
+  // Reasons for verdicts that need one: an inconclusive primary metric says what is missing.
   for (const auto& cell : c.cells)
     for (const auto& r : cell.metrics)
-      if (r.verdict == core::Verdict::inconclusive) {
+      if (r.primary && r.verdict == core::Verdict::inconclusive)
         out += "inconclusive: " + cell.backend + " " + cell.label + " " + core::metric_info(r.metric).label + ": " +
                r.reason + "\n";
-        break;
-      }
 
   if (!c.warnings.empty()) out += "\n";
   for (const auto& w : c.warnings)

@@ -7,6 +7,7 @@
 #include <fstream>
 #include <sstream>
 
+#include "core/analyzer.h"
 #include "core/fio_job.h"
 #include "core/planner.h"
 #include "scenario/yaml_reader.h"
@@ -19,7 +20,7 @@ namespace {
 
 const std::vector<std::string> k_top_keys = {"name",   "description", "arms",       "backends", "guest",
                                              "fio",    "repetitions", "seed",       "min_effect",
-                                             "alpha",  "quiet_load"};
+                                             "alpha",  "quiet_load",  "primary_metric"};
 const std::vector<std::string> k_backend_keys = {"name",    "type",  "binary", "cache",     "writeback", "thread_pool_size",
                                                  "sandbox", "store", "cpus",   "cpu_quota", "dpu"};
 const std::vector<std::string> k_dpu_keys = {"cores", "core_cpus", "latency_us", "bandwidth_mbps", "queue_depth"};
@@ -105,6 +106,12 @@ class ScenarioParser {
     }
     if (root["quiet_load"])
       if (auto v = m_r.number(root["quiet_load"], "quiet_load")) m_s.quiet_load = *v;
+    if (root["primary_metric"])
+      if (auto v = m_r.scalar(root["primary_metric"], "primary_metric")) {
+        std::vector<std::string> keys;
+        for (const auto& mi : core::all_metrics()) keys.push_back(mi.key);
+        if (known(root["primary_metric"], *v, "metric", keys)) m_s.primary_metric = *v;
+      }
   }
 
   void parse_arms(const YAML::Node& arms) {

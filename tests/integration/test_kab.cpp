@@ -312,7 +312,12 @@ TEST_CASE("compare: A/A says no change, an injected delay is a regression", "[in
   // The report is {"schema_version", "context", "comparison"}: the verdict is the comparison's.
   json a = json::parse(read(dir.path / "aa/comparison.json"));
   REQUIRE(a.contains("comparison"));
-  CHECK(a["comparison"]["verdict"] == "no_change");
+  // A kernel against itself is never a change; at n = 5 under TCG's noise it
+  // is inconclusive unless the interval already lies inside ±5% (equivalent).
+  const std::string aa_verdict = a["comparison"]["verdict"];
+  CHECK((aa_verdict == "equivalent" || aa_verdict == "inconclusive"));
+  for (const auto& m : a["comparison"]["cells"][0]["metrics"])
+    if (m["primary"] == true && aa_verdict == "inconclusive") CHECK(m["samples_needed"].get<int>() > 5);
   CHECK(fs::exists(dir.path / "aa/comparison.html"));
   CHECK(fs::exists(dir.path / "aa/comparison.junit.xml"));
 

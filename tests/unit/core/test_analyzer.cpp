@@ -98,8 +98,8 @@ TEST_CASE("metric values and directions", "[analyzer]") {
   CHECK(metric_info(Metric::backend_cpu_per_gib).better == Better::lower);
   CHECK(metric_from("clat_p99") == Metric::clat_p99);
   CHECK_FALSE(metric_from("latency"));
-  CHECK(to_string(Verdict::no_change) == "no significant change");
-  CHECK(verdict_key(Verdict::no_change) == "no_change");
+  CHECK(to_string(Verdict::equivalent) == "equivalent");
+  CHECK(verdict_key(Verdict::equivalent) == "equivalent");
 }
 
 TEST_CASE("a sample that reads and writes is measured in each direction as well", "[analyzer]") {
@@ -120,8 +120,9 @@ TEST_CASE("a sample that reads and writes is measured in each direction as well"
   }
   SECTION("reads and writes apart: a write regression hidden in the total is found") {
     // Totals alike; the candidate moves its bytes to reads: writes 30% slower.
-    auto base = mixed(arms({655, 648, 661, 650, 659}, {}), 0.5);
-    auto cand = mixed(arms({}, {654, 650, 660, 652, 657}, "virtiofsd", {{"bs", "1M"}}, 10), 0.65);
+    // 6 + 6: seven secondary tests (four directions, p99, two CPU) in one Holm family.
+    auto base = mixed(arms({655, 648, 661, 650, 659, 652}, {}), 0.5);
+    auto cand = mixed(arms({}, {654, 650, 660, 652, 657, 651}, "virtiofsd", {{"bs", "1M"}}, 10), 0.65);
     base.insert(base.end(), cand.begin(), cand.end());
     auto c = analyze(scenario(), base, options());
     REQUIRE(c.cells.size() == 1);
@@ -131,7 +132,10 @@ TEST_CASE("a sample that reads and writes is measured in each direction as well"
     CHECK(w.verdict == Verdict::regression);
     CHECK(metric(c.cells[0], Metric::read_bandwidth).verdict == Verdict::improvement);
     CHECK(metric(c.cells[0], Metric::write_iops).verdict == Verdict::regression);
-    CHECK(c.verdict == Verdict::regression);
+    // The verdict is the primary metric's (bandwidth, both directions): the
+    // write regression is reported beside it, not instead of it.
+    CHECK(c.verdict == metric(c.cells[0], Metric::bandwidth).verdict);
+    CHECK_FALSE(metric(c.cells[0], Metric::write_bandwidth).primary);
   }
 }
 
@@ -156,8 +160,12 @@ TEST_CASE("analyze: verdicts", "[analyzer]") {
     CHECK(bw.hodges_lehmann_ci.hi < 1);
     CHECK(bw.verdict == Verdict::regression);
     CHECK(bw.reason == "adjusted p 0.00794 < 0.05 and |change| 13.6% >= 2.0%");
-    // Lower bandwidth means higher latency and more CPU per GiB: all regressions.
+    CHECK(bw.primary);
+    // IOPS is bandwidth over bs=1M: reported, not a second test.
+    CHECK_FALSE(metric(cell, Metric::iops).tested);
     CHECK(metric(cell, Metric::iops).verdict == Verdict::regression);
+    // Lower bandwidth means higher latency and more CPU per GiB: all regressions
+    // (the secondary family: p99, guest CPU, backend CPU; 3 × 2/252 < 0.05).
     CHECK(metric(cell, Metric::clat_p99).verdict == Verdict::regression);
     CHECK(metric(cell, Metric::guest_sys_cpu_per_gib).verdict == Verdict::regression);
     CHECK(cell.verdict == Verdict::regression);
@@ -179,31 +187,60 @@ TEST_CASE("analyze: verdicts", "[analyzer]") {
     CHECK(cell.base.writeback_tmp_peak_kb.max == 4096);
     CHECK(cell.candidate.writeback_tmp_peak_kb.max == 0);
   }
-  SECTION("A/A: the same distribution is no significant change") {
+  SECTION("A/A with a CV under 1%: the interval lies inside ±2%, equivalent") {
     auto c = analyze(scenario(), arms({655, 648, 661, 650, 659, 652}, {651, 660, 647, 657, 654, 649}), options());
     const auto& bw = metric(c.cells[0], Metric::bandwidth);
-    CHECK(bw.verdict == Verdict::no_change);
     CHECK(bw.p_adjusted >= 0.05);
-    CHECK(bw.ratio_ci.lo < 1);
-    CHECK(bw.ratio_ci.hi > 1);
-    CHECK(c.verdict == Verdict::no_change);
+    CHECK(bw.equivalence_ci.lo > 0.98);
+    CHECK(bw.equivalence_ci.hi < 1.02);
+    // The 90% interval (two one-sided tests at 0.05) is inside the 95% one.
+    CHECK(bw.equivalence_ci.lo >= bw.hodges_lehmann_ci.lo);
+    CHECK(bw.equivalence_ci.hi <= bw.hodges_lehmann_ci.hi);
+    CHECK(bw.verdict == Verdict::equivalent);
+    CHECK_THAT(bw.reason, Catch::StartsWith("90% interval of the change [-"));
+    CHECK_THAT(bw.reason, Catch::EndsWith("] inside ±2.0%"));
+    CHECK(c.verdict == Verdict::equivalent);
   }
-  SECTION("significant but smaller than min_effect is no significant change") {
+  SECTION("A/A with a CV of 12% (the user's n = 5 case): inconclusive, with the samples needed") {
+    auto c = analyze(scenario(), arms({655, 520, 700, 610, 760}, {600, 720, 540, 690, 650}), options());
+    const auto& bw = metric(c.cells[0], Metric::bandwidth);
+    CHECK(bw.verdict == Verdict::inconclusive);
+    CHECK_THAT(bw.reason, Catch::Contains("does not exclude a change of 2.0%"));
+    // ~2 (z_0.95 + z_0.9)^2 (CV / 2%)^2 pi/3 per arm: hundreds, not five.
+    CHECK(bw.samples_needed > 100);
+    CHECK_THAT(bw.reason, Catch::EndsWith("about " + std::to_string(bw.samples_needed) +
+                                          " samples per arm would decide"));
+    CHECK(c.verdict == Verdict::inconclusive);
+  }
+  SECTION("significant but smaller than min_effect, and inside it: equivalent") {
     auto c = analyze(scenario(), arms({1000, 1001, 1002, 1003, 1004}, {1010, 1011, 1012, 1013, 1014}), options());
     const auto& bw = metric(c.cells[0], Metric::bandwidth);
     CHECK(bw.p_adjusted < 0.05);
-    CHECK(bw.verdict == Verdict::no_change);
-    CHECK(bw.reason == "adjusted p 0.00794 < 0.05 but |change| 1.0% < min effect 2.0%");
+    CHECK(bw.verdict == Verdict::equivalent);
+    CHECK_THAT(bw.reason, Catch::EndsWith("inside ±2.0% (a significant change, smaller than min effect)"));
+  }
+  SECTION("the primary metric is its own family: a 76% drop at n = 4 + 4 is decided") {
+    // Every candidate sample below every base sample: exact p 2/70 = 0.029.
+    auto c = analyze(scenario(), arms({650, 640, 660, 655}, {150, 160, 155, 158}), options());
+    const auto& bw = metric(c.cells[0], Metric::bandwidth);
+    CHECK(bw.test.p == Approx(2.0 / 70));
+    CHECK(bw.p_adjusted == bw.test.p);
+    CHECK(bw.verdict == Verdict::regression);
+    CHECK(c.verdict == Verdict::regression);
+    // The secondary family (p99, guest CPU, backend CPU) cannot reach 0.05 at 4 + 4.
+    CHECK(metric(c.cells[0], Metric::clat_p99).best_p == Approx(3 * 2.0 / 70));
   }
   SECTION("n = 2 per arm is inconclusive even for a huge difference, never no change") {
     auto c = analyze(scenario(), arms({100, 101}, {200, 201}), options());
     const auto& bw = metric(c.cells[0], Metric::bandwidth);
     CHECK(bw.test.p == Approx(1.0 / 3));
     CHECK(bw.verdict == Verdict::inconclusive);
-    CHECK(bw.reason == "n = 2 + 2 cannot reach p < 0.05 (best possible p 0.333); more repetitions needed");
+    CHECK_THAT(bw.reason, Catch::StartsWith("n = 2 + 2 cannot reach p < 0.05 (best possible p 0.333); "));
     CHECK(c.verdict == Verdict::inconclusive);
   }
-  SECTION("n = 2 per arm without any difference is inconclusive too") {
+  SECTION("n = 2 per arm without any difference is inconclusive too, never equivalent") {
+    // Every pairwise ratio is within ±1%, but 2 + 2 samples cannot reach
+    // alpha on either side: the interval proves nothing.
     auto c = analyze(scenario(), arms({100, 101}, {100.5, 100.7}), options());
     CHECK(metric(c.cells[0], Metric::bandwidth).verdict == Verdict::inconclusive);
     CHECK(c.verdict == Verdict::inconclusive);
@@ -226,8 +263,9 @@ TEST_CASE("analyze: Holm across cells", "[analyzer]") {
   CHECK(a.p_adjusted == Approx(2 * 2.0 / 252));
   CHECK(a.best_p == Approx(2 * 2.0 / 252));
   CHECK(a.verdict == Verdict::regression);
-  CHECK(b.verdict == Verdict::no_change);
-  CHECK(c.cells[1].verdict == Verdict::no_change);
+  CHECK(b.verdict != Verdict::regression);
+  CHECK(b.verdict != Verdict::improvement);
+  CHECK(c.cells[1].verdict == b.verdict);
   CHECK(c.verdict == Verdict::regression);
 
   SECTION("a family too large for n = 5 makes every cell inconclusive") {
@@ -242,16 +280,21 @@ TEST_CASE("analyze: Holm across cells", "[analyzer]") {
     const auto& r = metric(c7.cells[0], Metric::bandwidth);
     CHECK(r.best_p == Approx(7 * 2.0 / 252));
     CHECK(r.verdict == Verdict::inconclusive);
-    CHECK(r.reason == "n = 5 + 5 cannot reach p < 0.05 (best possible Holm-adjusted p 0.0556); more "
-                      "repetitions needed");
+    CHECK_THAT(r.reason, Catch::StartsWith("n = 5 + 5 cannot reach p < 0.05 (best possible Holm-adjusted p 0.0556); "));
   }
-  SECTION("holm_across_metrics puts every test in one family") {
+  SECTION("two families: the primary metric over the cells, the rest over the cells") {
+    CHECK(a.best_p == Approx(2 * 2.0 / 252));
+    // p99, guest CPU and backend CPU in 2 cells (IOPS is bandwidth here, not tested).
+    CHECK(metric(c.cells[0], Metric::backend_cpu_per_gib).best_p == Approx(6 * 2.0 / 252));
     auto o = options();
-    o.holm_across_metrics = true;
-    auto all = analyze(scenario(), samples, o);
-    // 2 cells × 5 metrics = 10 tests; 10 × 2/252 ≥ 0.05.
-    CHECK(metric(all.cells[0], Metric::bandwidth).best_p == Approx(10 * 2.0 / 252));
-    CHECK(all.verdict == Verdict::inconclusive);
+    o.primary = Metric::clat_p99;
+    auto by_latency = analyze(scenario(), samples, o);
+    CHECK(metric(by_latency.cells[0], Metric::clat_p99).primary);
+    CHECK(by_latency.cells[0].verdict == metric(by_latency.cells[0], Metric::clat_p99).verdict);
+    // Bandwidth is a secondary now, and IOPS a test of its own again.
+    CHECK(metric(by_latency.cells[0], Metric::iops).tested);
+    // Secondary: bandwidth, IOPS, guest and backend CPU over 2 cells.
+    CHECK(metric(by_latency.cells[0], Metric::bandwidth).best_p == Approx(8 * 2.0 / 252));
   }
 }
 
@@ -358,7 +401,7 @@ TEST_CASE("analyze: error rates on simulated TCG-like noise", "[analyzer][simula
     double u2 = static_cast<double>(g.next() >> 11) / 9007199254740992.0;
     return std::sqrt(-2 * std::log(u1)) * std::cos(2 * 3.141592653589793 * u2);
   };
-  auto run = [&](double candidate_factor, int trials, int reps, bool holm_all = false) {
+  auto run = [&](double candidate_factor, int trials, int reps) {
     std::map<Verdict, int> overall, bandwidth;
     for (int t = 0; t < trials; ++t) {
       std::vector<Sample> s;
@@ -373,7 +416,6 @@ TEST_CASE("analyze: error rates on simulated TCG-like noise", "[analyzer][simula
       }
       auto o = options();
       o.bootstrap_resamples = 200;  // the verdict does not use the interval
-      o.holm_across_metrics = holm_all;
       o.seed = static_cast<std::uint64_t>(t);
       auto c = analyze(scenario(), s, o);
       ++overall[c.verdict];
@@ -386,15 +428,11 @@ TEST_CASE("analyze: error rates on simulated TCG-like noise", "[analyzer][simula
     WARN("A/A, n=5+5, CV 15%, 400 trials: overall regression " << overall[Verdict::regression]
          << ", improvement " << overall[Verdict::improvement] << "; bandwidth alone regression "
          << bw[Verdict::regression] << ", improvement " << bw[Verdict::improvement]);
-    // Bandwidth alone: a two-sided level-0.05 test, half of it on the regression side.
+    // The verdict is bandwidth's: a two-sided level-0.05 test.
     CHECK(bw[Verdict::regression] + bw[Verdict::improvement] <= 400 * 8 / 100);
-    // Any of five correlated metrics: more chances, still well below one in ten.
-    CHECK(overall[Verdict::regression] <= 400 * 10 / 100);
-    // One Holm family over all metrics bounds the overall false alarms by alpha.
-    auto [all, bw_all] = run(1.0, 400, 5, true);
-    WARN("A/A with holm_across_metrics: overall regression " << all[Verdict::regression] << ", improvement "
-         << all[Verdict::improvement]);
-    CHECK(all[Verdict::regression] + all[Verdict::improvement] <= 400 * 8 / 100);
+    CHECK(overall[Verdict::regression] + overall[Verdict::improvement] <= 400 * 8 / 100);
+    // At CV 15% and 5 + 5 nothing can be shown equivalent within 2%.
+    CHECK(overall[Verdict::equivalent] == 0);
   }
   SECTION("a 25% slowdown is caught often with 5 + 5, nearly always with 10 + 10") {
     auto [overall, bw] = run(0.75, 200, 5);
@@ -402,12 +440,53 @@ TEST_CASE("analyze: error rates on simulated TCG-like noise", "[analyzer][simula
          << "; overall regression " << overall[Verdict::regression]);
     CHECK(bw[Verdict::regression] >= 200 * 45 / 100);
     CHECK(bw[Verdict::improvement] == 0);
-    auto [all, bw_all] = run(0.75, 200, 5, true);
-    WARN("same with holm_across_metrics: bandwidth regression " << bw_all[Verdict::regression] << "; overall "
-         << all[Verdict::regression]);
     auto [more, bw_more] = run(0.75, 200, 10);
     WARN("same with n=10+10: bandwidth regression " << bw_more[Verdict::regression] << "; overall "
          << more[Verdict::regression]);
     CHECK(bw_more[Verdict::regression] >= 200 * 80 / 100);
   }
+}
+
+TEST_CASE("analyze: equivalence on simulated UML-like noise", "[analyzer][simulation]") {
+  // CV 2% in bandwidth (UML here), min_effect 5%, 10 + 10 samples.
+  SplitMix64 g(777);
+  auto normal = [&] {
+    double u1 = (static_cast<double>(g.next() >> 11) + 1) / 9007199254740993.0;
+    double u2 = static_cast<double>(g.next() >> 11) / 9007199254740992.0;
+    return std::sqrt(-2 * std::log(u1)) * std::cos(2 * 3.141592653589793 * u2);
+  };
+  auto run = [&](double factor, int trials) {
+    std::map<Verdict, int> v;
+    Scenario sc = scenario();
+    sc.min_effect = 0.05;
+    for (int t = 0; t < trials; ++t) {
+      std::vector<Sample> s;
+      for (int k = 0; k < 20; ++k) {
+        const bool cand = k % 2 == 1;
+        s.push_back(sample(cand ? "rfc" : "stock", 900 * (1 + 0.02 * normal()) * (cand ? factor : 1), k));
+      }
+      auto o = options();
+      o.bootstrap_resamples = 200;
+      o.seed = static_cast<std::uint64_t>(t);
+      ++v[analyze(sc, s, o).verdict];
+    }
+    return v;
+  };
+  auto aa = run(1.0, 1000);
+  auto slower = run(0.9, 1000);
+  WARN("UML-like, CV 2%, 10 + 10, min effect 5%, 1000 trials each: A/A equivalent " << aa[Verdict::equivalent]
+       << ", regression " << aa[Verdict::regression] << ", improvement " << aa[Verdict::improvement]
+       << "; 10% slower: regression " << slower[Verdict::regression] << ", equivalent " << slower[Verdict::equivalent]);
+  // A true 10% change is never called equivalent; one of exactly min_effect
+  // (the hardest case for the equivalence test) at most alpha of the time.
+  CHECK(slower[Verdict::equivalent] <= 1000 * 5 / 100);
+  auto at_margin = run(0.95, 1000);
+  WARN("5% slower (at min effect): equivalent " << at_margin[Verdict::equivalent] << ", regression "
+       << at_margin[Verdict::regression] << ", inconclusive " << at_margin[Verdict::inconclusive]);
+  // alpha, plus two standard errors of a 1000-trial estimate (0.7%).
+  CHECK(at_margin[Verdict::equivalent] <= 64);
+  CHECK(slower[Verdict::regression] >= 1000 * 95 / 100);
+  // No change: false alarms at most alpha; equivalence shown nearly always.
+  CHECK(aa[Verdict::regression] + aa[Verdict::improvement] <= 1000 * 5 / 100);
+  CHECK(aa[Verdict::equivalent] >= 1000 * 90 / 100);
 }

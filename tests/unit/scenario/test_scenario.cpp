@@ -58,6 +58,12 @@ TEST_CASE("malformed scenarios give positioned messages", "[scenario]") {
     REQUIRE(parsed.value);
     CHECK(parsed.value->backends[0].binary == std::string(KAB_TEST_DATA) + "/scenarios/bin/virtiofsd");
   }
+  SECTION("bad-primary-metric.yaml") {
+    CHECK(errors_of("bad-primary-metric.yaml") ==
+          "scenarios/bad-primary-metric.yaml:4:17: unknown metric 'bandwith', did you mean 'bandwidth'?\n"
+          "primary_metric: bandwith\n"
+          "                ^ near here\n");
+  }
   SECTION("bad-duplicate-arm.yaml") {
     CHECK(errors_of("bad-duplicate-arm.yaml") ==
           "scenarios/bad-duplicate-arm.yaml:3:3: duplicate arm name 'stock'\n"
