@@ -11,6 +11,7 @@
 #include "cli/app.h"
 #include "cli/parse.h"
 #include "cli/runner.h"
+#include "host/environment.h"
 #include "core/analyzer.h"
 #include "core/fio_job.h"
 #include "core/orchestrator.h"
@@ -68,6 +69,10 @@ core::ReportContext context_for(store::ResultStore& db, const std::vector<std::i
       break;
     }
   }
+  // The host facts that change results (recorded with each run since schema 3).
+  if (auto r = db.run(runs.front()))
+    for (const auto& [k, v] : r->info.extra)
+      if (k.rfind("env.", 0) == 0) ctx.extra.push_back({k.substr(4), v});
   // Platform caveats and noise controls as applied, and harness plumbing
   // patches (UML), which both arms carry and which are not under test.
   if (!samples.empty() && !samples.front().noise.empty()) ctx.extra.push_back({"noise control", samples.front().noise});
@@ -106,6 +111,20 @@ int analyse_and_report(store::ResultStore& db, const std::vector<std::int64_t>& 
     c = core::analyze(s, samples, o);
   } catch (const std::invalid_argument& e) {
     throw Fatal(std::string("cannot compare: ") + e.what(), k_exit_usage);
+  }
+  // Runs pooled from different hosts or settings: say what differed, in every format.
+  {
+    std::vector<std::map<std::string, std::string>> facts;
+    for (auto id : runs)
+      if (auto r = db.run(id)) facts.push_back(r->info.extra);
+    std::string list;
+    for (const auto& [k, values] : host::differing_facts(facts)) {
+      list += (list.empty() ? "" : "; ") + k.substr(4) + ":";
+      for (std::size_t i = 0; i < values.size(); ++i)
+        list += (i ? "," : "") + std::string(" run ") + std::to_string(runs[i]) + " " + values[i];
+    }
+    if (!list.empty())
+      c.warnings.push_back({"environment", "the runs differ in facts that change results (" + list + ")"});
   }
   core::ReportContext ctx = context_for(db, runs, s, c, command);
   if (!out.out_dir.empty()) {

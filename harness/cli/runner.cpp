@@ -17,6 +17,7 @@
 #include "core/system.h"
 #include "core/text.h"
 #include "fio/record.h"
+#include "host/environment.h"
 #include "image/disk_image.h"
 #include "image/initramfs.h"
 #include "proc/runner.h"
@@ -105,6 +106,9 @@ class Store : public core::RunStore {
     info.accelerator = r.accelerator;
     info.libvirt_version = r.platform_versions;
     info.extra["command"] = r.command;
+    for (auto& [k, v] : host::host_environment()) info.extra[k] = v;
+    if (const vm::Platform* p = vm::find_platform(r.scenario->guest.platform))
+      info.extra["env.guest.memory_backing"] = std::string(p->name) + ": " + p->memory_backing;
     info.extra["image_key"] = r.image.key;
     info.extra["image"] = r.image.description;
     // The job file as read: a resume must run the same job, a report shows it.

@@ -167,6 +167,7 @@ const std::vector<MetricInfo>& all_metrics() {
       {Metric::clat_p99, "clat_p99", "clat p99", "ns", Better::lower},
       {Metric::guest_sys_cpu_per_gib, "guest_sys_cpu_per_gib", "guest sys CPU/GiB", "s/GiB", Better::lower},
       {Metric::backend_cpu_per_gib, "backend_cpu_per_gib", "backend CPU/GiB", "s/GiB", Better::lower},
+      {Metric::backend_faults_per_gib, "backend_faults_per_gib", "backend faults/GiB", "faults/GiB", Better::lower},
   };
   return k_metrics;
 }
@@ -210,6 +211,11 @@ std::optional<double> metric_value(const Sample& s, Metric m) {
       double cpu = s.backend_usage.user_s + s.backend_usage.sys_s;
       if (gib <= 0 || cpu <= 0) return std::nullopt;
       return cpu / gib;
+    }
+    case Metric::backend_faults_per_gib: {
+      const double faults = static_cast<double>(s.backend_usage.minor_faults + s.backend_usage.major_faults);
+      if (gib <= 0 || faults <= 0) return std::nullopt;
+      return faults / gib;
     }
   }
   return std::nullopt;

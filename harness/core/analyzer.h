@@ -20,7 +20,7 @@ namespace kab::core {
 
 enum class Metric {
   bandwidth, iops, read_bandwidth, write_bandwidth, read_iops, write_iops, clat_p99, guest_sys_cpu_per_gib,
-  backend_cpu_per_gib
+  backend_cpu_per_gib, backend_faults_per_gib
 };
 enum class Better { higher, lower };
 
@@ -44,6 +44,8 @@ std::optional<Metric> metric_from(const std::string& key);
 //   clat_p99              fio.clat_p99_ns                    lower is better
 //   guest_sys_cpu_per_gib guest.guest_sys_s / (fio.bytes / 2^30)               lower is better
 //   backend_cpu_per_gib   (backend_usage.user_s + sys_s) / (fio.bytes / 2^30)  lower is better
+//   backend_faults_per_gib backend page faults (minor + major) per GiB: the host-side cost
+//                         the RFC's mechanism moves to the backend          lower is better
 // nullopt when the sample did not measure it: a zero p99 or CPU time (not
 // recorded), or no bytes moved for the per-GiB metrics.
 std::optional<double> metric_value(const Sample& s, Metric m);

@@ -76,6 +76,7 @@ std::string metric_value_text(core::Metric m, double v) {
       return printf_text("%.0f ns", v);
     case core::Metric::guest_sys_cpu_per_gib:
     case core::Metric::backend_cpu_per_gib: return printf_text("%.3f s/GiB", v);
+    case core::Metric::backend_faults_per_gib: return printf_text("%.0f faults/GiB", v);
   }
   return printf_text("%g", v);
 }

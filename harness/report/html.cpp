@@ -50,6 +50,7 @@ const char* chart_unit(core::Metric m) {
     case core::Metric::read_iops:
     case core::Metric::write_iops: return "IO/s";
     case core::Metric::clat_p99: return "ns";
+    case core::Metric::backend_faults_per_gib: return "faults/GiB";
     default: return "s/GiB";
   }
 }

@@ -16,6 +16,7 @@ struct Platform {
   const char* name;           // guest.platform
   const char* summary;        // one line for help and doctor
   bool boots_disk;            // can boot guest.image: disk
+  const char* memory_backing; // what backs guest memory (recorded with every run)
   // The platform's pinning plan for a host (the same its Hypervisor returns),
   // without constructing the hypervisor: kab doctor asks it.
   core::PinningPlan (*pinning)(int host_cpus, int vcpus);

@@ -301,7 +301,7 @@ TEST_CASE("run: killed with SIGKILL mid-run, resumed without duplicates", "[inte
   check_no_leftovers();
 }
 
-TEST_CASE("compare: A/A says no change, an injected delay is a regression", "[integration][compare]") {
+TEST_CASE("compare: A/A is never a change, an injected delay is a regression", "[integration][compare]") {
   TestDir dir("compare");
   auto aa = run_kab({"compare", "--scenario", "scenarios/aa.yaml", "--db", dir.db(), "--format", "json", "--out",
                  (dir.path / "aa").string()},

@@ -1,6 +1,7 @@
 // Integration tests of the User-Mode Linux platform: the real kab binary runs
 // ARCH=um kernels as host processes against the real virtiofsd and fio.
 // Each test works in its own directory under /tmp, kept for inspection.
+#include <algorithm>
 #include <catch2/catch.hpp>
 #include <chrono>
 #include <csignal>
@@ -224,6 +225,27 @@ TEST_CASE("uml: backends[].binary runs the scenario's own virtiofsd, named in ev
   CHECK(n == 4);   // both runs
   const std::string calls = read(dir / "calls");
   CHECK(calls.find("-o source=") != std::string::npos);
+
+  // Each run keeps the host facts that change results.
+  auto [env_ok, env] = proc::capture({"sqlite3", db, "SELECT json_extract(extra_json, '$.\"env.thp.enabled\"'), "
+                                                     "json_extract(extra_json, '$.\"env.guest.memory_backing\"') "
+                                                     "FROM runs ORDER BY id"});
+  INFO(env);
+  REQUIRE(env_ok);
+  CHECK(std::count(env.begin(), env.end(), '\n') == 2);
+  CHECK(env.find("|uml: a file on /dev/shm") != std::string::npos);
+  // Pooled with a run recorded under another THP setting, the report says so.
+  REQUIRE(proc::capture({"sqlite3", db, "UPDATE runs SET extra_json = json_set(extra_json, "
+                                        "'$.\"env.thp.enabled\"', 'other-setting') WHERE id = 2"}).first);
+  auto rep = run_kab({"report", "1", "2", "--db", db, "--format", "json"}, 120);
+  INFO(rep.output);
+  CHECK(rep.ok());
+  json rj = last_json(rep.output);
+  bool warned = false;
+  for (const auto& w : rj["comparison"]["warnings"])
+    if (w["kind"] == "environment")
+      warned = w["message"].get<std::string>().find(", run 2 other-setting") != std::string::npos;
+  CHECK(warned);
   check_no_uml_leftovers(pid);
   check_no_uml_leftovers(qpid);
 }

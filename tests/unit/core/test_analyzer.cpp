@@ -40,6 +40,7 @@ Sample sample(const std::string& arm, double mib, int index, const std::string& 
   s.guest.writeback_tmp_peak_kb = arm == "stock" ? 4096 : 0;
   s.backend_usage.user_s = 1;
   s.backend_usage.sys_s = 2;
+  s.backend_usage.minor_faults = 390;
   s.host_load_before = 0.5;
   s.host_load_after = 0.7;
   return s;
@@ -87,6 +88,8 @@ TEST_CASE("metric values and directions", "[analyzer]") {
   // 15 GiB written, 2 s of guest sys time, 3 s of backend CPU.
   CHECK(*metric_value(s, Metric::guest_sys_cpu_per_gib) == Approx(2.0 / 15));
   CHECK(*metric_value(s, Metric::backend_cpu_per_gib) == Approx(3.0 / 15));
+  CHECK(*metric_value(s, Metric::backend_faults_per_gib) == Approx(390.0 / 15));
+  CHECK(metric_info(Metric::backend_faults_per_gib).better == Better::lower);
   s.fio.clat_p99_ns = 0;
   CHECK_FALSE(metric_value(s, Metric::clat_p99));
   s.fio.bytes = 0;
@@ -120,7 +123,7 @@ TEST_CASE("a sample that reads and writes is measured in each direction as well"
   }
   SECTION("reads and writes apart: a write regression hidden in the total is found") {
     // Totals alike; the candidate moves its bytes to reads: writes 30% slower.
-    // 6 + 6: seven secondary tests (four directions, p99, two CPU) in one Holm family.
+    // 6 + 6: eight secondary tests (four directions, p99, two CPU, faults) in one Holm family.
     auto base = mixed(arms({655, 648, 661, 650, 659, 652}, {}), 0.5);
     auto cand = mixed(arms({}, {654, 650, 660, 652, 657, 651}, "virtiofsd", {{"bs", "1M"}}, 10), 0.65);
     base.insert(base.end(), cand.begin(), cand.end());
@@ -165,7 +168,7 @@ TEST_CASE("analyze: verdicts", "[analyzer]") {
     CHECK_FALSE(metric(cell, Metric::iops).tested);
     CHECK(metric(cell, Metric::iops).verdict == Verdict::regression);
     // Lower bandwidth means higher latency and more CPU per GiB: all regressions
-    // (the secondary family: p99, guest CPU, backend CPU; 3 × 2/252 < 0.05).
+    // (the secondary family: p99, guest CPU, backend CPU and faults; 4 × 2/252 < 0.05).
     CHECK(metric(cell, Metric::clat_p99).verdict == Verdict::regression);
     CHECK(metric(cell, Metric::guest_sys_cpu_per_gib).verdict == Verdict::regression);
     CHECK(cell.verdict == Verdict::regression);
@@ -227,8 +230,8 @@ TEST_CASE("analyze: verdicts", "[analyzer]") {
     CHECK(bw.p_adjusted == bw.test.p);
     CHECK(bw.verdict == Verdict::regression);
     CHECK(c.verdict == Verdict::regression);
-    // The secondary family (p99, guest CPU, backend CPU) cannot reach 0.05 at 4 + 4.
-    CHECK(metric(c.cells[0], Metric::clat_p99).best_p == Approx(3 * 2.0 / 70));
+    // The secondary family (p99, guest CPU, backend CPU and faults) cannot reach 0.05 at 4 + 4.
+    CHECK(metric(c.cells[0], Metric::clat_p99).best_p == Approx(4 * 2.0 / 70));
   }
   SECTION("n = 2 per arm is inconclusive even for a huge difference, never no change") {
     auto c = analyze(scenario(), arms({100, 101}, {200, 201}), options());
@@ -284,8 +287,8 @@ TEST_CASE("analyze: Holm across cells", "[analyzer]") {
   }
   SECTION("two families: the primary metric over the cells, the rest over the cells") {
     CHECK(a.best_p == Approx(2 * 2.0 / 252));
-    // p99, guest CPU and backend CPU in 2 cells (IOPS is bandwidth here, not tested).
-    CHECK(metric(c.cells[0], Metric::backend_cpu_per_gib).best_p == Approx(6 * 2.0 / 252));
+    // p99, guest CPU, backend CPU and faults in 2 cells (IOPS is bandwidth here, not tested).
+    CHECK(metric(c.cells[0], Metric::backend_cpu_per_gib).best_p == Approx(8 * 2.0 / 252));
     auto o = options();
     o.primary = Metric::clat_p99;
     auto by_latency = analyze(scenario(), samples, o);
@@ -293,8 +296,8 @@ TEST_CASE("analyze: Holm across cells", "[analyzer]") {
     CHECK(by_latency.cells[0].verdict == metric(by_latency.cells[0], Metric::clat_p99).verdict);
     // Bandwidth is a secondary now, and IOPS a test of its own again.
     CHECK(metric(by_latency.cells[0], Metric::iops).tested);
-    // Secondary: bandwidth, IOPS, guest and backend CPU over 2 cells.
-    CHECK(metric(by_latency.cells[0], Metric::bandwidth).best_p == Approx(8 * 2.0 / 252));
+    // Secondary: bandwidth, IOPS, guest and backend CPU, backend faults over 2 cells.
+    CHECK(metric(by_latency.cells[0], Metric::bandwidth).best_p == Approx(10 * 2.0 / 252));
   }
 }
 
@@ -362,7 +365,7 @@ TEST_CASE("analyze: shape of the comparison", "[analyzer]") {
     CHECK(c.cells[0].backend == "virtiofsd");
     CHECK(c.cells[1].backend == "dpu");
     CHECK(c.cells[0].unmeasured == std::vector<std::string>{"clat_p99"});
-    CHECK(c.cells[0].metrics.size() == 4);
+    CHECK(c.cells[0].metrics.size() == 5);
     CHECK(c.backend_cmdlines.size() == 2);
     CHECK(c.run_ids == std::vector<std::int64_t>{1});
     // n = 3 + 3: best p 0.1 — inconclusive, whatever the data say.
