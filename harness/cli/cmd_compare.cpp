@@ -127,6 +127,7 @@ int analyse_and_report(store::ResultStore& db, const std::vector<std::int64_t>& 
       c.warnings.push_back({"environment", "the runs differ in facts that change results (" + list + ")"});
   }
   core::ReportContext ctx = context_for(db, runs, s, c, command);
+  ctx.reports_dir = out.out_dir;
   if (!out.out_dir.empty()) {
     fs::create_directories(out.out_dir);
     std::string extensions;

@@ -189,6 +189,7 @@ struct ReportContext {
   std::vector<std::pair<std::string, std::string>> backend_options;  // backend → options; empty = the
                                                                      // Comparison's backend_cmdlines
   std::vector<std::pair<std::string, std::string>> extra;      // further facts, rendered as given
+  std::string reports_dir;       // where every format was written ("" = nowhere)
 };
 
 }  // namespace kab::core

@@ -4,6 +4,7 @@
 #include "report/json.h"
 #include "report/junit.h"
 #include "report/markdown.h"
+#include "report/summary.h"
 #include "report/text.h"
 
 namespace kab::report {
@@ -26,6 +27,8 @@ std::string junit(const core::Comparison& c, const core::ReportContext& ctx, boo
 
 std::string html(const core::Comparison& c, const core::ReportContext& ctx, bool) { return render_html(c, ctx); }
 
+std::string summary(const core::Comparison& c, const core::ReportContext& ctx, bool) { return render_summary(c, ctx); }
+
 }  // namespace
 
 const std::vector<Format>& formats() {
@@ -35,6 +38,7 @@ const std::vector<Format>& formats() {
       {"json", "json", json},
       {"junit", "junit.xml", junit},
       {"html", "html", html},
+      {"summary", "summary.txt", summary},
   };
   return k_formats;
 }

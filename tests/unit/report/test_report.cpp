@@ -13,6 +13,7 @@
 #include "report/json.h"
 #include "report/junit.h"
 #include "report/markdown.h"
+#include "report/summary.h"
 #include "report/text.h"
 
 using namespace kab;
@@ -309,6 +310,27 @@ TEST_CASE("html report", "[report]") {
     CHECK_FALSE(contains(html, "chart failed"));
     CHECK_FALSE(contains(html, "No charts"));
   }
+}
+
+TEST_CASE("summary: the comparison in one paragraph", "[report]") {
+  auto ctx = context();
+  ctx.reports_dir = "/r/compare-4";
+  std::vector<Sample> samples;
+  add(samples, {655, 648, 661, 650, 659}, {754, 760, 741, 749, 771}, "virtiofsd", {{"bs", "1M"}});
+  auto one = render_summary(analyze(scenario(), samples, options()), ctx);
+  INFO(one);
+  CHECK(one.rfind("rfc (rfc-6.1) against stock (stock-6.1) on rfc-writeback: 5 + 5 samples (tcg). bandwidth +15.1% [", 0) == 0);
+  CHECK(contains(one, "]: improvement; beside it clat p99 "));
+  CHECK(contains(one, "WritebackTmp peak stock 262144 kB, rfc 0 kB. Verdict: improvement. "
+                      "Reports: /r/compare-4/comparison.{txt,md,json,junit.xml,html}.\n"));
+  CHECK(std::count(one.begin(), one.end(), '\n') == 1);
+  // Several cells: each named; an inconclusive one says what would decide it.
+  auto many = render_summary(mixed(), context());
+  INFO(many);
+  CHECK(contains(many, "bandwidth [virtiofsd bs=4k] -19.9% "));
+  CHECK(contains(many, "bandwidth [dpu bs=1M] "));
+  CHECK(contains(many, ": inconclusive (about "));
+  CHECK(contains(many, "Verdict: regression."));
 }
 
 TEST_CASE("report formats table", "[report]") {
