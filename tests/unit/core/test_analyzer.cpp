@@ -73,6 +73,18 @@ const MetricResult& metric(const CellResult& c, Metric m) {
   throw;
 }
 
+// Standard normal deviates: Box-Muller on SplitMix64 uniforms, so the
+// simulations are the same everywhere.
+struct Normal {
+  SplitMix64 g;
+  explicit Normal(std::uint64_t seed) : g(seed) {}
+  double operator()() {
+    double u1 = (static_cast<double>(g.next() >> 11) + 1) / 9007199254740993.0;
+    double u2 = static_cast<double>(g.next() >> 11) / 9007199254740992.0;
+    return std::sqrt(-2 * std::log(u1)) * std::cos(2 * 3.141592653589793 * u2);
+  }
+};
+
 bool has_warning(const Comparison& c, const std::string& kind) {
   for (const auto& w : c.warnings)
     if (w.kind == kind) return true;
@@ -397,13 +409,7 @@ TEST_CASE("analyze: error rates on simulated TCG-like noise", "[analyzer][simula
   // Samples with a CV of ~15% in bandwidth (as measured under TCG here),
   // IOPS = bandwidth / 1 MiB, p99 inversely related with its own noise, CPU
   // per GiB with independent noise. 5 + 5 samples, one cell, 5 metrics.
-  SplitMix64 g(4242);
-  auto normal = [&] {
-    // Box-Muller on splitmix64 uniforms, so the test is the same everywhere.
-    double u1 = (static_cast<double>(g.next() >> 11) + 1) / 9007199254740993.0;
-    double u2 = static_cast<double>(g.next() >> 11) / 9007199254740992.0;
-    return std::sqrt(-2 * std::log(u1)) * std::cos(2 * 3.141592653589793 * u2);
-  };
+  Normal normal(4242);
   auto run = [&](double candidate_factor, int trials, int reps) {
     std::map<Verdict, int> overall, bandwidth;
     for (int t = 0; t < trials; ++t) {
@@ -452,12 +458,7 @@ TEST_CASE("analyze: error rates on simulated TCG-like noise", "[analyzer][simula
 
 TEST_CASE("analyze: equivalence on simulated UML-like noise", "[analyzer][simulation]") {
   // CV 2% in bandwidth (UML here), min_effect 5%, 10 + 10 samples.
-  SplitMix64 g(777);
-  auto normal = [&] {
-    double u1 = (static_cast<double>(g.next() >> 11) + 1) / 9007199254740993.0;
-    double u2 = static_cast<double>(g.next() >> 11) / 9007199254740992.0;
-    return std::sqrt(-2 * std::log(u1)) * std::cos(2 * 3.141592653589793 * u2);
-  };
+  Normal normal(777);
   auto run = [&](double factor, int trials) {
     std::map<Verdict, int> v;
     Scenario sc = scenario();

@@ -186,6 +186,15 @@ TEST_CASE("harness plumbing patches: ARCH=um only, first, in the key but not und
   fs::remove_all(tmp);
 }
 
+// The source part of a build's inputs, as the builder takes it from a directory.
+BuildInputs tree_inputs(const fs::path& dir) {
+  BuildInputs in;
+  auto tree = tree_state(dir.string());
+  in.source_identity = tree.identity;
+  in.source_files = tree.files;
+  return in;
+}
+
 TEST_CASE("a directory source is identified by its content", "[kernel][source]") {
   const fs::path dir = fs::temp_directory_path() / ("kab-tree-" + std::to_string(::getpid()));
   fs::remove_all(dir);
@@ -202,13 +211,7 @@ TEST_CASE("a directory source is identified by its content", "[kernel][source]")
     CHECK(source_identity(dir.string()) != b);
   }
   SECTION("--explain names the files that changed") {
-    auto inputs = [&] {
-      BuildInputs in;
-      auto tree = tree_state(dir.string());
-      in.source_identity = tree.identity;
-      in.source_files = tree.files;
-      return in;
-    };
+    auto inputs = [&] { return tree_inputs(dir); };
     const BuildInputs before = inputs();
     CHECK(before.source_files.size() >= 2);
     std::this_thread::sleep_for(std::chrono::milliseconds(20));   // another mtime
@@ -253,13 +256,7 @@ TEST_CASE("a directory source is identified by its content", "[kernel][source]")
     CHECK(source_identity(dir.string()) == clean);
 
     // --explain names the files: an edit, then a commit.
-    auto inputs = [&] {
-      BuildInputs in;
-      auto tree = tree_state(dir.string());
-      in.source_identity = tree.identity;
-      in.source_files = tree.files;
-      return in;
-    };
+    auto inputs = [&] { return tree_inputs(dir); };
     const BuildInputs at_head = inputs();
     CHECK(at_head.source_files.empty());   // clean: nothing differs from the commit
     write("fs/demo/file.c", "int third;\n");
