@@ -90,9 +90,9 @@ struct Output {
   std::string out_dir;
 };
 
-int analyse_and_report(store::ResultStore& db, const std::vector<std::int64_t>& runs, const core::Scenario& s,
-                       const std::string& base, const std::string& candidate, const Output& out,
-                       const std::string& command) {
+// The samples of RUNS, base against candidate, with the scenario's settings.
+core::Comparison analyse(store::ResultStore& db, const std::vector<std::int64_t>& runs, const core::Scenario& s,
+                         const std::string& base, const std::string& candidate) {
   std::vector<core::Sample> samples;
   for (auto r : runs) {
     auto more = db.samples(r, store::WithArtifacts::no);
@@ -112,6 +112,13 @@ int analyse_and_report(store::ResultStore& db, const std::vector<std::int64_t>& 
   } catch (const std::invalid_argument& e) {
     throw Fatal(std::string("cannot compare: ") + e.what(), k_exit_usage);
   }
+  return c;
+}
+
+int analyse_and_report(store::ResultStore& db, const std::vector<std::int64_t>& runs, const core::Scenario& s,
+                       const std::string& base, const std::string& candidate, const Output& out,
+                       const std::string& command) {
+  core::Comparison c = analyse(db, runs, s, base, candidate);
   // Runs pooled from different hosts or settings: say what differed, in every format.
   {
     std::vector<std::map<std::string, std::string>> facts;
@@ -151,8 +158,11 @@ int cmd_compare(const std::vector<std::string>& args) {
   CLI::App app{"Build two kernels, run the scenario's matrix interleaved, analyse, report.", "compare"};
   std::string base, candidate, scenario_path = paths().scenarios_dir + "/rfc-writeback.yaml";
   std::string db_path = paths().default_db;
-  int reps = 0;
+  int reps = 0, replicates = 1;
   Output out;
+  app.add_option("--replicate", replicates,
+                 "run the comparison N times with fresh plan seeds and say whether the replicates agree")
+      ->check(CLI::Range(1, 10));
   app.add_option("--base", base, "base kernel definition (default: the scenario's first arm)");
   app.add_option("--candidate", candidate, "candidate kernel definition (default: the scenario's second arm)");
   app.add_option("--scenario", scenario_path, "scenario file (default scenarios/rfc-writeback.yaml)");
@@ -189,15 +199,47 @@ int cmd_compare(const std::vector<std::string>& args) {
     s.arms = {a, b};
   }
   if (!out.out_dir.empty()) fs::create_directories(out.out_dir);
-  core::RunOutcome r = execute_run(rq);
-  std::fprintf(stderr, "kab: run %lld stored %d samples (%d not ok)\n", static_cast<long long>(r.run_id), r.stored,
-               r.not_ok);
-  if (r.interrupted) return k_exit_interrupted;
-  if (auto failed = arms_without_ok_sample(db_path, r.run_id, s); !failed.empty())
-    throw Fatal(no_ok_sample_message(r.run_id, failed), k_exit_run_failed);
+  // Each replicate is a run of its own, with the next plan seed: another order
+  // of the same samples, so its verdict is an independent look at the question.
+  std::vector<std::int64_t> run_ids;
+  const std::uint64_t first_seed = s.seed;
+  for (int k = 0; k < replicates; ++k) {
+    s.seed = first_seed + static_cast<std::uint64_t>(k);
+    core::RunOutcome r = execute_run(rq);
+    std::fprintf(stderr, "kab: run %lld stored %d samples (%d not ok)\n", static_cast<long long>(r.run_id), r.stored,
+                 r.not_ok);
+    if (r.interrupted) return k_exit_interrupted;
+    if (auto failed = arms_without_ok_sample(db_path, r.run_id, s); !failed.empty())
+      throw Fatal(no_ok_sample_message(r.run_id, failed), k_exit_run_failed);
+    run_ids.push_back(r.run_id);
+  }
+  s.seed = first_seed;
   store::ResultStore db = store::ResultStore::open(db_path);
-  if (out.out_dir.empty()) out.out_dir = paths().root + "/results/compare-" + std::to_string(r.run_id);
-  return analyse_and_report(db, {r.run_id}, s, s.arms[0].name, s.arms[1].name, out, rq.command_line);
+  if (replicates > 1) {
+    // Each replicate's verdict and primary change, then whether they agree.
+    std::string verdicts;
+    bool agree = true;
+    core::Verdict first = core::Verdict::inconclusive;
+    for (std::size_t i = 0; i < run_ids.size(); ++i) {
+      core::Comparison one = analyse(db, {run_ids[i]}, s, s.arms[0].name, s.arms[1].name);
+      if (i == 0) first = one.verdict;
+      agree &= one.verdict == first;
+      std::string change;
+      for (const auto& cell : one.cells)
+        for (const auto& m : cell.metrics)
+          if (m.primary && change.empty()) {
+            char buf[32];
+            std::snprintf(buf, sizeof buf, " %+.1f%%", m.change * 100);
+            change = std::string(" (") + core::metric_info(m.metric).label + buf + ")";
+          }
+      verdicts += (i ? ", " : "") + std::string("run ") + std::to_string(run_ids[i]) + " " +
+                  core::to_string(one.verdict) + change;
+    }
+    std::fprintf(stderr, "kab: replicates: %s: they %s\n", verdicts.c_str(),
+                 agree ? "agree" : "disagree (kab report of the runs lists the environment facts that differ)");
+  }
+  if (out.out_dir.empty()) out.out_dir = paths().root + "/results/compare-" + std::to_string(run_ids.back());
+  return analyse_and_report(db, run_ids, s, s.arms[0].name, s.arms[1].name, out, rq.command_line);
 }
 
 int cmd_report(const std::vector<std::string>& args) {

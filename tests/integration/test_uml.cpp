@@ -9,6 +9,7 @@
 #include <filesystem>
 #include <fstream>
 #include <nlohmann/json.hpp>
+#include <regex>
 #include <sstream>
 
 #include "helpers.h"
@@ -248,4 +249,31 @@ TEST_CASE("uml: backends[].binary runs the scenario's own virtiofsd, named in ev
   CHECK(warned);
   check_no_uml_leftovers(pid);
   check_no_uml_leftovers(qpid);
+}
+
+TEST_CASE("uml: kab compare --replicate 2 runs twice with fresh plan seeds and says whether they agree",
+          "[integration][uml][compare]") {
+  fs::path dir = TestDir("uml-replicate").path;
+  const std::string db = (dir / "kab.db").string();
+  auto [r, pid] = run_kab_tracked({"compare", "--scenario", "scenarios/quick-uml.yaml", "--replicate", "2",
+                                   "--repetitions", "2", "--db", db, "--format", "json", "--out",
+                                   (dir / "out").string()},
+                                  1800, (dir / "kab.log").string());
+  const std::string out = read(dir / "kab.log");
+  INFO(out);
+  CHECK((r.exit_code == 0 || r.exit_code == 1));
+  // Two runs, the scenario's seed and the next one.
+  auto [ok, seeds] = proc::capture({"sqlite3", db, "SELECT id || ':' || plan_seed FROM runs ORDER BY id"});
+  REQUIRE(ok);
+  CHECK(seeds == "1:7\n2:8\n");
+  // One line names each replicate's verdict and says whether they agree.
+  std::smatch m;
+  REQUIRE(std::regex_search(out, m, std::regex("kab: replicates: run 1 (\\w+) \\(bandwidth [-+][0-9.]+%\\), "
+                                               "run 2 (\\w+) \\(bandwidth [-+][0-9.]+%\\): they (agree|disagree)")));
+  CHECK((m[3] == "agree") == (m[1] == m[2]));
+  // The report pools both runs: 2 + 2 samples of each arm, twice.
+  json rep = json::parse(read(dir / "out" / "comparison.json"));
+  CHECK(rep["comparison"]["run_ids"] == json::array({1, 2}));
+  CHECK(rep["comparison"]["base"]["included"] == 4);
+  check_no_uml_leftovers(pid);
 }
