@@ -45,7 +45,7 @@ int cmd_help(const std::vector<std::string>&) {
   for (const auto& c : k_commands) std::printf("  %-10s %s\n", c.name, c.summary);
   std::printf(
       "\nexit codes:\n"
-      "  0    done; no regression (an improvement, no change and inconclusive are 0)\n"
+      "  0    done; no regression (improvement, equivalent and inconclusive are 0)\n"
       "  1    a regression (compare, report); kab run: some samples were not ok\n"
       "  2    usage or input error: nothing was built or booted\n"
       "  3    could not be completed: a kernel or image build, the hypervisor or backend, every\n"

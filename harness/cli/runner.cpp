@@ -161,10 +161,9 @@ class StderrProgress : public core::RunProgress {
  public:
   explicit StderrProgress(bool quiet) : m_quiet(quiet) {}
   void note(const std::string& line) override {
-    // Warnings are said even when quiet: they qualify the results.
-    const bool warning = line.find("WARNING") != std::string::npos || core::starts_with(line, "warning");
-    if (!m_quiet || warning) std::fprintf(stderr, "kab: %s\n", line.c_str());
+    if (!m_quiet) std::fprintf(stderr, "kab: %s\n", line.c_str());
   }
+  void warning(const std::string& line) override { std::fprintf(stderr, "kab: %s\n", line.c_str()); }
   void sample(int index, int total, const core::Sample& smp, double eta_s) override {
     if (m_quiet) return;
     std::fprintf(stderr, "kab: sample %d/%d %-8s %-10s %-20s %-9s %8.1f MiB/s  WritebackTmp peak %5.0f kB  ETA %s\n",

@@ -404,7 +404,6 @@ Comparison analyze(const Scenario& scenario, const std::vector<Sample>& samples,
   for (auto& cr : c.cells)
     for (auto& r : cr.metrics)
       if (r.tested && r.base.summary.n > 0 && r.candidate.summary.n > 0) families[r.primary].push_back(&r);
-  std::map<const MetricResult*, std::size_t> family_size;
   for (auto& [primary, members] : families) {
     std::vector<double> p;
     for (auto* r : members) p.push_back(r->test.p);
@@ -413,7 +412,6 @@ Comparison analyze(const Scenario& scenario, const std::vector<Sample>& samples,
       members[i]->p_adjusted = adj[i];
       double best = min_two_sided_p(members[i]->base.summary.n, members[i]->candidate.summary.n);
       members[i]->best_p = std::min(1.0, best * static_cast<double>(members.size()));
-      family_size[members[i]] = members.size();
     }
   }
 
@@ -425,7 +423,7 @@ Comparison analyze(const Scenario& scenario, const std::vector<Sample>& samples,
       if (r.metric == Metric::bandwidth) bandwidth = &r;
     for (auto& r : cr.metrics) {
       if (!r.tested) continue;
-      const std::size_t family = family_size.count(&r) ? family_size[&r] : 1;
+      const std::size_t family = std::max<std::size_t>(1, families[r.primary].size());
       r.equivalence_ci = hodges_lehmann_ratio_ci(r.base.values, r.candidate.values,
                                                  1 - 2 * c.alpha / static_cast<double>(family));
       decide(r, c.alpha, c.min_effect, family);

@@ -65,7 +65,7 @@ RunOutcome ScenarioRun::execute(const RunRequest& rq) {
   } catch (const std::exception& e) {
     throw RunError(RunError::Kind::infrastructure, "platform " + s.guest.platform + ": " + e.what());
   }
-  if (std::string w = hv.warning(); !w.empty()) m_p.progress->note(w);
+  if (std::string w = hv.warning(); !w.empty()) m_p.progress->warning(w);
   if (rq.resume) {
     std::optional<StoredRun> stored;
     try {
@@ -107,7 +107,7 @@ RunOutcome ScenarioRun::execute(const RunRequest& rq) {
     if (b.cpus.empty()) b.cpus = pin.backend_cpus;
   std::optional<bool> raised;
   if (pin.raise_priority) raised = m_p.host->raise_priority();   // inherited by backend and guest
-  if (!pin.warning.empty()) m_p.progress->note(pin.warning);
+  if (!pin.warning.empty()) m_p.progress->warning(pin.warning);
   st.noise = noise_text(pin, s, raised);
   st.vcpu_cpus = pin.vcpu_cpus;
   st.emulator_cpus = pin.emulator_cpus;

@@ -75,6 +75,9 @@ class RunProgress {
  public:
   virtual ~RunProgress() = default;
   virtual void note(const std::string& line) = 0;
+  // A caveat that qualifies the results (TCG, CPUs not pinned apart): said
+  // even where notes are not.
+  virtual void warning(const std::string& line) { note(line); }
   // After each stored sample: its index, the plan's size, the estimated time left.
   virtual void sample(int index, int total, const Sample& sample, double eta_s) = 0;
 };

@@ -176,14 +176,12 @@ TreeState tree_state(const std::string& dir) {
   auto [is_git, top] = proc::capture({"git", "-C", dir, "rev-parse", "--show-toplevel"});
   if (is_git) {
     auto [head_ok, head] = proc::capture({"git", "-C", dir, "rev-parse", "--verify", "HEAD"});
-    auto [diff_ok, diff] = proc::capture({"git", "-C", dir, "diff", "HEAD", "--binary", "--no-color", "--", "."}, 600);
     auto [names_ok, names] =
         proc::capture({"git", "-C", dir, "diff", "HEAD", "--name-only", "--relative", "-z", "--", "."}, 600);
     auto [ls_ok, untracked] =
         proc::capture({"git", "-C", dir, "ls-files", "--others", "--exclude-standard", "-z", "--", "."}, 600);
-    if (head_ok && diff_ok && names_ok && ls_ok) {
-      core::Sha256 h;
-      h.field(diff);
+    if (head_ok && names_ok && ls_ok) {
+      // What differs, by content: each changed tracked file and each untracked one.
       std::size_t files = 0;
       auto content = [&](const std::string& name) {
         const fs::path p = fs::path(dir) / name;
@@ -191,15 +189,15 @@ TreeState tree_state(const std::string& dir) {
       };
       for (const auto& name : core::split(untracked, '\0')) {
         if (name.empty()) continue;
-        const std::string sha = content(name);
-        h.field(name).field(sha);
-        st.files.emplace_back(name, sha);
+        st.files.emplace_back(name, content(name));
         ++files;
       }
       for (const auto& name : core::split(names, '\0'))
         if (!name.empty()) st.files.emplace_back(name, content(name));
       std::sort(st.files.begin(), st.files.end());
-      const bool clean = diff.empty() && files == 0;
+      core::Sha256 h;
+      for (const auto& [name, sha] : st.files) h.field(name).field(sha);
+      const bool clean = st.files.empty();
       st.identity = "git:" + dir + " commit " + core::trim(head) +
                     (clean ? " clean" : " changes " + short_hash(h.hex()) + " (" + std::to_string(files) + " untracked)");
       return st;
@@ -213,16 +211,11 @@ TreeState tree_state(const std::string& dir) {
     if (!it->is_regular_file(ec)) continue;
     const auto rel = fs::relative(it->path(), dir, ec).string();
     const auto mtime = it->last_write_time(ec).time_since_epoch().count();
-    st.files.emplace_back(rel, std::to_string(it->file_size(ec)) + " " + std::to_string(mtime));
+    st.files.emplace_back(rel, std::to_string(it->file_size(ec)) + "\t" + std::to_string(mtime));
   }
   std::sort(st.files.begin(), st.files.end());
   core::Sha256 h;
-  for (const auto& [rel, what] : st.files) {
-    // The manifest's lines as they always were: path, size and mtime, tab-separated.
-    std::string line = rel + "\t" + what;
-    line[line.find(' ', rel.size() + 1)] = '\t';
-    h.field(line);
-  }
+  for (const auto& [rel, size_mtime] : st.files) h.field(rel + "\t" + size_mtime);
   st.identity = "tree:" + dir + " manifest " + short_hash(h.hex()) + " (" + std::to_string(st.files.size()) + " files)";
   return st;
 }

@@ -130,14 +130,14 @@ std::string debian_source_tarball(const std::string& package);
 std::string source_identity(const std::string& source);
 
 // A directory source by content: for a git work tree "git:DIR commit SHA clean"
-// or "… changes HASH (N untracked)" (git diff HEAD and the untracked files'
-// contents); otherwise "tree:DIR manifest HASH (N files)" over every file's
+// or "… changes HASH (N untracked)" (the contents of the files git diff HEAD
+// names and of the untracked files); otherwise "tree:DIR manifest HASH (N files)" over every file's
 // path, size and modification time. An edit, a checkout or a new file changes it.
 std::string tree_identity(const std::string& dir);
 
 // The same, with the files behind it: for a git work tree each file that
 // differs from the commit (tracked changes, untracked files) → its content
-// hash ("deleted" when gone); otherwise every file → "size mtime".
+// hash ("deleted" when gone); otherwise every file → "size\tmtime".
 struct TreeState {
   std::string identity;
   std::vector<std::pair<std::string, std::string>> files;   // sorted by path

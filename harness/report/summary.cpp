@@ -3,6 +3,7 @@
 #include <cstdio>
 
 #include "report/format.h"
+#include "report/formats.h"
 
 namespace kab::report {
 
@@ -41,7 +42,11 @@ std::string render_summary(const core::Comparison& c, const core::ReportContext&
            " " + kb(cell.candidate.writeback_tmp_peak_kb.max) + ".";
   }
   out += " Verdict: " + core::to_string(c.verdict) + ".";
-  if (!ctx.reports_dir.empty()) out += " Reports: " + ctx.reports_dir + "/comparison.{txt,md,json,junit.xml,html}.";
+  if (!ctx.reports_dir.empty()) {
+    std::string extensions;
+    for (const auto& f : formats()) extensions += (extensions.empty() ? "" : ",") + std::string(f.extension);
+    out += " Reports: " + ctx.reports_dir + "/comparison.{" + extensions + "}.";
+  }
   return out + "\n";
 }
 

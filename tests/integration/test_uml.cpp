@@ -183,6 +183,7 @@ TEST_CASE("uml: backends[].binary runs the scenario's own virtiofsd, named in ev
   fs::permissions(daemon, fs::perms::owner_all);
   std::string t = scenario_with("scenarios/quick-uml.yaml", "    type: virtiofsd\n",
                                 "    type: virtiofsd\n    binary: bin/my-virtiofsd\n");
+  t += "primary_metric: backend_cpu_per_gib\n";   // the verdict's metric, taken by kab report below
   std::ofstream(dir / "own.yaml") << t;
 
   // Not there: refused at its line before anything is built or booted.
@@ -247,6 +248,16 @@ TEST_CASE("uml: backends[].binary runs the scenario's own virtiofsd, named in ev
     if (w["kind"] == "environment")
       warned = w["message"].get<std::string>().find(", run 2 other-setting") != std::string::npos;
   CHECK(warned);
+  // The scenario's primary_metric gives the verdict.
+  CHECK(rj["comparison"]["primary_metric"] == "backend_cpu_per_gib");
+  int primaries = 0;
+  for (const auto& m : rj["comparison"]["cells"][0]["metrics"])
+    if (m["primary"] == true) {
+      ++primaries;
+      CHECK(m["metric"] == "backend_cpu_per_gib");
+      CHECK(rj["comparison"]["verdict"] == m["verdict"]);
+    }
+  CHECK(primaries == 1);
   check_no_uml_leftovers(pid);
   check_no_uml_leftovers(qpid);
 }
@@ -275,5 +286,10 @@ TEST_CASE("uml: kab compare --replicate 2 runs twice with fresh plan seeds and s
   json rep = json::parse(read(dir / "out" / "comparison.json"));
   CHECK(rep["comparison"]["run_ids"] == json::array({1, 2}));
   CHECK(rep["comparison"]["base"]["included"] == 4);
+  // Every format is written, the one-paragraph summary with them.
+  const std::string summary = read(dir / "out" / "comparison.summary.txt");
+  CHECK(summary.rfind("rfc (rfc-6.1) against stock (stock-6.1) on quick-uml: 4 + 4 samples (uml). bandwidth ", 0) == 0);
+  CHECK(summary.find(" Verdict: " + rep["comparison"]["verdict"].get<std::string>() + ". Reports: " +
+                     (dir / "out").string() + "/comparison.{") != std::string::npos);
   check_no_uml_leftovers(pid);
 }

@@ -322,7 +322,7 @@ TEST_CASE("summary: the comparison in one paragraph", "[report]") {
   CHECK(one.rfind("rfc (rfc-6.1) against stock (stock-6.1) on rfc-writeback: 5 + 5 samples (tcg). bandwidth +15.1% [", 0) == 0);
   CHECK(contains(one, "]: improvement; beside it clat p99 "));
   CHECK(contains(one, "WritebackTmp peak stock 262144 kB, rfc 0 kB. Verdict: improvement. "
-                      "Reports: /r/compare-4/comparison.{txt,md,json,junit.xml,html}.\n"));
+                      "Reports: /r/compare-4/comparison.{txt,md,json,junit.xml,html,summary.txt}.\n"));
   CHECK(std::count(one.begin(), one.end(), '\n') == 1);
   // Several cells: each named; an inconclusive one says what would decide it.
   auto many = render_summary(mixed(), context());
