@@ -1,6 +1,7 @@
 // kab compare, kab report
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstdio>
 #include <ctime>
 #include <filesystem>
@@ -106,12 +107,31 @@ core::Comparison analyse(store::ResultStore& db, const std::vector<std::int64_t>
   if (auto m = core::metric_from(s.primary_metric)) o.primary = *m;
   o.host_cores = static_cast<int>(::sysconf(_SC_NPROCESSORS_ONLN));
   if (auto r = db.run(runs.front())) o.tcg = r->info.accelerator == "tcg";
+  // A run sampled until decided is judged at the look it reached (a run cut
+  // short mid-look at the last whole one: a stricter boundary, never a laxer).
+  bool sequential_pooled = false;
+  for (auto id : runs)
+    if (auto r = db.run(id); r && r->info.extra.count("stop.until_decided")) {
+      if (runs.size() > 1) {
+        sequential_pooled = true;
+        continue;
+      }
+      const int look_size = std::stoi(r->info.extra.at("stop.look_size"));
+      const int looks = std::stoi(r->info.extra.at("stop.looks"));
+      const int stored = static_cast<int>(samples.size());
+      o.sequential.looks = looks;
+      o.sequential.look = std::clamp(stored / std::max(1, look_size), 1, looks);
+    }
   core::Comparison c;
   try {
     c = core::analyze(s, samples, o);
   } catch (const std::invalid_argument& e) {
     throw Fatal(std::string("cannot compare: ") + e.what(), k_exit_usage);
   }
+  if (sequential_pooled)
+    c.warnings.push_back({"sequential_pooled", "some of the pooled runs were sampled until decided: the pooled "
+                                               "samples are analysed as one fixed-n comparison, which reads "
+                                               "those runs' stopping as if it had been planned"});
   return c;
 }
 
@@ -158,7 +178,8 @@ int cmd_compare(const std::vector<std::string>& args) {
   CLI::App app{"Build two kernels, run the scenario's matrix interleaved, analyse, report.", "compare"};
   std::string base, candidate, scenario_path = paths().scenarios_dir + "/rfc-writeback.yaml";
   std::string db_path = paths().default_db;
-  int reps = 0, replicates = 1;
+  int reps = 0, replicates = 1, max_samples = 0;
+  bool until_decided = false;
   Output out;
   app.add_option("--replicate", replicates,
                  "run the comparison N times with fresh plan seeds and say whether the replicates agree")
@@ -166,7 +187,15 @@ int cmd_compare(const std::vector<std::string>& args) {
   app.add_option("--base", base, "base kernel definition (default: the scenario's first arm)");
   app.add_option("--candidate", candidate, "candidate kernel definition (default: the scenario's second arm)");
   app.add_option("--scenario", scenario_path, "scenario file (default scenarios/rfc-writeback.yaml)");
-  app.add_option("--repetitions", reps, "override the scenario's repetitions");
+  auto* reps_opt = app.add_option("--repetitions", reps, "override the scenario's repetitions");
+  app.add_flag("--until-decided", until_decided,
+               "sample in ABBA blocks until the primary metric is decided (a group-sequential design), up to "
+               "--max-samples per arm")
+      ->excludes(reps_opt);
+  app.add_option("--max-samples", max_samples,
+                 "with --until-decided (or the scenario's stop): the cap per arm, cell and backend (even; default 40)")
+      ->check(CLI::Range(4, 1000))
+      ->excludes(reps_opt);
   app.add_option("--db", db_path, "SQLite database (default results/kab.db)");
   app.add_option("--format", out.format, report::format_list())->check(CLI::IsMember(report::format_names()));
   app.add_option("--out", out.out_dir, "also write every format into this directory");
@@ -178,7 +207,24 @@ int cmd_compare(const std::vector<std::string>& args) {
   rq.db_path = db_path;
   rq.command_line = join_args("compare", args);
   core::Scenario& s = rq.scenario;
-  if (reps > 0) s.repetitions = reps;
+  if (reps > 0) {
+    s.repetitions = reps;
+    s.stop.until_decided = false;
+  }
+  if (until_decided) s.stop.until_decided = true;
+  if (max_samples > 0) {
+    if (!s.stop.until_decided)
+      throw Fatal("--max-samples caps a run sampled until decided: add --until-decided (or stop: {until_decided: "
+                  "true} in the scenario)", k_exit_usage);
+    if (max_samples % 2 != 0)
+      throw Fatal("--max-samples must be even (whole ABBA blocks of 2 samples per arm), got " +
+                  std::to_string(max_samples), k_exit_usage);
+    s.stop.max_samples = max_samples;
+  }
+  if (s.stop.until_decided && s.arms.size() != 2)
+    throw Fatal("sampling until decided compares two arms; the scenario has " + std::to_string(s.arms.size()) +
+                    " (choose them with --base and --candidate)",
+                k_exit_usage);
   // The arms: the scenario's, or base/candidate as given (named after the
   // scenario arm that uses the kernel, else after the kernel).
   if (!base.empty() || !candidate.empty()) {
@@ -208,6 +254,10 @@ int cmd_compare(const std::vector<std::string>& args) {
     core::RunOutcome r = execute_run(rq);
     std::fprintf(stderr, "kab: run %lld stored %d samples (%d not ok)\n", static_cast<long long>(r.run_id), r.stored,
                  r.not_ok);
+    if (r.looks > 0 && !r.interrupted)
+      std::fprintf(stderr, "kab: run %lld sampled until decided: %s at look %d of %d (%s)\n",
+                   static_cast<long long>(r.run_id), core::to_string(r.verdict).c_str(), r.look, r.looks,
+                   r.decided ? "decided before the cap" : "the cap");
     if (r.interrupted) return k_exit_interrupted;
     if (auto failed = arms_without_ok_sample(db_path, r.run_id, s); !failed.empty())
       throw Fatal(no_ok_sample_message(r.run_id, failed), k_exit_run_failed);

@@ -109,6 +109,13 @@ class Store : public core::RunStore {
     for (auto& [k, v] : host::host_environment()) info.extra[k] = v;
     if (const vm::Platform* p = vm::find_platform(r.scenario->guest.platform))
       info.extra["env.guest.memory_backing"] = std::string(p->name) + ": " + p->memory_backing;
+    // A sequential run's design: kab report judges its primary metric at the look it reached.
+    if (r.scenario->stop.until_decided) {
+      info.extra["stop.until_decided"] = "true";
+      info.extra["stop.max_samples"] = std::to_string(r.scenario->stop.max_samples);
+      info.extra["stop.look_size"] = std::to_string(r.plan->look_size);
+      info.extra["stop.looks"] = std::to_string(r.plan->looks);
+    }
     info.extra["image_key"] = r.image.key;
     info.extra["image"] = r.image.description;
     // The job file as read: a resume must run the same job, a report shows it.
@@ -116,6 +123,9 @@ class Store : public core::RunStore {
     return m_db.begin_run(info);
   }
   void resume_run(std::int64_t id) override { m_db.resume_run(id); }
+  std::vector<core::Sample> run_samples(std::int64_t id) override {
+    return m_db.samples(id, store::WithArtifacts::no);
+  }
   void finish_run(std::int64_t id, bool interrupted) override {
     m_db.finish_run(id, interrupted ? store::RunStatus::interrupted : store::RunStatus::complete);
   }

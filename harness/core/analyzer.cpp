@@ -8,6 +8,7 @@
 #include <stdexcept>
 
 #include "core/hash.h"
+#include "core/sequential.h"
 
 namespace kab::core {
 
@@ -74,7 +75,17 @@ int samples_needed(const MetricResult& r, double alpha, double min_effect, std::
   return std::max(current + 1, static_cast<int>(std::ceil(n)));
 }
 
-void decide(MetricResult& r, double alpha, double min_effect, std::size_t family) {
+// How a test is judged: its p-value against `level` (the Holm-adjusted p
+// against alpha at fixed n; the raw p against the look's step-down boundary
+// in a sequential run), equivalence by the interval at `coverage`.
+struct Judge {
+  double alpha = 0.05;        // the design's
+  double coverage = 0.9;      // of the equivalence interval
+  std::size_t family = 1;
+  const SequentialLook* look = nullptr;   // null: fixed n
+};
+
+void decide(MetricResult& r, double min_effect, const Judge& j) {
   const MetricInfo& mi = metric_info(r.metric);
   const int n1 = r.base.summary.n, n2 = r.candidate.summary.n;
   r.verdict = Verdict::inconclusive;
@@ -86,41 +97,45 @@ void decide(MetricResult& r, double alpha, double min_effect, std::size_t family
     r.reason = "the base median is 0: no ratio";
     return;
   }
-  const bool significant = r.p_adjusted < alpha;
   const bool large = std::fabs(r.change) >= min_effect;
-  const std::string p_text = "adjusted p " + fmt("%.3g", r.p_adjusted);
+  const std::string level_text =
+      j.look ? fmt("%.3g", r.level) + " (look " + std::to_string(j.look->look) + " of " +
+                   std::to_string(j.look->looks) + "'s boundary)"
+             : fmt("%g", r.level);
+  const std::string p_text = j.look ? "p " + fmt("%.3g", r.test.p) : "adjusted p " + fmt("%.3g", r.p_adjusted);
   const std::string change_text = "|change| " + pct(std::fabs(r.change));
-  if (significant && large) {
+  if (r.significant && large) {
     bool better = (r.change > 0) == (mi.better == Better::higher);
     r.verdict = better ? Verdict::improvement : Verdict::regression;
-    r.reason = p_text + " < " + fmt("%g", alpha) + " and " + change_text + " >= " + pct(min_effect);
+    r.reason = p_text + " < " + level_text + " and " + change_text + " >= " + pct(min_effect);
     return;
   }
   // Equivalence: both one-sided tests at alpha/family reject a change of
-  // min_effect or more, i.e. the 1 - 2·alpha/family interval lies inside ±min_effect.
+  // min_effect or more, i.e. the interval at `coverage` lies inside ±min_effect
+  // (in a sequential run the repeated confidence interval of this look).
   const Interval& e = r.equivalence_ci;
-  const double level = 1 - 2 * alpha / static_cast<double>(std::max<std::size_t>(family, 1));
-  const std::string interval = fmt("%.0f%%", level * 100) + " interval of the change [" + fmt("%+.1f%%", (e.lo - 1) * 100) +
-                               ", " + fmt("%+.1f%%", (e.hi - 1) * 100) + "]";
-  // With too few samples the exact test cannot reach alpha on either side:
+  const std::string interval = (j.look ? "repeated 1 - " + fmt("%.3g", 1 - j.coverage) : fmt("%.4g%%", j.coverage * 100)) +
+                               " interval of the change [" + fmt("%+.1f%%", (e.lo - 1) * 100) + ", " +
+                               fmt("%+.1f%%", (e.hi - 1) * 100) + "]";
+  // With too few samples the exact test cannot reach the level on either side:
   // the interval is then the whole range of ratios, and proves nothing.
-  const bool reachable = min_two_sided_p(n1, n2) / 2 * static_cast<double>(std::max<std::size_t>(family, 1)) <= alpha;
+  const bool reachable = min_two_sided_p(n1, n2) <= (1 - j.coverage) * (1 + 1e-12);
   if (reachable && std::isfinite(e.lo) && std::isfinite(e.hi) && e.lo > 1 - min_effect && e.hi < 1 + min_effect) {
     r.verdict = Verdict::equivalent;
     r.reason = interval + " inside ±" + pct(min_effect) +
-               (significant ? " (a significant change, smaller than min effect)" : "");
+               (r.significant ? " (a significant change, smaller than min effect)" : "");
     return;
   }
-  r.samples_needed = samples_needed(r, alpha, min_effect, family);
+  r.samples_needed = samples_needed(r, j.alpha, min_effect, j.family);
   std::string why;
-  if (r.best_p >= alpha)
-    why = "n = " + std::to_string(n1) + " + " + std::to_string(n2) + " cannot reach p < " + fmt("%g", alpha) +
+  if (r.best_p >= r.level)
+    why = "n = " + std::to_string(n1) + " + " + std::to_string(n2) + " cannot reach p < " + level_text +
           " (best possible " + (r.best_p > min_two_sided_p(n1, n2) ? "Holm-adjusted " : "") + "p " +
           fmt("%.3g", r.best_p) + ")";
-  else if (significant)
-    why = p_text + " < " + fmt("%g", alpha) + " but " + change_text + " < min effect " + pct(min_effect);
+  else if (r.significant)
+    why = p_text + " < " + level_text + " but " + change_text + " < min effect " + pct(min_effect);
   else
-    why = p_text + " >= alpha " + fmt("%g", alpha);
+    why = p_text + " >= " + (j.look ? "" : "alpha ") + level_text;
   if (std::isfinite(e.lo) && std::isfinite(e.hi))
     why += "; the " + interval + " does not exclude a change of " + pct(min_effect);
   r.reason = why + "; about " + std::to_string(r.samples_needed) + " samples per arm would decide";
@@ -404,15 +419,38 @@ Comparison analyze(const Scenario& scenario, const std::vector<Sample>& samples,
   for (auto& cr : c.cells)
     for (auto& r : cr.metrics)
       if (r.tested && r.base.summary.n > 0 && r.candidate.summary.n > 0) families[r.primary].push_back(&r);
+  // A sequential run's primary family is judged at this look: Holm's step-down
+  // with each step's boundary from the design at alpha / (hypotheses left).
+  std::optional<SequentialLook> look;
+  if (o.sequential.look > 0 && !families[true].empty())
+    look = sequential_look(o.sequential.look, o.sequential.looks, c.alpha, static_cast<int>(families[true].size()));
   for (auto& [primary, members] : families) {
     std::vector<double> p;
     for (auto* r : members) p.push_back(r->test.p);
     auto adj = holm_adjust(p);
+    const bool seq = primary && look;
     for (std::size_t i = 0; i < members.size(); ++i) {
       members[i]->p_adjusted = adj[i];
       double best = min_two_sided_p(members[i]->base.summary.n, members[i]->candidate.summary.n);
-      members[i]->best_p = std::min(1.0, best * static_cast<double>(members.size()));
+      members[i]->best_p = seq ? best : std::min(1.0, best * static_cast<double>(members.size()));
+      members[i]->level = c.alpha;
+      members[i]->significant = adj[i] < c.alpha;
     }
+    if (!seq) continue;
+    std::vector<std::size_t> order(members.size());
+    for (std::size_t i = 0; i < order.size(); ++i) order[i] = i;
+    std::stable_sort(order.begin(), order.end(), [&](std::size_t a, std::size_t b) { return p[a] < p[b]; });
+    bool rejecting = true;
+    for (std::size_t rank = 0; rank < order.size(); ++rank) {
+      MetricResult* r = members[order[rank]];
+      r->level = look->test_levels[rank];
+      rejecting = rejecting && r->test.p < r->level;
+      r->significant = rejecting;
+    }
+  }
+  if (look) {
+    c.look = look->look;
+    c.looks = look->looks;
   }
 
   int worst = -1;
@@ -423,15 +461,23 @@ Comparison analyze(const Scenario& scenario, const std::vector<Sample>& samples,
       if (r.metric == Metric::bandwidth) bandwidth = &r;
     for (auto& r : cr.metrics) {
       if (!r.tested) continue;
-      const std::size_t family = std::max<std::size_t>(1, families[r.primary].size());
-      r.equivalence_ci = hodges_lehmann_ratio_ci(r.base.values, r.candidate.values,
-                                                 1 - 2 * c.alpha / static_cast<double>(family));
-      decide(r, c.alpha, c.min_effect, family);
+      Judge j;
+      j.alpha = c.alpha;
+      j.family = std::max<std::size_t>(1, families[r.primary].size());
+      j.coverage = 1 - 2 * c.alpha / static_cast<double>(j.family);
+      if (r.primary && look) {
+        j.look = &*look;
+        j.coverage = 1 - look->equivalence_level;
+      }
+      r.equivalence_ci = hodges_lehmann_ratio_ci(r.base.values, r.candidate.values, j.coverage);
+      decide(r, c.min_effect, j);
     }
     for (auto& r : cr.metrics)
       if (!r.tested && bandwidth) {
         r.verdict = bandwidth->verdict;
         r.p_adjusted = bandwidth->p_adjusted;
+        r.level = bandwidth->level;
+        r.significant = bandwidth->significant;
         r.best_p = bandwidth->best_p;
         r.reason = "IOPS is bandwidth over a fixed block size here: bandwidth's test, not a second one";
       }

@@ -75,6 +75,12 @@ struct AnalysisOptions {
   double cv_warn = 0.05;       // warn when an arm's CV exceeds this
   int host_cores = 0;          // warn when host load exceeded this during a sample; 0 = don't check
   bool tcg = false;            // guests ran under TCG (no KVM)
+  // A sequential run (stop: until_decided) is judged at its look: the primary
+  // family by the group-sequential design of core/sequential.h (look 0: fixed n).
+  struct Sequential {
+    int look = 0;   // 1-based; 0 = a fixed-n run
+    int looks = 0;  // planned, the last at the cap
+  } sequential;
   // alpha and min_effect come from the Scenario.
 };
 
@@ -95,10 +101,14 @@ struct MetricResult {
   Interval hodges_lehmann_ci;     // its distribution-free interval, AnalysisOptions::confidence
   UTest test;                     // two-sided Mann–Whitney, base as x
   double p_adjusted = 1;          // Holm, within its family
+  double level = 0.05;            // what it was compared with: alpha for the Holm-adjusted p (fixed n),
+                                  // the look's step-down boundary for the raw p (sequential primary)
+  bool significant = false;       // below its level
   double best_p = 1;              // smallest p the exact test could give with these n, times the Holm family size
   bool primary = false;           // the verdict's metric (else: secondary family)
   bool tested = true;             // false: the same number as another metric (IOPS = bandwidth / fixed bs)
   Interval equivalence_ci;        // HL ratio interval at 1 - 2·alpha/family size: the equivalence test
+                                  // (sequential primary: the look's repeated confidence interval)
   int samples_needed = 0;         // inconclusive: samples per arm estimated to decide at the observed CV
   Verdict verdict = Verdict::inconclusive;
   std::string reason;             // why, in words: "adjusted p 0.016 < 0.05 and |change| 14.2% ≥ 2.0%"
@@ -142,6 +152,7 @@ struct Comparison {
   int bootstrap_resamples = 10000;
   std::uint64_t seed = 1;
   Metric primary = Metric::bandwidth;
+  int look = 0, looks = 0;        // a sequential run's look (0: fixed n)
   std::vector<std::int64_t> run_ids;                          // ascending
   std::vector<std::string> backends;                          // order of first appearance
   std::vector<std::pair<std::string, std::string>> backend_cmdlines;  // backend → command line seen

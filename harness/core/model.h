@@ -71,6 +71,13 @@ struct Scenario {
   GuestSpec guest;
   FioSpec fio;
   int repetitions = 5;
+  // Sampling until decided (stop: {until_decided: true, max_samples: N}):
+  // ABBA blocks, a look after each, the run ends when the primary metric is
+  // decided or at max_samples per arm (core/sequential.h). Off: `repetitions`.
+  struct Stop {
+    bool until_decided = false;
+    int max_samples = 40;     // per arm, cell and backend; even (whole ABBA blocks)
+  } stop;
   std::uint64_t seed = 1;
   double min_effect = 0.02;   // fraction, 0.02 = 2%
   std::string primary_metric = "bandwidth";   // the metric the verdict comes from (core::all_metrics() keys)
@@ -95,6 +102,11 @@ struct PlannedSample {
 struct Plan {
   std::uint64_t seed = 0;
   std::vector<PlannedSample> samples;
+  // A sequential plan (stop.until_decided) runs to the cap in looks: every
+  // (cell, backend) group gets one ABBA block (2 samples per arm) per look,
+  // look_size samples in all. 0 = a fixed-n plan.
+  int look_size = 0;
+  int looks = 0;
 };
 
 // A kernel definition (kernels/NAME.yaml).

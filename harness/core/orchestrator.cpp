@@ -181,6 +181,10 @@ RunSummary Orchestrator::run(const Plan& plan, const RunSettings& st, const std:
       sum.interrupted = true;
       break;
     }
+    if (st.stop_before && st.stop_before(ps.index)) {
+      sum.stopped = true;
+      break;
+    }
     Sample s = run_one(ps, st);
     if (s.health.status != SampleStatus::ok && interrupted()) {
       // The sample in flight when kab was interrupted is not a measurement.

@@ -67,12 +67,16 @@ struct RunSettings {
   std::string noise;                                      // noise controls applied, stored with each sample
   // Called after each stored sample: index, total, sample.
   std::function<void(int, int, const Sample&)> on_sample;
+  // Asked before each sample still to run, with its plan index: true ends the
+  // run there, complete (a sequential run that has decided).
+  std::function<bool(int)> stop_before;
 };
 
 struct RunSummary {
   int stored = 0, skipped = 0;
   std::map<SampleStatus, int> by_status;
   bool interrupted = false;
+  bool stopped = false;   // stop_before ended it before the plan's end
 };
 
 class Orchestrator {

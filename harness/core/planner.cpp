@@ -63,25 +63,37 @@ Plan make_plan(const Scenario& s) {
   // Fisher–Yates with our own generator.
   for (std::size_t i = groups.size(); i > 1; --i) std::swap(groups[i - 1], groups[rng.below(i)]);
 
-  for (const auto& g : groups) {
-    bool reversed = rng.below(2) == 1;
-    for (int rep = 0; rep < s.repetitions; ++rep) {
-      std::vector<std::size_t> order(s.arms.size());
-      std::iota(order.begin(), order.end(), 0);
-      if ((rep % 2 == 1) != reversed) std::reverse(order.begin(), order.end());
-      for (std::size_t a : order) {
-        PlannedSample ps;
-        ps.index = static_cast<int>(plan.samples.size());
-        ps.arm = s.arms[a].name;
-        ps.kernel = s.arms[a].kernel;
-        ps.variant = s.arms[a].variant;
-        ps.backend = g.backend->name;
-        ps.platform = s.guest.platform;
-        ps.cell = g.cell;
-        ps.repetition = rep;
-        plan.samples.push_back(std::move(ps));
-      }
+  std::vector<bool> reversed;
+  for (std::size_t g = 0; g < groups.size(); ++g) reversed.push_back(rng.below(2) == 1);
+  auto add = [&](std::size_t g, int rep) {
+    std::vector<std::size_t> order(s.arms.size());
+    std::iota(order.begin(), order.end(), 0);
+    if ((rep % 2 == 1) != reversed[g]) std::reverse(order.begin(), order.end());
+    for (std::size_t a : order) {
+      PlannedSample ps;
+      ps.index = static_cast<int>(plan.samples.size());
+      ps.arm = s.arms[a].name;
+      ps.kernel = s.arms[a].kernel;
+      ps.variant = s.arms[a].variant;
+      ps.backend = groups[g].backend->name;
+      ps.platform = s.guest.platform;
+      ps.cell = groups[g].cell;
+      ps.repetition = rep;
+      plan.samples.push_back(std::move(ps));
     }
+  };
+  if (s.stop.until_decided) {
+    // Look by look: one ABBA block of every group, then the next.
+    plan.looks = s.stop.max_samples / 2;
+    plan.look_size = static_cast<int>(groups.size() * s.arms.size() * 2);
+    for (int look = 0; look < plan.looks; ++look)
+      for (std::size_t g = 0; g < groups.size(); ++g) {
+        add(g, 2 * look);
+        add(g, 2 * look + 1);
+      }
+  } else {
+    for (std::size_t g = 0; g < groups.size(); ++g)
+      for (int rep = 0; rep < s.repetitions; ++rep) add(g, rep);
   }
   return plan;
 }

@@ -15,7 +15,9 @@ std::vector<Cell> expand_cells(const FioSpec& fio);
 // shuffled by the seed; within a group arms run in ABBA-balanced blocks (one
 // repetition of every arm per block, even blocks forward, odd blocks
 // reversed), the orientation of the first block drawn from the seed, so slow
-// drift affects every arm alike.
+// drift affects every arm alike. A sequential scenario (stop.until_decided)
+// plans max_samples per arm, ordered look by look: one ABBA block of every
+// group per look, so the run can stop after any look with the groups alike.
 Plan make_plan(const Scenario& scenario);
 
 }  // namespace kab::core

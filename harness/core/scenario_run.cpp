@@ -23,6 +23,34 @@ std::string noise_text(const PinningPlan& plan, const Scenario& s, std::optional
   return text;
 }
 
+Comparison look_at(const Scenario& s, const std::vector<Sample>& samples, int look, int looks) {
+  AnalysisOptions o;
+  o.base_arm = s.arms.at(0).name;
+  o.candidate_arm = s.arms.at(1).name;
+  o.primary = metric_from(s.primary_metric).value_or(Metric::bandwidth);
+  o.metrics = {o.primary};
+  o.bootstrap_resamples = 100;   // the look decides on the test and the interval, not the bootstrap
+  o.seed = s.seed;
+  o.sequential.look = look;
+  o.sequential.looks = looks;
+  return analyze(s, samples, o);
+}
+
+namespace {
+
+std::string look_line(const Comparison& c) {
+  std::string line = "look " + std::to_string(c.look) + " of " + std::to_string(c.looks) + ": " + to_string(c.verdict);
+  for (const auto& cell : c.cells)
+    for (const auto& r : cell.metrics)
+      if (r.primary) {
+        line += "; " + cell.backend + " " + cell.label + " " + metric_info(r.metric).label + " n = " +
+                std::to_string(r.base.summary.n) + " + " + std::to_string(r.candidate.summary.n) + ": " + r.reason;
+      }
+  return line;
+}
+
+}  // namespace
+
 RunOutcome ScenarioRun::execute(const RunRequest& rq) {
   const Scenario& s = rq.scenario;
   Hypervisor& hv = *m_p.hypervisor;
@@ -140,11 +168,32 @@ RunOutcome ScenarioRun::execute(const RunRequest& rq) {
   op.remove_tree = m_p.remove_tree;
   m_p.progress->note("run " + std::to_string(res.run_id) + ": " + std::to_string(plan.samples.size()) + " samples (" +
                      res.accelerator + "), results in " + rq.where);
+  if (plan.look_size > 0) {
+    // Sequential: before the first sample of every look after the first, look
+    // at the data; stop when the primary metric is decided.
+    res.looks = plan.looks;
+    st.stop_before = [&](int index) {
+      if (index == 0 || index % plan.look_size != 0) return false;
+      res.look = index / plan.look_size;
+      Comparison c = look_at(s, m_p.store->run_samples(res.run_id), res.look, plan.looks);
+      res.verdict = c.verdict;
+      m_p.progress->note(look_line(c));
+      res.decided = c.verdict != Verdict::inconclusive;
+      return res.decided;
+    };
+  }
   Orchestrator orch(run_s, op);
   RunSummary sum = orch.run(plan, st, m_p.interrupted ? m_p.interrupted : [] { return false; });
   res.stored = sum.stored;
   res.skipped = sum.skipped;
   res.interrupted = sum.interrupted;
+  if (plan.look_size > 0 && !sum.stopped && !sum.interrupted) {
+    // At the cap: the last look.
+    res.look = plan.looks;
+    Comparison c = look_at(s, m_p.store->run_samples(res.run_id), res.look, plan.looks);
+    res.verdict = c.verdict;
+    m_p.progress->note(look_line(c));
+  }
   for (const auto& [status, n] : sum.by_status)
     if (status != SampleStatus::ok) res.not_ok += n;
   m_p.store->finish_run(res.run_id, sum.interrupted);

@@ -13,6 +13,7 @@
 #include <string>
 #include <vector>
 
+#include "core/analyzer.h"
 #include "core/model.h"
 #include "core/orchestrator.h"
 #include "core/ports.h"
@@ -56,6 +57,8 @@ class RunStore : public SampleSink {
   virtual std::int64_t begin_run(const RunRecord& record) = 0;
   virtual void resume_run(std::int64_t id) = 0;
   virtual void finish_run(std::int64_t id, bool interrupted) = 0;
+  // The run's samples stored so far, in plan order (a sequential run's looks).
+  virtual std::vector<Sample> run_samples(std::int64_t id) = 0;
 };
 
 // Where the per-sample directories live.
@@ -112,7 +115,16 @@ struct RunOutcome {
   bool interrupted = false;
   std::string accelerator;
   std::vector<KernelArtifact> kernels;   // each built or cached kernel, once
+  // A sequential run (stop.until_decided): the last look taken, of how many,
+  // and what it decided (inconclusive at the cap, or when interrupted).
+  int look = 0, looks = 0;
+  Verdict verdict = Verdict::inconclusive;
+  bool decided = false;                  // stopped before the cap on a decision
 };
+
+// What a look at a sequential run decides: the primary metric's Comparison
+// over the samples so far at look `look` of `looks` (core/sequential.h).
+Comparison look_at(const Scenario& scenario, const std::vector<Sample>& samples, int look, int looks);
 
 // The (kernel, variant) pairs a plan boots, each once, in arm order, as
 // kernel_ref keys ("stock-6.1", "stock-6.1+debug").

@@ -3,6 +3,8 @@
 #include <algorithm>
 #include <cmath>
 #include <limits>
+#include <map>
+#include <mutex>
 #include <numbers>
 #include <numeric>
 
@@ -52,7 +54,7 @@ double u_of_x(const Ranks& r, std::size_t n1) {
 // recursion f(m, n, k) = f(m-1, n, k-n) + f(m, n-1, k) (Mann & Whitney 1947),
 // swept over n with one row per m. Only additions of non-negative terms, so
 // the doubles stay exact to rounding.
-std::vector<double> u_counts(int n1, int n2) {
+std::vector<double> compute_u_counts(int n1, int n2) {
   const int kmax = n1 * n2;
   std::vector<std::vector<double>> g(n1 + 1, std::vector<double>(kmax + 1, 0.0));
   for (int m = 0; m <= n1; ++m) g[m][0] = 1;  // f(m, 0, 0) = 1
@@ -60,6 +62,21 @@ std::vector<double> u_counts(int n1, int n2) {
     for (int m = 1; m <= n1; ++m)  // row m-1 already holds f(m-1, n, ·)
       for (int k = n; k <= m * n; ++k) g[m][k] += g[m - 1][k - n];
   return g[n1];
+}
+
+// The same counts, kept: a sequential run's looks and the tests and intervals
+// of every metric ask for the same few sample sizes again and again. At most
+// 256 pairs are kept (each at most (50·50 + 1) doubles); then the cache starts over.
+std::vector<double> u_counts(int n1, int n2) {   // a copy: the cache may start over
+  static std::mutex mutex;
+  static std::map<std::pair<int, int>, std::vector<double>> cache;
+  std::lock_guard<std::mutex> lock(mutex);
+  auto it = cache.find({n1, n2});
+  if (it == cache.end()) {
+    if (cache.size() >= 256) cache.clear();
+    it = cache.emplace(std::pair(n1, n2), compute_u_counts(n1, n2)).first;
+  }
+  return it->second;
 }
 
 }  // namespace
@@ -117,7 +134,7 @@ double mann_whitney_exact_p(std::span<const double> x, std::span<const double> y
   double u = std::max(u1, static_cast<double>(n1) * n2 - u1);
   // P(U >= u) = P(U <= n1*n2 - u) by symmetry; summing the lower tail keeps
   // the additions among the small terms.
-  auto counts = u_counts(n1, n2);
+  const auto& counts = u_counts(n1, n2);
   double total = std::accumulate(counts.begin(), counts.end(), 0.0);
   auto upto = static_cast<long>(static_cast<double>(n1) * n2 - std::floor(u));
   double tail = 0;
@@ -280,7 +297,7 @@ Interval hodges_lehmann_ratio_ci(std::span<const double> base, std::span<const d
   const double tail = (1 - confidence) / 2;
   long q = 0;
   if (m <= k_exact_max_n && n <= k_exact_max_n) {
-    auto counts = u_counts(m, n);
+    const auto& counts = u_counts(m, n);
     double total = std::accumulate(counts.begin(), counts.end(), 0.0), cum = 0;
     // Smallest q with P(U <= q) >= tail; a relative slack keeps exact ties of
     // the two sides (e.g. 6.3/252 vs 0.025) from flipping on rounding.

@@ -123,7 +123,14 @@ std::string statistics_text(const core::Comparison& c) {
          "primary metric (" + core::metric_info(c.primary).label + ", which gives the verdict) over the cells, and "
          "the other metrics over the cells. improvement/regression: p < " + alpha + " and |change| >= " + effect +
          "; equivalent: the 1 - 2 alpha Hodges-Lehmann interval of the change (two one-sided tests) lies inside +/-" +
-         effect + "; inconclusive: neither, with the samples per arm estimated to decide.";
+         effect + "; inconclusive: neither, with the samples per arm estimated to decide." +
+         (c.look > 0 ? " Sampled until decided: this is look " + std::to_string(c.look) + " of " +
+                           std::to_string(c.looks) + " (one ABBA block per look); the primary metric is judged "
+                           "against the look's boundary of a group-sequential design (Lan-DeMets "
+                           "O'Brien-Fleming-type alpha spending over the looks, Holm step-down over the cells) "
+                           "and its repeated confidence interval, so stopping at the first decision keeps the "
+                           "error rates at alpha."
+                     : "");
 }
 
 const core::MetricResult* primary(const core::CellResult& cell) {

@@ -123,6 +123,8 @@ std::string render_json(const core::Comparison& c, const core::ReportContext& ct
                          {"equivalence_ci", {number(r.equivalence_ci.lo), number(r.equivalence_ci.hi)}},
                          {"samples_needed", r.samples_needed},
                          {"p_adjusted", number(r.p_adjusted)},
+                         {"level", number(r.level)},
+                         {"significant", r.significant},
                          {"best_possible_p", number(r.best_p)},
                          {"verdict", core::verdict_key(r.verdict)},
                          {"reason", r.reason}});
@@ -153,6 +155,12 @@ std::string render_json(const core::Comparison& c, const core::ReportContext& ct
                      {"cells", cells},
                      {"warnings", warnings},
                      {"verdict", core::verdict_key(c.verdict)}};
+  // A run sampled until decided: the look its verdict was judged at (absent for fixed n).
+  if (c.look > 0)
+    j["comparison"]["sequential"] = {{"look", c.look},
+                                     {"looks", c.looks},
+                                     {"spending", "Lan-DeMets O'Brien-Fleming-type"},
+                                     {"samples_per_look", "one ABBA block: 2 per arm, cell and backend"}};
   return j.dump(2) + "\n";
 }
 

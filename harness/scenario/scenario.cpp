@@ -20,7 +20,8 @@ namespace {
 
 const std::vector<std::string> k_top_keys = {"name",   "description", "arms",       "backends", "guest",
                                              "fio",    "repetitions", "seed",       "min_effect",
-                                             "alpha",  "quiet_load",  "primary_metric"};
+                                             "alpha",  "quiet_load",  "primary_metric", "stop"};
+const std::vector<std::string> k_stop_keys = {"until_decided", "max_samples"};
 const std::vector<std::string> k_backend_keys = {"name",    "type",  "binary", "cache",     "writeback", "thread_pool_size",
                                                  "sandbox", "store", "cpus",   "cpu_quota", "dpu"};
 const std::vector<std::string> k_dpu_keys = {"cores", "core_cpus", "latency_us", "bandwidth_mbps", "queue_depth"};
@@ -86,6 +87,7 @@ class ScenarioParser {
         else m_s.repetitions = static_cast<int>(*v);
       }
     }
+    if (root["stop"]) parse_stop(root["stop"], root["repetitions"]);
     if (root["seed"]) {
       if (auto v = m_r.integer(root["seed"], "seed")) {
         if (*v < 0) m_r.error_at(root["seed"], "'seed' must not be negative, got " + std::to_string(*v));
@@ -112,6 +114,28 @@ class ScenarioParser {
         for (const auto& mi : core::all_metrics()) keys.push_back(mi.key);
         if (known(root["primary_metric"], *v, "metric", keys)) m_s.primary_metric = *v;
       }
+  }
+
+  void parse_stop(const YAML::Node& stop, const YAML::Node& repetitions) {
+    if (!m_r.expect_map(stop, "stop")) return;
+    m_r.check_keys(stop, k_stop_keys);
+    if (stop["until_decided"])
+      if (auto v = m_r.boolean(stop["until_decided"], "until_decided")) m_s.stop.until_decided = *v;
+    if (stop["max_samples"]) {
+      if (auto v = m_r.integer(stop["max_samples"], "max_samples")) {
+        if (*v < 4 || *v % 2 != 0 || *v > 1000)
+          m_r.error_at(stop["max_samples"], "'max_samples' must be an even number from 4 to 1000 (whole ABBA blocks of "
+                                            "2 samples per arm), got " + std::to_string(*v));
+        else
+          m_s.stop.max_samples = static_cast<int>(*v);
+      }
+    }
+    if (m_s.stop.until_decided && m_s.arms.size() > 2)
+      m_r.error_at(stop, "'stop: {until_decided: true}' decides between two arms; this scenario has " +
+                             std::to_string(m_s.arms.size()));
+    if (m_s.stop.until_decided && repetitions)
+      m_r.error_at(repetitions, "'repetitions' fixes the samples per arm, 'stop: {until_decided: true}' samples until "
+                                "decided: keep one (max_samples caps the sequential run)");
   }
 
   void parse_arms(const YAML::Node& arms) {

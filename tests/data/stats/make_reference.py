@@ -16,6 +16,14 @@ Each data set carries its literal inputs and what SciPy says about them:
     else floor(mn/2 - z_0.975 * sqrt(mn(m+n+1)/12)) with z from norm.ppf.
 Holm's step-down adjustment is computed by hand (as statsmodels'
 multipletests(method='holm') defines it) on literal p-value vectors.
+
+Group-sequential boundaries (harness/core/sequential.h) are solved here
+independently of kab's numerical integration: Z at the looks is multivariate
+normal with corr(Z_i, Z_j) = sqrt(t_i / t_j); each boundary c_k is found by
+scipy.optimize.brentq so that 1 - P(|Z_j| < c_j for all j <= k), computed by
+scipy.stats.multivariate_normal.cdf with lower limits, equals the alpha the
+O'Brien-Fleming-type function spends by t_k (both sides together, each side
+2 - 2 Phi(z_{1 - alpha/4} / sqrt(t))).
 """
 
 import json
@@ -24,6 +32,7 @@ import sys
 
 import numpy as np
 import scipy
+import scipy.optimize as opt
 import scipy.stats as st
 
 # Literal data sets. Names say what each exercises. Values are MiB/s-like
@@ -115,6 +124,30 @@ def holm(p):
     return adj
 
 
+def obf_spent(alpha, t):
+    side = alpha / 2
+    return 2 * (2 - 2 * st.norm.cdf(st.norm.ppf(1 - side / 2) / math.sqrt(t)))
+
+
+def sequential_boundaries(fractions, alpha):
+    np.random.seed(12345)   # the integration is quasi-Monte Carlo: the same reference every time
+    bounds = []
+    for k, t in enumerate(fractions):
+        target = obf_spent(alpha, t)
+        if k == 0:
+            bounds.append(float(st.norm.ppf(1 - target / 2)))
+            continue
+        ts = fractions[:k + 1]
+        cov = [[math.sqrt(min(a, b) / max(a, b)) for b in ts] for a in ts]
+        def excess(c):
+            upper = np.array(bounds + [c])
+            inside = st.multivariate_normal.cdf(upper, mean=[0.0] * len(ts), cov=cov, maxpts=4000000,
+                                                abseps=1e-9, releps=1e-9, lower_limit=-upper)
+            return (1 - inside) - target
+        bounds.append(float(opt.brentq(excess, 0.5, 8.0, xtol=1e-7)))
+    return bounds
+
+
 def main():
     out = {
         "generator": "tests/data/stats/make_reference.py",
@@ -148,6 +181,14 @@ def main():
               [0.6],
               [0.001, 0.4, 0.2, 0.9, 0.02, 0.02]):
         out["holm"].append({"p": p, "adjusted": holm(p)})
+
+    out["sequential"] = []
+    for fractions, alpha in (([1 / 3, 2 / 3, 1.0], 0.05),
+                             ([0.25, 0.5, 0.8, 1.0], 0.1),
+                             ([0.2, 0.4, 0.6, 0.8, 1.0], 0.05),
+                             ([0.5, 1.0], 0.025)):
+        out["sequential"].append({"fractions": fractions, "alpha": alpha,
+                                  "boundaries": sequential_boundaries(fractions, alpha)})
 
     with open(sys.argv[1], "w") as f:
         json.dump(out, f, indent=1)

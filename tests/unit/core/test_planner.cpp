@@ -107,3 +107,35 @@ TEST_CASE("make_plan is deterministic and the seed matters", "[planner]") {
     CHECK(firsts.size() == 2);
   }
 }
+
+TEST_CASE("make_plan for sampling until decided: look by look, every group alike", "[planner][sequential]") {
+  Scenario s = two_arm_scenario(5, 42);
+  s.stop.until_decided = true;
+  s.stop.max_samples = 6;   // 3 looks
+  s.fio.matrix = {{"bs", {"4k", "1M"}}};
+  auto plan = make_plan(s);
+  CHECK(plan.looks == 3);
+  CHECK(plan.look_size == 2 * 2 * 2);   // 2 cells × 2 arms × an ABBA block
+  REQUIRE(plan.samples.size() == 2 * 2 * 6);   // the cap, not `repetitions`
+  for (int look = 0; look < plan.looks; ++look) {
+    // Each look: one whole ABBA block of each cell, reps 2·look and 2·look + 1.
+    std::map<std::string, int> per_cell_arm;
+    for (int i = look * plan.look_size; i < (look + 1) * plan.look_size; ++i) {
+      const auto& ps = plan.samples[static_cast<std::size_t>(i)];
+      CHECK(ps.repetition / 2 == look);
+      ++per_cell_arm[cell_label(ps.cell) + "/" + ps.arm];
+    }
+    CHECK(per_cell_arm == std::map<std::string, int>{{"bs=1M/rfc", 2}, {"bs=1M/stock", 2}, {"bs=4k/rfc", 2},
+                                                     {"bs=4k/stock", 2}});
+    // ABBA within a cell's block.
+    const auto& a = plan.samples[static_cast<std::size_t>(look * plan.look_size)];
+    const auto& d = plan.samples[static_cast<std::size_t>(look * plan.look_size + 3)];
+    CHECK(a.arm == d.arm);
+    CHECK(a.cell == d.cell);
+  }
+  // A fixed-n plan of the same scenario is unchanged by the stop rule's absence.
+  s.stop.until_decided = false;
+  auto fixed = make_plan(s);
+  CHECK(fixed.looks == 0);
+  CHECK(fixed.samples.size() == 2 * 2 * 5);
+}

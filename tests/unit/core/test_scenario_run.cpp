@@ -1,11 +1,13 @@
 // The run use case against fakes of every port: which kernels it builds, what
 // it records and when, resuming, failures before and during the run.
 #include <catch2/catch.hpp>
+#include <cmath>
 
 #include <algorithm>
 
 #include "core/planner.h"
 #include "core/scenario_run.h"
+#include "core/stats.h"
 #include "fakes.h"
 
 using namespace kab::core;
@@ -77,6 +79,12 @@ class FakeStore : public RunStore {
   void resume_run(std::int64_t id) override { log.push_back("resume " + std::to_string(id)); }
   void finish_run(std::int64_t id, bool interrupted) override {
     log.push_back((interrupted ? "interrupted " : "complete ") + std::to_string(id));
+  }
+  std::vector<Sample> run_samples(std::int64_t id) override {
+    std::vector<Sample> out;
+    for (const auto& s : samples)
+      if (s.run_id == id) out.push_back(s);
+    return out;
   }
   std::vector<Sample> samples;
   std::vector<std::string> kernels, records, log;
@@ -347,4 +355,80 @@ TEST_CASE("scenario run: a hypervisor that throws fails its sample, the run goes
   CHECK(s.health.reason == "hypervisor: libvirt: connection reset");
   CHECK(rig.live_backends == 0);
   CHECK(rig.store.samples[3].health.status == SampleStatus::ok);
+}
+
+TEST_CASE("scenario run: sampling until decided looks after every ABBA block", "[scenario_run][sequential]") {
+  Rig rig;
+  Scenario& s = rig.rq.scenario;
+  s.stop.until_decided = true;
+  s.stop.max_samples = 20;   // 10 looks of one ABBA block (2 samples per arm)
+  s.min_effect = 0.02;
+  // Bandwidth by arm: the candidate `factor` of the base, each sample a
+  // little off (±`jitter`, by plan index).
+  auto bandwidths = [&rig](double factor, double jitter) {
+    auto p = rig.ports();
+    p.parse_record = [factor, jitter](const std::string& rec, Sample& smp) {
+      if (rec.find("KAB-END status=ok") == std::string::npos) return std::string("no end");
+      // Uniform in [-1, 1) by plan index: no two alike (no ties), unrelated to the ABBA order.
+      SplitMix64 g(static_cast<std::uint64_t>(smp.plan_index) + 1000);
+      const double wobble = 1 + jitter * (static_cast<double>(g.next() >> 11) / 4503599627370496.0 - 1);
+      smp.fio.bw_bytes = 100.0 * (1 << 20) * (smp.arm == "rfc" ? factor : 1) * wobble;
+      smp.fio.bytes = smp.fio.bw_bytes * 10;
+      return std::string();
+    };
+    return p;
+  };
+  SECTION("a 20% slowdown: regression at the first look whose boundary every-sample-below can cross") {
+    auto out = ScenarioRun(bandwidths(0.8, 0.01)).execute(rig.rq);
+    // 8 + 8 samples, all rfc below all stock: exact p = 2 / C(16, 8) = 1.6e-4,
+    // under look 4 of 10's level 7.6e-4 (z 3.37); 6 + 6 gives 2.2e-3, above
+    // look 3's 8.5e-5.
+    CHECK(out.looks == 10);
+    CHECK(out.look == 4);
+    CHECK(out.decided);
+    CHECK(out.verdict == Verdict::regression);
+    CHECK(out.stored == 16);
+    CHECK(rig.store.samples.size() == 16);
+    CHECK(rig.store.log.back() == "complete 1");
+    std::vector<std::string> looks;
+    for (const auto& n : rig.progress.notes)
+      if (n.rfind("look ", 0) == 0) looks.push_back(n.substr(0, n.find(';')));
+    CHECK(looks == std::vector<std::string>{"look 1 of 10: inconclusive", "look 2 of 10: inconclusive",
+                                            "look 3 of 10: inconclusive", "look 4 of 10: regression"});
+    // Each look saw whole ABBA blocks: as many base as candidate samples.
+    int stock = 0;
+    for (const auto& smp : rig.store.samples) stock += smp.arm == "stock";
+    CHECK(stock == 8);
+    // kab report judges the stored samples at the same look.
+    CHECK(look_at(s, rig.store.samples, 4, 10).verdict == Verdict::regression);
+    CHECK(look_at(s, rig.store.samples, 3, 10).verdict == Verdict::inconclusive);
+  }
+  SECTION("no change on a quiet machine: equivalent before the cap") {
+    auto out = ScenarioRun(bandwidths(1.0, 0.002)).execute(rig.rq);
+    CHECK(out.decided);
+    CHECK(out.verdict == Verdict::equivalent);
+    CHECK(out.look < 10);
+    CHECK(out.stored == out.look * 4);
+  }
+  SECTION("noise that cannot decide: the whole plan, inconclusive at the cap") {
+    auto out = ScenarioRun(bandwidths(1.0, 0.3)).execute(rig.rq);
+    CHECK_FALSE(out.decided);
+    CHECK(out.look == 10);
+    CHECK(out.verdict == Verdict::inconclusive);
+    CHECK(out.stored == 40);
+    CHECK(rig.progress.notes.back().rfind("look 10 of 10: inconclusive", 0) == 0);
+  }
+  SECTION("interrupted, then resumed: the looks go on from the stored samples") {
+    int calls = 0;
+    auto p = bandwidths(0.8, 0.01);
+    p.interrupted = [&calls] { return ++calls > 7; };
+    auto first = ScenarioRun(p).execute(rig.rq);
+    CHECK(first.interrupted);
+    CHECK_FALSE(first.decided);
+    rig.rq.resume = first.run_id;
+    auto second = ScenarioRun(bandwidths(0.8, 0.01)).execute(rig.rq);
+    CHECK(second.look == 4);
+    CHECK(second.verdict == Verdict::regression);
+    CHECK(rig.store.samples.size() == 16);
+  }
 }

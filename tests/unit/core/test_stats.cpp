@@ -8,6 +8,7 @@
 #include <fstream>
 #include <nlohmann/json.hpp>
 
+#include "core/sequential.h"
 #include "core/stats.h"
 
 using namespace kab::core;
@@ -224,4 +225,68 @@ TEST_CASE("bootstrap CI of the ratio of medians", "[stats]") {
     WARN("bootstrap 10k resamples, 7+7 values: " << ms << " ms");
     CHECK(ms < 2000);
   }
+}
+
+TEST_CASE("group-sequential boundaries match SciPy's multivariate normal", "[stats][sequential]") {
+  // reference.json solves each boundary with scipy.stats.multivariate_normal.cdf
+  // (quasi-Monte Carlo, ~1e-6 in probability): agreement to 1e-3 in z is
+  // agreement of the spent alpha far below what a run can tell.
+  const auto& seq = reference()["sequential"];
+  REQUIRE(seq.size() == 4);
+  for (const auto& d : seq) {
+    const std::vector<double> t = d["fractions"].get<std::vector<double>>();
+    const double alpha = d["alpha"].get<double>();
+    const auto want = d["boundaries"].get<std::vector<double>>();
+    const auto got = sequential_boundaries(t, alpha);
+    REQUIRE(got.size() == want.size());
+    for (std::size_t k = 0; k < got.size(); ++k) {
+      INFO("alpha " << alpha << ", look " << k + 1 << " of " << t.size());
+      CHECK(got[k] == Approx(want[k]).margin(1e-3));
+    }
+  }
+}
+
+TEST_CASE("group-sequential design: the published table, and its properties", "[stats][sequential]") {
+  // Five equally spaced looks at two-sided alpha 0.05, O'Brien-Fleming-type
+  // spending: Lan & DeMets (1983), as R's ldbounds prints it.
+  const std::vector<double> t{0.2, 0.4, 0.6, 0.8, 1.0};
+  const auto c = sequential_boundaries(t, 0.05);
+  const double table[] = {4.8769, 3.3569, 2.6803, 2.2898, 2.0310};
+  for (int k = 0; k < 5; ++k) CHECK(c[k] == Approx(table[k]).margin(2e-4));
+  // One look is the fixed-n test.
+  CHECK(sequential_boundaries(std::vector<double>{1.0}, 0.05)[0] == Approx(1.959964).margin(1e-5));
+  // A look added later leaves the earlier boundaries as they were.
+  const auto first3 = sequential_boundaries(std::vector<double>{0.2, 0.4, 0.6}, 0.05);
+  for (int k = 0; k < 3; ++k) CHECK(first3[k] == Approx(c[k]).epsilon(1e-12));
+  // Boundaries fall look by look; the last is above the fixed-n 1.96 (alpha
+  // spent earlier is not spent at the end), by little.
+  for (int k = 1; k < 5; ++k) CHECK(c[k] < c[k - 1]);
+  CHECK(c[4] > 1.96);
+  CHECK(c[4] < 2.05);
+  // All of alpha is spent by the end, none at the start.
+  CHECK(obrien_fleming_spent(0.05, 1.0) == 0.05);
+  CHECK(obrien_fleming_spent(0.05, 0.0) == 0.0);
+  CHECK(obrien_fleming_spent(0.05, 0.5) == Approx(0.00305).margin(1e-5));
+  CHECK_THROWS_AS(sequential_boundaries(std::vector<double>{0.5, 0.4}, 0.05), std::invalid_argument);
+  CHECK_THROWS_AS(sequential_boundaries(std::vector<double>{0.5, 1.2}, 0.05), std::invalid_argument);
+}
+
+TEST_CASE("sequential_look: Holm steps and the equivalence interval", "[stats][sequential]") {
+  // Look 5 of 5 at alpha 0.05 with one hypothesis: the table's 2.0310.
+  auto one = sequential_look(5, 5, 0.05, 1);
+  REQUIRE(one.test_levels.size() == 1);
+  CHECK(one.test_levels[0] == Approx(2 * (1 - normal_cdf(2.0310))).epsilon(1e-3));
+  // Equivalence: two one-sided tests at alpha, i.e. the design at 2·alpha.
+  std::vector<double> t{0.2, 0.4, 0.6, 0.8, 1.0};
+  CHECK(one.equivalence_level == Approx(sequential_levels(t, 0.10)[4]).epsilon(1e-12));
+  // Three cells: step j is the design at alpha / (3 - j), strictest first.
+  auto three = sequential_look(2, 5, 0.05, 3);
+  REQUIRE(three.test_levels.size() == 3);
+  std::vector<double> t2{0.2, 0.4};
+  CHECK(three.test_levels[0] == Approx(sequential_levels(t2, 0.05 / 3)[1]).epsilon(1e-12));
+  CHECK(three.test_levels[2] == Approx(sequential_levels(t2, 0.05)[1]).epsilon(1e-12));
+  CHECK(three.test_levels[0] < three.test_levels[1]);
+  CHECK(three.test_levels[1] < three.test_levels[2]);
+  CHECK(three.equivalence_level == Approx(sequential_levels(t2, 0.10 / 3)[1]).epsilon(1e-12));
+  CHECK_THROWS(sequential_look(6, 5, 0.05, 1));
 }

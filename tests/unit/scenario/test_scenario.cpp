@@ -370,3 +370,40 @@ TEST_CASE("a job that cannot fit the share's store is refused with the numbers",
   CHECK(errors_of_text("arms: {a: stock-6.1, b: rfc-6.1}\nfio:\n  job_file: big-numjobs.fio\n"
                        "  override: {runtime: 10, size: 200M}\n") == "");
 }
+
+TEST_CASE("stop: sampling until decided, and what it cannot be combined with", "[scenario][sequential]") {
+  const std::string head = "arms: {stock: stock-6.1, rfc: rfc-6.1}\nfio:\n  job: {rw: write, size: 16M}\n";
+  auto parse = [](const std::string& text) { return scenario::parse_scenario("t.yaml", text, context()); };
+  SECTION("the key and its default cap") {
+    auto p = parse(head + "stop: {until_decided: true}\n");
+    REQUIRE(p.value);
+    CHECK(p.value->stop.until_decided);
+    CHECK(p.value->stop.max_samples == 40);
+    auto q = parse(head + "stop:\n  until_decided: true\n  max_samples: 24\n");
+    REQUIRE(q.value);
+    CHECK(q.value->stop.max_samples == 24);
+    auto fixed = parse(head);
+    REQUIRE(fixed.value);
+    CHECK_FALSE(fixed.value->stop.until_decided);
+  }
+  SECTION("an odd cap, a cap too small, an unknown key, both repetitions and stop") {
+    CHECK(scenario::format_errors(parse(head + "stop: {until_decided: true, max_samples: 7}\n").errors) ==
+          "t.yaml:4:42: 'max_samples' must be an even number from 4 to 1000 (whole ABBA blocks of 2 samples per "
+          "arm), got 7\n"
+          "stop: {until_decided: true, max_samples: 7}\n"
+          "                                         ^ near here\n");
+    CHECK_FALSE(parse(head + "stop: {until_decided: true, max_samples: 2}\n").value);
+    CHECK(scenario::format_errors(parse(head + "stop: {until_decidd: true}\n").errors).find("did you mean 'until_decided'") !=
+          std::string::npos);
+    CHECK(scenario::format_errors(parse(head + "repetitions: 5\nstop: {until_decided: true}\n").errors) ==
+          "t.yaml:4:14: 'repetitions' fixes the samples per arm, 'stop: {until_decided: true}' samples until decided: "
+          "keep one (max_samples caps the sequential run)\n"
+          "repetitions: 5\n"
+          "             ^ near here\n");
+  }
+  SECTION("three arms cannot be decided between") {
+    auto p = parse("arms: {a: stock-6.1, b: rfc-6.1, c: rfc-6.1}\nfio:\n  job: {rw: write, size: 16M}\n"
+                   "stop: {until_decided: true}\n");
+    CHECK(scenario::format_errors(p.errors).find("decides between two arms; this scenario has 3") != std::string::npos);
+  }
+}
