@@ -107,6 +107,8 @@ core::Comparison analyse(store::ResultStore& db, const std::vector<std::int64_t>
   if (auto m = core::metric_from(s.primary_metric)) o.primary = *m;
   o.host_cores = static_cast<int>(::sysconf(_SC_NPROCESSORS_ONLN));
   if (auto r = db.run(runs.front())) o.tcg = r->info.accelerator == "tcg";
+  // Several runs: compared within each run, the run as a block.
+  o.block_by_run = runs.size() > 1;
   // A run sampled until decided is judged at the look it reached (a run cut
   // short mid-look at the last whole one: a stricter boundary, never a laxer).
   bool sequential_pooled = false;

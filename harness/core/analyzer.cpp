@@ -85,6 +85,21 @@ struct Judge {
   const SequentialLook* look = nullptr;   // null: fixed n
 };
 
+// A metric's values by run, ascending, as strata (runs with both arms).
+struct RunStrata {
+  explicit RunStrata(const MetricResult& r) {
+    for (std::size_t i = 0; i < r.base.values.size(); ++i) by_run[r.base.run_ids[i]].first.push_back(r.base.values[i]);
+    for (std::size_t i = 0; i < r.candidate.values.size(); ++i)
+      by_run[r.candidate.run_ids[i]].second.push_back(r.candidate.values[i]);
+    runs = by_run.size();
+    for (const auto& [run, arms] : by_run)
+      if (!arms.first.empty() && !arms.second.empty()) strata.push_back({arms.first, arms.second});
+  }
+  std::map<std::int64_t, std::pair<std::vector<double>, std::vector<double>>> by_run;
+  std::size_t runs = 0;
+  std::vector<Stratum> strata;
+};
+
 void decide(MetricResult& r, double min_effect, const Judge& j) {
   const MetricInfo& mi = metric_info(r.metric);
   const int n1 = r.base.summary.n, n2 = r.candidate.summary.n;
@@ -285,6 +300,7 @@ Comparison analyze(const Scenario& scenario, const std::vector<Sample>& samples,
   c.bootstrap_resamples = o.bootstrap_resamples;
   c.seed = o.seed;
   c.primary = o.primary;
+  c.block_by_run = o.block_by_run;
 
   std::vector<Group> groups;
   std::map<std::pair<std::string, std::string>, std::size_t> index;
@@ -387,6 +403,7 @@ Comparison analyze(const Scenario& scenario, const std::vector<Sample>& samples,
           if (auto v = metric_value(*s, m)) {
             am->values.push_back(*v);
             am->plan_indices.push_back(s->plan_index);
+            am->run_ids.push_back(s->run_id);
           }
       if (r.base.values.empty() && r.candidate.values.empty()) {
         if (!metric_info(m).mixed_only) cr.unmeasured.push_back(metric_info(m).key);
@@ -405,6 +422,15 @@ Comparison analyze(const Scenario& scenario, const std::vector<Sample>& samples,
       r.hodges_lehmann = hodges_lehmann_ratio(r.base.values, r.candidate.values);
       r.hodges_lehmann_ci = hodges_lehmann_ratio_ci(r.base.values, r.candidate.values, o.confidence);
       r.test = mann_whitney_u(r.base.values, r.candidate.values);
+      if (o.block_by_run) {
+        RunStrata rs(r);
+        if (rs.runs > 1) {
+          r.blocks = static_cast<int>(rs.strata.size());
+          r.test = van_elteren(rs.strata);
+          r.hodges_lehmann = stratified_hodges_lehmann_ratio(rs.strata);
+          r.hodges_lehmann_ci = stratified_hodges_lehmann_ci(rs.strata, {o.bootstrap_resamples, o.confidence, seed});
+        }
+      }
       r.primary = m == o.primary;
       r.tested = r.primary || m != Metric::iops || o.primary != Metric::bandwidth ||
                  !fixed_block_size(scenario, cr.cell);
@@ -470,6 +496,12 @@ Comparison analyze(const Scenario& scenario, const std::vector<Sample>& samples,
         j.coverage = 1 - look->equivalence_level;
       }
       r.equivalence_ci = hodges_lehmann_ratio_ci(r.base.values, r.candidate.values, j.coverage);
+      if (r.blocks > 0) {
+        RunStrata rs(r);
+        r.equivalence_ci = stratified_hodges_lehmann_ci(
+            rs.strata, {o.bootstrap_resamples, j.coverage,
+                        fnv1a64(cr.backend + '\n' + cr.label + '\n' + metric_info(r.metric).key + "\nequivalence", o.seed)});
+      }
       decide(r, c.min_effect, j);
     }
     for (auto& r : cr.metrics)

@@ -81,6 +81,11 @@ struct AnalysisOptions {
     int look = 0;   // 1-based; 0 = a fixed-n run
     int looks = 0;  // planned, the last at the cap
   } sequential;
+  // Samples of several runs pooled with the run as a block (kab report R1 R2 …):
+  // the test, the Hodges–Lehmann estimate and its intervals compare values
+  // within a run only (core::van_elteren, stratified_hodges_lehmann_*). A
+  // metric whose values come from one run is analysed as usual.
+  bool block_by_run = false;
   // alpha and min_effect come from the Scenario.
 };
 
@@ -89,6 +94,7 @@ struct ArmMetric {
   Summary summary;
   std::vector<double> values;     // in (run, plan index) order
   std::vector<int> plan_indices;  // same order as values
+  std::vector<std::int64_t> run_ids;  // same order as values
 };
 
 struct MetricResult {
@@ -107,6 +113,7 @@ struct MetricResult {
   double best_p = 1;              // smallest p the exact test could give with these n, times the Holm family size
   bool primary = false;           // the verdict's metric (else: secondary family)
   bool tested = true;             // false: the same number as another metric (IOPS = bandwidth / fixed bs)
+  int blocks = 0;                 // runs its values came from when analysed with the run as a block (0: pooled as one)
   Interval equivalence_ci;        // HL ratio interval at 1 - 2·alpha/family size: the equivalence test
                                   // (sequential primary: the look's repeated confidence interval)
   int samples_needed = 0;         // inconclusive: samples per arm estimated to decide at the observed CV
@@ -153,6 +160,7 @@ struct Comparison {
   std::uint64_t seed = 1;
   Metric primary = Metric::bandwidth;
   int look = 0, looks = 0;        // a sequential run's look (0: fixed n)
+  bool block_by_run = false;      // several runs, compared within each run (AnalysisOptions::block_by_run)
   std::vector<std::int64_t> run_ids;                          // ascending
   std::vector<std::string> backends;                          // order of first appearance
   std::vector<std::pair<std::string, std::string>> backend_cmdlines;  // backend → command line seen

@@ -314,4 +314,87 @@ Interval hodges_lehmann_ratio_ci(std::span<const double> base, std::span<const d
   return {std::exp(d[q - 1]), std::exp(d[mn - q])};
 }
 
+UTest van_elteren(std::span<const Stratum> strata) {
+  UTest t;
+  t.method = UTestMethod::stratified;
+  double w = 0, var = 0;
+  for (const auto& st : strata) {
+    if (st.base.empty() || st.candidate.empty()) continue;
+    const double n = static_cast<double>(st.candidate.size()), m = static_cast<double>(st.base.size()), big = n + m;
+    Ranks r = rank_all(st.candidate, st.base);   // the candidate first: its rank sum
+    t.ties = t.ties || r.ties;
+    double rank_sum = 0;
+    for (std::size_t i = 0; i < st.candidate.size(); ++i) rank_sum += r.rank[i];
+    w += (rank_sum - n * (big + 1) / 2) / (big + 1);
+    const double tie = big > 1 ? r.tie_term / (big * (big - 1)) : 0;
+    var += n * m * (big + 1 - tie) / (12 * (big + 1) * (big + 1));
+  }
+  t.u = w;
+  t.p = var > 0 ? std::min(1.0, 2 * (1 - 0.5 * std::erfc(-std::fabs(w) / std::sqrt(var) / std::sqrt(2.0)))) : 1;
+  return t;
+}
+
+namespace {
+
+// On logs: the median of the within-stratum pairwise differences.
+double stratified_hl(const std::vector<std::vector<double>>& base, const std::vector<std::vector<double>>& cand,
+                     std::vector<double>& scratch) {
+  scratch.clear();
+  for (std::size_t s = 0; s < base.size(); ++s)
+    for (double c : cand[s])
+      for (double b : base[s]) scratch.push_back(c - b);
+  if (scratch.empty()) return k_nan;
+  return std::exp(median(scratch));
+}
+
+// The strata with both arms, as logs; false when a value is not positive.
+bool split(std::span<const Stratum> strata, std::vector<std::vector<double>>& base,
+           std::vector<std::vector<double>>& cand) {
+  auto logs = [](std::span<const double> v, std::vector<double>& out) {
+    for (double x : v) {
+      if (!(x > 0)) return false;
+      out.push_back(std::log(x));
+    }
+    return true;
+  };
+  for (const auto& st : strata) {
+    if (st.base.empty() || st.candidate.empty()) continue;
+    base.emplace_back();
+    cand.emplace_back();
+    if (!logs(st.base, base.back()) || !logs(st.candidate, cand.back())) return false;
+  }
+  return true;
+}
+
+}  // namespace
+
+double stratified_hodges_lehmann_ratio(std::span<const Stratum> strata) {
+  std::vector<std::vector<double>> base, cand;
+  if (!split(strata, base, cand)) return k_nan;
+  std::vector<double> scratch;
+  return stratified_hl(base, cand, scratch);
+}
+
+Interval stratified_hodges_lehmann_ci(std::span<const Stratum> strata, const BootstrapOptions& o) {
+  const Interval none{k_nan, k_nan};
+  std::vector<std::vector<double>> base, cand;
+  std::vector<double> scratch;
+  if (!split(strata, base, cand) || !std::isfinite(stratified_hl(base, cand, scratch))) return none;
+  SplitMix64 rng(o.seed);
+  std::vector<std::vector<double>> rb = base, rc = cand;
+  std::vector<double> estimates;
+  estimates.reserve(static_cast<std::size_t>(std::max(o.resamples, 0)));
+  for (int k = 0; k < o.resamples; ++k) {
+    for (std::size_t s = 0; s < base.size(); ++s) {
+      for (auto& v : rb[s]) v = base[s][rng.below(base[s].size())];
+      for (auto& v : rc[s]) v = cand[s][rng.below(cand[s].size())];
+    }
+    estimates.push_back(stratified_hl(rb, rc, scratch));
+  }
+  if (estimates.empty()) return none;
+  std::sort(estimates.begin(), estimates.end());
+  const double tail = (1 - o.confidence) / 2;
+  return {quantile_sorted(estimates, tail), quantile_sorted(estimates, 1 - tail)};
+}
+
 }  // namespace kab::core

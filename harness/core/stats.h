@@ -31,7 +31,7 @@ double sample_sd(std::span<const double> values);    // NaN for n < 2
 // "type 7"), q in [0, 1]. NaN for empty input.
 double quantile_sorted(std::span<const double> sorted, double q);
 
-enum class UTestMethod { exact, asymptotic };
+enum class UTestMethod { exact, asymptotic, stratified };
 
 // Above this many values in either sample the exact distribution is not used.
 // Up to it the exact counts are summed in doubles without cancellation, which
@@ -119,5 +119,34 @@ double hodges_lehmann_ratio(std::span<const double> base, std::span<const double
 // be the whole range of pairwise ratios. NaN bounds as for hodges_lehmann_ratio.
 Interval hodges_lehmann_ratio_ci(std::span<const double> base, std::span<const double> candidate,
                                  double confidence = 0.95);
+
+// Runs pooled with the run as a block: each stratum is one run's base and
+// candidate values. Only comparisons within a run count, so a run that was
+// faster throughout (another host, another day) shifts neither arm against
+// the other, however unevenly the arms are spread over the runs.
+struct Stratum {
+  std::span<const double> base, candidate;
+};
+
+// van Elteren's stratified Wilcoxon–Mann–Whitney test (van Elteren 1960;
+// Lehmann, "Nonparametrics", 1975, §3.3): W = Σ_s (R_s − n_s(N_s + 1)/2) / (N_s + 1),
+// R_s the rank sum of the candidate within stratum s (midranks), with
+// Var W = Σ_s n_s m_s (N_s + 1 − T_s / (N_s (N_s − 1))) / (12 (N_s + 1)²), T_s
+// the stratum's Σ(t³ − t) over ties; two-sided p from the normal distribution,
+// no continuity correction. Strata with an empty arm carry no information
+// and are skipped. u is W (positive: the candidate ranks higher); method
+// stratified. p = 1 when no stratum has both arms or the variance is 0.
+UTest van_elteren(std::span<const Stratum> strata);
+
+// Hodges–Lehmann ratio within strata: exp of the median of the pairwise
+// log(candidate_j) − log(base_i) of pairs from the same stratum. NaN when no
+// stratum has both arms or a value is not positive.
+double stratified_hodges_lehmann_ratio(std::span<const Stratum> strata);
+
+// Its percentile bootstrap interval: each resample draws every stratum's base
+// and candidate with replacement within the stratum (one SplitMix64 stream
+// seeded with options.seed, strata in order, base first). NaN bounds as for
+// the estimate.
+Interval stratified_hodges_lehmann_ci(std::span<const Stratum> strata, const BootstrapOptions& options = {});
 
 }  // namespace kab::core

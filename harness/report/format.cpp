@@ -124,6 +124,11 @@ std::string statistics_text(const core::Comparison& c) {
          "the other metrics over the cells. improvement/regression: p < " + alpha + " and |change| >= " + effect +
          "; equivalent: the 1 - 2 alpha Hodges-Lehmann interval of the change (two one-sided tests) lies inside +/-" +
          effect + "; inconclusive: neither, with the samples per arm estimated to decide." +
+         (c.block_by_run
+              ? " Runs pooled with the run as a block: the test is van Elteren's stratified Mann-Whitney (normal "
+                "approximation), the Hodges-Lehmann estimate and its intervals use pairs within a run only "
+                "(percentile bootstrap within runs), so a run that was faster throughout moves neither arm."
+              : "") +
          (c.look > 0 ? " Sampled until decided: this is look " + std::to_string(c.look) + " of " +
                            std::to_string(c.looks) + " (one ABBA block per look); the primary metric is judged "
                            "against the look's boundary of a group-sequential design (Lan-DeMets "

@@ -116,7 +116,10 @@ std::string render_json(const core::Comparison& c, const core::ReportContext& ct
                          {"hodges_lehmann_ci", {number(r.hodges_lehmann_ci.lo), number(r.hodges_lehmann_ci.hi)}},
                          {"u", number(r.test.u)},
                          {"p", number(r.test.p)},
-                         {"test", r.test.method == core::UTestMethod::exact ? "exact" : "asymptotic"},
+                         {"test", r.test.method == core::UTestMethod::exact        ? "exact"
+                                  : r.test.method == core::UTestMethod::asymptotic ? "asymptotic"
+                                                                                   : "van Elteren, the run as a block"},
+                         {"blocks", r.blocks},
                          {"ties", r.test.ties},
                          {"primary", r.primary},
                          {"tested", r.tested},
@@ -148,6 +151,7 @@ std::string render_json(const core::Comparison& c, const core::ReportContext& ct
                      {"bootstrap_resamples", c.bootstrap_resamples},
                      {"seed", c.seed},
                      {"primary_metric", core::metric_info(c.primary).key},
+                     {"block_by_run", c.block_by_run},
                      {"holm_families", "primary metric over the cells; the other tested metrics over the cells"},
                      {"run_ids", c.run_ids},
                      {"backends", c.backends},

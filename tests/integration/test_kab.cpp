@@ -321,23 +321,50 @@ TEST_CASE("compare: A/A is never a change, an injected delay is a regression", "
   CHECK(fs::exists(dir.path / "aa/comparison.html"));
   CHECK(fs::exists(dir.path / "aa/comparison.junit.xml"));
 
-  auto d = run_kab({"compare", "--scenario", "tests/data/integration/delay.yaml", "--db", dir.db(), "--format", "json",
-                "--out", (dir.path / "delay").string()},
-               3600, (dir.path / "delay.log").string());
+  // The delay sampled until decided, at most 12 per arm (6 looks of one ABBA
+  // block): every delay sample is below every stock one, so the exact p is
+  // 2 / C(2n, n) — 0.0286 at 4 + 4, above look 2's boundary (2.1e-4), and
+  // 0.0022 at 6 + 6, below look 3's (0.0030). It stops there, at half the cap.
+  auto d = run_kab({"compare", "--scenario", "tests/data/integration/delay.yaml", "--until-decided", "--max-samples",
+                    "12", "--db", dir.db(), "--format", "json", "--out", (dir.path / "delay").string()},
+                   3600, (dir.path / "delay.log").string());
   std::string d_out = read(dir.path / "delay.log");
   INFO(d_out);
   CHECK(d.exit_code == 1);
+  CHECK(d_out.find("look 1 of 6: inconclusive;") != std::string::npos);
+  CHECK(d_out.find("look 2 of 6: inconclusive;") != std::string::npos);
+  CHECK(d_out.find("look 3 of 6: regression;") != std::string::npos);
+  CHECK(d_out.find("look 4 of 6") == std::string::npos);
+  CHECK(d_out.find("kab: run 2 sampled until decided: regression at look 3 of 6 (decided before the cap)") !=
+        std::string::npos);
   json j = json::parse(read(dir.path / "delay/comparison.json"));
   CHECK(j["comparison"]["verdict"] == "regression");
-  // Caught where the delay is: bandwidth down by more than half (20 ms per WRITE).
+  CHECK(j["comparison"]["sequential"]["look"] == 3);
+  CHECK(j["comparison"]["sequential"]["looks"] == 6);
+  CHECK(j["comparison"]["base"]["included"] == 6);
+  CHECK(j["comparison"]["candidate"]["included"] == 6);
+  // Caught where the delay is: bandwidth down by more than half (20 ms per WRITE),
+  // judged against look 3's boundary, not alpha.
   bool bandwidth = false;
   for (const auto& m : j["comparison"]["cells"][0]["metrics"])
     if (m["metric"] == "bandwidth") {
       bandwidth = true;
       CHECK(m["verdict"] == "regression");
       CHECK(m["change"].get<double>() < -0.5);
+      CHECK(m["level"].get<double>() == Approx(0.00298).epsilon(0.01));
+      CHECK(m["p"].get<double>() < m["level"].get<double>());
     }
   CHECK(bandwidth);
+  // The run planned the cap and stored three looks; kab report judges it at look 3 again.
+  auto [ok, runs] = proc::capture({"sqlite3", dir.db(), "SELECT plan_size || ' ' || status || ' ' || "
+                                                        "(SELECT count(*) FROM samples WHERE run_id = 2) FROM runs "
+                                                        "WHERE id = 2"});
+  REQUIRE(ok);
+  CHECK(runs == "24 complete 12\n");
+  auto rep = run_kab({"report", "2", "--db", dir.db(), "--format", "json"}, 120);
+  json r = last_json(rep.output);
+  CHECK(r["comparison"]["verdict"] == "regression");
+  CHECK(r["comparison"]["sequential"]["look"] == 3);
   check_no_leftovers();
 }
 

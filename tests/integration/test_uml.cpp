@@ -256,8 +256,12 @@ TEST_CASE("uml: backends[].binary runs the scenario's own virtiofsd, named in ev
       ++primaries;
       CHECK(m["metric"] == "backend_cpu_per_gib");
       CHECK(rj["comparison"]["verdict"] == m["verdict"]);
+      // Two runs of one sample per arm each: compared within each run.
+      CHECK(m["test"] == "van Elteren, the run as a block");
+      CHECK(m["blocks"] == 2);
     }
   CHECK(primaries == 1);
+  CHECK(rj["comparison"]["block_by_run"] == true);
   check_no_uml_leftovers(pid);
   check_no_uml_leftovers(qpid);
 }

@@ -17,6 +17,12 @@ Each data set carries its literal inputs and what SciPy says about them:
 Holm's step-down adjustment is computed by hand (as statsmodels'
 multipletests(method='holm') defines it) on literal p-value vectors.
 
+van Elteren's stratified test (runs pooled with the run as a block) is
+computed from scipy.stats.rankdata (midranks) within each stratum and
+scipy.stats.norm, as Lehmann's "Nonparametrics" (1975, 3.3) defines it, with
+the stratified Hodges-Lehmann ratio: exp(numpy.median of the within-stratum
+pairwise log differences).
+
 Group-sequential boundaries (harness/core/sequential.h) are solved here
 independently of kab's numerical integration: Z at the looks is multivariate
 normal with corr(Z_i, Z_j) = sqrt(t_i / t_j); each boundary c_k is found by
@@ -124,6 +130,47 @@ def holm(p):
     return adj
 
 
+def van_elteren(strata):
+    w = 0.0
+    var = 0.0
+    for base, cand in strata:
+        if not base or not cand:
+            continue
+        n, m = len(cand), len(base)
+        big = n + m
+        ranks = st.rankdata(list(cand) + list(base))
+        r = float(np.sum(ranks[:n]))
+        w += (r - n * (big + 1) / 2) / (big + 1)
+        _, counts = np.unique(np.array(list(cand) + list(base)), return_counts=True)
+        tie = float(np.sum(counts ** 3 - counts)) / (big * (big - 1)) if big > 1 else 0.0
+        var += n * m * (big + 1 - tie) / (12 * (big + 1) ** 2)
+    p = float(2 * st.norm.sf(abs(w) / math.sqrt(var))) if var > 0 else 1.0
+    return w, min(p, 1.0)
+
+
+def stratified_hl(strata):
+    d = [math.log(c) - math.log(b) for base, cand in strata for c in cand for b in base]
+    return float(math.exp(np.median(d)))
+
+
+STRATIFIED = [
+    ("two-runs-shifted-host",
+     [([500.0, 510.0, 505.0, 498.0], [520.0, 530.0, 515.0, 525.0]),
+      ([700.0, 690.0, 710.0, 705.0], [720.0, 735.0, 716.0, 729.0])]),
+    ("unbalanced-arms",
+     [([600.0, 611.0, 598.0, 605.0, 620.0, 602.0, 615.0], [608.0, 596.0, 611.5]),
+      ([812.0, 790.0, 805.0], [801.0, 799.0, 820.0, 808.0, 811.0, 795.0, 803.0])]),
+    ("ties-across-and-within",
+     [([1.0, 2.0, 2.0, 3.0], [2.0, 3.0, 3.0, 4.0]),
+      ([5.0, 5.0, 6.0], [6.0, 7.0, 7.0]),
+      ([9.0, 10.0], [10.0, 11.0])]),
+    ("three-runs-no-effect",
+     [([100.2, 99.1, 101.5, 98.7, 100.9], [99.8, 100.6, 98.9, 101.2, 100.1]),
+      ([120.4, 119.7, 121.9], [121.1, 118.8, 120.2]),
+      ([80.3, 81.2, 79.9, 80.8], [80.1, 81.5, 80.0, 79.6])]),
+]
+
+
 def obf_spent(alpha, t):
     side = alpha / 2
     return 2 * (2 - 2 * st.norm.cdf(st.norm.ppf(1 - side / 2) / math.sqrt(t)))
@@ -181,6 +228,12 @@ def main():
               [0.6],
               [0.001, 0.4, 0.2, 0.9, 0.02, 0.02]):
         out["holm"].append({"p": p, "adjusted": holm(p)})
+
+    out["stratified"] = []
+    for name, strata in STRATIFIED:
+        w, p = van_elteren(strata)
+        out["stratified"].append({"name": name, "strata": [{"base": b, "candidate": c} for b, c in strata],
+                                  "w": w, "p": p, "hodges_lehmann_ratio": stratified_hl(strata)})
 
     out["sequential"] = []
     for fractions, alpha in (([1 / 3, 2 / 3, 1.0], 0.05),

@@ -623,3 +623,51 @@ TEST_CASE("sequential: error rates under optional stopping, 1000 seeds each", "[
     CHECK(slower.mean_per_arm < 12);
   }
 }
+
+TEST_CASE("pooling runs with the run as a block: a faster run does not make a change", "[analyzer][simulation][stratified]") {
+  // Two runs of an A/A comparison on machines 30% apart, the arms spread
+  // unevenly over them (run 1: 6 base, 2 candidate; run 2: 2 base, 6
+  // candidate), CV 5% within a run. Pooled as one, the candidate's median
+  // sits in the faster run; with the run as a block it is compared within
+  // each run only.
+  Normal normal(31337);
+  std::map<Verdict, int> pooled, blocked;
+  const int trials = 400;
+  double pooled_change = 0, blocked_change = 0;
+  for (int t = 0; t < trials; ++t) {
+    std::vector<Sample> s;
+    int index = 0;
+    for (int run = 1; run <= 2; ++run)
+      for (int k = 0; k < 8; ++k) {
+        const bool cand = run == 1 ? k >= 6 : k >= 2;
+        Sample x = sample(cand ? "rfc" : "stock", 600 * (run == 2 ? 1.3 : 1.0) * (1 + 0.05 * normal()), index++);
+        x.run_id = run;
+        s.push_back(x);
+      }
+    auto o = options();
+    o.bootstrap_resamples = 200;
+    o.metrics = {Metric::bandwidth};
+    o.seed = static_cast<std::uint64_t>(t);
+    auto as_one = analyze(scenario(), s, o);
+    ++pooled[as_one.verdict];
+    o.block_by_run = true;
+    auto by_run = analyze(scenario(), s, o);
+    ++blocked[by_run.verdict];
+    const auto& bw = metric(by_run.cells[0], Metric::bandwidth);
+    CHECK(bw.blocks == 2);
+    CHECK(bw.test.method == UTestMethod::stratified);
+    pooled_change += metric(as_one.cells[0], Metric::bandwidth).hodges_lehmann - 1;
+    blocked_change += bw.hodges_lehmann - 1;
+  }
+  WARN("A/A over two runs 30% apart, arms 6+2 and 2+6, " << trials << " trials: pooled as one improvement "
+       << pooled[Verdict::improvement] << ", regression " << pooled[Verdict::regression]
+       << "; the run as a block improvement " << blocked[Verdict::improvement] << ", regression "
+       << blocked[Verdict::regression] << "; mean Hodges-Lehmann change pooled " << pooled_change / trials * 100
+       << "%, blocked " << blocked_change / trials * 100 << "%");
+  // Pooled as one, the faster run is read as an improvement in over a fifth of the trials.
+  CHECK(pooled[Verdict::improvement] >= trials / 5);
+  CHECK(pooled_change / trials > 0.1);
+  // With the run as a block: at most alpha plus two standard errors (2.2%).
+  CHECK(blocked[Verdict::improvement] + blocked[Verdict::regression] <= trials * 72 / 1000);
+  CHECK(std::fabs(blocked_change / trials) < 0.01);
+}

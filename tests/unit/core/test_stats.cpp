@@ -290,3 +290,53 @@ TEST_CASE("sequential_look: Holm steps and the equivalence interval", "[stats][s
   CHECK(three.equivalence_level == Approx(sequential_levels(t2, 0.10 / 3)[1]).epsilon(1e-12));
   CHECK_THROWS(sequential_look(6, 5, 0.05, 1));
 }
+
+TEST_CASE("van Elteren's stratified test and the stratified Hodges-Lehmann ratio match the reference",
+          "[stats][stratified]") {
+  const auto& sets = reference()["stratified"];
+  REQUIRE(sets.size() == 4);
+  for (const auto& d : sets) {
+    INFO(d["name"].get<std::string>());
+    std::vector<std::vector<double>> base, cand;
+    for (const auto& st : d["strata"]) {
+      base.push_back(doubles(st["base"]));
+      cand.push_back(doubles(st["candidate"]));
+    }
+    std::vector<Stratum> strata;
+    for (std::size_t i = 0; i < base.size(); ++i) strata.push_back({base[i], cand[i]});
+    UTest t = van_elteren(strata);
+    CHECK(t.method == UTestMethod::stratified);
+    CHECK(t.u == Approx(d["w"].get<double>()).margin(1e-12));
+    CHECK(close(t.p, d["p"].get<double>(), 1e-9));
+    CHECK(close(stratified_hodges_lehmann_ratio(strata), d["hodges_lehmann_ratio"].get<double>(), 1e-12));
+    // The bootstrap interval holds the estimate and is the same for the same seed.
+    Interval ci = stratified_hodges_lehmann_ci(strata, {2000, 0.95, 7});
+    const double hl = stratified_hodges_lehmann_ratio(strata);
+    CHECK(ci.lo <= hl);
+    CHECK(ci.hi >= hl);
+    Interval again = stratified_hodges_lehmann_ci(strata, {2000, 0.95, 7});
+    CHECK(ci.lo == again.lo);
+    CHECK(ci.hi == again.hi);
+  }
+}
+
+TEST_CASE("stratified statistics compare within a run only", "[stats][stratified]") {
+  // Run 2 is 40% faster throughout; within each run the candidate is 2% ahead.
+  std::vector<double> b1{500, 505, 498, 503}, c1{510, 515, 508, 513};
+  std::vector<double> b2{700, 707, 697, 704}, c2{714, 721, 711, 718};
+  std::vector<Stratum> strata{{b1, c1}, {b2, c2}};
+  CHECK(stratified_hodges_lehmann_ratio(strata) == Approx(1.02).epsilon(0.003));
+  CHECK(van_elteren(strata).p < 0.01);
+  CHECK(van_elteren(strata).u > 0);
+  // Pooled as one, the runs' difference swamps it.
+  std::vector<double> base = b1, cand = c1;
+  base.insert(base.end(), b2.begin(), b2.end());
+  cand.insert(cand.end(), c2.begin(), c2.end());
+  CHECK(mann_whitney_u(base, cand).p > 0.05);
+  // A stratum without one arm carries nothing; none with both: no evidence.
+  std::vector<double> empty;
+  std::vector<Stratum> lone{{b1, empty}, {empty, c2}};
+  CHECK(van_elteren(lone).p == 1);
+  CHECK(std::isnan(stratified_hodges_lehmann_ratio(lone)));
+  CHECK(std::isnan(stratified_hodges_lehmann_ci(lone).lo));
+}
