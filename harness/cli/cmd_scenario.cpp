@@ -20,9 +20,10 @@ int cmd_validate(const std::vector<std::string>& args) {
     auto parsed = scenario::load_scenario(f, validation_context());
     if (parsed.errors.empty()) {
       auto plan = core::make_plan(*parsed.value);
-      std::printf("%s: ok (%zu arms, %zu backends, %zu cells, %zu samples)\n", f.c_str(),
+      std::printf("%s: ok (%zu arms, %zu backends, %zu cells, %s%zu samples)\n", f.c_str(),
                   parsed.value->arms.size(), parsed.value->backends.size(),
-                  core::expand_cells(parsed.value->fio).size(), plan.samples.size());
+                  core::expand_cells(parsed.value->fio).size(), plan.looks > 0 ? "until decided, at most " : "",
+                  plan.samples.size());
     } else {
       std::fputs(scenario::format_errors(parsed.errors).c_str(), stderr);
       errors += static_cast<int>(parsed.errors.size());
@@ -45,6 +46,8 @@ nlohmann::ordered_json plan_json(const core::Scenario& s, const core::Plan& plan
   nlohmann::ordered_json j;
   j["scenario"] = s.name;
   j["seed"] = plan.seed;
+  // A sequential plan runs to the cap in looks; the run may stop after any of them.
+  if (plan.looks > 0) j["sequential"] = {{"looks", plan.looks}, {"look_size", plan.look_size}};
   j["samples"] = nlohmann::ordered_json::array();
   for (const auto& p : plan.samples) {
     nlohmann::ordered_json e;
@@ -79,6 +82,10 @@ int cmd_plan(const std::vector<std::string>& args) {
   }
   std::printf("scenario %s: %zu samples, seed %llu\n", s.name.c_str(), plan.samples.size(),
               static_cast<unsigned long long>(plan.seed));
+  if (plan.looks > 0)
+    std::printf("sampled until decided: %d looks of %d samples (one ABBA block of every cell and backend); the run "
+                "stops after the first look that decides, or at these %zu\n",
+                plan.looks, plan.look_size, plan.samples.size());
   std::printf("%5s  %-10s %-14s %-12s %-5s %-4s %s\n", "index", "arm", "kernel", "backend", "plat", "rep", "cell");
   for (const auto& p : plan.samples)
     std::printf("%5d  %-10s %-14s %-12s %-5s %-4d %s\n", p.index, p.arm.c_str(), p.kernel.c_str(),
