@@ -111,7 +111,8 @@ std::vector<double> sequential_boundaries(std::span<const double> fractions, dou
 
 std::vector<double> sequential_levels(std::span<const double> fractions, double alpha) {
   std::vector<double> levels;
-  for (double c : sequential_boundaries(fractions, alpha)) levels.push_back(2 * (1 - normal_cdf(c)));
+  // erfc, not 1 − Φ: the first looks' levels are far below double's epsilon.
+  for (double c : sequential_boundaries(fractions, alpha)) levels.push_back(std::erfc(c / std::sqrt(2.0)));
   return levels;
 }
 
