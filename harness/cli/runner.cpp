@@ -112,7 +112,6 @@ class Store : public core::RunStore {
     // A sequential run's design: kab report judges its primary metric at the look it reached.
     if (r.scenario->stop.until_decided) {
       info.extra["stop.until_decided"] = "true";
-      info.extra["stop.max_samples"] = std::to_string(r.scenario->stop.max_samples);
       info.extra["stop.look_size"] = std::to_string(r.plan->look_size);
       info.extra["stop.looks"] = std::to_string(r.plan->looks);
     }

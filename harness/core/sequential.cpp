@@ -48,8 +48,6 @@ double crossing(const Density& prev, double b, double delta) {
 
 }  // namespace
 
-double normal_cdf(double z) { return 0.5 * std::erfc(-z / std::sqrt(2.0)); }
-
 double obrien_fleming_spent(double alpha, double t) {
   if (t <= 0) return 0;
   if (t >= 1) return alpha;

@@ -28,9 +28,6 @@ namespace kab::core {
 // information fraction t, both sides together (0 at t = 0, alpha at t >= 1).
 double obrien_fleming_spent(double alpha, double t);
 
-// The standard normal distribution function.
-double normal_cdf(double z);
-
 // Two-sided boundaries for looks at information fractions t_1 < … < t_K
 // (each in (0, 1]): |Z_k| >= c_k rejects at look k, and under no effect
 // P(|Z_k| >= c_k for some k <= j) = α(t_j) for every j. `fractions` must be

@@ -278,6 +278,8 @@ double normal_quantile(double p) {
 
 double inverse_normal_cdf(double p) { return normal_quantile(p); }
 
+double normal_cdf(double z) { return 0.5 * std::erfc(-z / std::sqrt(2.0)); }
+
 double hodges_lehmann_ratio(std::span<const double> base, std::span<const double> candidate) {
   if (base.empty() || candidate.empty()) return k_nan;
   auto d = log_differences(base, candidate);
@@ -330,7 +332,7 @@ UTest van_elteren(std::span<const Stratum> strata) {
     var += n * m * (big + 1 - tie) / (12 * (big + 1) * (big + 1));
   }
   t.u = w;
-  t.p = var > 0 ? std::min(1.0, 2 * (1 - 0.5 * std::erfc(-std::fabs(w) / std::sqrt(var) / std::sqrt(2.0)))) : 1;
+  t.p = var > 0 ? std::min(1.0, 2 * (1 - normal_cdf(std::fabs(w) / std::sqrt(var)))) : 1;
   return t;
 }
 

@@ -100,6 +100,9 @@ struct BootstrapOptions {
 Interval bootstrap_median_ratio_ci(std::span<const double> base, std::span<const double> candidate,
                                    const BootstrapOptions& options = {});
 
+// The standard normal distribution function Φ(z).
+double normal_cdf(double z);
+
 // The standard normal quantile: P(Z <= inverse_normal_cdf(p)) = p, 0 < p < 1.
 double inverse_normal_cdf(double p);
 

@@ -297,3 +297,32 @@ TEST_CASE("uml: kab compare --replicate 2 runs twice with fresh plan seeds and s
                      (dir / "out").string() + "/comparison.{") != std::string::npos);
   check_no_uml_leftovers(pid);
 }
+
+TEST_CASE("uml: a scenario's stop key samples until decided, and kab report judges the look it reached",
+          "[integration][uml][sequential]") {
+  fs::path dir = TestDir("uml-stop").path;
+  const std::string db = (dir / "kab.db").string();
+  // Two looks of one ABBA block: 2 + 2 cannot decide at look 1 (best p 0.33),
+  // so the run goes to the cap, 4 + 4, and is judged at look 2 of 2.
+  std::ofstream(dir / "stop.yaml") << scenario_with("scenarios/quick-uml.yaml", "repetitions: 3\n",
+                                                    "stop: {until_decided: true, max_samples: 4}\n");
+  auto v = run_kab({"validate", (dir / "stop.yaml").string()}, 60);
+  CHECK(v.output.find("until decided, at most 8 samples") != std::string::npos);
+  auto [r, pid] = run_kab_tracked({"run", (dir / "stop.yaml").string(), "--db", db, "--json"}, 1800,
+                                  (dir / "kab.log").string());
+  const std::string out = read(dir / "kab.log");
+  INFO(out);
+  REQUIRE(r.exit_code == 0);
+  CHECK(out.find("look 1 of 2: inconclusive;") != std::string::npos);
+  CHECK(out.find("look 2 of 2: ") != std::string::npos);
+  auto [ok, row] = proc::capture({"sqlite3", db, "SELECT plan_size || ' ' || json_extract(extra_json, '$.\"stop.looks\"') "
+                                                 "|| ' ' || (SELECT count(*) FROM samples WHERE run_id = 1) FROM runs"});
+  REQUIRE(ok);
+  CHECK(row == "8 2 8\n");
+  auto rep = run_kab({"report", "1", "--db", db, "--format", "json"}, 120);
+  json rj = last_json(rep.output);
+  CHECK(rj["comparison"]["sequential"]["look"] == 2);
+  CHECK(rj["comparison"]["sequential"]["looks"] == 2);
+  CHECK(out.find("look 2 of 2: " + rj["comparison"]["verdict"].get<std::string>()) != std::string::npos);
+  check_no_uml_leftovers(pid);
+}

@@ -550,6 +550,25 @@ SequentialTally sequential_runs(double factor, int seeds, std::uint64_t seed0, N
   return t;
 }
 
+// The three truths a noise model is simulated under: no change, 10% slower
+// (twice min_effect), 5% slower (exactly min_effect), each from its own seeds.
+struct Truths {
+  SequentialTally aa, slower, margin;
+};
+
+template <typename Noise>
+Truths three_truths(int seeds, std::uint64_t seed0, Noise noise) {
+  return {sequential_runs(1.0, seeds, seed0, noise), sequential_runs(0.9, seeds, seed0 + 4000, noise),
+          sequential_runs(0.95, seeds, seed0 + 8000, noise)};
+}
+
+std::string describe(const SequentialTally& t);
+
+std::string describe(const Truths& t) {
+  return "\n  A/A: " + describe(t.aa) + "\n  10% slower: " + describe(t.slower) +
+         "\n  5% slower (at min effect): " + describe(t.margin);
+}
+
 std::string describe(const SequentialTally& t) {
   auto n = [&](Verdict v) { return std::to_string(t.verdicts.count(v) ? t.verdicts.at(v) : 0); };
   char mean[32];
@@ -582,11 +601,8 @@ TEST_CASE("sequential: error rates under optional stopping, 1000 seeds each", "[
   auto quiet = [](Normal& normal) { return [&normal] { return 1 + 0.02 * normal(); }; };
 
   SECTION("TCG-like noise") {
-    auto aa = sequential_runs(1.0, seeds, 1000, tcg);
-    auto slower = sequential_runs(0.9, seeds, 5000, tcg);
-    auto margin = sequential_runs(0.95, seeds, 9000, tcg);
-    WARN("TCG-like, CV 12%, min effect 5%, max 40 per arm.\n  A/A: " << describe(aa) << "\n  10% slower: "
-         << describe(slower) << "\n  5% slower (at min effect): " << describe(margin));
+    auto [aa, slower, margin] = three_truths(seeds, 1000, tcg);
+    WARN("TCG-like, CV 12%, min effect 5%, max 40 per arm." << describe(Truths{aa, slower, margin}));
     CHECK(aa.wrong(Verdict::improvement, Verdict::regression) <= alpha_count);
     CHECK(slower.wrong(Verdict::equivalent) <= alpha_count);
     CHECK(margin.wrong(Verdict::equivalent) <= alpha_count);
@@ -596,11 +612,8 @@ TEST_CASE("sequential: error rates under optional stopping, 1000 seeds each", "[
     CHECK(slower.mean_per_arm < 40);
   }
   SECTION("UML-like noise") {
-    auto aa = sequential_runs(1.0, seeds, 21000, uml);
-    auto slower = sequential_runs(0.9, seeds, 25000, uml);
-    auto margin = sequential_runs(0.95, seeds, 29000, uml);
-    WARN("UML-like, CV 6-24% by run, 1 in 20 a stall, min effect 5%, max 40 per arm.\n  A/A: " << describe(aa)
-         << "\n  10% slower: " << describe(slower) << "\n  5% slower (at min effect): " << describe(margin));
+    auto [aa, slower, margin] = three_truths(seeds, 21000, uml);
+    WARN("UML-like, CV 6-24% by run, 1 in 20 a stall, min effect 5%, max 40 per arm." << describe(Truths{aa, slower, margin}));
     CHECK(aa.wrong(Verdict::improvement, Verdict::regression) <= alpha_count);
     CHECK(slower.wrong(Verdict::equivalent) <= alpha_count);
     CHECK(margin.wrong(Verdict::equivalent) <= alpha_count);
@@ -608,11 +621,8 @@ TEST_CASE("sequential: error rates under optional stopping, 1000 seeds each", "[
     CHECK(slower.wrong(Verdict::regression) >= seeds * 50 / 100);
   }
   SECTION("quiet noise: it stops early") {
-    auto aa = sequential_runs(1.0, seeds, 41000, quiet);
-    auto slower = sequential_runs(0.9, seeds, 45000, quiet);
-    auto margin = sequential_runs(0.95, seeds, 49000, quiet);
-    WARN("quiet, CV 2%, min effect 5%, max 40 per arm.\n  A/A: " << describe(aa) << "\n  10% slower: "
-         << describe(slower) << "\n  5% slower (at min effect): " << describe(margin));
+    auto [aa, slower, margin] = three_truths(seeds, 41000, quiet);
+    WARN("quiet, CV 2%, min effect 5%, max 40 per arm." << describe(Truths{aa, slower, margin}));
     CHECK(aa.wrong(Verdict::improvement, Verdict::regression) <= alpha_count);
     CHECK(margin.wrong(Verdict::equivalent) <= alpha_count);
     CHECK(slower.wrong(Verdict::equivalent) == 0);
