@@ -507,12 +507,22 @@ Comparison analyze(const Scenario& scenario, const std::vector<Sample>& samples,
         j.look = &*look;
         j.coverage = 1 - look->equivalence_level;
       }
-      r.equivalence_ci = hodges_lehmann_ratio_ci(r.base.values, r.candidate.values, j.coverage);
-      if (r.blocks > 0) {
-        RunStrata rs(r);
-        r.equivalence_ci = stratified_hodges_lehmann_ci(
-            rs.strata, {o.bootstrap_resamples, j.coverage,
-                        fnv1a64(cr.backend + '\n' + cr.label + '\n' + metric_info(r.metric).key + "\nequivalence", o.seed)});
+      // The Hodges–Lehmann interval at a coverage: within runs when blocked.
+      std::optional<RunStrata> rs;
+      if (r.blocks > 0) rs.emplace(r);
+      auto interval = [&](double coverage, const char* what) {
+        if (!rs) return hodges_lehmann_ratio_ci(r.base.values, r.candidate.values, coverage);
+        return stratified_hodges_lehmann_ci(
+            rs->strata, {o.bootstrap_resamples, coverage,
+                         fnv1a64(cr.backend + '\n' + cr.label + '\n' + metric_info(r.metric).key + '\n' + what, o.seed)});
+      };
+      r.equivalence_ci = interval(j.coverage, "equivalence");
+      r.ci = r.hodges_lehmann_ci;
+      r.ci_coverage = o.confidence;
+      if (j.look) {
+        r.at_look = true;
+        r.ci_coverage = 1 - r.level;
+        r.ci = interval(r.ci_coverage, "repeated");
       }
       decide(r, c.min_effect, j);
     }
@@ -523,6 +533,9 @@ Comparison analyze(const Scenario& scenario, const std::vector<Sample>& samples,
         r.level = bandwidth->level;
         r.significant = bandwidth->significant;
         r.best_p = bandwidth->best_p;
+        r.ci = bandwidth->ci;
+        r.ci_coverage = bandwidth->ci_coverage;
+        r.at_look = bandwidth->at_look;
         r.reason = "IOPS is bandwidth over a fixed block size here: bandwidth's test, not a second one";
       }
     cr.verdict = Verdict::inconclusive;

@@ -105,6 +105,15 @@ struct MetricResult {
   Interval ratio_ci;              // percentile bootstrap, AnalysisOptions::confidence
   double hodges_lehmann = 0;      // HL ratio estimate (NaN for non-positive values)
   Interval hodges_lehmann_ci;     // its distribution-free interval, AnalysisOptions::confidence
+  // The interval reports print beside the verdict, the one it was judged by:
+  // the Hodges–Lehmann interval at AnalysisOptions::confidence (the Mann–Whitney
+  // test inverted), or, for a sequential run's primary metric, the look's
+  // repeated confidence interval at 1 - level (excludes no change exactly when
+  // the test rejects at the look's boundary). ratio_ci is the bootstrap of the
+  // change of the medians, kept in the JSON.
+  Interval ci;
+  double ci_coverage = 0.95;
+  bool at_look = false;           // judged at a sequential look: the raw p against level
   UTest test;                     // two-sided Mann–Whitney, base as x
   double p_adjusted = 1;          // Holm, within its family
   double level = 0.05;            // what it was compared with: alpha for the Holm-adjusted p (fixed n),

@@ -91,6 +91,17 @@ std::string ci_text(const core::Interval& ci) {
   return "[" + change_text(ci.lo - 1) + ", " + change_text(ci.hi - 1) + "]";
 }
 
+std::string interval_text(const core::MetricResult& r, double confidence) {
+  std::string t = ci_text(r.ci);
+  if (t != "-" && (r.at_look || std::fabs(r.ci_coverage - confidence) > 1e-9))
+    t += (r.at_look ? " repeated " : " ") + setting_percent(r.ci_coverage);
+  return t;
+}
+
+double judged_p(const core::MetricResult& r) { return r.at_look ? r.test.p : r.p_adjusted; }
+
+std::string interval_header(const core::Comparison& c) { return setting_percent(c.confidence) + " CI"; }
+
 std::string p_text(double p) {
   if (!std::isfinite(p)) return "-";
   if (p < 0.0001) return "<0.0001";
@@ -117,9 +128,11 @@ std::string verdict_text(const core::MetricResult& r) {
 
 std::string statistics_text(const core::Comparison& c) {
   const std::string alpha = p_text(c.alpha), effect = setting_percent(c.min_effect);
-  return "change = candidate/base - 1 of the medians, with a " + setting_percent(c.confidence) +
-         " percentile bootstrap CI (" + std::to_string(c.bootstrap_resamples) + " resamples, seed " +
-         std::to_string(c.seed) + "); p from a two-sided Mann-Whitney U test, Holm-adjusted in two families: the "
+  return "change = candidate/base - 1 of the medians; the bracket is the " + setting_percent(c.confidence) +
+         " Hodges-Lehmann interval of that ratio (the Mann-Whitney test inverted: it leaves out no change when the "
+         "unadjusted p < " + p_text(1 - c.confidence) + "; the percentile bootstrap of the medians' ratio, " +
+         std::to_string(c.bootstrap_resamples) + " resamples, seed " + std::to_string(c.seed) +
+         ", is in the JSON as ratio_ci); p from a two-sided Mann-Whitney U test, Holm-adjusted in two families: the "
          "primary metric (" + core::metric_info(c.primary).label + ", which gives the verdict) over the cells, and "
          "the other metrics over the cells. improvement/regression: p < " + alpha + " and |change| >= " + effect +
          "; equivalent: the 1 - 2 alpha Hodges-Lehmann interval of the change (two one-sided tests) lies inside +/-" +
@@ -134,7 +147,9 @@ std::string statistics_text(const core::Comparison& c) {
                            "against the look's boundary of a group-sequential design (Lan-DeMets "
                            "O'Brien-Fleming-type alpha spending over the looks, Holm step-down over the cells) "
                            "and its repeated confidence interval, so stopping at the first decision keeps the "
-                           "error rates at alpha."
+                           "error rates at alpha. Its p is the unadjusted one, compared with that boundary, and its "
+                           "bracket the repeated interval at 1 - the boundary: it leaves out no change exactly "
+                           "when the look rejects."
                      : "");
 }
 

@@ -32,6 +32,15 @@ std::string ci_text(const core::Interval& ratio_ci);
 // p-values: "0.0079", "0.33", "<0.0001"; NaN → "-".
 std::string p_text(double p);
 
+// What a metric's verdict was judged by, for the tables' bracket and p
+// columns: its interval (MetricResult::ci), with its coverage when that is not
+// the table's CONFIDENCE ("[-21.1%, -3.3%] repeated 99.2%"), and its p (the
+// Holm-adjusted p at fixed n; the raw p compared with a sequential look's boundary).
+std::string interval_text(const core::MetricResult& r, double confidence);
+double judged_p(const core::MetricResult& r);
+// The bracket column's header: "95% CI".
+std::string interval_header(const core::Comparison& c);
+
 // A metric's verdict for a table: "equivalent", "regression (primary)", and
 // for an untested IOPS "as bandwidth: equivalent".
 std::string verdict_text(const core::MetricResult& r);

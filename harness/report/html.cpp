@@ -83,7 +83,7 @@ std::string table(const core::Comparison& c, const std::vector<const core::CellR
   std::string out = "<table><tr>";
   if (with_cell) out += "<th>cell</th>";
   out += "<th>metric</th><th>" + e(c.base_arm) + "</th><th>" + e(c.candidate_arm) +
-         "</th><th>change</th><th>95% CI</th><th>p</th><th>verdict</th></tr>\n";
+         "</th><th>change</th><th>" + e(interval_header(c)) + "</th><th>p</th><th>verdict</th></tr>\n";
   for (const auto* cell : cells)
     for (const auto& r : cell->metrics) {
       out += "<tr>";
@@ -94,7 +94,7 @@ std::string table(const core::Comparison& c, const std::vector<const core::CellR
              "</small></td><td class=n>" + e(metric_value_text(r.metric, r.candidate.summary.median)) +
              "<br><small>n=" + std::to_string(r.candidate.summary.n) + ", CV " +
              e(percent_text(r.candidate.summary.cv)) + "</small></td><td class=n>" + e(change_text(r.change)) +
-             "</td><td class=n>" + e(ci_text(r.ratio_ci)) + "</td><td class=n>" + e(p_text(r.p_adjusted)) +
+             "</td><td class=n>" + e(interval_text(r, c.confidence)) + "</td><td class=n>" + e(p_text(judged_p(r))) +
              "</td><td title=\"" + e(r.reason) + "\"><span class=\"v " + core::verdict_key(r.verdict) + "\">" +
              e(verdict_text(r)) + "</span></td></tr>\n";
     }
@@ -178,10 +178,10 @@ std::string cell_chart_script(const core::Comparison& c, const core::CellResult&
   s += "EOD\n";
   plots.push_back("$median using 1:2 with lines lw 2.5 lc rgb 'black'");
   // The ratio's interval drawn at the candidate: base median × [lo, hi].
-  if (std::isfinite(r->ratio_ci.lo) && std::isfinite(r->base.summary.median)) {
+  if (std::isfinite(r->ci.lo) && std::isfinite(r->ci.hi) && std::isfinite(r->base.summary.median)) {
     double b = chart_value(m, r->base.summary.median);
     s += "$ci << EOD\n" + num(2.32) + " " + num(chart_value(m, r->candidate.summary.median)) + " " +
-         num(b * r->ratio_ci.lo) + " " + num(b * r->ratio_ci.hi) + "\nEOD\n";
+         num(b * r->ci.lo) + " " + num(b * r->ci.hi) + "\nEOD\n";
     plots.push_back("$ci using 1:2:3:4 with yerrorbars pt 0 lw 2 lc rgb '#7f8c8d'");
   }
   s += "plot ";
@@ -196,8 +196,8 @@ std::string summary_chart_script(const core::Comparison& c) {
     for (const auto& r : cell.metrics) {
       ++i;
       std::string colour = verdict_colour(r.verdict);
-      data += std::to_string(i) + " " + num(r.change * 100) + " " + num((r.ratio_ci.lo - 1) * 100) + " " +
-              num((r.ratio_ci.hi - 1) * 100) + " " + std::to_string(std::stoi(colour.substr(1), nullptr, 16)) + "\n";
+      data += std::to_string(i) + " " + num(r.change * 100) + " " + num((r.ci.lo - 1) * 100) + " " +
+              num((r.ci.hi - 1) * 100) + " " + std::to_string(std::stoi(colour.substr(1), nullptr, 16)) + "\n";
       tics += std::string(i > 1 ? ", " : "") +
               gp_quote(cell.backend + " " + cell.label + " " + core::metric_info(r.metric).label) + " " +
               std::to_string(i);

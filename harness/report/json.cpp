@@ -114,6 +114,8 @@ std::string render_json(const core::Comparison& c, const core::ReportContext& ct
                          {"ratio_ci", {number(r.ratio_ci.lo), number(r.ratio_ci.hi)}},
                          {"hodges_lehmann_ratio", number(r.hodges_lehmann)},
                          {"hodges_lehmann_ci", {number(r.hodges_lehmann_ci.lo), number(r.hodges_lehmann_ci.hi)}},
+                         {"ci", {{"lo", number(r.ci.lo)}, {"hi", number(r.ci.hi)}, {"coverage", number(r.ci_coverage)},
+                                 {"kind", r.at_look ? "repeated" : "hodges-lehmann"}}},
                          {"u", number(r.test.u)},
                          {"p", number(r.test.p)},
                          {"test", r.test.method == core::UTestMethod::exact        ? "exact"

@@ -35,7 +35,7 @@ std::string render_junit(const core::Comparison& c, const core::ReportContext& c
                               std::to_string(r.base.summary.n) + "), " + c.candidate_arm + " " +
                               metric_value_text(r.metric, r.candidate.summary.median) + " (n=" +
                               std::to_string(r.candidate.summary.n) + "), change " + change_text(r.change) +
-                              " " + ci_text(r.ratio_ci) + ", p " + p_text(r.p_adjusted) + ": " +
+                              " " + interval_text(r, c.confidence) + ", p " + p_text(judged_p(r)) + ": " +
                               core::to_string(r.verdict) + " (" + r.reason + ")";
         cases += "    <testcase" + attr("classname", "kab." + class_part(c.scenario) + "." + class_part(backend) + "." +
                                                         class_part(cell.label)) +

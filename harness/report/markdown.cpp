@@ -66,17 +66,21 @@ std::string render_markdown(const core::Comparison& c, const core::ReportContext
     out += fence(lines) + "\n";
     if (const core::MetricResult* bw = primary(cell)) {
       out += "Change of the median " + std::string(core::metric_info(bw->metric).label) + ": **" +
-             change_text(bw->change) + "** (" + setting_percent(c.confidence) + " CI " + ci_text(bw->ratio_ci) +
-             "), p = " + p_text(bw->p_adjusted) + " (two-sided Mann-Whitney U" +
-             (bw->p_adjusted != bw->test.p ? ", Holm-adjusted; unadjusted " + p_text(bw->test.p) : std::string()) +
+             change_text(bw->change) + "** (" +
+             (bw->at_look ? "repeated " + setting_percent(bw->ci_coverage) + " interval " + ci_text(bw->ci)
+                          : setting_percent(bw->ci_coverage) + " CI " + ci_text(bw->ci)) +
+             "), p = " + p_text(judged_p(*bw)) + " (two-sided Mann-Whitney U" +
+             (bw->at_look ? ", against look " + std::to_string(c.look) + "'s boundary " + p_text(bw->level)
+              : bw->p_adjusted != bw->test.p ? ", Holm-adjusted; unadjusted " + p_text(bw->test.p)
+                                             : std::string()) +
              "): " + core::to_string(bw->verdict) + ".\n\n";
     }
-    out += row({"metric", c.base_arm, c.candidate_arm, "change", "95% CI", "p", "verdict"});
+    out += row({"metric", c.base_arm, c.candidate_arm, "change", interval_header(c), "p", "verdict"});
     out += "|---|---:|---:|---:|---:|---:|---|\n";
     for (const auto& r : cell.metrics)
       out += row({core::metric_info(r.metric).label, metric_value_text(r.metric, r.base.summary.median),
                   metric_value_text(r.metric, r.candidate.summary.median), change_text(r.change),
-                  ci_text(r.ratio_ci), p_text(r.p_adjusted), verdict_text(r)});
+                  interval_text(r, c.confidence), p_text(judged_p(r)), verdict_text(r)});
     out += "\n";
     out += "WritebackTmp (peak during fio, highest of the samples): " + c.base_arm + " " +
            kb_text(cell.base.writeback_tmp_peak_kb.max) + ", " + c.candidate_arm + " " +

@@ -27,7 +27,7 @@ std::string render_summary(const core::Comparison& c, const core::ReportContext&
     if (!p) continue;
     const std::string where = c.cells.size() > 1 || c.backends.size() > 1 ? " [" + cell.backend + " " + cell.label + "]" : "";
     out += " " + std::string(core::metric_info(p->metric).label) + where + " " + change_text(p->change) + " " +
-           ci_text(p->ratio_ci) + ": " + core::to_string(p->verdict);
+           interval_text(*p, c.confidence) + ": " + core::to_string(p->verdict);
     if (p->verdict == core::Verdict::inconclusive && p->samples_needed > 0)
       out += " (about " + std::to_string(p->samples_needed) + " samples per arm would decide)";
     out += ";";

@@ -77,14 +77,14 @@ std::string render_text(const core::Comparison& c, const core::ReportContext& ct
 
   for (const auto& backend : c.backends) {
     Table t;
-    t.header = {"cell", "metric", c.base_arm, c.candidate_arm, "change", "95% CI", "p", "verdict"};
+    t.header = {"cell", "metric", c.base_arm, c.candidate_arm, "change", interval_header(c), "p", "verdict"};
     for (const auto& cell : c.cells) {
       if (cell.backend != backend) continue;
       for (const auto& r : cell.metrics) {
         t.rows.push_back({cell.label, core::metric_info(r.metric).label,
                           metric_value_text(r.metric, r.base.summary.median),
                           metric_value_text(r.metric, r.candidate.summary.median), change_text(r.change),
-                          ci_text(r.ratio_ci), p_text(r.p_adjusted), verdict_text(r)});
+                          interval_text(r, c.confidence), p_text(judged_p(r)), verdict_text(r)});
         t.verdicts.push_back(r.verdict);
       }
     }

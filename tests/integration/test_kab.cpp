@@ -303,68 +303,93 @@ TEST_CASE("run: killed with SIGKILL mid-run, resumed without duplicates", "[inte
 
 TEST_CASE("compare: A/A is never a change, an injected delay is a regression", "[integration][compare]") {
   TestDir dir("compare");
-  auto aa = run_kab({"compare", "--scenario", "scenarios/aa.yaml", "--db", dir.db(), "--format", "json", "--out",
-                 (dir.path / "aa").string()},
-                3600, (dir.path / "aa.log").string());
-  std::string aa_out = read(dir.path / "aa.log");
-  INFO(aa_out);
-  CHECK(aa.exit_code == 0);
-  // The report is {"schema_version", "context", "comparison"}: the verdict is the comparison's.
-  json a = json::parse(read(dir.path / "aa/comparison.json"));
-  REQUIRE(a.contains("comparison"));
   // A kernel against itself is never a change; at n = 5 under TCG's noise it
   // is inconclusive unless the interval already lies inside ±5% (equivalent).
-  const std::string aa_verdict = a["comparison"]["verdict"];
+  // A false alarm has probability alpha (5%) by design (the unit tests'
+  // simulation holds it there), so one is answered by a second A/A run: a
+  // harness without bias gives two in a row with probability 0.25%; a bias
+  // (an order effect, a first boot that is always slower) gives them every time.
+  auto run_aa = [&](const std::string& name) {
+    auto r = run_kab({"compare", "--scenario", "scenarios/aa.yaml", "--db", dir.db(), "--format", "json", "--out",
+                      (dir.path / name).string()},
+                     3600, (dir.path / (name + ".log")).string());
+    INFO(read(dir.path / (name + ".log")));
+    REQUIRE(fs::exists(dir.path / name / "comparison.json"));
+    // The report is {"schema_version", "context", "comparison"}: the verdict is the comparison's.
+    json a = json::parse(read(dir.path / name / "comparison.json"));
+    REQUIRE(a.contains("comparison"));
+    CHECK(r.exit_code == (a["comparison"]["verdict"] == "regression" ? 1 : 0));
+    return a;
+  };
+  json a = run_aa("aa");
+  std::string aa_verdict = a["comparison"]["verdict"];
+  if (aa_verdict == "improvement" || aa_verdict == "regression") {
+    WARN("A/A run 1 was a false " << aa_verdict << " (probability alpha); a second A/A run decides");
+    a = run_aa("aa2");
+    aa_verdict = a["comparison"]["verdict"];
+  }
+  INFO(a.dump(2));
   CHECK((aa_verdict == "equivalent" || aa_verdict == "inconclusive"));
   for (const auto& m : a["comparison"]["cells"][0]["metrics"])
     if (m["primary"] == true && aa_verdict == "inconclusive") CHECK(m["samples_needed"].get<int>() > 5);
   CHECK(fs::exists(dir.path / "aa/comparison.html"));
   CHECK(fs::exists(dir.path / "aa/comparison.junit.xml"));
+  const long long delay_run = fs::exists(dir.path / "aa2") ? 3 : 2;
 
   // The delay sampled until decided, at most 12 per arm (6 looks of one ABBA
-  // block): every delay sample is below every stock one, so the exact p is
-  // 2 / C(2n, n) — 0.0286 at 4 + 4, above look 2's boundary (2.1e-4), and
-  // 0.0022 at 6 + 6, below look 3's (0.0030). It stops there, at half the cap.
+  // block): every delay sample is below every stock one (35 against ~190
+  // MiB/s), so the exact p is 2 / C(2n, n): 0.0286 at 4 + 4, above look 2's
+  // boundary (2.1e-4), and 0.0022 at 6 + 6, below look 3's (0.0030). It stops
+  // there, at half the cap. A failed sample (recorded, excluded) leaves 6 + 5,
+  // p 0.0043, and the run goes on to look 4: then the arithmetic is the next look's.
   auto d = run_kab({"compare", "--scenario", "tests/data/integration/delay.yaml", "--until-decided", "--max-samples",
                     "12", "--db", dir.db(), "--format", "json", "--out", (dir.path / "delay").string()},
                    3600, (dir.path / "delay.log").string());
   std::string d_out = read(dir.path / "delay.log");
   INFO(d_out);
   CHECK(d.exit_code == 1);
-  CHECK(d_out.find("look 1 of 6: inconclusive;") != std::string::npos);
-  CHECK(d_out.find("look 2 of 6: inconclusive;") != std::string::npos);
-  CHECK(d_out.find("look 3 of 6: regression;") != std::string::npos);
-  CHECK(d_out.find("look 4 of 6") == std::string::npos);
-  CHECK(d_out.find("kab: run 2 sampled until decided: regression at look 3 of 6 (decided before the cap)") !=
-        std::string::npos);
   json j = json::parse(read(dir.path / "delay/comparison.json"));
-  CHECK(j["comparison"]["verdict"] == "regression");
-  CHECK(j["comparison"]["sequential"]["look"] == 3);
-  CHECK(j["comparison"]["sequential"]["looks"] == 6);
-  CHECK(j["comparison"]["base"]["included"] == 6);
-  CHECK(j["comparison"]["candidate"]["included"] == 6);
+  const json& cmp = j["comparison"];
+  CHECK(cmp["verdict"] == "regression");
+  REQUIRE(cmp["sequential"]["looks"] == 6);
+  const int look = cmp["sequential"]["look"];
+  const int excluded = cmp["base"]["excluded"].get<int>() + cmp["candidate"]["excluded"].get<int>();
+  // Looks 1 and 2 cannot decide whatever the data (best p above the boundary).
+  REQUIRE(look >= 3);
+  CHECK(look <= 6);
+  if (excluded == 0) CHECK(look == 3);
+  for (int k = 1; k < look; ++k)
+    CHECK(d_out.find("look " + std::to_string(k) + " of 6: inconclusive;") != std::string::npos);
+  CHECK(d_out.find("look " + std::to_string(look) + " of 6: regression;") != std::string::npos);
+  CHECK(d_out.find("look " + std::to_string(look + 1) + " of 6") == std::string::npos);
+  CHECK(d_out.find("kab: run " + std::to_string(delay_run) + " sampled until decided: regression at look " +
+                   std::to_string(look) + " of 6 (decided before the cap)") != std::string::npos);
+  CHECK(cmp["base"]["included"].get<int>() + cmp["base"]["excluded"].get<int>() == 2 * look);
+  CHECK(cmp["candidate"]["included"].get<int>() + cmp["candidate"]["excluded"].get<int>() == 2 * look);
   // Caught where the delay is: bandwidth down by more than half (20 ms per WRITE),
-  // judged against look 3's boundary, not alpha.
+  // judged against the look's boundary, not alpha.
   bool bandwidth = false;
-  for (const auto& m : j["comparison"]["cells"][0]["metrics"])
+  for (const auto& m : cmp["cells"][0]["metrics"])
     if (m["metric"] == "bandwidth") {
       bandwidth = true;
       CHECK(m["verdict"] == "regression");
       CHECK(m["change"].get<double>() < -0.5);
-      CHECK(m["level"].get<double>() == Approx(0.00298).epsilon(0.01));
+      if (look == 3) CHECK(m["level"].get<double>() == Approx(0.00298).epsilon(0.01));
+      CHECK(m["level"].get<double>() < 0.05);
       CHECK(m["p"].get<double>() < m["level"].get<double>());
     }
   CHECK(bandwidth);
-  // The run planned the cap and stored three looks; kab report judges it at look 3 again.
+  // The run planned the cap and stored its looks; kab report judges it at that look again.
+  const std::string id = std::to_string(delay_run);
   auto [ok, runs] = proc::capture({"sqlite3", dir.db(), "SELECT plan_size || ' ' || status || ' ' || "
-                                                        "(SELECT count(*) FROM samples WHERE run_id = 2) FROM runs "
-                                                        "WHERE id = 2"});
+                                                        "(SELECT count(*) FROM samples WHERE run_id = " + id +
+                                                        ") FROM runs WHERE id = " + id});
   REQUIRE(ok);
-  CHECK(runs == "24 complete 12\n");
-  auto rep = run_kab({"report", "2", "--db", dir.db(), "--format", "json"}, 120);
+  CHECK(runs == "24 complete " + std::to_string(4 * look) + "\n");
+  auto rep = run_kab({"report", id, "--db", dir.db(), "--format", "json"}, 120);
   json r = last_json(rep.output);
   CHECK(r["comparison"]["verdict"] == "regression");
-  CHECK(r["comparison"]["sequential"]["look"] == 3);
+  CHECK(r["comparison"]["sequential"]["look"] == look);
   check_no_leftovers();
 }
 

@@ -372,3 +372,62 @@ TEST_CASE("report formats table", "[report]") {
     }
   }
 }
+
+// Every format's bracket is the interval the verdict was judged by
+// (MetricResult::ci): at fixed n the Hodges–Lehmann interval at the
+// confidence, at a sequential look the repeated interval at 1 - the look's
+// boundary, labelled so, with the raw p that was compared with that boundary.
+TEST_CASE("reports bracket the interval the verdict was judged by", "[report][interval]") {
+  SECTION("fixed n: the Hodges-Lehmann interval, not the bootstrap of the medians") {
+    // Uneven samples, where the two intervals part.
+    std::vector<Sample> s;
+    add(s, {655, 600, 661, 700, 659, 612, 690, 631}, {754, 640, 741, 800, 771, 702, 650, 733}, "virtiofsd",
+        {{"bs", "1M"}});
+    auto c = analyze(scenario(), s, options());
+    const auto& bw = *primary(c.cells[0]);
+    REQUIRE_FALSE(bw.at_look);
+    const std::string hl = ci_text(bw.hodges_lehmann_ci);
+    INFO(hl << " against the bootstrap's " << ci_text(bw.ratio_ci));
+    REQUIRE(hl != ci_text(bw.ratio_ci));   // else this section proves nothing
+    const std::string change = change_text(bw.change), p = p_text(bw.p_adjusted);
+    CHECK(contains(render_text(c, context()), change + "  " + hl + "  " + p + " "));
+    CHECK(contains(render_markdown(c, context()), "(95% CI " + hl + "), p = " + p));
+    CHECK(contains(render_summary(c, context()), "bandwidth " + change + " " + hl + ": "));
+    CHECK(contains(render_junit(c, context()), "change " + change + " " + hl + ", p " + p));
+    CHECK(contains(render_html(c, context()), "<td class=n>" + hl + "</td>"));
+    auto j = nlohmann::json::parse(render_json(c, context()));
+    const auto& ci = j["comparison"]["cells"][0]["metrics"][0]["ci"];
+    CHECK(ci["kind"] == "hodges-lehmann");
+    CHECK(ci["coverage"] == 0.95);
+    CHECK(ci["lo"].get<double>() == bw.hodges_lehmann_ci.lo);
+    CHECK(ci["hi"].get<double>() == bw.hodges_lehmann_ci.hi);
+    CHECK(contains(statistics_text(c), "the bracket is the 95% Hodges-Lehmann interval"));
+  }
+  SECTION("a sequential look: the repeated interval and the raw p") {
+    std::vector<Sample> s;
+    add(s, {655, 648, 661, 650, 659, 652}, {560, 571, 555, 566, 549, 562}, "virtiofsd", {});
+    AnalysisOptions o = options();
+    o.sequential.look = 3;
+    o.sequential.looks = 6;
+    auto c = analyze(scenario(), s, o);
+    const auto& bw = *primary(c.cells[0]);
+    REQUIRE(bw.at_look);
+    CHECK(bw.verdict == Verdict::regression);
+    CHECK(bw.level == Approx(0.00298).epsilon(0.01));
+    CHECK(bw.ci_coverage == Approx(1 - bw.level));
+    CHECK(bw.ci.hi < 1);
+    // Wider than the 95% interval: the look's boundary is stricter than alpha.
+    CHECK(bw.ci.lo < bw.hodges_lehmann_ci.lo);
+    const std::string shown = ci_text(bw.ci) + " repeated " + setting_percent(bw.ci_coverage);
+    INFO(shown);
+    auto text = render_text(c, context());
+    INFO(text);
+    CHECK(contains(text, shown + "  0.0022  regression (primary)"));
+    CHECK(contains(render_markdown(c, context()),
+                   "(repeated " + setting_percent(bw.ci_coverage) + " interval " + ci_text(bw.ci) +
+                       "), p = 0.0022 (two-sided Mann-Whitney U, against look 3's boundary 0.003"));
+    auto j = nlohmann::json::parse(render_json(c, context()));
+    CHECK(j["comparison"]["cells"][0]["metrics"][0]["ci"]["kind"] == "repeated");
+    CHECK(contains(statistics_text(c), "bracket the repeated interval at 1 - the boundary"));
+  }
+}
