@@ -114,6 +114,13 @@ struct KernelSpec {
   std::string name;
   std::string path;                    // the definition file
   std::string source;                  // Debian package ("linux-source-6.1") or a tree/tarball path
+  // source: {git: REPO, ref: REF}: REF's commit of the repository (a tag, a
+  // branch, a commit id). ref WORKTREE is the tree on disk as it is, uncommitted
+  // changes included: then `source` is REPO, a directory source.
+  std::string git_repo, git_ref;
+  // The change under test, applied on the source before `patches`:
+  std::string commits;                 // "BASE..HEAD" of git_repo (the source is BASE)
+  std::string series;                  // an mbox of patches (absolute path), as git format-patch or b4 write it
   std::vector<std::string> patches;    // absolute paths, applied in order
   std::string config_base = "tinyconfig";
   std::vector<std::string> fragments;  // absolute paths, merged in order (every arch)

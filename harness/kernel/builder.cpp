@@ -1,4 +1,5 @@
 #include "kernel/builder.h"
+#include "kernel/git_source.h"
 
 #include <fcntl.h>
 #include <sys/file.h>
@@ -101,8 +102,26 @@ std::string BuildInputs::hash() const {
 std::vector<std::string> BuildInputs::differences(const BuildInputs& b) const {
   std::vector<std::string> out;
   if (source_identity != b.source_identity) {
-    out.push_back("source changed: " + b.source_identity + " -> " + source_identity);
-    for (auto& line : source_differences(*this, b)) out.push_back(std::move(line));
+    const std::string commit = "git commit ";
+    if (!source_ref.empty() && source_ref == b.source_ref && core::starts_with(source_identity, commit) &&
+        core::starts_with(b.source_identity, commit)) {
+      // "REPO ref REF": the same ref, another commit.
+      const std::string repo = source_ref.substr(0, source_ref.rfind(" ref "));
+      const std::string ref = source_ref.substr(source_ref.rfind(" ref ") + 5);
+      const std::string was = b.source_identity.substr(commit.size()), is = source_identity.substr(commit.size());
+      out.push_back("ref " + ref + " moved from " + was.substr(0, 12) + " to " + is.substr(0, 12) + " (" + repo + ")");
+      auto [ok, names] = proc::capture({"git", "-C", repo, "diff", "--name-only", "-z", was, is}, 600);
+      std::vector<std::string> files;
+      if (ok)
+        for (const auto& n : core::split(names, '\0'))
+          if (!n.empty()) files.push_back(n);
+      for (std::size_t i = 0; i < files.size() && i < 20; ++i)
+        out.push_back("source file " + files[i] + " differs between the commits");
+      if (files.size() > 20) out.push_back("… and " + std::to_string(files.size() - 20) + " more source files");
+    } else {
+      out.push_back("source changed: " + b.source_identity + " -> " + source_identity);
+      for (auto& line : source_differences(*this, b)) out.push_back(std::move(line));
+    }
   }
   if (arch != b.arch) out.push_back("arch changed: " + b.arch + " -> " + arch);
   if (config_base != b.config_base) out.push_back("config base changed: " + b.config_base + " -> " + config_base);
@@ -127,6 +146,8 @@ std::vector<std::string> BuildInputs::differences(const BuildInputs& b) const {
 static json inputs_json(const BuildInputs& in) {
   json j;
   j["source_identity"] = in.source_identity;
+  if (!in.source_ref.empty()) j["source_ref"] = in.source_ref;
+  if (!in.patch_labels.empty()) j["patch_labels"] = in.patch_labels;
   if (!in.source_files.empty()) {
     j["source_files"] = json::object();
     for (const auto& [n, d] : in.source_files) j["source_files"][n] = d;
@@ -148,6 +169,8 @@ static json inputs_json(const BuildInputs& in) {
 static BuildInputs inputs_from_json(const json& j) {
   BuildInputs in;
   in.source_identity = j.value("source_identity", "");
+  in.source_ref = j.value("source_ref", "");
+  in.patch_labels = j.value("patch_labels", std::vector<std::string>{});
   for (const auto& [n, d] : j.value("source_files", json::object()).items()) in.source_files.emplace_back(n, d);
   in.arch = j.value("arch", "");
   in.config_base = j.value("config_base", "");
@@ -438,7 +461,17 @@ Builder::Builder(Options options) : m_options(std::move(options)) {
 
 BuildInputs Builder::inputs_of(const core::KernelSpec& spec, const std::string& arch, const std::string& variant) const {
   BuildInputs in;
-  if (fs::is_directory(spec.source)) {
+  // A commit of a repository: identified by the commit id alone, wherever the
+  // repository is; the range's base when the change is given as commits.
+  if (!spec.git_repo.empty() && spec.git_ref != "WORKTREE") {
+    std::string commit = spec.commits.empty() ? git_commit(spec.git_repo, spec.git_ref)
+                                              : git_range_base(spec.git_repo, spec.commits);
+    if (!spec.commits.empty() && !spec.git_ref.empty() && git_commit(spec.git_repo, spec.git_ref) != commit)
+      throw BuildError("kernel " + spec.name + ": ref " + spec.git_ref + " is not the base of commits " + spec.commits +
+                       " (leave ref out: the range's base is the source)");
+    in.source_identity = "git commit " + commit;
+    in.source_ref = spec.git_repo + " ref " + (spec.commits.empty() ? spec.git_ref : spec.commits.substr(0, spec.commits.find("..")));
+  } else if (fs::is_directory(spec.source)) {
     TreeState tree = tree_state(spec.source);
     in.source_identity = std::move(tree.identity);
     in.source_files = std::move(tree.files);
@@ -449,7 +482,25 @@ BuildInputs Builder::inputs_of(const core::KernelSpec& spec, const std::string& 
   in.config_base = spec.config_base;
   in.compiler = compiler_identity();
   for (const auto& p : plumbing_patches(arch)) in.plumbing.emplace_back(fs::path(p).filename().string(), core::sha256_file(p));
-  for (const auto& p : spec.patches) in.patches.emplace_back(fs::path(p).filename().string(), core::sha256_file(p));
+  // The change under test: commits or a series, by patch-id (the same change
+  // as commits or as mails is the same build), then the definition's files.
+  auto add_git = [&](const std::vector<GitPatch>& list) {
+    for (const auto& p : list) {
+      in.patches.emplace_back(p.subject, "patch-id:" + p.patch_id);
+      in.patch_paths.push_back(p.file);
+      in.patch_labels.push_back(p.label + (p.message_id.empty() ? "" : " " + p.message_id));
+    }
+  };
+  const fs::path cache(m_options.cache_dir);
+  if (!spec.commits.empty()) add_git(git_range_patches(spec.git_repo, spec.commits, (cache / "patches" / "commits").string()));
+  if (!spec.series.empty())
+    add_git(mbox_patches(spec.series, (cache / "patches" / "series" / short_hash(core::sha256_file(spec.series))).string())
+                .patches);
+  for (const auto& p : spec.patches) {
+    in.patches.emplace_back(fs::path(p).filename().string(), core::sha256_file(p));
+    in.patch_paths.push_back(p);
+    in.patch_labels.push_back(fs::path(p).filename().string());
+  }
   auto add_frags = [&](const std::vector<std::string>& list) {
     for (const auto& f : list) in.fragments.emplace_back(fs::path(f).filename().string(), core::sha256_file(f));
   };
@@ -493,8 +544,10 @@ std::string debian_source_tarball(const std::string& package) {
   return found;
 }
 
-std::string Builder::pristine_source(const std::string& source, const std::string& identity) {
-  if (fs::is_directory(source)) return source;
+std::string Builder::pristine_source(const core::KernelSpec& spec, const std::string& identity) {
+  const bool commit = core::starts_with(identity, "git commit ");
+  const std::string& source = commit ? spec.git_repo : spec.source;
+  if (!commit && fs::is_directory(source)) return source;
   fs::path dir = fs::path(m_options.cache_dir) / "src" / short_hash(core::sha256_hex(identity));
   if (fs::exists(dir / ".kab-complete")) return dir.string();
   fs::create_directories(dir.parent_path());
@@ -504,15 +557,28 @@ std::string Builder::pristine_source(const std::string& source, const std::strin
     if (m_options.progress) m_options.progress({"wait for another kab extracting " + source, 0, 0, 0});
   });
   if (fs::exists(dir / ".kab-complete")) return dir.string();
+  fs::path tmp = dir;
+  tmp += ".tmp" + std::to_string(::getpid());
+  fs::remove_all(tmp);
+  if (commit) {
+    if (m_options.progress) m_options.progress({"export " + identity.substr(11, 12) + " of " + source, 0, 0, 0});
+    try {
+      git_export(source, identity.substr(11), tmp.string());
+    } catch (...) {
+      fs::remove_all(tmp);
+      throw;
+    }
+    write_text(tmp / ".kab-complete", identity + "\n");
+    fs::remove_all(dir);
+    fs::rename(tmp, dir);
+    return dir.string();
+  }
   std::string tarball = source;
   if (core::starts_with(source, "linux-source-")) {
     tarball = debian_source_tarball(source);
     if (tarball.empty()) throw BuildError("no tarball of " + source + " under /usr/src (make deps installs it)");
   }
   if (m_options.progress) m_options.progress({"extract " + tarball, 0, 0, 0});
-  fs::path tmp = dir;
-  tmp += ".tmp" + std::to_string(::getpid());
-  fs::remove_all(tmp);
   fs::create_directories(tmp);
   proc::Options o;
   o.argv = {"tar", "-xf", tarball, "-C", tmp.string(), "--strip-components=1"};
@@ -555,7 +621,7 @@ core::KernelArtifact Builder::build(const core::KernelSpec& spec, const std::str
   // Fast path: these inputs were built before (checked again once the lane is
   // ours: another kab may have built them while this one waited).
   if (auto a = find_built_inputs(st, st.explain)) return *a;
-  st.pristine = pristine_source(spec.source, st.in.source_identity);
+  st.pristine = pristine_source(spec, st.in.source_identity);
   enter_lane(st);
   // Kbuild must never run twice in one tree: the lane stays locked until
   // build returns (or kab dies).
@@ -638,7 +704,7 @@ void Builder::prepare_lane(const BuildState& st) const {
 void Builder::switch_patch_set(const BuildState& st) const {
   // Plumbing first, then the definition's.
   std::vector<std::string> all_patches = plumbing_patches(st.arch);
-  all_patches.insert(all_patches.end(), st.spec.patches.begin(), st.spec.patches.end());
+  all_patches.insert(all_patches.end(), st.in.patch_paths.begin(), st.in.patch_paths.end());
   json state = json::parse(core::read_text(st.lane / "state.json"));
   json want_patches = json::array();
   for (const auto& [n, d] : st.in.plumbing) want_patches.push_back(d);

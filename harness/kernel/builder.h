@@ -53,7 +53,12 @@ struct BuildInputs {
   std::vector<std::pair<std::string, std::string>> source_files;
   std::string arch;
   std::vector<std::pair<std::string, std::string>> plumbing;    // harness patches: file name → sha256
-  std::vector<std::pair<std::string, std::string>> patches;     // file name → sha256
+  std::vector<std::pair<std::string, std::string>> patches;     // file name → sha256; a commit's or mail's
+                                                                // subject → "patch-id:" its git patch-id
+  // Not hashed: where the inputs come from, for applying and for people.
+  std::string source_ref;                 // a git source: "REPO ref REF" (explains "ref main moved from …")
+  std::vector<std::string> patch_paths;   // the files of `patches`, in order
+  std::vector<std::string> patch_labels;  // how reports name them: abcdef123456 ("fuse: …"), a mail's subject <Message-Id>
   std::string config_base;
   std::vector<std::pair<std::string, std::string>> fragments;   // file name → sha256
   std::string compiler;
@@ -76,7 +81,9 @@ class Builder : public core::KernelBuilder {
   std::vector<std::string> plumbing_patches(const std::string& arch) const;
 
  private:
-  std::string pristine_source(const std::string& source, const std::string& identity);
+  // The read-only tree a lane links to: a directory source itself, else
+  // extracted (a tarball) or exported (a git commit) once under src/.
+  std::string pristine_source(const core::KernelSpec& spec, const std::string& identity);
 
   // The stages of build(), in order. BuildState (builder.cpp) carries one
   // build's inputs, paths and results from stage to stage; build() holds the

@@ -618,8 +618,32 @@ Parsed<core::KernelSpec> parse_kernel(const std::string& path, const std::string
                             kind_of(*root));
     } else {
       const YAML::Node& n = *root;
-      r.check_keys(n, {"description", "source", "patches", "config", "variants"});
-      if (r.require(n, "source", "kernel definition"))
+      r.check_keys(n, {"description", "source", "commits", "series", "patches", "config", "variants"});
+      auto local_path = [&](const std::string& v, const fs::path& under) {
+        fs::path p = v;
+        if (core::starts_with(v, "~/") && std::getenv("HOME")) p = fs::path(std::getenv("HOME")) / v.substr(2);
+        if (p.is_relative()) p = under / p;
+        return fs::absolute(p).lexically_normal();
+      };
+      if (r.require(n, "source", "kernel definition") && n["source"].IsMap()) {
+        // source: {git: REPO, ref: REF}
+        const YAML::Node& g = n["source"];
+        r.check_keys(g, {"git", "ref"});
+        if (r.require(g, "git", "git source"))
+          if (auto v = r.scalar(g["git"], "git")) {
+            fs::path p = local_path(*v, kernels_dir);
+            if (!fs::is_directory(p)) r.error_at(g["git"], "git repository '" + *v + "' does not exist (looked for " + p.string() + ")");
+            else if (!fs::exists(p / ".git")) r.error_at(g["git"], "'" + *v + "' is not a git repository (no .git in " + p.string() + ")");
+            k.git_repo = p.string();
+          }
+        if (g["ref"]) {
+          if (auto v = r.scalar(g["ref"], "ref")) k.git_ref = *v;
+        } else if (!n["commits"]) {
+          r.error_at(g, "a git source needs ref: (a tag, branch or commit, or WORKTREE for the tree as it is on disk)");
+        }
+        if (k.git_ref == "WORKTREE") k.source = k.git_repo;
+        else k.source = "git:" + k.git_repo;
+      } else if (n["source"])
         if (auto v = r.scalar(n["source"], "source")) {
           k.source = *v;
           bool package = core::starts_with(*v, "linux-source-");
@@ -630,6 +654,21 @@ Parsed<core::KernelSpec> parse_kernel(const std::string& path, const std::string
               r.error_at(n["source"], "source '" + *v + "' is neither a linux-source-X.Y package nor an existing path");
             else k.source = fs::absolute(p).lexically_normal().string();
           }
+        }
+      if (n["commits"])
+        if (auto v = r.scalar(n["commits"], "commits")) {
+          k.commits = *v;
+          if (k.git_repo.empty()) r.error_at(n["commits"], "commits: needs a git source (source: {git: REPO})");
+          else if (k.git_ref == "WORKTREE") r.error_at(n["commits"], "commits: is a range of commits; the WORKTREE source has none");
+          auto dots = v->find("..");
+          if (dots == std::string::npos || dots == 0 || dots + 2 >= v->size() || v->find("...") != std::string::npos)
+            r.error_at(n["commits"], "commits '" + *v + "' is not a range BASE..HEAD");
+        }
+      if (n["series"])
+        if (auto v = r.scalar(n["series"], "series")) {
+          fs::path p = local_path(*v, fs::path(kernels_dir) / "patches");
+          if (!fs::is_regular_file(p)) r.error_at(n["series"], "series file '" + *v + "' does not exist (looked for " + p.string() + ")");
+          k.series = p.string();
         }
       if (n["patches"]) k.patches = resolve_all(n["patches"], "patch", "patches");
       if (n["config"]) {

@@ -9,6 +9,7 @@
 
 #include "core/text.h"
 #include "kernel/builder.h"
+#include "kernel/git_source.h"
 #include "proc/runner.h"
 
 using namespace kab::kernel;
@@ -272,4 +273,134 @@ TEST_CASE("a directory source is identified by its content", "[kernel][source]")
     CHECK(d[2] == "source file fs/demo/file.c differs between the commits");
   }
   fs::remove_all(dir);
+}
+
+// Kernels from git (kernel/git_source.h): a small repository made here — a
+// base tagged v1, a branch "topic" with two commits on it, one a cover-letter
+// series of them written by git format-patch — stands in for a kernel tree.
+TEST_CASE("git sources: commits and a mailed series are the same change, the user's repository untouched",
+          "[kernel][git]") {
+  const fs::path root = fs::temp_directory_path() / ("kab-git-" + std::to_string(::getpid()));
+  const fs::path repo = root / "linux";
+  fs::remove_all(root);
+  fs::create_directories(root);
+  fs::copy(k_data + "/tree", repo, fs::copy_options::recursive);
+  auto git = [&](std::vector<std::string> args) {
+    args.insert(args.begin(), {"git", "-C", repo.string(), "-c", "user.name=kab", "-c", "user.email=kab@localhost"});
+    auto [ok, out] = kab::proc::capture(args);
+    INFO(out);
+    REQUIRE(ok);
+    return out;
+  };
+  auto write = [&](const std::string& rel, const std::string& text) { std::ofstream(repo / rel) << text; };
+  git({"init", "-q", "-b", "main"});
+  git({"add", "-A"});
+  git({"commit", "-q", "-m", "base"});
+  git({"tag", "v1"});
+  const std::string base = kab::core::trim(git({"rev-parse", "HEAD"}));
+  git({"checkout", "-q", "-b", "topic"});
+  write("fs/demo/file.c", "int writeback = 1;\n");
+  git({"commit", "-q", "-a", "-m", "fuse: use page cache pages for writeback io"});
+  write("fs/demo/new.c", "int helper;\n");
+  git({"add", "fs/demo/new.c"});
+  git({"commit", "-q", "-m", "fuse: add a helper"});
+  const std::string topic = kab::core::trim(git({"rev-parse", "HEAD"}));
+  const fs::path mbox = root / "series.mbox";
+  {
+    std::string text = git({"format-patch", "--stdout", "--cover-letter", "--thread", "--base=v1", "v1..topic"});
+    std::ofstream(mbox) << text;
+  }
+  git({"checkout", "-q", "main"});
+  write("fs/demo/file.c", "int uncommitted;\n");   // the user's work in progress stays as it is
+  auto repo_state = [&] {
+    return git({"status", "--porcelain=v1", "--branch"}) + git({"for-each-ref"}) + git({"rev-parse", "HEAD"}) +
+           slurp(repo / "fs/demo/file.c") + slurp(repo / ".git/index");
+  };
+  const std::string before = repo_state();
+
+  SECTION("refs resolve to commits; a ref that is none is named") {
+    CHECK(git_commit(repo.string(), "v1") == base);
+    CHECK(git_commit(repo.string(), "topic") == topic);
+    CHECK(git_commit(repo.string(), topic.substr(0, 12)) == topic);
+    CHECK(git_describe(repo.string(), "v1", base) == "v1");
+    CHECK(git_describe(repo.string(), "topic", topic) == "topic");
+    CHECK(git_describe(repo.string(), topic.substr(0, 12), topic) == topic.substr(0, 12));
+    CHECK_THROWS_WITH(git_commit(repo.string(), "v9"),
+                      "ref 'v9' is not a commit in the git repository " + repo.string());
+    CHECK_THROWS_WITH(git_range_patches(repo.string(), "v1", (root / "p").string()),
+                      "commits 'v1' is not a range BASE..HEAD");
+    CHECK_THROWS_WITH(git_range_patches(repo.string(), "topic..v1", (root / "p").string()),
+                      "commits topic..v1 of " + repo.string() + " is empty: HEAD has nothing BASE has not");
+  }
+  SECTION("the commits and their series: the same subjects and patch ids, named as the kernel community does") {
+    auto commits = git_range_patches(repo.string(), "v1..topic", (root / "commits").string());
+    auto series = mbox_patches(mbox.string(), (root / "series").string());
+    REQUIRE(commits.size() == 2);
+    REQUIRE(series.patches.size() == 2);   // the cover letter carries no diff
+    CHECK(series.base_commit == base);
+    for (std::size_t i = 0; i < 2; ++i) {
+      CHECK(commits[i].subject == series.patches[i].subject);
+      CHECK(commits[i].patch_id == series.patches[i].patch_id);
+      CHECK(commits[i].patch_id.size() == 40);
+      CHECK(series.patches[i].message_id.empty() == false);
+    }
+    CHECK(commits[0].subject == "fuse: use page cache pages for writeback io");
+    CHECK(commits[1].label ==
+          kab::core::trim(git({"rev-parse", "topic"})).substr(0, 12) + " (\"fuse: add a helper\")");
+    CHECK(series.patches[0].label == "fuse: use page cache pages for writeback io");
+    CHECK(commits[0].patch_id != commits[1].patch_id);
+  }
+  SECTION("build inputs: identified by commit and patch ids; a moved branch is explained") {
+    Options o;
+    o.cache_dir = (root / "cache").string();
+    Builder b(o);
+    kab::core::KernelSpec stock;
+    stock.name = "stock";
+    stock.git_repo = repo.string();
+    stock.git_ref = "v1";
+    kab::core::KernelSpec by_commits = stock, by_series = stock, by_branch = stock;
+    by_commits.name = by_series.name = "rfc";
+    by_commits.git_ref = "";
+    by_commits.commits = "v1..topic";
+    by_series.series = mbox.string();
+    by_branch.git_ref = "topic";
+    const BuildInputs s = b.inputs_of(stock, "x86_64", "");
+    const BuildInputs c = b.inputs_of(by_commits, "x86_64", "");
+    const BuildInputs m = b.inputs_of(by_series, "x86_64", "");
+    CHECK(s.source_identity == "git commit " + base);
+    CHECK(c.source_identity == s.source_identity);   // the candidate builds on the base, in its lane
+    CHECK(c.hash() == m.hash());                     // commits or mails: the same build
+    CHECK(c.hash() != s.hash());
+    REQUIRE(c.patch_labels.size() == 2);
+    CHECK(c.patch_labels[0].find(" (\"fuse: use page cache pages for writeback io\")") == 12);
+    CHECK(m.patch_labels[1].rfind("fuse: add a helper <", 0) == 0);   // subject and Message-Id
+    // The patch files apply to the base's tree, as kernels/patches do.
+    const fs::path exported = root / "export";
+    git_export(repo.string(), base, exported.string());
+    CHECK(slurp(exported / "fs/demo/file.c") == slurp(k_data + "/tree/fs/demo/file.c"));
+    apply_patches_staged(exported.string(), m.patch_paths, (root / "staged").string());
+    CHECK(slurp(root / "staged/fs/demo/file.c") == "int writeback = 1;\n");
+    CHECK(slurp(root / "staged/fs/demo/new.c") == "int helper;\n");
+
+    // The branch moves: another build, and why.
+    const BuildInputs at_topic = b.inputs_of(by_branch, "x86_64", "");
+    CHECK(at_topic.source_identity == "git commit " + topic);
+    git({"branch", "-f", "topic", "topic~1"});
+    const BuildInputs moved = b.inputs_of(by_branch, "x86_64", "");
+    CHECK(moved.hash() != at_topic.hash());
+    auto d = moved.differences(at_topic);
+    REQUIRE(d.size() == 2);
+    CHECK(d[0] == "ref topic moved from " + topic.substr(0, 12) + " to " +
+                      kab::core::trim(git({"rev-parse", "topic"})).substr(0, 12) + " (" + repo.string() + ")");
+    CHECK(d[1] == "source file fs/demo/new.c differs between the commits");
+    git({"branch", "-f", "topic", topic});
+    CHECK(b.inputs_of(by_branch, "x86_64", "").hash() == at_topic.hash());
+    // A ref that is not the range's base is refused, not silently ignored.
+    kab::core::KernelSpec both = by_commits;
+    both.git_ref = "topic";
+    CHECK_THROWS_WITH(b.inputs_of(both, "x86_64", ""), Catch::Contains("ref topic is not the base of commits v1..topic"));
+  }
+  // Nothing above wrote to the user's repository: work tree, index, refs, HEAD.
+  CHECK(repo_state() == before);
+  fs::remove_all(root);
 }

@@ -1,4 +1,7 @@
 #include <catch2/catch.hpp>
+#include <filesystem>
+#include <fstream>
+#include <unistd.h>
 
 #include "backend/backends.h"
 #include "fio/catalog.h"
@@ -406,4 +409,51 @@ TEST_CASE("stop: sampling until decided, and what it cannot be combined with", "
                    "stop: {until_decided: true}\n");
     CHECK(scenario::format_errors(p.errors).find("decides between two arms; this scenario has 3") != std::string::npos);
   }
+}
+
+// Kernel definitions from git: source: {git, ref}, commits:, series:, each
+// mistake named at its line and column before anything is built.
+TEST_CASE("kernel definitions from git: parsed, or refused at their line", "[scenario][git]") {
+  namespace fs = std::filesystem;
+  const fs::path dir = fs::temp_directory_path() / ("kab-kdef-" + std::to_string(::getpid()));
+  fs::remove_all(dir);
+  fs::create_directories(dir / "linux/.git");
+  fs::create_directories(dir / "patches");
+  std::ofstream(dir / "patches/fix.mbox") << "From x\n";
+  auto parse = [&](const std::string& text) { return scenario::parse_kernel("k.yaml", text, dir.string()); };
+  // The first line of the first message: file:line:col: what (the excerpt and caret follow it).
+  auto errors = [&](const std::string& text) {
+    std::string all = scenario::format_errors(parse(text).errors);
+    return all.substr(0, all.find('\n') + 1);
+  };
+
+  auto ok = parse("source: {git: linux, ref: v6.1}\n");
+  REQUIRE(ok.value);
+  CHECK(ok.value->git_repo == (dir / "linux").string());
+  CHECK(ok.value->git_ref == "v6.1");
+  auto range = parse("source: {git: linux}\ncommits: v6.1..rfc\n");
+  REQUIRE(range.value);
+  CHECK(range.value->commits == "v6.1..rfc");
+  auto worktree = parse("source: {git: linux, ref: WORKTREE}\n");
+  REQUIRE(worktree.value);
+  CHECK(worktree.value->source == (dir / "linux").string());   // the tree on disk: a directory source
+  auto mbox = parse("source: {git: linux, ref: v6.1}\nseries: fix.mbox\n");
+  REQUIRE(mbox.value);
+  CHECK(mbox.value->series == (dir / "patches/fix.mbox").string());
+
+  CHECK(errors("source: {git: linux}\n") ==
+        "k.yaml:1:9: a git source needs ref: (a tag, branch or commit, or WORKTREE for the tree as it is on disk)\n");
+  CHECK(errors("source: {git: nowhere, ref: v1}\n") ==
+        "k.yaml:1:15: git repository 'nowhere' does not exist (looked for " + (dir / "nowhere").string() + ")\n");
+  CHECK(errors("source: {git: patches, ref: v1}\n") ==
+        "k.yaml:1:15: 'patches' is not a git repository (no .git in " + (dir / "patches").string() + ")\n");
+  CHECK(errors("source: {git: linux, ref: v1, branch: x}\n").find("k.yaml:1:31: unknown key 'branch'") == 0);
+  CHECK(errors("source: linux-source-6.1\ncommits: v1..v2\n") ==
+        "k.yaml:2:10: commits: needs a git source (source: {git: REPO})\n");
+  CHECK(errors("source: {git: linux}\ncommits: v1\n") == "k.yaml:2:10: commits 'v1' is not a range BASE..HEAD\n");
+  CHECK(errors("source: {git: linux, ref: WORKTREE}\ncommits: a..b\n") ==
+        "k.yaml:2:10: commits: is a range of commits; the WORKTREE source has none\n");
+  CHECK(errors("source: {git: linux, ref: v1}\nseries: lost.mbox\n") ==
+        "k.yaml:2:9: series file 'lost.mbox' does not exist (looked for " + (dir / "patches/lost.mbox").string() + ")\n");
+  fs::remove_all(dir);
 }

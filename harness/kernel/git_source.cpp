@@ -1,0 +1,187 @@
+#include "kernel/git_source.h"
+
+#include <algorithm>
+#include <cctype>
+#include <filesystem>
+#include <fstream>
+#include <regex>
+#include <sstream>
+
+#include "core/system.h"
+#include "core/text.h"
+#include "kernel/builder.h"
+#include "proc/runner.h"
+
+namespace fs = std::filesystem;
+
+namespace kab::kernel {
+
+namespace {
+
+std::string lower(std::string s) {
+  for (auto& c : s) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  return s;
+}
+
+void write_file(const std::string& path, const std::string& text) {
+  std::ofstream f(path, std::ios::binary);
+  f << text;
+  if (!f.flush()) throw BuildError("cannot write " + path);
+}
+
+std::string git_out(const std::vector<std::string>& args, const std::string& what) {
+  std::vector<std::string> argv = {"git"};
+  argv.insert(argv.end(), args.begin(), args.end());
+  auto [ok, out] = proc::capture(argv, 600);
+  if (!ok) throw BuildError(what + ": " + core::trim(out));
+  return out;
+}
+
+std::vector<std::string> lines_of(const std::string& text) {
+  std::vector<std::string> out;
+  std::istringstream ss(text);
+  for (std::string line; std::getline(ss, line);)
+    if (!core::trim(line).empty()) out.push_back(core::trim(line));
+  return out;
+}
+
+// "[PATCH v2 3/7] fuse: x" → "fuse: x"; "[RFC] [PATCH] a" → "a".
+std::string strip_subject_tags(std::string s) {
+  s = core::trim(s);
+  while (!s.empty() && s[0] == '[') {
+    auto close = s.find(']');
+    if (close == std::string::npos) break;
+    s = core::trim(s.substr(close + 1));
+  }
+  return s;
+}
+
+// A mail header's value, folded lines joined ("" when absent).
+std::string header(const std::string& mail, const std::string& name) {
+  std::istringstream ss(mail);
+  std::string line, value;
+  bool in = false;
+  const std::string want = lower(name) + ":";
+  while (std::getline(ss, line)) {
+    if (line.empty() || line == "\r") break;   // end of the headers
+    if (in && (line[0] == ' ' || line[0] == '\t')) {
+      value += " " + core::trim(line);
+      continue;
+    }
+    if (in) break;
+    if (core::starts_with(lower(line), want)) {
+      value = core::trim(line.substr(want.size()));
+      in = true;
+    }
+  }
+  return value;
+}
+
+}  // namespace
+
+std::string git_commit(const std::string& repo, const std::string& ref) {
+  if (!fs::is_directory(repo)) throw BuildError("git repository " + repo + " does not exist");
+  auto [ok, out] = proc::capture({"git", "-C", repo, "rev-parse", "--verify", "--quiet", "--end-of-options",
+                                  ref + "^{commit}"});
+  if (!ok || core::trim(out).size() != 40)
+    throw BuildError("ref '" + ref + "' is not a commit in the git repository " + repo);
+  return core::trim(out);
+}
+
+std::string git_describe(const std::string& repo, const std::string& ref, const std::string& commit) {
+  if (core::starts_with(commit, ref) && ref.size() >= 7) return commit.substr(0, 12);
+  for (const char* kind : {"refs/tags/", "refs/heads/", "refs/remotes/"})
+    if (proc::capture({"git", "-C", repo, "show-ref", "--verify", "--quiet", kind + ref}).first) return ref;
+  return commit.substr(0, 12);
+}
+
+void git_export(const std::string& repo, const std::string& commit, const std::string& dir) {
+  fs::create_directories(dir);
+  proc::Options o;
+  o.argv = {"bash", "-c", "set -o pipefail; git -C \"$1\" archive --format=tar \"$2\" | tar -xf - -C \"$3\"", "kab",
+            repo, commit, dir};
+  proc::Result r = proc::run(o);
+  if (!r.ok())
+    throw BuildError("cannot export commit " + commit.substr(0, 12) + " of " + repo + ": " + r.describe() + "\n" +
+                     r.tail);
+}
+
+std::string patch_id(const std::string& file) {
+  proc::Options o;
+  o.argv = {"bash", "-c", "git patch-id --stable < \"$1\"", "kab", file};
+  proc::Result r = proc::run(o);
+  if (!r.ok()) throw BuildError("git patch-id failed on " + file + ": " + r.describe() + "\n" + r.tail);
+  auto words = lines_of(r.output);
+  if (words.empty()) return "";
+  return words[0].substr(0, words[0].find(' '));
+}
+
+std::string git_range_base(const std::string& repo, const std::string& range) {
+  auto dots = range.find("..");
+  if (dots == std::string::npos || range.find("...") != std::string::npos || dots == 0 || dots + 2 >= range.size())
+    throw BuildError("commits '" + range + "' is not a range BASE..HEAD");
+  return git_commit(repo, range.substr(0, dots));
+}
+
+std::vector<GitPatch> git_range_patches(const std::string& repo, const std::string& range, const std::string& dir) {
+  const std::string base = git_range_base(repo, range);
+  const std::string head = git_commit(repo, range.substr(range.find("..") + 2));
+  std::vector<GitPatch> out;
+  fs::create_directories(dir);
+  for (const auto& line : lines_of(git_out({"-C", repo, "rev-list", "--reverse", "--parents", base + ".." + head},
+                                           "cannot list the commits " + range + " of " + repo))) {
+    std::vector<std::string> ids;
+    std::istringstream ss(line);
+    for (std::string id; ss >> id;) ids.push_back(id);
+    const std::string& c = ids.at(0);
+    if (ids.size() > 2)
+      throw BuildError("commits " + range + " of " + repo + " include the merge commit " + c.substr(0, 12) +
+                       ": a merge is not a patch; name a range of the commits on one side");
+    GitPatch p;
+    p.subject = core::trim(git_out({"-C", repo, "log", "-1", "--format=%s", c}, "cannot read commit " + c));
+    p.label = c.substr(0, 12) + " (\"" + p.subject + "\")";
+    p.file = (fs::path(dir) / (c + ".patch")).string();
+    if (!fs::exists(p.file)) {
+      std::string text = git_out({"-C", repo, "format-patch", "-1", "--stdout", "--no-signature", c},
+                                 "cannot write commit " + c.substr(0, 12) + " as a patch");
+      write_file(p.file + ".tmp", text);
+      fs::rename(p.file + ".tmp", p.file);
+    }
+    p.patch_id = patch_id(p.file);
+    if (p.patch_id.empty())
+      throw BuildError("commit " + p.label + " of " + repo + " changes no file (an empty commit is not a patch)");
+    out.push_back(std::move(p));
+  }
+  if (out.empty()) throw BuildError("commits " + range + " of " + repo + " is empty: HEAD has nothing BASE has not");
+  return out;
+}
+
+Series mbox_patches(const std::string& mbox, const std::string& dir) {
+  if (!fs::is_regular_file(mbox)) throw BuildError("series " + mbox + " does not exist");
+  fs::remove_all(dir);
+  fs::create_directories(dir);
+  git_out({"mailsplit", "-o" + dir, mbox}, "cannot split the mbox " + mbox);
+  std::vector<fs::path> mails;
+  for (const auto& e : fs::directory_iterator(dir)) mails.push_back(e.path());
+  std::sort(mails.begin(), mails.end());
+  Series s;
+  std::regex base_re(R"((^|\n)base-commit: ([0-9a-f]{40}))");
+  for (const auto& m : mails) {
+    std::string text = core::read_text(m.string());
+    std::smatch bm;
+    if (std::regex_search(text, bm, base_re)) s.base_commit = bm[2].str();
+    GitPatch p;
+    p.patch_id = patch_id(m.string());
+    if (p.patch_id.empty()) continue;   // a cover letter
+    p.file = m.string() + ".patch";
+    fs::rename(m, p.file);
+    p.subject = strip_subject_tags(header(text, "Subject"));
+    p.label = p.subject;
+    p.message_id = header(text, "Message-Id");
+    s.patches.push_back(std::move(p));
+  }
+  if (s.patches.empty()) throw BuildError("series " + mbox + " holds no patch (no mail in it carries a diff)");
+  return s;
+}
+
+}  // namespace kab::kernel
