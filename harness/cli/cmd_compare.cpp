@@ -2,6 +2,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <cctype>
 #include <cstdio>
 #include <ctime>
 #include <filesystem>
@@ -18,6 +19,8 @@
 #include "core/orchestrator.h"
 #include "core/system.h"
 #include "core/text.h"
+#include "kernel/git_source.h"
+#include "proc/runner.h"
 #include "report/formats.h"
 
 namespace fs = std::filesystem;
@@ -25,6 +28,69 @@ namespace fs = std::filesystem;
 namespace kab::cli {
 
 namespace {
+
+// A ref as a kernel name: "v6.1", "HEAD~2" → "HEAD_2".
+std::string ref_name(const std::string& ref) {
+  std::string out;
+  for (char c : ref) out += std::isalnum(static_cast<unsigned char>(c)) || c == '.' || c == '-' ? c : '_';
+  return out;
+}
+
+// kab compare --tree DIR --base REF (--candidate REF | --candidate-series MBOX):
+// two kernel definitions of the tree with the stock definition's config. A
+// candidate that descends from the base is built as the commits between
+// them, on the base, in its lane: only what they touch recompiles. Every ref
+// is checked here, before anything is built.
+void tree_arms(const std::string& tree_arg, const std::string& base, const std::string& candidate,
+               const std::string& series, RunRequest& rq) {
+  if (base.empty()) throw Fatal("--tree needs --base: the ref the comparison starts from (a tag, branch, commit)", k_exit_usage);
+  if (candidate.empty() == series.empty())
+    throw Fatal("--tree needs one of --candidate REF and --candidate-series MBOX", k_exit_usage);
+  const std::string tree = fs::absolute(tree_arg).lexically_normal().string();
+  if (!fs::is_directory(fs::path(tree) / ".git")) throw Fatal("--tree " + tree_arg + " is not a git repository", k_exit_usage);
+  core::KernelSpec config = load_kernel_or_exit("stock-6.1");
+  auto spec_of = [&](const std::string& ref) {
+    core::KernelSpec k = config;
+    k.name = ref_name(ref);
+    k.path = tree;
+    k.patches.clear();
+    k.git_repo = tree;
+    k.git_ref = ref;
+    k.source = ref == "WORKTREE" ? tree : "git:" + tree;
+    return k;
+  };
+  auto commit_of = [&](const std::string& option, const std::string& ref) {
+    try {
+      return kernel::git_commit(tree, ref);
+    } catch (const kernel::BuildError& e) {
+      throw Fatal(option + " " + ref + ": " + e.what(), k_exit_usage);
+    }
+  };
+  if (base == "WORKTREE") throw Fatal("--base WORKTREE: the base is a commit; the work tree can be the candidate", k_exit_usage);
+  const std::string base_commit = commit_of("--base", base);
+  core::KernelSpec b = spec_of(base), c;
+  if (!series.empty()) {
+    c = b;
+    c.series = fs::absolute(series).lexically_normal().string();
+    if (!fs::is_regular_file(c.series)) throw Fatal("--candidate-series " + series + " does not exist", k_exit_usage);
+    c.name = b.name + "+" + ref_name(fs::path(series).stem().string());
+  } else if (candidate == "WORKTREE") {
+    c = spec_of(candidate);
+  } else {
+    const std::string cand_commit = commit_of("--candidate", candidate);
+    c = spec_of(candidate);
+    auto [ancestor, out] = proc::capture({"git", "-C", tree, "merge-base", "--is-ancestor", base_commit, cand_commit});
+    auto [ok, merges] = proc::capture({"git", "-C", tree, "rev-list", "--merges", base_commit + ".." + cand_commit});
+    if (ancestor && ok && core::trim(merges).empty() && base_commit != cand_commit) {
+      c.git_ref.clear();
+      c.commits = base + ".." + candidate;
+    }
+  }
+  if (c.name == b.name) c.name += "-candidate";
+  rq.kernels[b.name] = b;
+  rq.kernels[c.name] = c;
+  rq.scenario.arms = {core::Arm{"base", b.name, ""}, core::Arm{"candidate", c.name, ""}};
+}
 
 // The context of a comparison: environment of the runs, kernels, job, command.
 core::ReportContext context_for(store::ResultStore& db, const std::vector<std::int64_t>& runs, const core::Scenario& s,
@@ -64,7 +130,12 @@ core::ReportContext context_for(store::ResultStore& db, const std::vector<std::i
       if (auto rec = db.kernel(smp.kernel_build_key)) {
         k.version = rec->release;
         k.config_hash = rec->config_hash;
-        for (const auto& p : rec->patch_hashes) k.patch_hash += (k.patch_hash.empty() ? "" : ",") + p.substr(0, 16);
+        // A commit's or mail's patch by its git patch-id, a file by its sha256.
+        for (const auto& p : rec->patch_hashes)
+          k.patch_hash += (k.patch_hash.empty() ? "" : ",") +
+                          (p.rfind("patch-id:", 0) == 0 ? "patch-id " + p.substr(9, 12) : p.substr(0, 16));
+        k.source = rec->source_name;
+        k.patches = rec->patch_labels;
       }
       ctx.kernels.push_back(k);
       break;
@@ -186,8 +257,16 @@ int cmd_compare(const std::vector<std::string>& args) {
   app.add_option("--replicate", replicates,
                  "run the comparison N times with fresh plan seeds and say whether the replicates agree")
       ->check(CLI::Range(1, 10));
-  app.add_option("--base", base, "base kernel definition (default: the scenario's first arm)");
-  app.add_option("--candidate", candidate, "candidate kernel definition (default: the scenario's second arm)");
+  std::string tree, candidate_series;
+  app.add_option("--base", base, "base kernel definition (default: the scenario's first arm); with --tree a ref of the tree");
+  app.add_option("--candidate", candidate,
+                 "candidate kernel definition (default: the scenario's second arm); with --tree a ref of the tree "
+                 "(or WORKTREE: the tree as it is on disk)");
+  app.add_option("--tree", tree,
+                 "a git repository: --base and --candidate are its refs, built with the guest config of "
+                 "kernels/stock-6.1.yaml, without a kernel definition to write");
+  app.add_option("--candidate-series", candidate_series,
+                 "with --tree: the candidate is --base plus this mbox (git format-patch, b4 am)");
   app.add_option("--scenario", scenario_path, "scenario file (default scenarios/rfc-writeback.yaml)");
   auto* reps_opt = app.add_option("--repetitions", reps, "override the scenario's repetitions");
   app.add_flag("--until-decided", until_decided,
@@ -227,9 +306,14 @@ int cmd_compare(const std::vector<std::string>& args) {
     throw Fatal("sampling until decided compares two arms; the scenario has " + std::to_string(s.arms.size()) +
                     " (choose them with --base and --candidate)",
                 k_exit_usage);
-  // The arms: the scenario's, or base/candidate as given (named after the
-  // scenario arm that uses the kernel, else after the kernel).
-  if (!base.empty() || !candidate.empty()) {
+  // The arms: from a git tree (kernel definitions made here), the scenario's,
+  // or base/candidate as given (named after the scenario arm that uses the
+  // kernel, else after the kernel).
+  if (!tree.empty()) {
+    tree_arms(tree, base, candidate, candidate_series, rq);
+  } else if (!candidate_series.empty()) {
+    throw Fatal("--candidate-series is the series on --tree's --base: add --tree", k_exit_usage);
+  } else if (!base.empty() || !candidate.empty()) {
     if (base.empty()) base = s.arms[0].kernel;
     if (candidate.empty()) candidate = s.arms.size() > 1 ? s.arms[1].kernel : base;
     auto known = scenario::list_kernel_names(paths().kernels_dir);

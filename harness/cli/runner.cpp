@@ -77,6 +77,8 @@ class Store : public core::RunStore {
     k.config_hash = a.config_hash;
     k.patch_hashes = a.patch_hashes;
     k.source_identity = a.source_identity;
+    k.source_name = a.source_name;
+    k.patch_labels = a.patch_labels;
     k.release = a.release;
     k.paths = {{"dir", a.dir}, {"config", a.config_path}};
     if (!a.vmlinux.empty()) k.paths["vmlinux"] = a.vmlinux;
@@ -269,6 +271,7 @@ core::RunOutcome execute_run(const RunRequest& rq) {
   const core::Scenario& s = rq.scenario;
   core::RunRequest req;
   req.scenario = s;
+  req.kernels = rq.kernels;
   for (const auto& arm : s.arms)
     if (!req.kernels.count(arm.kernel)) req.kernels[arm.kernel] = load_kernel_or_exit(arm.kernel);
   req.resume = rq.resume;

@@ -6,6 +6,7 @@
 #include <cstdint>
 #include <nlohmann/json.hpp>
 #include <optional>
+#include <map>
 #include <string>
 #include <vector>
 
@@ -25,6 +26,9 @@ struct RunRequest {
   bool keep_work = false;
   bool quiet = false;           // no progress line
   std::string command_line;     // how kab was invoked, stored with the run
+  // Kernel definitions made by the command (kab compare --tree), by name;
+  // an arm whose kernel is not here is read from kernels/NAME.yaml.
+  std::map<std::string, core::KernelSpec> kernels;
 };
 
 // Loads every arm's kernel definition, picks the adapters and runs the

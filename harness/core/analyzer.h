@@ -200,6 +200,8 @@ struct KernelFacts {
   std::string config_hash;
   std::string patch_hash;    // "" = no patches
   std::string build_key;
+  std::string source;        // a git source: "v6.1 (48f647b15e40)"; "" otherwise
+  std::vector<std::string> patches;   // how they are named: abcdef123456 ("fuse: …"), a mail's subject, a file
 };
 
 struct ReportContext {

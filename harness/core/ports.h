@@ -26,6 +26,8 @@ struct KernelArtifact {
   std::vector<std::string> patch_hashes;       // the definition's patches (under test)
   std::vector<std::string> plumbing_patches;   // harness plumbing applied first ("name sha256"), not under test
   std::string source_identity;
+  std::string source_name;    // a git source: "v6.1 (48f647b15e40)"; "" otherwise
+  std::vector<std::string> patch_labels;   // as patch_hashes: abcdef123456 ("fuse: …") for a commit
   std::string release;        // `make kernelrelease`
   bool fresh = false;         // built now rather than taken from the cache
   double wall_s = 0, cpu_s = 0;

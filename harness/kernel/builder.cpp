@@ -147,6 +147,7 @@ static json inputs_json(const BuildInputs& in) {
   json j;
   j["source_identity"] = in.source_identity;
   if (!in.source_ref.empty()) j["source_ref"] = in.source_ref;
+  if (!in.source_name.empty()) j["source_name"] = in.source_name;
   if (!in.patch_labels.empty()) j["patch_labels"] = in.patch_labels;
   if (!in.source_files.empty()) {
     j["source_files"] = json::object();
@@ -170,6 +171,7 @@ static BuildInputs inputs_from_json(const json& j) {
   BuildInputs in;
   in.source_identity = j.value("source_identity", "");
   in.source_ref = j.value("source_ref", "");
+  in.source_name = j.value("source_name", "");
   in.patch_labels = j.value("patch_labels", std::vector<std::string>{});
   for (const auto& [n, d] : j.value("source_files", json::object()).items()) in.source_files.emplace_back(n, d);
   in.arch = j.value("arch", "");
@@ -346,6 +348,13 @@ void copy_file_fresh(const fs::path& from, const fs::path& to) {
   fs::copy_file(from, to, fs::copy_options::overwrite_existing);
 }
 
+bool same_content(const fs::path& a, const fs::path& b) {
+  std::error_code ec;
+  if (!fs::is_regular_file(a, ec) || !fs::is_regular_file(b, ec) || fs::file_size(a, ec) != fs::file_size(b, ec))
+    return false;
+  return core::read_text(a.string()) == core::read_text(b.string());
+}
+
 }  // namespace
 
 void apply_patches_staged(const std::string& base_dir, const std::vector<std::string>& patches,
@@ -470,7 +479,10 @@ BuildInputs Builder::inputs_of(const core::KernelSpec& spec, const std::string& 
       throw BuildError("kernel " + spec.name + ": ref " + spec.git_ref + " is not the base of commits " + spec.commits +
                        " (leave ref out: the range's base is the source)");
     in.source_identity = "git commit " + commit;
-    in.source_ref = spec.git_repo + " ref " + (spec.commits.empty() ? spec.git_ref : spec.commits.substr(0, spec.commits.find("..")));
+    const std::string ref = spec.commits.empty() ? spec.git_ref : spec.commits.substr(0, spec.commits.find(".."));
+    in.source_ref = spec.git_repo + " ref " + ref;
+    const std::string name = git_describe(spec.git_repo, ref, commit);
+    in.source_name = name == commit.substr(0, 12) ? name : name + " (" + commit.substr(0, 12) + ")";
   } else if (fs::is_directory(spec.source)) {
     TreeState tree = tree_state(spec.source);
     in.source_identity = std::move(tree.identity);
@@ -618,6 +630,19 @@ struct Builder::BuildState {
 
 core::KernelArtifact Builder::build(const core::KernelSpec& spec, const std::string& arch, const std::string& variant) {
   BuildState st = resolve_inputs(spec, arch, variant);
+  core::KernelArtifact a = build_stages(st);
+  // What this kernel was last asked to be, built now or found: the next
+  // --explain compares with it.
+  if (!a.fresh) write_text(st.last_inputs_file, inputs_json(st.in).dump(2));
+  // Named as this definition names them: the same build may have been made
+  // from commits and is now asked for as a series.
+  a.source_name = st.in.source_name;
+  a.patch_labels = st.in.patch_labels;
+  return a;
+}
+
+core::KernelArtifact Builder::build_stages(BuildState& st) {
+  const core::KernelSpec& spec = st.spec;
   // Fast path: these inputs were built before (checked again once the lane is
   // ours: another kab may have built them while this one waited).
   if (auto a = find_built_inputs(st, st.explain)) return *a;
@@ -720,11 +745,15 @@ void Builder::switch_patch_set(const BuildState& st) const {
   for (const auto& f : state["files"]) {
     std::string rel = f.get<std::string>();
     if (new_files.count(rel)) continue;
+    if (same_content(fs::path(st.pristine) / rel, st.src / rel)) continue;
     if (fs::exists(fs::path(st.pristine) / rel)) copy_file_fresh(fs::path(st.pristine) / rel, st.src / rel);
     else fs::remove(st.src / rel);
   }
   for (const auto& rel : new_files) {
     fs::path staged = staging / rel;
+    // A file the lane already holds as staged keeps its mtime: another patch
+    // set that leaves it as it is recompiles nothing there.
+    if (fs::exists(staged) && same_content(staged, st.src / rel)) continue;
     if (fs::exists(staged)) copy_file_fresh(staged, st.src / rel);
     else fs::remove(st.src / rel);   // deleted by the patch
   }
@@ -867,6 +896,8 @@ core::KernelArtifact Builder::publish(const BuildState& st) const {
   a.dir = st.art.string();
   a.config_hash = st.config_hash;
   a.source_identity = st.in.source_identity;
+  a.source_name = st.in.source_name;
+  a.patch_labels = st.in.patch_labels;
   a.release = rok ? core::trim(release) : "";
   for (const auto& [n, d] : st.in.patches) a.patch_hashes.push_back(d);
   for (const auto& [n, d] : st.in.plumbing) a.plumbing_patches.push_back(n + " " + d);

@@ -57,6 +57,7 @@ struct BuildInputs {
                                                                 // subject → "patch-id:" its git patch-id
   // Not hashed: where the inputs come from, for applying and for people.
   std::string source_ref;                 // a git source: "REPO ref REF" (explains "ref main moved from …")
+  std::string source_name;                // a git source as people name it: "v6.1 (48f647b15e40)"
   std::vector<std::string> patch_paths;   // the files of `patches`, in order
   std::vector<std::string> patch_labels;  // how reports name them: abcdef123456 ("fuse: …"), a mail's subject <Message-Id>
   std::string config_base;
@@ -89,6 +90,7 @@ class Builder : public core::KernelBuilder {
   // build's inputs, paths and results from stage to stage; build() holds the
   // lane's lock from before the second find_built_inputs to its return.
   struct BuildState;
+  core::KernelArtifact build_stages(BuildState& st);
   // Inputs, their hash, the label, the cache files, and the explanation of
   // what changed since the last build of this kernel. Throws BuildError on an
   // unknown variant or source.

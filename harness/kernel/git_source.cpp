@@ -77,6 +77,19 @@ std::string header(const std::string& mail, const std::string& name) {
   return value;
 }
 
+// "fuse: use page cache" → "fuse-use-page-cache": a file name as git
+// format-patch makes one from a subject.
+std::string slug(const std::string& subject) {
+  std::string out;
+  for (char c : subject) {
+    const bool keep = std::isalnum(static_cast<unsigned char>(c)) || c == '_' || c == '.';
+    if (keep) out += c;
+    else if (!out.empty() && out.back() != '-') out += '-';
+  }
+  while (!out.empty() && (out.back() == '-' || out.back() == '.')) out.pop_back();
+  return out.substr(0, 80);
+}
+
 }  // namespace
 
 std::string git_commit(const std::string& repo, const std::string& ref) {
@@ -173,9 +186,10 @@ Series mbox_patches(const std::string& mbox, const std::string& dir) {
     GitPatch p;
     p.patch_id = patch_id(m.string());
     if (p.patch_id.empty()) continue;   // a cover letter
-    p.file = m.string() + ".patch";
-    fs::rename(m, p.file);
     p.subject = strip_subject_tags(header(text, "Subject"));
+    // Named as format-patch names it, so that an error names the mail.
+    p.file = (m.parent_path() / (m.filename().string() + "-" + slug(p.subject) + ".patch")).string();
+    fs::rename(m, p.file);
     p.label = p.subject;
     p.message_id = header(text, "Message-Id");
     s.patches.push_back(std::move(p));

@@ -102,6 +102,18 @@ double judged_p(const core::MetricResult& r) { return r.at_look ? r.test.p : r.p
 
 std::string interval_header(const core::Comparison& c) { return setting_percent(c.confidence) + " CI"; }
 
+std::string kernel_text(const core::KernelFacts& k) {
+  std::string line = k.kernel;
+  if (!k.version.empty()) line += " " + k.version;
+  if (!k.source.empty()) line += " from " + k.source;
+  if (!k.config_hash.empty()) line += ", config " + k.config_hash;
+  if (k.patch_hash.empty()) return line + ", no patches";
+  if (k.patches.empty()) return line + ", patches " + k.patch_hash;
+  std::string names;
+  for (const auto& p : k.patches) names += (names.empty() ? "" : "; ") + p;
+  return line + ", patches " + names + " (" + k.patch_hash + ")";
+}
+
 std::string p_text(double p) {
   if (!std::isfinite(p)) return "-";
   if (p < 0.0001) return "<0.0001";

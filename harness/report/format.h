@@ -56,6 +56,11 @@ std::string setting_percent(double fraction);
 // Escaping for XML text and attribute values: core::xml_escape (core/text.h).
 using core::xml_escape;
 
+// A kernel as the evidence names it: "rfc-6.1 6.1.158, config cfg0123,
+// patches 0001-x.patch (patch4567)"; from git "… from v6.1 (48f647b15e40), …,
+// patches 1a2b3c4d5e6f ("fuse: use page cache …") (patch-id:…)".
+std::string kernel_text(const core::KernelFacts& k);
+
 // "stock (stock-6.1)" or just "stock" when the kernel is unknown.
 std::string arm_label(const std::string& arm, const std::string& kernel);
 

@@ -302,9 +302,7 @@ std::string render_html(const core::Comparison& c, const core::ReportContext& ct
   for (const auto& [b, o] : ctx.backend_options.empty() ? c.backend_cmdlines : ctx.backend_options)
     fact("backend " + b, o);
   for (const auto& k : ctx.kernels)
-    fact("kernel " + k.arm, k.kernel + (k.version.empty() ? "" : " " + k.version) +
-                                (k.config_hash.empty() ? "" : ", config " + k.config_hash) +
-                                (k.patch_hash.empty() ? ", no patches" : ", patches " + k.patch_hash));
+    fact("kernel " + k.arm, kernel_text(k));
   for (const auto& [k, v] : ctx.extra) fact(k, v);
   fact("kab", ctx.kab_version);
   body += "</table>\n";

@@ -86,6 +86,8 @@ std::string render_json(const core::Comparison& c, const core::ReportContext& ct
                        {"version", k.version},
                        {"config_hash", k.config_hash},
                        {"patch_hash", k.patch_hash},
+                       {"source", k.source},
+                       {"patches", k.patches},
                        {"build_key", k.build_key}});
   context["kernels"] = kernels;
 

@@ -112,11 +112,7 @@ std::string render_markdown(const core::Comparison& c, const core::ReportContext
   for (const auto& [backend, options] : backend_options)
     if (!options.empty()) out += "- backend " + backend + ": `" + options + "`\n";
   for (const auto& k : ctx.kernels) {
-    std::string line = "- kernel " + k.arm + ": " + k.kernel;
-    if (!k.version.empty()) line += " " + k.version;
-    if (!k.config_hash.empty()) line += ", config " + k.config_hash;
-    line += k.patch_hash.empty() ? std::string(", no patches") : ", patches " + k.patch_hash;
-    out += line + "\n";
+    out += "- kernel " + k.arm + ": " + kernel_text(k) + "\n";
   }
   for (const auto& [k, v] : ctx.extra) fact(out, k, v);
   fact(out, "kab", ctx.kab_version);

@@ -122,6 +122,10 @@ ALTER TABLE samples ADD COLUMN read_iops REAL DEFAULT 0;
 ALTER TABLE samples ADD COLUMN write_bw_bytes REAL DEFAULT 0;
 ALTER TABLE samples ADD COLUMN write_iops REAL DEFAULT 0;
 )sql"},
+      {4, "how a kernel's source and patches are named (a git ref, commits, a series' mails); empty for older kernels", R"sql(
+ALTER TABLE kernels ADD COLUMN source_name TEXT NOT NULL DEFAULT '';
+ALTER TABLE kernels ADD COLUMN patch_labels_json TEXT NOT NULL DEFAULT '[]';
+)sql"},
   };
   return k_migrations;
 }

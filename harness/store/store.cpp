@@ -214,6 +214,7 @@ const char* const k_run_columns[] = {
 const char* const k_kernel_columns[] = {
     "build_key", "name", "variant", "arch", "config_hash", "patch_hashes_json", "source_identity",
     "release", "paths_json", "built_at", "build_wall_s", "build_cpu_s", "objects_compiled", "recorded_at",
+    "source_name", "patch_labels_json",
 };
 
 template <std::size_t N>
@@ -482,7 +483,9 @@ void ResultStore::record_kernel(const KernelRecord& k) {
       .bind(":build_wall_s", k.build_wall_s)
       .bind(":build_cpu_s", k.build_cpu_s)
       .bind(":objects_compiled", k.objects_compiled)
-      .bind(":recorded_at", now_iso8601());
+      .bind(":recorded_at", now_iso8601())
+      .bind(":source_name", k.source_name)
+      .bind(":patch_labels_json", encode_string_list(k.patch_labels));
   s.step();
   tx.commit();
 }
@@ -504,6 +507,8 @@ KernelRecord read_kernel(ResultStore::Db& db, Stmt& s) {
   k.build_wall_s = s.real("build_wall_s");
   k.build_cpu_s = s.real("build_cpu_s");
   k.objects_compiled = static_cast<long>(s.int64("objects_compiled"));
+  k.source_name = s.text("source_name");
+  k.patch_labels = decoded(db, decode_string_list(s.text("patch_labels_json")), "kernel " + k.build_key + " patch labels");
   return k;
 }
 

@@ -35,7 +35,7 @@ struct sqlite3;
 namespace kab::store {
 
 // The schema version this code writes (PRAGMA user_version).
-inline constexpr int k_schema_version = 3;
+inline constexpr int k_schema_version = 4;
 // PRAGMA application_id of a kab database ("kab" + 1).
 inline constexpr int k_application_id = 0x6b616201;
 
@@ -101,6 +101,8 @@ struct KernelRecord {
   std::string config_hash;
   std::vector<std::string> patch_hashes;   // in application order
   std::string source_identity;    // package + version, or tarball/tree hash
+  std::string source_name;        // a git source as people name it: "v6.1 (48f647b15e40)"; "" otherwise
+  std::vector<std::string> patch_labels;   // same order as patch_hashes: abcdef123456 ("fuse: …"), file names
   std::string release;            // make kernelrelease
   std::map<std::string, std::string> paths;  // "vmlinux", "bzImage", "config", "build_dir", …
   std::string built_at;           // ISO 8601 UTC

@@ -100,4 +100,15 @@ void check_ok_with_mechanism_over_run(const json& samples, double min_bw_bytes) 
   CHECK(stock_seen > 0);
 }
 
+void check_no_leftovers() {
+  auto [ok, doms] = proc::capture({"virsh", "-c", "qemu:///system", "list", "--name"});
+  CHECK(ok);
+  CHECK(doms.find("kab-") == std::string::npos);
+  auto [pok, ps] = proc::capture({"ps", "-eo", "comm="});
+  CHECK(ps.find("virtiofsd") == std::string::npos);
+  CHECK(ps.find("qemu-system") == std::string::npos);
+  for (const auto& e : fs::directory_iterator("/dev/shm"))
+    CHECK(e.path().filename().string().rfind("kab-share-", 0) != 0);
+}
+
 }  // namespace kab::integration

@@ -65,4 +65,7 @@ void check_ok_with_mechanism(const nlohmann::json& sample, double min_bw_bytes =
 // the same counter read twice a tick) and no RFC sample may.
 void check_ok_with_mechanism_over_run(const nlohmann::json& samples, double min_bw_bytes);
 
+// No kab domain in libvirt, no virtiofsd or QEMU process, no share left on /dev/shm.
+void check_no_leftovers();
+
 }  // namespace kab::integration

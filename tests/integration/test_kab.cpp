@@ -22,22 +22,6 @@ using json = nlohmann::json;
 namespace proc = kab::proc;
 using namespace kab::integration;
 
-namespace {
-
-// Nothing a sample started may outlive it.
-void check_no_leftovers() {
-  auto [ok, doms] = proc::capture({"virsh", "-c", "qemu:///system", "list", "--name"});
-  CHECK(ok);
-  CHECK(doms.find("kab-") == std::string::npos);
-  auto [pok, ps] = proc::capture({"ps", "-eo", "comm="});
-  CHECK(ps.find("virtiofsd") == std::string::npos);
-  CHECK(ps.find("qemu-system") == std::string::npos);
-  for (const auto& e : fs::directory_iterator("/dev/shm"))
-    CHECK(e.path().filename().string().rfind("kab-share-", 0) != 0);
-}
-
-}  // namespace
-
 TEST_CASE("kernels: stock and RFC build, the RFC incrementally, repeats are cached", "[integration][kernel]") {
   // --force on both: the lane's tree must really hold stock before the RFC is
   // built (a cached stock leaves the lane as the last build left it, and an

@@ -431,3 +431,20 @@ TEST_CASE("reports bracket the interval the verdict was judged by", "[report][in
     CHECK(contains(statistics_text(c), "bracket the repeated interval at 1 - the boundary"));
   }
 }
+
+TEST_CASE("a kernel from git is named by its ref and its commits", "[report][git]") {
+  KernelFacts k{"rfc", "rfc", "6.1.192", "cfg0123", "patch-id 1a2b3c4d5e6f", "key2", "v6.1 (48f647b15e40)",
+                {"ec90b45a1b2c (\"fuse: use page cache pages for writeback io when virtio_fs is in use\")"}};
+  CHECK(kernel_text(k) == "rfc 6.1.192 from v6.1 (48f647b15e40), config cfg0123, patches ec90b45a1b2c (\"fuse: use "
+                          "page cache pages for writeback io when virtio_fs is in use\") (patch-id 1a2b3c4d5e6f)");
+  auto ctx = context();
+  ctx.kernels[1] = k;
+  auto c = mixed();
+  CHECK(contains(render_markdown(c, ctx), "- kernel rfc: " + kernel_text(k) + "\n"));
+  CHECK(contains(render_html(c, ctx), "ec90b45a1b2c (&quot;fuse: use page cache"));
+  auto j = nlohmann::json::parse(render_json(c, ctx));
+  CHECK(j["context"]["kernels"][1]["source"] == "v6.1 (48f647b15e40)");
+  CHECK(j["context"]["kernels"][1]["patches"][0].get<std::string>().rfind("ec90b45a1b2c (", 0) == 0);
+  // A kernel of files keeps its old line.
+  CHECK(kernel_text(context().kernels[1]) == "rfc-6.1 6.1.158, config cfg0123, patches patch4567");
+}

@@ -555,6 +555,8 @@ TEST_CASE("ResultStore round-trips runs, kernels and samples", "[store]") {
     k.build_wall_s = 660.5;
     k.build_cpu_s = 1290.25;
     k.objects_compiled = 1234;
+    k.source_name = "v6.1 (48f647b15e40)";
+    k.patch_labels = {"ec90b45a1b2c (\"fuse: use page cache pages for writeback io\")", "0002-x.patch"};
     store.record_kernel(k);
     auto back = store.kernel("k-3f2a9c");
     REQUIRE(back);
@@ -570,6 +572,8 @@ TEST_CASE("ResultStore round-trips runs, kernels and samples", "[store]") {
     CHECK(back->build_wall_s == k.build_wall_s);
     CHECK(back->build_cpu_s == k.build_cpu_s);
     CHECK(back->objects_compiled == 1234);
+    CHECK(back->source_name == k.source_name);
+    CHECK(back->patch_labels == k.patch_labels);
 
     k.objects_compiled = 3;
     k.build_wall_s = 25;
