@@ -56,7 +56,7 @@ void tree_arms(const std::string& tree_arg, const std::string& base, const std::
     k.patches.clear();
     k.git_repo = tree;
     k.git_ref = ref;
-    k.source = ref == "WORKTREE" ? tree : "git:" + tree;
+    k.source = "git:" + tree;
     return k;
   };
   auto commit_of = [&](const std::string& option, const std::string& ref) {

@@ -67,6 +67,8 @@ nlohmann::ordered_json artifact_json(const core::KernelArtifact& a) {
   j["cpu_s"] = a.cpu_s;
   j["objects_compiled"] = a.objects_compiled;
   j["explain"] = a.explain;
+  j["source_name"] = a.source_name;
+  j["patch_labels"] = a.patch_labels;
   return j;
 }
 

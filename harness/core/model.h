@@ -115,8 +115,8 @@ struct KernelSpec {
   std::string path;                    // the definition file
   std::string source;                  // Debian package ("linux-source-6.1") or a tree/tarball path
   // source: {git: REPO, ref: REF}: REF's commit of the repository (a tag, a
-  // branch, a commit id). ref WORKTREE is the tree on disk as it is, uncommitted
-  // changes included: then `source` is REPO, a directory source.
+  // branch, a commit id); `source` is then "git:REPO". ref WORKTREE is the tree
+  // on disk as it is: HEAD plus its uncommitted changes as a patch.
   std::string git_repo, git_ref;
   // The change under test, applied on the source before `patches`:
   std::string commits;                 // "BASE..HEAD" of git_repo (the source is BASE)

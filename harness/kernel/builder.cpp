@@ -472,14 +472,19 @@ BuildInputs Builder::inputs_of(const core::KernelSpec& spec, const std::string& 
   BuildInputs in;
   // A commit of a repository: identified by the commit id alone, wherever the
   // repository is; the range's base when the change is given as commits.
-  if (!spec.git_repo.empty() && spec.git_ref != "WORKTREE") {
-    std::string commit = spec.commits.empty() ? git_commit(spec.git_repo, spec.git_ref)
-                                              : git_range_base(spec.git_repo, spec.commits);
+  std::optional<WorktreeChange> worktree;
+  if (!spec.git_repo.empty()) {
+    // WORKTREE: HEAD's commit, and what the work tree changes as a patch on it.
+    const bool wt = spec.git_ref == "WORKTREE";
+    if (wt) worktree = worktree_patch(spec.git_repo, (fs::path(m_options.cache_dir) / "patches" / "worktree").string());
+    std::string commit = wt                    ? git_commit(spec.git_repo, "HEAD")
+                         : spec.commits.empty() ? git_commit(spec.git_repo, spec.git_ref)
+                                                : git_range_base(spec.git_repo, spec.commits);
     if (!spec.commits.empty() && !spec.git_ref.empty() && git_commit(spec.git_repo, spec.git_ref) != commit)
       throw BuildError("kernel " + spec.name + ": ref " + spec.git_ref + " is not the base of commits " + spec.commits +
                        " (leave ref out: the range's base is the source)");
     in.source_identity = "git commit " + commit;
-    const std::string ref = spec.commits.empty() ? spec.git_ref : spec.commits.substr(0, spec.commits.find(".."));
+    const std::string ref = wt ? "HEAD" : spec.commits.empty() ? spec.git_ref : spec.commits.substr(0, spec.commits.find(".."));
     in.source_ref = spec.git_repo + " ref " + ref;
     const std::string name = git_describe(spec.git_repo, ref, commit);
     in.source_name = name == commit.substr(0, 12) ? name : name + " (" + commit.substr(0, 12) + ")";
@@ -504,6 +509,14 @@ BuildInputs Builder::inputs_of(const core::KernelSpec& spec, const std::string& 
     }
   };
   const fs::path cache(m_options.cache_dir);
+  if (worktree && !worktree->file.empty()) {
+    in.patches.emplace_back("uncommitted changes", "sha256:" + worktree->hash);
+    in.patch_paths.push_back(worktree->file);
+    std::string files;
+    for (std::size_t i = 0; i < worktree->files.size() && i < 5; ++i) files += (i ? ", " : "") + worktree->files[i];
+    if (worktree->files.size() > 5) files += ", … (" + std::to_string(worktree->files.size()) + " files)";
+    in.patch_labels.push_back("uncommitted changes (" + files + ")");
+  }
   if (!spec.commits.empty()) add_git(git_range_patches(spec.git_repo, spec.commits, (cache / "patches" / "commits").string()));
   if (!spec.series.empty())
     add_git(mbox_patches(spec.series, (cache / "patches" / "series" / short_hash(core::sha256_file(spec.series))).string())

@@ -7,6 +7,7 @@
 #include <regex>
 #include <sstream>
 
+#include "core/hash.h"
 #include "core/system.h"
 #include "core/text.h"
 #include "kernel/builder.h"
@@ -29,12 +30,22 @@ void write_file(const std::string& path, const std::string& text) {
   if (!f.flush()) throw BuildError("cannot write " + path);
 }
 
+// git with ARGS; GIT_OPTIONAL_LOCKS=0: not even the index's stat cache of
+// the user's repository is rewritten. Returns the result, stdout apart.
+proc::Result git_run(const std::vector<std::string>& args) {
+  proc::Options o;
+  o.argv = {"git"};
+  o.argv.insert(o.argv.end(), args.begin(), args.end());
+  o.env = {{"GIT_OPTIONAL_LOCKS", "0"}};
+  o.timeout_s = 600;
+  o.error_path = "/dev/null";
+  return proc::run(o);
+}
+
 std::string git_out(const std::vector<std::string>& args, const std::string& what) {
-  std::vector<std::string> argv = {"git"};
-  argv.insert(argv.end(), args.begin(), args.end());
-  auto [ok, out] = proc::capture(argv, 600);
-  if (!ok) throw BuildError(what + ": " + core::trim(out));
-  return out;
+  proc::Result r = git_run(args);
+  if (!r.ok()) throw BuildError(what + ": git " + r.describe());
+  return r.output;
 }
 
 std::vector<std::string> lines_of(const std::string& text) {
@@ -94,9 +105,9 @@ std::string slug(const std::string& subject) {
 
 std::string git_commit(const std::string& repo, const std::string& ref) {
   if (!fs::is_directory(repo)) throw BuildError("git repository " + repo + " does not exist");
-  auto [ok, out] = proc::capture({"git", "-C", repo, "rev-parse", "--verify", "--quiet", "--end-of-options",
-                                  ref + "^{commit}"});
-  if (!ok || core::trim(out).size() != 40)
+  proc::Result r = git_run({"-C", repo, "rev-parse", "--verify", "--quiet", "--end-of-options", ref + "^{commit}"});
+  const std::string out = r.output;
+  if (!r.ok() || core::trim(out).size() != 40)
     throw BuildError("ref '" + ref + "' is not a commit in the git repository " + repo);
   return core::trim(out);
 }
@@ -104,7 +115,7 @@ std::string git_commit(const std::string& repo, const std::string& ref) {
 std::string git_describe(const std::string& repo, const std::string& ref, const std::string& commit) {
   if (core::starts_with(commit, ref) && ref.size() >= 7) return commit.substr(0, 12);
   for (const char* kind : {"refs/tags/", "refs/heads/", "refs/remotes/"})
-    if (proc::capture({"git", "-C", repo, "show-ref", "--verify", "--quiet", kind + ref}).first) return ref;
+    if (git_run({"-C", repo, "show-ref", "--verify", "--quiet", kind + ref}).ok()) return ref;
   return commit.substr(0, 12);
 }
 
@@ -196,6 +207,34 @@ Series mbox_patches(const std::string& mbox, const std::string& dir) {
   }
   if (s.patches.empty()) throw BuildError("series " + mbox + " holds no patch (no mail in it carries a diff)");
   return s;
+}
+
+WorktreeChange worktree_patch(const std::string& repo, const std::string& dir) {
+  WorktreeChange w;
+  // Tracked changes, staged or not, against HEAD; then each untracked file
+  // git would show (not ignored) as a new file.
+  std::string diff = git_out({"-C", repo, "diff", "HEAD", "--no-color", "--no-ext-diff", "--full-index", "--no-renames"},
+                             "cannot diff the work tree of " + repo);
+  for (const auto& f : lines_of(git_out({"-C", repo, "diff", "HEAD", "--name-only", "--no-renames"}, "git diff")))
+    w.files.push_back(f);
+  for (const auto& f : lines_of(git_out({"-C", repo, "ls-files", "--others", "--exclude-standard"}, "git ls-files"))) {
+    // --no-index exits 1 when the files differ, as a new file always does.
+    proc::Result r = git_run({"-C", repo, "diff", "--no-index", "--no-color", "--no-ext-diff", "--", "/dev/null", f});
+    if (r.exit_code != 1) throw BuildError("cannot diff the untracked file " + f + " of " + repo + ": git " + r.describe());
+    diff += r.output;
+    w.files.push_back(f);
+  }
+  if (diff.empty()) return w;
+  if (diff.find("\nGIT binary patch\n") != std::string::npos || diff.find("\nBinary files ") != std::string::npos)
+    throw BuildError("the work tree of " + repo + " has a binary change, which kab cannot apply as a patch; commit it");
+  w.hash = core::sha256_hex(diff);
+  fs::create_directories(dir);
+  w.file = (fs::path(dir) / (w.hash.substr(0, 16) + "-uncommitted.patch")).string();
+  if (!fs::exists(w.file)) {
+    write_file(w.file + ".tmp", diff);
+    fs::rename(w.file + ".tmp", w.file);
+  }
+  return w;
 }
 
 }  // namespace kab::kernel

@@ -51,6 +51,18 @@ struct Series {
 };
 Series mbox_patches(const std::string& mbox, const std::string& dir);
 
+// The uncommitted state of REPO's work tree (ref WORKTREE) as one patch on
+// HEAD: tracked changes, staged or not, and untracked files git does not
+// ignore, written under DIR. A clean tree gives no file. So a WORKTREE build
+// is HEAD's source (its lane: an edit recompiles what it touches) plus this
+// patch, and an edit reverted is the earlier build again.
+struct WorktreeChange {
+  std::string file;                 // "" when the work tree is clean
+  std::string hash;                 // sha256 of the patch
+  std::vector<std::string> files;   // the paths it changes
+};
+WorktreeChange worktree_patch(const std::string& repo, const std::string& dir);
+
 // git patch-id --stable of a patch file; "" when it holds no diff.
 std::string patch_id(const std::string& file);
 

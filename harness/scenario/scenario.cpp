@@ -641,8 +641,7 @@ Parsed<core::KernelSpec> parse_kernel(const std::string& path, const std::string
         } else if (!n["commits"]) {
           r.error_at(g, "a git source needs ref: (a tag, branch or commit, or WORKTREE for the tree as it is on disk)");
         }
-        if (k.git_ref == "WORKTREE") k.source = k.git_repo;
-        else k.source = "git:" + k.git_repo;
+        k.source = "git:" + k.git_repo;
       } else if (n["source"])
         if (auto v = r.scalar(n["source"], "source")) {
           k.source = *v;

@@ -183,5 +183,38 @@ TEST_CASE("git: kab compare --tree builds the base from a tag and the candidate 
   REQUIRE(moved.ok());
   CHECK(mlog.find("patch README: a line for kab's test added") != std::string::npos);
   CHECK(mlog.find(" 0 objects compiled") != std::string::npos);   // a README compiles nothing
+
+  // The work tree as it is (ref WORKTREE): HEAD (v6.1) plus the uncommitted
+  // edit, in v6.1's lane, so the edit recompiles what it touches; reverted,
+  // it is v6.1's own build again, from the cache.
+  std::ofstream(defs / "worktree.yaml") << "source: {git: " << repo.string() << ", ref: WORKTREE}\n" << cfg;
+  git(repo, {"checkout", "-q", "--", "MAINTAINERS"});
+  auto clean = run_kab({"kernel", "build", "worktree", "--json"}, 1800, (dir.path / "clean.log").string(), env);
+  INFO(read(dir.path / "clean.log"));
+  REQUIRE(clean.ok());
+  CHECK(last_json(read(dir.path / "clean.log"))["key"] == k[0]["build_key"]);   // nothing uncommitted: v6.1 itself
+  const fs::path file_c = repo / "fs/fuse/file.c";
+  const std::string original = read(file_c);
+  std::ofstream(file_c, std::ios::app) << "\n/* kab: an uncommitted edit */\nint kab_worktree_edit;\n";
+  // --force: a rerun of this test finds the edit's build in the cache.
+  auto edited = run_kab({"kernel", "build", "worktree", "--json", "--force"}, 1800, (dir.path / "worktree.log").string(), env);
+  const std::string wlog = read(dir.path / "worktree.log");
+  INFO(wlog);
+  REQUIRE(edited.ok());
+  json w = last_json(wlog);
+  CHECK(w["key"] != k[0]["build_key"]);
+  CHECK(w["fresh"] == true);
+  CHECK(w["explain"].get<std::string>().find("patch uncommitted changes added") != std::string::npos);
+  CHECK(w["patch_labels"] == json::array({"uncommitted changes (fs/fuse/file.c)"}));
+  CHECK(w["objects_compiled"].get<int>() < 40);
+  CHECK(w["objects_compiled"].get<int>() > 0);
+  std::ofstream(file_c, std::ios::trunc) << original;
+  auto reverted = run_kab({"kernel", "build", "worktree", "--json"}, 1800, (dir.path / "reverted.log").string(), env);
+  const std::string rlog = read(dir.path / "reverted.log");
+  INFO(rlog);
+  REQUIRE(reverted.ok());
+  json rv = last_json(rlog);
+  CHECK(rv["key"] == k[0]["build_key"]);
+  CHECK(rv["fresh"] == false);
   check_no_leftovers();
 }

@@ -400,6 +400,40 @@ TEST_CASE("git sources: commits and a mailed series are the same change, the use
     both.git_ref = "topic";
     CHECK_THROWS_WITH(b.inputs_of(both, "x86_64", ""), Catch::Contains("ref topic is not the base of commits v1..topic"));
   }
+  SECTION("WORKTREE: HEAD plus the uncommitted changes as a patch; reverted, the base's build again") {
+    Options o;
+    o.cache_dir = (root / "cache").string();
+    Builder b(o);
+    kab::core::KernelSpec stock, wt;
+    stock.name = "stock";
+    stock.git_repo = wt.git_repo = repo.string();
+    stock.git_ref = "v1";
+    wt.name = "mine";
+    wt.git_ref = "WORKTREE";
+    const BuildInputs s = b.inputs_of(stock, "x86_64", "");
+    const BuildInputs edited = b.inputs_of(wt, "x86_64", "");
+    CHECK(edited.source_identity == s.source_identity);   // HEAD is v1: the base's lane
+    REQUIRE(edited.patches.size() == 1);
+    CHECK(edited.patches[0].first == "uncommitted changes");
+    CHECK(edited.patch_labels[0] == "uncommitted changes (fs/demo/file.c)");
+    CHECK(edited.hash() != s.hash());
+    // The patch is the edit: applied to HEAD's tree it gives the work tree's file.
+    git_export(repo.string(), base, (root / "head").string());
+    apply_patches_staged((root / "head").string(), edited.patch_paths, (root / "staged").string());
+    CHECK(slurp(root / "staged/fs/demo/file.c") == "int uncommitted;\n");
+    // Another edit, then back as it was: each state its own build, the first again the same.
+    write("fs/demo/file.c", "int other;\n");
+    CHECK(b.inputs_of(wt, "x86_64", "").hash() != edited.hash());
+    write("fs/demo/file.c", "int uncommitted;\n");
+    CHECK(b.inputs_of(wt, "x86_64", "").hash() == edited.hash());
+    // Reverted: nothing uncommitted, the base's build itself.
+    const std::string original = slurp(k_data + "/tree/fs/demo/file.c");
+    write("fs/demo/file.c", original);
+    const BuildInputs clean = b.inputs_of(wt, "x86_64", "");
+    CHECK(clean.patches.empty());
+    CHECK(clean.hash() == s.hash());
+    write("fs/demo/file.c", "int uncommitted;\n");   // as the user left it
+  }
   // Nothing above wrote to the user's repository: work tree, index, refs, HEAD.
   CHECK(repo_state() == before);
   fs::remove_all(root);
