@@ -652,6 +652,13 @@ Parsed<core::KernelSpec> parse_kernel(const std::string& path, const std::string
             if (!fs::exists(p))
               r.error_at(n["source"], "source '" + *v + "' is neither a linux-source-X.Y package nor an existing path");
             else k.source = fs::absolute(p).lexically_normal().string();
+            // A git work tree is the tree as it is: HEAD plus the uncommitted
+            // changes as a patch, in HEAD's lane (as source: {git: DIR, ref: WORKTREE}).
+            if (fs::exists(p / ".git")) {
+              k.git_repo = k.source;
+              k.git_ref = "WORKTREE";
+              k.source = "git:" + k.git_repo;
+            }
           }
         }
       if (n["commits"])

@@ -437,6 +437,10 @@ TEST_CASE("kernel definitions from git: parsed, or refused at their line", "[sce
   auto worktree = parse("source: {git: linux, ref: WORKTREE}\n");
   REQUIRE(worktree.value);
   CHECK(worktree.value->git_ref == "WORKTREE");
+  auto plain = parse("source: linux\n");   // a directory that is a git work tree
+  REQUIRE(plain.value);
+  CHECK(plain.value->git_repo == (dir / "linux").string());
+  CHECK(plain.value->git_ref == "WORKTREE");
   auto mbox = parse("source: {git: linux, ref: v6.1}\nseries: fix.mbox\n");
   REQUIRE(mbox.value);
   CHECK(mbox.value->series == (dir / "patches/fix.mbox").string());
