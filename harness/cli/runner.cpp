@@ -13,6 +13,7 @@
 
 #include "backend/backends.h"
 #include "cli/app.h"
+#include "core/health.h"
 #include "core/planner.h"
 #include "core/system.h"
 #include "core/text.h"
@@ -168,6 +169,24 @@ class ShmWorkspace : public core::Workspace {
   }
 };
 
+// A guest that did not finish: where its agent got to and how its console
+// ended, so the cause is on the screen (and in a CI log) without kab show.
+void print_dead_guest(const core::Sample& smp) {
+  const auto record = core::split(core::trim(smp.agent_record), '\n');
+  if (record.empty() || record.back().empty())
+    std::fprintf(stderr, "kab:   the agent wrote nothing to its report port\n");
+  else
+    std::fprintf(stderr, "kab:   the agent's record ends (line %zu): %s\n", record.size(),
+                 core::trim(record.back()).substr(0, 160).c_str());
+  const core::ConsoleExcerpt ex = core::console_excerpt(smp.console_log, 8);
+  if (ex.lines.empty()) {
+    std::fprintf(stderr, "kab:   its console is empty\n");
+    return;
+  }
+  std::fprintf(stderr, "kab:   %s\n", ex.from_finding ? "its console, from the first finding:" : "its console ends:");
+  for (const auto& l : ex.lines) std::fprintf(stderr, "kab:   | %s\n", core::trim(l).c_str());
+}
+
 class StderrProgress : public core::RunProgress {
  public:
   explicit StderrProgress(bool quiet) : m_quiet(quiet) {}
@@ -181,7 +200,10 @@ class StderrProgress : public core::RunProgress {
                  index + 1, total, smp.arm.c_str(), smp.backend.c_str(),
                  smp.cell.empty() ? "-" : core::cell_label(smp.cell).c_str(), core::to_string(smp.health.status).c_str(),
                  smp.fio.bw_bytes / 1048576.0, smp.guest.writeback_tmp_peak_kb, core::human_seconds(eta_s).c_str());
-    if (smp.health.status != core::SampleStatus::ok) std::fprintf(stderr, "kab:   %s\n", smp.health.reason.c_str());
+    if (smp.health.status != core::SampleStatus::ok) {
+      std::fprintf(stderr, "kab:   %s\n", smp.health.reason.c_str());
+      if (smp.health.status != core::SampleStatus::unhealthy) print_dead_guest(smp);
+    }
     if (verbosity() == Verbosity::verbose) {
       std::fprintf(stderr, "kab:   %s kernel %s: boot %.1f s, fio %.1f s, teardown %.1f s; host load %.2f -> %.2f, steal %.1f%%\n",
                    smp.kernel.c_str(), smp.kernel_build_key.substr(0, 12).c_str(), smp.boot_s, smp.fio_s,

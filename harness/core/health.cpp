@@ -29,6 +29,26 @@ std::vector<std::string> console_findings(const std::string& text, std::size_t l
   return out;
 }
 
+ConsoleExcerpt console_excerpt(const std::string& text, std::size_t max_lines) {
+  std::vector<std::string> lines;
+  std::istringstream ss(text);
+  std::string line;
+  while (std::getline(ss, line)) {
+    if (!line.empty() && line.back() == '\r') line.pop_back();
+    if (line.find_first_not_of(" \t") != std::string::npos) lines.push_back(line);
+  }
+  ConsoleExcerpt out;
+  std::size_t from = lines.size() > max_lines ? lines.size() - max_lines : 0;
+  for (std::size_t i = 0; i < lines.size(); ++i)
+    if (std::regex_search(lines[i], findings_pattern()) && lines[i].find("cut here") == std::string::npos) {
+      from = i;
+      out.from_finding = true;
+      break;
+    }
+  for (std::size_t i = from; i < lines.size() && out.lines.size() < max_lines; ++i) out.lines.push_back(lines[i]);
+  return out;
+}
+
 bool console_has_panic(const std::string& text) {
   return text.find("Kernel panic - not syncing") != std::string::npos;
 }

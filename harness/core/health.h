@@ -13,6 +13,15 @@ namespace kab::core {
 std::vector<std::string> console_findings(const std::string& console_text, std::size_t limit = 20);
 bool console_has_panic(const std::string& console_text);
 
+// The console lines that say why a guest died, for the screen: from its first
+// finding (a panic's message, not the end of its backtrace) at most max_lines,
+// else its last max_lines non-empty lines. `from_finding` tells which.
+struct ConsoleExcerpt {
+  std::vector<std::string> lines;
+  bool from_finding = false;
+};
+ConsoleExcerpt console_excerpt(const std::string& console_text, std::size_t max_lines = 8);
+
 // How a guest run ended, from what every platform knows afterwards: whether
 // kab was interrupted, whether the timeout fired, the console, and whether the
 // agent's record is complete. `no_record_reason` says what a platform knows of

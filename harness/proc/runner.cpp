@@ -16,6 +16,7 @@
 #include <boost/process/v2/process.hpp>
 #include <boost/process/v2/stdio.hpp>
 #include <boost/process/v2/start_dir.hpp>
+#include <algorithm>
 #include <chrono>
 #include <cstring>
 #include <deque>
@@ -284,6 +285,46 @@ Usage usage_of(pid_t pid) {
   u.user_s = std::stod(f[11]) / hz;
   u.sys_s = std::stod(f[12]) / hz;
   return u;
+}
+
+std::vector<pid_t> holders_of(const std::vector<std::string>& paths) {
+  namespace fs = std::filesystem;
+  std::vector<pid_t> out;
+  if (paths.empty()) return out;
+  std::vector<fs::path> want;
+  for (const auto& p : paths) {
+    std::error_code ec;
+    fs::path c = fs::weakly_canonical(p, ec);
+    want.push_back(ec ? fs::path(p) : c);
+  }
+  const pid_t self = ::getpid();
+  std::error_code ec;
+  for (fs::directory_iterator it("/proc", ec), end; !ec && it != end; it.increment(ec)) {
+    const std::string name = it->path().filename();
+    if (name.empty() || name.find_first_not_of("0123456789") != std::string::npos) continue;
+    const pid_t pid = static_cast<pid_t>(std::stol(name));
+    if (pid == self) continue;
+    std::error_code fec;   // a process that exits meanwhile, or one we may not read, holds nothing
+    for (fs::directory_iterator fd(it->path() / "fd", fec), fend; !fec && fd != fend; fd.increment(fec)) {
+      std::error_code lec;
+      const fs::path target = fs::read_symlink(fd->path(), lec);
+      if (lec) continue;
+      if (std::find(want.begin(), want.end(), target) != want.end()) {
+        out.push_back(pid);
+        break;
+      }
+    }
+  }
+  return out;
+}
+
+bool wait_until_released(const std::vector<std::string>& paths, double timeout_s) {
+  const double start = core::now_s();
+  while (true) {
+    if (holders_of(paths).empty()) return true;
+    if (core::now_s() - start >= timeout_s) return false;
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
 }
 
 Result run(const Options& o) {

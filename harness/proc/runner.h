@@ -92,6 +92,15 @@ class Child {
 // zeros when it is gone.
 Usage usage_of(pid_t pid);
 
+// Processes other than this one that hold any of `paths` open (by /proc/PID/fd).
+std::vector<pid_t> holders_of(const std::vector<std::string>& paths);
+
+// Waits up to timeout_s until no other process holds any of `paths` open;
+// true when none does. A writer that is a relay (libvirt's virtlogd copies a
+// guest's serial pipe into its file after QEMU has exited) has written all it
+// will when it closes the file.
+bool wait_until_released(const std::vector<std::string>& paths, double timeout_s);
+
 // The last n lines of a file (for error messages).
 std::string tail_file(const std::string& path, std::size_t n);
 

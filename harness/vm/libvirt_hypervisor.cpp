@@ -297,12 +297,20 @@ core::GuestOutcome LibvirtHypervisor::run(const core::GuestRequest& req) {
   virDomainDestroy(dom);   // no-op when already gone; ends it on timeout
   virDomainFree(dom);
   out.total_s = core::now_s() - t0;
+  // The serial files are written by virtlogd from pipes QEMU held (libvirt's
+  // default stdio_handler): when the domain is off, the last lines (KAB-END,
+  // a panic) may still be in the pipe. virtlogd closes a file once it has
+  // copied everything, so read them only then (CI lost a finished sample's
+  // record to this race, "guest stopped without the agent's record").
+  const bool released = proc::wait_until_released({out.console_path, out.report_path}, 10.0);
 
   const std::string report = core::read_text(out.report_path);
   const std::string console = core::read_text(out.console_path);
   const bool completed = report.find("KAB-END") != std::string::npos;
   core::classify_guest_end(out, interrupted, timed_out, req.guest.timeout_s, backend_died, console, completed,
                            "guest stopped without the agent's record");
+  if (!released && out.end != core::GuestOutcome::End::completed)
+    out.reason += " (its serial logs were still held open 10 s after it stopped)";
   return out;
 }
 

@@ -170,6 +170,8 @@ TEST_CASE("git: kab compare --tree builds the base from a tag and the candidate 
   CHECK(blog.find("fuse-use-page-cache-pages-for-writeback-io-when-virtio_fs-is-in-use.patch does not apply") !=
         std::string::npos);
   CHECK(blog.find("FAILED at line") != std::string::npos);
+  // Neither the compare nor the builds from commits and mails wrote to the user's tree.
+  CHECK(repository_state(repo) == before);
 
   // The branch moves (a commit outside fs/): a new build, and why. First the
   // lane is put back to the RFC (on a fresh machine it holds it already; a

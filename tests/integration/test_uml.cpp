@@ -104,6 +104,10 @@ TEST_CASE("uml: a guest that panics is recorded as crashed within its timeout", 
   std::string out = read(dir / "kab.log");
   INFO(out);
   CHECK(r.exit_code == 3);   // no arm has an ok sample
+  // The dead guest's console is on the screen, not only in kab show.
+  CHECK(out.find("kab:   the agent wrote nothing to its report port\nkab:   its console, from the first finding:\n"
+                 "kab:   | [") != std::string::npos);
+  CHECK(out.find("] Kernel panic - not syncing: Requested init /nonexistent failed (error -2).") != std::string::npos);
   json res = last_json(out);
   json samples = show(db, res["run"].get<long long>());
   REQUIRE(samples.size() == 2);
@@ -129,6 +133,7 @@ TEST_CASE("uml: a guest that hangs is ended at its timeout and recorded as such"
   INFO(out);
   CHECK(r.exit_code == 3);
   CHECK(out.find("every sample of arms stock, rfc failed") != std::string::npos);
+  CHECK(out.find("kab:   the agent's record ends (line 4): KAB-HANG\n") != std::string::npos);
   json res = last_json(out);
   json samples = show(db, res["run"].get<long long>());
   REQUIRE(samples.size() == 2);

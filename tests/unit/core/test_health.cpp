@@ -42,3 +42,24 @@ TEST_CASE("console health from real guest consoles", "[health]") {
     CHECK(console_findings("[ 1.0] fuse: init (API version 7.37)\n").empty());
   }
 }
+
+TEST_CASE("a dead guest's console is shown from its first finding, else its end", "[health][excerpt]") {
+  // A panic: its message first (the end would be 8 lines of backtrace).
+  auto p = console_excerpt(console("panic.txt"), 8);
+  CHECK(p.from_finding);
+  REQUIRE(p.lines.size() == 8);
+  CHECK(p.lines[0].find("Kernel panic - not syncing: No working init found") != std::string::npos);
+  // A WARNING: the line that names it, not its "cut here" banner.
+  auto w = console_excerpt(console("warning.txt"), 3);
+  CHECK(w.from_finding);
+  REQUIRE(w.lines.size() == 3);
+  CHECK(w.lines[0].find("WARNING: CPU: 0 PID: 8 at ../src/fs/fuse/file.c:2327") != std::string::npos);
+  // Nothing found: the last lines, blank ones left out.
+  auto o = console_excerpt(console("ok.txt") + "\n\n", 2);
+  CHECK_FALSE(o.from_finding);
+  REQUIRE(o.lines.size() == 2);
+  CHECK(o.lines[0] == "[   13.796469] ACPI: PM: Preparing to enter system sleep state S5");
+  CHECK(o.lines[1] == "[   13.798322] reboot: Power down");
+  CHECK(console_excerpt("", 8).lines.empty());
+  CHECK(console_excerpt("a\r\nb\r\n", 8).lines == std::vector<std::string>{"a", "b"});
+}
