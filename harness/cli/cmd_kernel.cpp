@@ -58,6 +58,7 @@ nlohmann::ordered_json artifact_json(const core::KernelArtifact& a) {
   if (!a.vmlinux.empty()) j["vmlinux"] = a.vmlinux;
   if (!a.bzimage.empty()) j["bzimage"] = a.bzimage;
   if (!a.uml_binary.empty()) j["uml_binary"] = a.uml_binary;
+  j["config"] = a.config_path;
   j["config_hash"] = a.config_hash;
   j["patch_hashes"] = a.patch_hashes;
   if (!a.plumbing_patches.empty()) j["plumbing_patches"] = a.plumbing_patches;

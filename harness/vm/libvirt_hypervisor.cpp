@@ -198,6 +198,13 @@ LibvirtHypervisor::~LibvirtHypervisor() {
   if (m_conn) virConnectClose(static_cast<virConnectPtr>(m_conn));
 }
 
+BootImage boot_image(const core::KernelArtifact& kernel) {
+  const std::string config = kernel.config_path.empty() ? "" : core::read_text(kernel.config_path);
+  const bool kasan = ("\n" + config).find("\nCONFIG_KASAN=y\n") != std::string::npos;
+  if ((kasan || kernel.vmlinux.empty()) && !kernel.bzimage.empty()) return {kernel.bzimage, "bzImage"};
+  return {kernel.vmlinux, "pvh"};
+}
+
 std::string LibvirtHypervisor::accelerator() { return kvm_available() ? "kvm" : "tcg"; }
 
 std::string LibvirtHypervisor::versions() {
@@ -222,7 +229,7 @@ core::GuestOutcome LibvirtHypervisor::run(const core::GuestRequest& req) {
   DomainXmlInput in;
   in.name = req.name;
   in.domain_type = kvm_available() ? "kvm" : "qemu";
-  in.kernel = req.kernel->vmlinux;
+  in.kernel = boot_image(*req.kernel).path;
   in.cmdline = "console=ttyS0 panic=-1 oops=panic reboot=t ";
   if (!req.root_disk.empty()) {
     // guest.image: disk — the agent unpacks its per-sample inputs from vdb.

@@ -39,6 +39,16 @@ struct DomainXmlInput {
 };
 std::string domain_xml(const DomainXmlInput& in);
 
+// The image QEMU boots: the uncompressed vmlinux through PVH (no decompression
+// under TCG), except for a kernel built with KASAN: its instrumented early
+// code faults before the first console line on the PVH entry, so it boots the
+// bzImage through the usual x86 boot protocol. Read from the artifact's config.
+struct BootImage {
+  std::string path;
+  std::string protocol;   // "pvh" | "bzImage"
+};
+BootImage boot_image(const core::KernelArtifact& kernel);
+
 // QEMU's pinning on a host of `host_cpus`: vCPUs on 2…, the emulator on 1 and
 // the backend free on 0 when there is a CPU for each role; unpinned (with a
 // warning) below vcpus + 2 CPUs.

@@ -6,6 +6,7 @@
 
 #include <cstring>
 #include <filesystem>
+#include <fstream>
 
 #include "vm/libvirt_hypervisor.h"
 
@@ -80,4 +81,30 @@ TEST_CASE("domain XML boots an initramfs or a read-only root disk", "[vm]") {
     // The share under test is there either way.
     CHECK(x.find("<source socket='/s/vfs.sock'/>") != std::string::npos);
   }
+}
+
+TEST_CASE("a KASAN kernel boots its bzImage, any other its vmlinux through PVH", "[vm][boot]") {
+  const fs::path dir = fs::temp_directory_path() / "kab-test-boot-image";
+  fs::remove_all(dir);
+  fs::create_directories(dir);
+  kab::core::KernelArtifact k;
+  k.vmlinux = (dir / "vmlinux").string();
+  k.bzimage = (dir / "bzImage").string();
+  k.config_path = (dir / "config").string();
+  auto with_config = [&](const std::string& text) {
+    std::ofstream(k.config_path) << text;
+    return kab::vm::boot_image(k);
+  };
+  auto plain = with_config("CONFIG_64BIT=y\n# CONFIG_KASAN is not set\nCONFIG_KASAN_SHADOW_OFFSET=0xdffffc0000000000\n");
+  CHECK(plain.protocol == "pvh");
+  CHECK(plain.path == k.vmlinux);
+  auto kasan = with_config("CONFIG_64BIT=y\nCONFIG_KASAN=y\nCONFIG_KASAN_INLINE=y\n");
+  CHECK(kasan.protocol == "bzImage");
+  CHECK(kasan.path == k.bzimage);
+  // The first line of the file counts too.
+  CHECK(with_config("CONFIG_KASAN=y\n").protocol == "bzImage");
+  // No vmlinux kept: the bzImage.
+  k.vmlinux.clear();
+  CHECK(with_config("CONFIG_64BIT=y\n").path == k.bzimage);
+  fs::remove_all(dir);
 }
