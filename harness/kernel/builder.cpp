@@ -518,9 +518,20 @@ BuildInputs Builder::inputs_of(const core::KernelSpec& spec, const std::string& 
     in.patch_labels.push_back("uncommitted changes (" + files + ")");
   }
   if (!spec.commits.empty()) add_git(git_range_patches(spec.git_repo, spec.commits, (cache / "patches" / "commits").string()));
-  if (!spec.series.empty())
-    add_git(mbox_patches(spec.series, (cache / "patches" / "series" / short_hash(core::sha256_file(spec.series))).string())
-                .patches);
+  if (!spec.series.empty()) {
+    Series s = mbox_patches(spec.series, (cache / "patches" / "series" / short_hash(core::sha256_file(spec.series))).string());
+    add_git(s.patches);
+    // The base the series says it was written on (git format-patch --base),
+    // beside the base it is applied to.
+    if (!s.base_commit.empty()) {
+      const std::string on = core::starts_with(in.source_identity, "git commit ") ? in.source_identity.substr(11) : "";
+      if (on == s.base_commit)
+        in.source_name += ", the series' base-commit";
+      else
+        in.source_name += (in.source_name.empty() ? "" : "; ") + std::string("the series names base-commit ") +
+                          s.base_commit.substr(0, 12) + (on.empty() ? "" : ", not this base");
+    }
+  }
   for (const auto& p : spec.patches) {
     in.patches.emplace_back(fs::path(p).filename().string(), core::sha256_file(p));
     in.patch_paths.push_back(p);

@@ -32,8 +32,9 @@ void write_file(const std::string& path, const std::string& text) {
 
 // git with ARGS; GIT_OPTIONAL_LOCKS=0: not even the index's stat cache of
 // the user's repository is rewritten. Returns the result, stdout apart.
-proc::Result git_run(const std::vector<std::string>& args) {
+proc::Result git_run(const std::vector<std::string>& args, const std::string& input_path = "") {
   proc::Options o;
+  o.input_path = input_path;
   o.argv = {"git"};
   o.argv.insert(o.argv.end(), args.begin(), args.end());
   o.env = {{"GIT_OPTIONAL_LOCKS", "0"}};
@@ -180,6 +181,20 @@ std::vector<GitPatch> git_range_patches(const std::string& repo, const std::stri
   return out;
 }
 
+// A mail's subject as git am would commit it: git mailinfo unfolds and decodes
+// it (RFC 2047 "=?UTF-8?q?…?=", any charset, to UTF-8) and drops the
+// "[PATCH n/m]" tags.
+std::string mail_subject(const std::string& mail, const std::string& dir) {
+  const std::string msg = dir + "/.mailinfo-msg", patch = dir + "/.mailinfo-patch";
+  proc::Result r = git_run({"mailinfo", "-u", msg, patch}, mail);
+  fs::remove(msg);
+  fs::remove(patch);
+  if (!r.ok()) throw BuildError("cannot read the mail " + mail + ": git mailinfo " + r.describe());
+  for (const auto& line : lines_of(r.output))
+    if (core::starts_with(line, "Subject:")) return strip_subject_tags(line.substr(8));
+  return "";
+}
+
 Series mbox_patches(const std::string& mbox, const std::string& dir) {
   if (!fs::is_regular_file(mbox)) throw BuildError("series " + mbox + " does not exist");
   fs::remove_all(dir);
@@ -197,7 +212,7 @@ Series mbox_patches(const std::string& mbox, const std::string& dir) {
     GitPatch p;
     p.patch_id = patch_id(m.string());
     if (p.patch_id.empty()) continue;   // a cover letter
-    p.subject = strip_subject_tags(header(text, "Subject"));
+    p.subject = mail_subject(m.string(), dir);
     // Named as format-patch names it, so that an error names the mail.
     p.file = (m.parent_path() / (m.filename().string() + "-" + slug(p.subject) + ".patch")).string();
     fs::rename(m, p.file);

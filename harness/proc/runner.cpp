@@ -175,7 +175,18 @@ Child::Child(const Options& o) {
       throw SpawnError("cannot open " + o.error_path + " for the errors of " + o.argv[0] + ": " + std::strerror(e));
     }
   }
+  int in_fd = -1;
+  if (!o.input_path.empty()) {
+    in_fd = ::open(o.input_path.c_str(), O_RDONLY | O_CLOEXEC);
+    if (in_fd < 0) {
+      int e = errno;
+      if (err_fd != out_fd) ::close(err_fd);
+      ::close(out_fd);
+      throw SpawnError("cannot open " + o.input_path + " as the input of " + o.argv[0] + ": " + std::strerror(e));
+    }
+  }
   auto close_fds = [&] {
+    if (in_fd >= 0) ::close(in_fd);
     if (err_fd != out_fd) ::close(err_fd);
     ::close(out_fd);
   };
@@ -184,11 +195,10 @@ Child::Child(const Options& o) {
   std::vector<std::string> args(o.argv.begin() + 1, o.argv.end());
   Environment env(o.env);
   try {
-    bp::process p = o.cwd.empty()
-                        ? bp::process(ctx, exe, args, bp::process_stdio{nullptr, out_fd, err_fd},
-                                      NewProcessGroup{}, env)
-                        : bp::process(ctx, exe, args, bp::process_stdio{nullptr, out_fd, err_fd},
-                                      NewProcessGroup{}, env, bp::process_start_dir(o.cwd));
+    auto stdio = in_fd >= 0 ? bp::process_stdio{in_fd, out_fd, err_fd} : bp::process_stdio{nullptr, out_fd, err_fd};
+    bp::process p = o.cwd.empty() ? bp::process(ctx, exe, args, stdio, NewProcessGroup{}, env)
+                                  : bp::process(ctx, exe, args, stdio, NewProcessGroup{}, env,
+                                                bp::process_start_dir(o.cwd));
     m_pid = p.id();
     // kab waits with wait4() itself: it needs the child's rusage and kills
     // whole process groups, which the process object does not do.

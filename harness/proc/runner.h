@@ -23,6 +23,7 @@ struct Options {
   double grace_s = 3;          // TERM → KILL
   std::size_t tail_lines = 30; // kept for error messages
   std::string error_path;      // Child only: stderr appended here instead ("" = with stdout)
+  std::string input_path;      // stdin read from this file ("" = /dev/null)
 };
 
 struct Usage {

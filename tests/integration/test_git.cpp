@@ -131,7 +131,7 @@ TEST_CASE("git: kab compare --tree builds the base from a tag and the candidate 
   // build (by patch-id), taken from the cache; then as commits: the same again.
   const fs::path defs = dir.path / "kernels";
   fs::create_directories(defs / "patches");
-  std::ofstream(defs / "patches/rfc.mbox") << git(repo, {"format-patch", "--stdout", "--thread", "v6.1..rfc"});
+  std::ofstream(defs / "patches/rfc.mbox") << git(repo, {"format-patch", "--stdout", "--thread", "--base=v6.1", "v6.1..rfc"});
   const std::string config = read(k_root + "/kernels/stock-6.1.yaml").substr(read(k_root + "/kernels/stock-6.1.yaml").find("config:"));
   std::string cfg = config;
   for (std::string::size_type at; (at = cfg.find("[virtio-guest.config]")) != std::string::npos;)
@@ -152,6 +152,9 @@ TEST_CASE("git: kab compare --tree builds the base from a tag and the candidate 
     json a = last_json(log);
     CHECK(a["key"] == k[1]["build_key"]);
     CHECK(a["fresh"] == false);
+    // Named as asked for: the series carries its base-commit (format-patch --base), the commits do not.
+    const std::string base_name = k[0]["source_name"];
+    CHECK(a["source_name"] == (std::string(name) == "series" ? base_name + ", the series' base-commit" : base_name));
   }
 
   // A series that does not apply: the patch and the hunk, before any guest.

@@ -352,6 +352,31 @@ TEST_CASE("git sources: commits and a mailed series are the same change, the use
     CHECK(series.patches[0].label == "fuse: use page cache pages for writeback io");
     CHECK(commits[0].patch_id != commits[1].patch_id);
   }
+  SECTION("a mailed subject in another script and folded over lines reads as the commit's") {
+    // git format-patch encodes a non-ASCII subject (RFC 2047) and folds a long
+    // one. (In a clone: the user's repository is checked unchanged at the end.)
+    const fs::path clone = root / "intl-repo";
+    REQUIRE(kab::proc::capture({"git", "clone", "-q", repo.string(), clone.string()}).first);
+    auto cgit = [&](std::vector<std::string> args) {
+      args.insert(args.begin(), {"git", "-C", clone.string(), "-c", "user.name=kab", "-c", "user.email=kab@localhost"});
+      auto [ok, out] = kab::proc::capture(args);
+      INFO(out);
+      REQUIRE(ok);
+      return out;
+    };
+    const std::string subject = "fuse: écrire les pages de writeback sans copie — une très longue ligne de sujet "
+                                "qui sera repliée";
+    std::ofstream(clone / "fs/demo/file.c") << "int ecrire = 1;\n";
+    cgit({"commit", "-q", "-a", "-m", subject});
+    const fs::path intl = root / "intl.mbox";
+    { std::ofstream(intl) << cgit({"format-patch", "--stdout", "HEAD~1..HEAD"}); }
+    const std::string mail = slurp(intl);
+    REQUIRE(mail.find("=?UTF-8?q?") != std::string::npos);   // really encoded
+    auto series = mbox_patches(intl.string(), (root / "intl").string());
+    REQUIRE(series.patches.size() == 1);
+    CHECK(series.patches[0].subject == subject);
+    CHECK(git_range_patches(clone.string(), "HEAD~1..HEAD", (root / "c").string())[0].subject == subject);
+  }
   SECTION("build inputs: identified by commit and patch ids; a moved branch is explained") {
     Options o;
     o.cache_dir = (root / "cache").string();
@@ -376,6 +401,14 @@ TEST_CASE("git sources: commits and a mailed series are the same change, the use
     REQUIRE(c.patch_labels.size() == 2);
     CHECK(c.patch_labels[0].find(" (\"fuse: use page cache pages for writeback io\")") == 12);
     CHECK(m.patch_labels[1].rfind("fuse: add a helper <", 0) == 0);   // subject and Message-Id
+    // The series' own base-commit: named beside the base it is applied to.
+    CHECK(s.source_name == "v1 (" + base.substr(0, 12) + ")");
+    CHECK(c.source_name == s.source_name);
+    CHECK(m.source_name == s.source_name + ", the series' base-commit");
+    kab::core::KernelSpec elsewhere = by_series;
+    elsewhere.git_ref = "topic";
+    CHECK(b.inputs_of(elsewhere, "x86_64", "").source_name ==
+          "topic (" + topic.substr(0, 12) + "); the series names base-commit " + base.substr(0, 12) + ", not this base");
     // The patch files apply to the base's tree, as kernels/patches do.
     const fs::path exported = root / "export";
     git_export(repo.string(), base, exported.string());
