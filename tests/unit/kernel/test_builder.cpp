@@ -285,13 +285,17 @@ TEST_CASE("git sources: commits and a mailed series are the same change, the use
   fs::remove_all(root);
   fs::create_directories(root);
   fs::copy(k_data + "/tree", repo, fs::copy_options::recursive);
-  auto git = [&](std::vector<std::string> args) {
-    args.insert(args.begin(), {"git", "-C", repo.string(), "-c", "user.name=kab", "-c", "user.email=kab@localhost"});
-    auto [ok, out] = kab::proc::capture(args);
-    INFO(out);
-    REQUIRE(ok);
-    return out;
+  // git in DIR as a fixed committer, which must succeed.
+  auto git_in = [](const fs::path& dir) {
+    return [dir](std::vector<std::string> args) {
+      args.insert(args.begin(), {"git", "-C", dir.string(), "-c", "user.name=kab", "-c", "user.email=kab@localhost"});
+      auto [ok, out] = kab::proc::capture(args);
+      INFO(out);
+      REQUIRE(ok);
+      return out;
+    };
   };
+  auto git = git_in(repo);
   auto write = [&](const std::string& rel, const std::string& text) { std::ofstream(repo / rel) << text; };
   git({"init", "-q", "-b", "main"});
   git({"add", "-A"});
@@ -357,13 +361,7 @@ TEST_CASE("git sources: commits and a mailed series are the same change, the use
     // one. (In a clone: the user's repository is checked unchanged at the end.)
     const fs::path clone = root / "intl-repo";
     REQUIRE(kab::proc::capture({"git", "clone", "-q", repo.string(), clone.string()}).first);
-    auto cgit = [&](std::vector<std::string> args) {
-      args.insert(args.begin(), {"git", "-C", clone.string(), "-c", "user.name=kab", "-c", "user.email=kab@localhost"});
-      auto [ok, out] = kab::proc::capture(args);
-      INFO(out);
-      REQUIRE(ok);
-      return out;
-    };
+    auto cgit = git_in(clone);
     const std::string subject = "fuse: écrire les pages de writeback sans copie — une très longue ligne de sujet "
                                 "qui sera repliée";
     std::ofstream(clone / "fs/demo/file.c") << "int ecrire = 1;\n";
