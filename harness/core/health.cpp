@@ -16,27 +16,32 @@ const std::regex& findings_pattern() {
   return re;
 }
 
+// The console's lines, without the serial line's \r.
+std::vector<std::string> console_lines(const std::string& text) {
+  std::vector<std::string> lines;
+  std::istringstream ss(text);
+  for (std::string line; std::getline(ss, line);) {
+    if (!line.empty() && line.back() == '\r') line.pop_back();
+    lines.push_back(std::move(line));
+  }
+  return lines;
+}
+
 }  // namespace
 
 std::vector<std::string> console_findings(const std::string& text, std::size_t limit) {
   std::vector<std::string> out;
-  std::istringstream ss(text);
-  std::string line;
-  while (std::getline(ss, line) && out.size() < limit) {
-    if (!line.empty() && line.back() == '\r') line.pop_back();
-    if (std::regex_search(line, findings_pattern())) out.push_back(line);
+  for (auto& line : console_lines(text)) {
+    if (out.size() >= limit) break;
+    if (std::regex_search(line, findings_pattern())) out.push_back(std::move(line));
   }
   return out;
 }
 
 ConsoleExcerpt console_excerpt(const std::string& text, std::size_t max_lines) {
   std::vector<std::string> lines;
-  std::istringstream ss(text);
-  std::string line;
-  while (std::getline(ss, line)) {
-    if (!line.empty() && line.back() == '\r') line.pop_back();
-    if (line.find_first_not_of(" \t") != std::string::npos) lines.push_back(line);
-  }
+  for (auto& line : console_lines(text))
+    if (line.find_first_not_of(" \t") != std::string::npos) lines.push_back(std::move(line));
   ConsoleExcerpt out;
   std::size_t from = lines.size() > max_lines ? lines.size() - max_lines : 0;
   for (std::size_t i = 0; i < lines.size(); ++i)

@@ -473,6 +473,7 @@ BuildInputs Builder::inputs_of(const core::KernelSpec& spec, const std::string& 
   // A commit of a repository: identified by the commit id alone, wherever the
   // repository is; the range's base when the change is given as commits.
   std::optional<WorktreeChange> worktree;
+  std::string base_commit;   // the git source's resolved commit, "" for other sources
   if (!spec.git_repo.empty()) {
     // WORKTREE: HEAD's commit, and what the work tree changes as a patch on it.
     const bool wt = spec.git_ref == "WORKTREE";
@@ -484,6 +485,7 @@ BuildInputs Builder::inputs_of(const core::KernelSpec& spec, const std::string& 
       throw BuildError("kernel " + spec.name + ": ref " + spec.git_ref + " is not the base of commits " + spec.commits +
                        " (leave ref out: the range's base is the source)");
     in.source_identity = "git commit " + commit;
+    base_commit = commit;
     const std::string ref = wt ? "HEAD" : spec.commits.empty() ? spec.git_ref : spec.commits.substr(0, spec.commits.find(".."));
     in.source_ref = spec.git_repo + " ref " + ref;
     const std::string name = git_describe(spec.git_repo, ref, commit);
@@ -524,12 +526,11 @@ BuildInputs Builder::inputs_of(const core::KernelSpec& spec, const std::string& 
     // The base the series says it was written on (git format-patch --base),
     // beside the base it is applied to.
     if (!s.base_commit.empty()) {
-      const std::string on = core::starts_with(in.source_identity, "git commit ") ? in.source_identity.substr(11) : "";
-      if (on == s.base_commit)
+      if (base_commit == s.base_commit)
         in.source_name += ", the series' base-commit";
       else
         in.source_name += (in.source_name.empty() ? "" : "; ") + std::string("the series names base-commit ") +
-                          s.base_commit.substr(0, 12) + (on.empty() ? "" : ", not this base");
+                          s.base_commit.substr(0, 12) + (base_commit.empty() ? "" : ", not this base");
     }
   }
   for (const auto& p : spec.patches) {

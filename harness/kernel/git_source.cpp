@@ -57,17 +57,6 @@ std::vector<std::string> lines_of(const std::string& text) {
   return out;
 }
 
-// "[PATCH v2 3/7] fuse: x" → "fuse: x"; "[RFC] [PATCH] a" → "a".
-std::string strip_subject_tags(std::string s) {
-  s = core::trim(s);
-  while (!s.empty() && s[0] == '[') {
-    auto close = s.find(']');
-    if (close == std::string::npos) break;
-    s = core::trim(s.substr(close + 1));
-  }
-  return s;
-}
-
 // A mail header's value, folded lines joined ("" when absent).
 std::string header(const std::string& mail, const std::string& name) {
   std::istringstream ss(mail);
@@ -182,16 +171,14 @@ std::vector<GitPatch> git_range_patches(const std::string& repo, const std::stri
 }
 
 // A mail's subject as git am would commit it: git mailinfo unfolds and decodes
-// it (RFC 2047 "=?UTF-8?q?…?=", any charset, to UTF-8) and drops the
-// "[PATCH n/m]" tags.
-std::string mail_subject(const std::string& mail, const std::string& dir) {
-  const std::string msg = dir + "/.mailinfo-msg", patch = dir + "/.mailinfo-patch";
-  proc::Result r = git_run({"mailinfo", "-u", msg, patch}, mail);
-  fs::remove(msg);
-  fs::remove(patch);
+// it (RFC 2047 "=?UTF-8?q?…?=", any charset, to UTF-8) and drops the leading
+// bracketed tags ("[RFC PATCH v2 3/7]"). The message and patch it splits off
+// are not needed here.
+std::string mail_subject(const std::string& mail) {
+  proc::Result r = git_run({"mailinfo", "/dev/null", "/dev/null"}, mail);
   if (!r.ok()) throw BuildError("cannot read the mail " + mail + ": git mailinfo " + r.describe());
   for (const auto& line : lines_of(r.output))
-    if (core::starts_with(line, "Subject:")) return strip_subject_tags(line.substr(8));
+    if (core::starts_with(line, "Subject:")) return core::trim(line.substr(8));
   return "";
 }
 
@@ -212,7 +199,7 @@ Series mbox_patches(const std::string& mbox, const std::string& dir) {
     GitPatch p;
     p.patch_id = patch_id(m.string());
     if (p.patch_id.empty()) continue;   // a cover letter
-    p.subject = mail_subject(m.string(), dir);
+    p.subject = mail_subject(m.string());
     // Named as format-patch names it, so that an error names the mail.
     p.file = (m.parent_path() / (m.filename().string() + "-" + slug(p.subject) + ".patch")).string();
     fs::rename(m, p.file);

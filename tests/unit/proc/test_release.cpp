@@ -45,13 +45,18 @@ TEST_CASE("serial logs are read only after the process writing them let go", "[p
   CHECK(core::now_s() - t0 < 1);
 
   proc::Options o;
-  o.argv = {"sh", "-c", "exec 3>>\"$0\"; sleep 0.5; echo KAB-END >&3", log.string()};
+  // The relay writes its last line only when told (the file "go" appears), so
+  // what a reader sees before that does not depend on timing.
+  const fs::path go = dir / "go";
+  o.argv = {"sh", "-c", "exec 3>>\"$0\"; while [ ! -e \"$1\" ]; do sleep 0.05; done; echo KAB-END >&3", log.string(),
+            go.string()};
   o.output_path = (dir / "sh.out").string();
   proc::Child relay(o);
   REQUIRE(held_within(log, 5));
   const auto holders = proc::holders_of({other.string(), log.string()});
   CHECK(std::find(holders.begin(), holders.end(), relay.pid()) != holders.end());
   CHECK(slurp(log) == "KAB-BEGIN\n");   // what a reader saw before this fix
+  std::ofstream(go) << "";
   CHECK(proc::wait_until_released({other.string(), log.string()}, 10));
   CHECK(slurp(log) == "KAB-BEGIN\nKAB-END\n");
   relay.wait(5);
