@@ -66,5 +66,6 @@ int cmd_compare(const std::vector<std::string>& args);
 int cmd_report(const std::vector<std::string>& args);
 int cmd_image(const std::vector<std::string>& args);
 int cmd_doctor(const std::vector<std::string>& args);
+int cmd_gate(const std::vector<std::string>& args);
 
 }  // namespace kab::cli

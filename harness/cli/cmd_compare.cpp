@@ -401,11 +401,17 @@ int cmd_report(const std::vector<std::string>& args) {
   auto job = first->info.extra.find("job_file_text");
   const std::string job_text = job == first->info.extra.end() ? "" : job->second;
   as_run.read_job_file = [job_text](const std::string&) { return std::optional<std::string>(job_text); };
+  as_run.min_arms = 1;   // a gate run's scenario has one; said below
   auto parsed = scenario::parse_scenario(first->info.scenario_name + " (run " + std::to_string(ids.front()) + ")",
                                          first->info.scenario_text, as_run);
   if (!parsed.value) throw Fatal("the scenario stored with run " + std::to_string(ids.front()) + " does not parse",
                                  k_exit_run_failed);
   core::Scenario s = *parsed.value;
+  if (s.arms.size() < 2)
+    throw Fatal("run " + std::to_string(ids.front()) + " ran one kernel (" + s.name +
+                    ", a kab gate run): there is nothing to compare; kab show " + std::to_string(ids.front()) +
+                    " lists its samples",
+                k_exit_usage);
   if (base.empty() || candidate.empty()) {
     // Arms in order of appearance in the samples.
     std::vector<std::string> arms;

@@ -33,6 +33,7 @@ const std::vector<Command> k_commands = {
     {"show", "print the samples of a stored run", cmd_show},
     {"compare", "build two kernels, run them interleaved, analyse, report", cmd_compare},
     {"report", "analyse stored samples without running anything", cmd_report},
+    {"gate", "the correctness gate: stress families on a debug kernel, any finding fails", cmd_gate},
     {"image", "build the guest image: initramfs, or --disk the ext4 root (kab image --help)", cmd_image},
     {"doctor", "check this machine: tools, accelerator, daemons, caches, noise", cmd_doctor},
 };
@@ -46,7 +47,7 @@ int cmd_help(const std::vector<std::string>&) {
   std::printf(
       "\nexit codes:\n"
       "  0    done; no regression (improvement, equivalent and inconclusive are 0)\n"
-      "  1    a regression (compare, report); kab run: some samples were not ok\n"
+      "  1    a regression (compare, report); kab run: some samples were not ok; kab gate: a finding\n"
       "  2    usage or input error: nothing was built or booted\n"
       "  3    could not be completed: a kernel or image build, the hypervisor or backend, every\n"
       "       sample of an arm failed, a failing kab doctor check\n"

@@ -155,7 +155,7 @@ std::string parse_record(const std::string& record, core::Sample& s) {
   double wbt_sum = 0, wb_sum = 0;
   int n_samples = 0;
   std::map<std::string, double> vm_before, vm_after;
-  std::vector<std::string> errors;
+  std::vector<std::string> errors, fio_log;   // fio_log: the first lines fio printed (a failed verify says where)
   while (std::getline(ss, line)) {
     if (!line.empty() && line.back() == '\r') line.pop_back();
     if (in_json) {
@@ -190,6 +190,7 @@ std::string parse_record(const std::string& record, core::Sample& s) {
     } else if (tag == "KAB-STAT-BEFORE") stat_before = rest;
     else if (tag == "KAB-STAT-AFTER") stat_after = rest;
     else if (tag == "KAB-ERROR") errors.push_back(rest);
+    else if (tag == "KAB-FIO-LOG" && fio_log.size() < 3 && !core::trim(rest).empty()) fio_log.push_back(core::trim(rest));
     else if (tag == "KAB-END") {
       ended = true;
       end_status = fields(rest)["status"];
@@ -214,6 +215,7 @@ std::string parse_record(const std::string& record, core::Sample& s) {
     std::string why = "agent: " + end_status;
     for (const auto& e : errors) why += "; " + e;
     if (fio_rc > 0) why += "; fio exited " + std::to_string(static_cast<int>(fio_rc));
+    for (const auto& l : fio_log) why += "; fio: " + l;
     return why;
   }
   return parse_fio_json(json_text, s.fio);

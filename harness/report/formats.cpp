@@ -3,6 +3,7 @@
 #include "report/html.h"
 #include "report/json.h"
 #include "report/junit.h"
+#include "report/mail.h"
 #include "report/markdown.h"
 #include "report/summary.h"
 #include "report/text.h"
@@ -29,6 +30,8 @@ std::string html(const core::Comparison& c, const core::ReportContext& ctx, bool
 
 std::string summary(const core::Comparison& c, const core::ReportContext& ctx, bool) { return render_summary(c, ctx); }
 
+std::string mail(const core::Comparison& c, const core::ReportContext& ctx, bool) { return render_mail(c, ctx); }
+
 }  // namespace
 
 const std::vector<Format>& formats() {
@@ -39,6 +42,7 @@ const std::vector<Format>& formats() {
       {"junit", "junit.xml", junit},
       {"html", "html", html},
       {"summary", "summary.txt", summary},
+      {"mail", "mail.txt", mail},
   };
   return k_formats;
 }

@@ -174,7 +174,7 @@ class ScenarioParser {
       }
       m_s.arms.push_back(arm);
     }
-    if (m_s.arms.size() < 2 && m_r.errors().empty())
+    if (static_cast<int>(m_s.arms.size()) < m_ctx.min_arms && m_r.errors().empty())
       m_r.error_at(arms, "a scenario needs at least two arms (base first, then candidates), got " +
                              std::to_string(m_s.arms.size()));
   }

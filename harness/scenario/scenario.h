@@ -41,6 +41,9 @@ struct Context {
   std::vector<std::string> backend_types;
   // Why a backend's `binary` cannot be run ("" when it can). When empty, not checked.
   std::function<std::string(const std::string& path)> check_binary;
+  // The fewest arms a scenario may have: 2 for a comparison; kab gate's
+  // one-kernel scenarios (scenario/gate.h) allow 1.
+  int min_arms = 2;
 };
 
 template <typename T>

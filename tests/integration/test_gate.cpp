@@ -3,6 +3,7 @@
 #include <catch2/catch.hpp>
 
 #include <fstream>
+#include <set>
 
 #include "helpers.h"
 
@@ -25,7 +26,113 @@ std::map<std::string, std::pair<std::string, std::string>> consoles(const std::s
   return by_arm;
 }
 
+// Each stored sample of a gate's runs with its fio JSON: run, backend, status,
+// reason, findings, scenario text, fio JSON.
+json gate_samples(const std::string& db) {
+  auto [ok, out] = kab::proc::capture(
+      {"sqlite3", "-json", db,
+       "SELECT r.id AS run, r.scenario_name AS scenario, r.scenario_text AS text, s.backend AS backend, "
+       "s.status AS status, s.reason AS reason, s.findings_json AS findings, a.content AS fio "
+       "FROM runs r JOIN samples s ON s.run_id = r.id LEFT JOIN artifacts a ON a.sample_id = s.id AND a.kind = 'fio_json' "
+       "ORDER BY r.id"});
+  INFO(out);
+  REQUIRE(ok);
+  return out.empty() ? json::array() : json::parse(out);
+}
+
 }  // namespace
+
+TEST_CASE("gate: every family runs clean on stock-6.1's debug variant and reads its check file back from the backend",
+          "[integration][gate]") {
+  TestDir dir("gate-stock");
+  auto r = run_kab({"gate", "stock-6.1", "--backend", "writeback", "--time", "20s", "--db", dir.db()}, 3600,
+                   (dir.path / "gate.log").string());
+  const std::string log = read(dir.path / "gate.log");
+  INFO(log);
+  CHECK(r.exit_code == 0);
+  CHECK(log.find("gate: clean — 5 runs, 0 not clean") != std::string::npos);
+  json rows = gate_samples(dir.db());
+  REQUIRE(rows.size() == 5);
+  std::set<std::string> families;
+  for (const auto& row : rows) {
+    INFO(row["scenario"] << ": " << row["reason"]);
+    families.insert(row["scenario"]);
+    CHECK(row["backend"] == "writeback");
+    CHECK(row["status"] == "ok");
+    CHECK(json::parse(row["findings"].get<std::string>()).empty());
+    CHECK(row["text"].get<std::string>().find("variant: debug") != std::string::npos);
+    // fio ran the family whole: every job without error, the time-based jobs
+    // wrote, and the check read its 8 MiB back after the cache was dropped.
+    json fio = json::parse(row["fio"].get<std::string>());
+    double written = 0;
+    bool checked = false;
+    for (const auto& job : fio["jobs"]) {
+      INFO(job["jobname"]);
+      CHECK(job["error"] == 0);
+      if (job["jobname"] == "check-read") {
+        checked = true;
+        CHECK(job["read"]["io_bytes"] == 8 << 20);
+      } else if (job["jobname"] != "check-write") {
+        written += job["write"]["io_bytes"].get<double>();
+      }
+    }
+    CHECK(checked);
+    CHECK(written > 0);
+  }
+  CHECK(families == std::set<std::string>{"gate-writeback", "gate-lifecycle", "gate-mmap", "gate-mixed", "gate-pressure"});
+  // The pressure family's guest had the little memory the family asks for.
+  for (const auto& row : rows)
+    if (row["scenario"] == "gate-pressure") CHECK(row["text"].get<std::string>().find("memory: 384M") != std::string::npos);
+  check_no_leftovers();
+}
+
+TEST_CASE("gate: a planted use-after-free in FUSE writeback fails the gate, stored with its family and a rerun",
+          "[integration][gate]") {
+  TestDir dir("gate-uaf");
+  auto r = run_kab({"gate", "testing-uaf-6.1", "--family", "writeback", "--backend", "writeback", "--time", "5s",
+                    "--db", dir.db(), "--json"},
+                   3600, (dir.path / "gate.log").string());
+  const std::string log = read(dir.path / "gate.log");
+  INFO(log);
+  CHECK(r.exit_code == 1);
+  json g = last_json(log);
+  CHECK(g["passed"] == false);
+  REQUIRE(g["results"].size() == 1);
+  const json& res = g["results"][0];
+  CHECK(res["family"] == "writeback");
+  CHECK(res["backend"] == "writeback");
+  CHECK(res["status"] == "unhealthy");
+  CHECK(res["rerun"] == "kab gate testing-uaf-6.1 --family writeback --backend writeback --time 5s");
+  REQUIRE_FALSE(res["findings"].empty());
+  CHECK(res["findings"][0].get<std::string>().find("BUG: KASAN: use-after-free in fuse_writepages") != std::string::npos);
+  REQUIRE_FALSE(res["console"].empty());   // the report from its first line
+  CHECK(res["console"][0].get<std::string>().find("BUG: KASAN: use-after-free") != std::string::npos);
+  // Stored like any sample: the finding with the run of family writeback.
+  json rows = gate_samples(dir.db());
+  REQUIRE(rows.size() == 1);
+  CHECK(rows[0]["scenario"] == "gate-writeback");
+  CHECK(rows[0]["findings"].get<std::string>().find("KASAN: use-after-free in fuse_writepages") != std::string::npos);
+  check_no_leftovers();
+}
+
+TEST_CASE("gate: a kernel that silently corrupts buffered writes fails the family's verify", "[integration][gate]") {
+  TestDir dir("gate-corrupt");
+  auto r = run_kab({"gate", "testing-corrupt-6.1", "--family", "writeback", "--backend", "writeback", "--time", "5s",
+                    "--db", dir.db(), "--json"},
+                   3600, (dir.path / "gate.log").string());
+  const std::string log = read(dir.path / "gate.log");
+  INFO(log);
+  CHECK(r.exit_code == 1);
+  json g = last_json(log);
+  REQUIRE(g["results"].size() == 1);
+  const json& res = g["results"][0];
+  CHECK(res["status"] == "failed");
+  CHECK(res["findings"].empty());   // the kernel said nothing: only the content check found it
+  const std::string reason = res["reason"];
+  CHECK(reason.find("fio exited") != std::string::npos);
+  CHECK(reason.find("verify failed") != std::string::npos);
+  check_no_leftovers();
+}
 
 TEST_CASE("debug: a debug kernel boots under QEMU with KASAN and lockdep on and runs fio on the share",
           "[integration][debug]") {

@@ -208,3 +208,39 @@ TEST_CASE("fio JSON that is not what fio writes is a reason, never a crash", "[r
   core::FioMetrics m;
   CHECK(fio::parse_fio_json("{\"jobs\": [{\"error\": 5}]}", m) == "fio reported error 5");
 }
+
+TEST_CASE("a failed verify is a reason that says where, in fio's own words", "[record][fio]") {
+  // The gate's check on the host: a file written with verify headers, one
+  // byte of it flipped, then read back with verify_only — the real fio's
+  // failure, passed through the agent's record as the guest would.
+  namespace fs = std::filesystem;
+  const fs::path dir = fs::temp_directory_path() / ("kab-verify-" + std::to_string(::getpid()));
+  fs::remove_all(dir);
+  fs::create_directories(dir);
+  std::ofstream(dir / "job.fio") << "[global]\ndirectory=" << dir.string()
+                                 << "\nioengine=psync\nbs=64k\nsize=1M\nrw=randwrite\nfilename=check.dat\nverify=crc32c\n"
+                                    "[write]\ndo_verify=0\n[check]\nstonewall\nverify_only=1\n";
+  auto [wrote, wout] = proc::capture({"fio", "--section=write", (dir / "job.fio").string()}, 60);
+  INFO(wout);
+  REQUIRE(wrote);
+  {
+    std::fstream f(dir / "check.dat", std::ios::in | std::ios::out | std::ios::binary);
+    f.seekp(3 * 65536 + 100);
+    f.put('\x5a');
+  }
+  auto [checked, log] = proc::capture({"fio", "--section=check", "--output-format=json", "--output=" + (dir / "out.json").string(),
+                                       (dir / "job.fio").string()},
+                                      60);
+  INFO(log);
+  CHECK_FALSE(checked);   // fio exits non-zero on a failed verify
+  std::string record = "KAB-BEGIN sample=1\r\nKAB-FIO-START uptime=5.0\r\n";
+  for (const auto& l : core::split(log, '\n'))
+    if (!core::trim(l).empty()) record += "KAB-FIO-LOG " + l + "\r\n";
+  record += "KAB-FIO-END uptime=6.0 rc=1\r\nKAB-END status=fio-failed fio_rc=1\r\n";
+  core::Sample s;
+  const std::string why = fio::parse_record(record, s);
+  INFO(why);
+  CHECK(why.rfind("agent: fio-failed; fio exited 1; fio: ", 0) == 0);
+  CHECK(why.find("verify failed at file " + (dir / "check.dat").string() + " offset 196608") != std::string::npos);
+  fs::remove_all(dir);
+}

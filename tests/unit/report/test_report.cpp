@@ -5,6 +5,7 @@
 #include <nlohmann/json.hpp>
 #include <regex>
 #include <set>
+#include <sstream>
 
 #include "proc/runner.h"
 #include "report/format.h"
@@ -12,6 +13,7 @@
 #include "report/html.h"
 #include "report/json.h"
 #include "report/junit.h"
+#include "report/mail.h"
 #include "report/markdown.h"
 #include "report/summary.h"
 #include "report/text.h"
@@ -322,7 +324,7 @@ TEST_CASE("summary: the comparison in one paragraph", "[report]") {
   CHECK(one.rfind("rfc (rfc-6.1) against stock (stock-6.1) on rfc-writeback: 5 + 5 samples (tcg). bandwidth +15.1% [", 0) == 0);
   CHECK(contains(one, "]: improvement; beside it clat p99 "));
   CHECK(contains(one, "WritebackTmp peak stock 262144 kB, rfc 0 kB. Verdict: improvement. "
-                      "Reports: /r/compare-4/comparison.{txt,md,json,junit.xml,html,summary.txt}.\n"));
+                      "Reports: /r/compare-4/comparison.{txt,md,json,junit.xml,html,summary.txt,mail.txt}.\n"));
   CHECK(std::count(one.begin(), one.end(), '\n') == 1);
   // Several cells: each named; an inconclusive one says what would decide it.
   auto many = render_summary(mixed(), context());
@@ -447,4 +449,82 @@ TEST_CASE("a kernel from git is named by its ref and its commits", "[report][git
   CHECK(j["context"]["kernels"][1]["patches"][0].get<std::string>().rfind("ec90b45a1b2c (", 0) == 0);
   // A kernel of files keeps its old line.
   CHECK(kernel_text(context().kernels[1]) == "rfc-6.1 6.1.158, config cfg0123, patches patch4567");
+}
+
+TEST_CASE("mail: plain text a maintainer can paste into a reply, no line over 80 columns", "[report][mail]") {
+  auto ctx = context();
+  // Long facts a real run has: a git kernel with a commit subject, a long command.
+  ctx.kernels[1].source = "v6.1 (48f647b15e40)";
+  ctx.kernels[1].patches = {"1a2b3c4d5e6f (\"fuse: use page cache pages for writeback io when virtio_fs is in use\")"};
+  ctx.command = "kab compare --tree /home/someone/src/linux-with-a-long-path/for-testing --base v6.1 --candidate "
+                "fuse-writeback-rfc --scenario scenarios/rfc-writeback.yaml --until-decided --max-samples 40";
+  const std::string mail = render_mail(mixed(), ctx);
+  INFO(mail);
+  std::istringstream in(mail);
+  std::string line;
+  int lines = 0;
+  while (std::getline(in, line)) {
+    ++lines;
+    INFO(line);
+    std::size_t cols = 0;
+    for (unsigned char ch : line) cols += (ch & 0xC0) != 0x80;
+    CHECK(cols <= k_mail_columns);
+    CHECK(line.find('\t') == std::string::npos);
+    CHECK(line.find("\033[") == std::string::npos);
+    CHECK((line.empty() || line.back() != ' '));
+  }
+  CHECK(lines > 20);
+  // The widest figures a table can meet: changes of +1500% and more.
+  std::vector<Sample> huge;
+  add(huge, {1, 1.1, 0.9, 1, 1.05}, {16, 17, 15, 16, 18}, "virtiofsd-with-a-long-name", {{"bs", "1M"}, {"rw", "randwrite"}});
+  const std::string wide = render_mail(analyze(scenario(), huge, options()), ctx);
+  INFO(wide);
+  std::istringstream wide_in(wide);
+  while (std::getline(wide_in, line)) {
+    INFO(line);
+    std::size_t cols = 0;
+    for (unsigned char ch : line) cols += (ch & 0xC0) != 0x80;
+    CHECK(cols <= k_mail_columns);
+  }
+  CHECK(contains(wide, "+1500.0%"));
+  CHECK(mail.rfind("Subject: [kab] rfc-6.1 vs stock-6.1 on rfc-writeback: regression (3 cells)\n\n", 0) == 0);
+  // Not Markdown: no tables of pipes, no headings, no emphasis.
+  CHECK_FALSE(contains(mail, "\n|"));
+  CHECK_FALSE(contains(mail, "\n  |"));
+  CHECK_FALSE(contains(mail, "\n#"));
+  CHECK_FALSE(contains(mail, "**"));
+  // The verdict paragraph names every cell's primary change, the table every metric.
+  // Prose as one line, whatever the wrapping.
+  std::string flat;
+  {
+    std::istringstream words(mail);
+    for (std::string word; words >> word;) flat += (flat.empty() ? "" : " ") + word;
+  }
+  CHECK(contains(flat, "bandwidth [virtiofsd bs=4k] changed -19.9%"));
+  CHECK(contains(flat, "Verdict: regression."));
+  CHECK(contains(mail, "backend virtiofsd, bs=1M:\n  metric "));
+  CHECK(contains(mail, "\n  bandwidth* "));
+  CHECK(contains(mail, "\n  * the primary metric"));
+  CHECK(count(mail, "  clat p99 ") >= 3);
+  CHECK(contains(mail, "  WritebackTmp peak"));
+  CHECK(contains(mail, "262144 kB"));
+  CHECK(contains(mail, "Correctness: "));
+  CHECK(contains(flat, "1a2b3c4d5e6f (\"fuse: use page cache pages for writeback io when virtio_fs is in use\")"));
+  // One cell: the subject names its primary change (the scenario left to the
+  // body when the line would be too long).
+  std::vector<Sample> one;
+  add(one, {655, 648, 661, 650, 659}, {754, 760, 741, 749, 771}, "virtiofsd", {{"bs", "1M"}});
+  const std::string single = render_mail(analyze(scenario(), one, options()), ctx);
+  INFO(single);
+  CHECK(single.rfind("Subject: [kab] rfc-6.1 vs stock-6.1: improvement, bandwidth +15.1%\n\n", 0) == 0);
+  // The recipe survives the wrapping whole.
+  std::string recipe = mail.substr(mail.find("Reproduce:\n") + 11);
+  std::string joined;
+  std::istringstream r(recipe);
+  for (std::string l; std::getline(r, l);) joined += (joined.empty() ? "" : " ") + core::trim(l);
+  CHECK(joined == ctx.command);
+  // fill: words kept whole when they fit, broken when they cannot.
+  CHECK(fill("aaa bbb ccc", 7) == "aaa bbb\nccc\n");
+  CHECK(fill("x", 20, "  ") == "  x\n");
+  CHECK(fill(std::string(30, 'z'), 20) == std::string(20, 'z') + "\n" + std::string(10, 'z') + "\n");
 }

@@ -5,6 +5,8 @@
 
 #include "backend/backends.h"
 #include "fio/catalog.h"
+#include "core/fio_job.h"
+#include "scenario/gate.h"
 #include "scenario/scenario.h"
 #include "vm/platforms.h"
 
@@ -460,4 +462,68 @@ TEST_CASE("kernel definitions from git: parsed, or refused at their line", "[sce
   CHECK(errors("source: {git: linux, ref: v1}\nseries: lost.mbox\n") ==
         "k.yaml:2:9: series file 'lost.mbox' does not exist (looked for " + (dir / "patches/lost.mbox").string() + ")\n");
   fs::remove_all(dir);
+}
+
+TEST_CASE("the gate's families are scenarios fio accepts, one arm each, with the backends asked for", "[scenario][gate]") {
+  auto def = scenario::load_gate(KAB_SOURCE_DIR "/scenarios/gate/gate.yaml");
+  INFO(scenario::format_errors(def.errors));
+  REQUIRE(def.value);
+  std::vector<std::string> names;
+  for (const auto& f : def.value->families) names.push_back(f.name);
+  CHECK(names == std::vector<std::string>{"writeback", "lifecycle", "mmap", "mixed", "pressure"});
+  CHECK(def.value->backends == std::vector<std::string>{"writeback", "always", "none", "dpu"});
+  scenario::Context ctx = context();
+  ctx.min_arms = 1;
+  for (const auto& f : def.value->families) {
+    scenario::GateRun run;
+    run.kernel = "stock-6.1";
+    run.variant = "debug";
+    run.backends = {"none", "writeback"};
+    run.runtime_s = 7;
+    run.timeout_s = 621;
+    const std::string text = scenario::gate_scenario_text(*def.value, f, run);
+    INFO(text);
+    auto parsed = scenario::parse_scenario("gate-" + f.name + ".yaml", text, ctx);   // fio --parse-only on the job file
+    INFO(scenario::format_errors(parsed.errors));
+    REQUIRE(parsed.value);
+    const core::Scenario& s = *parsed.value;
+    CHECK(s.name == "gate-" + f.name);
+    REQUIRE(s.arms.size() == 1);
+    CHECK(s.arms[0].kernel == "stock-6.1");
+    CHECK(s.arms[0].variant == "debug");
+    REQUIRE(s.backends.size() == 2);   // in the definition's order, as configured there
+    CHECK(s.backends[0].name == "writeback");
+    CHECK(s.backends[0].cache == "auto");
+    CHECK(s.backends[0].writeback);
+    CHECK(s.backends[1].name == "none");
+    CHECK(s.backends[1].cache == "none");
+    CHECK_FALSE(s.backends[1].writeback);
+    CHECK(s.repetitions == 1);
+    CHECK(s.guest.timeout_s == 621);
+    CHECK(s.guest.memory_bytes == (f.name == "pressure" ? 384ull << 20 : 1024ull << 20));
+    CHECK(s.fio.job_file == f.job_file);
+    CHECK(s.fio.override == core::FioOptions{{"runtime", "7"}});
+    // Every family ends by reading a file back from the backend, the cache dropped.
+    const std::string job = core::fio_job_for(s.fio, {});
+    CHECK(job.find("[check-read]") != std::string::npos);
+    CHECK(job.find("verify_only=1") != std::string::npos);
+    CHECK(job.find("exec_prerun=echo 3 > /proc/sys/vm/drop_caches") != std::string::npos);
+  }
+  // A comparison still needs two arms.
+  auto one = scenario::parse_scenario("one.yaml", scenario::gate_scenario_text(*def.value, def.value->families[0], {"stock-6.1", "debug", {"writeback"}, 5, 600}), context());
+  REQUIRE_FALSE(one.value);
+  CHECK(scenario::format_errors(one.errors).find("at least two arms") != std::string::npos);
+}
+
+TEST_CASE("a gate definition's mistakes are positioned", "[scenario][gate]") {
+  auto bad = scenario::parse_gate(KAB_SOURCE_DIR "/scenarios/gate/bad.yaml",
+                                  "families:\n  writeback: {job_file: nowhere.fio, sumary: x}\nbackends:\n  - {type: dpu}\n");
+  REQUIRE_FALSE(bad.value);
+  const std::string e = scenario::format_errors(bad.errors);
+  INFO(e);
+  CHECK(e.find("bad.yaml:2:25: job file") != std::string::npos);
+  CHECK(e.find("job file 'nowhere.fio' does not exist") != std::string::npos);
+  CHECK(e.find("unknown key 'sumary', did you mean 'summary'?") != std::string::npos);
+  CHECK(e.find("bad.yaml:4:5: ") != std::string::npos);
+  CHECK(e.find("each backend is a map with a name") != std::string::npos);
 }
