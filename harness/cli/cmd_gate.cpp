@@ -201,9 +201,10 @@ int cmd_gate(const std::vector<std::string>& args) {
         for (const auto& l : ex.lines) std::printf("  | %s\n", core::trim(l).c_str());
       std::printf("  rerun: %s\n", rerun(r).c_str());
     }
-    std::printf("\ngate: %s — %zu run%s, %d not clean; %.1f min of fio, %.1f min in all\n",
+    std::printf("\ngate: %s — %zu sample%s in %zu run%s, %d not clean; %.1f min of fio, %.1f min in all\n",
                 interrupted ? "INTERRUPTED" : passed ? "clean" : "FAILED", results.size(),
-                results.size() == 1 ? "" : "s", failed, fio_s / 60, total_s / 60);
+                results.size() == 1 ? "" : "s", scenarios.size(), scenarios.size() == 1 ? "" : "s", failed, fio_s / 60,
+                total_s / 60);
   }
   if (interrupted) return k_exit_interrupted;
   return passed ? k_exit_ok : k_exit_failure;

@@ -50,7 +50,7 @@ TEST_CASE("gate: every family runs clean on stock-6.1's debug variant and reads 
   const std::string log = read(dir.path / "gate.log");
   INFO(log);
   CHECK(r.exit_code == 0);
-  CHECK(log.find("gate: clean — 5 runs, 0 not clean") != std::string::npos);
+  CHECK(log.find("gate: clean — 5 samples in 5 runs, 0 not clean") != std::string::npos);
   json rows = gate_samples(dir.db());
   REQUIRE(rows.size() == 5);
   std::set<std::string> families;
