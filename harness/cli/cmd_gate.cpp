@@ -9,6 +9,7 @@
 #include <filesystem>
 #include <iostream>
 #include <nlohmann/json.hpp>
+#include <set>
 
 #include "cli/app.h"
 #include "cli/parse.h"
@@ -62,7 +63,8 @@ struct Result {
 
 int cmd_gate(const std::vector<std::string>& args) {
   CLI::App app{"Run the correctness gate: stress families against the share on the kernel's debug variant. "
-               "Exit 0 clean, 1 a finding (kernel report, failed verify, crash or hang), 2 usage, 3 could not run.",
+               "Exit 0 clean, 1 a finding (kernel report, failed verify, crash or hang), 2 usage, 3 could not run "
+               "(a build, or a sample failed by its backend or the hypervisor).",
                "gate"};
   std::string kernel, variant = "debug", time_text = "10m", definition = paths().scenarios_dir + "/gate/gate.yaml";
   std::string db = paths().default_db;
@@ -82,6 +84,7 @@ int cmd_gate(const std::vector<std::string>& args) {
   // Everything is checked before anything is built or booted.
   auto total = core::parse_duration(time_text);
   if (!total || *total <= 0) throw Fatal("--time is not a duration: '" + time_text + "' (expected e.g. 90s, 10m)", k_exit_usage);
+  if (*total > 7 * 24 * 3600) throw Fatal("--time " + time_text + " is more than a week", k_exit_usage);
   auto def = scenario::load_gate(definition);
   if (!def.value) {
     std::fputs(scenario::format_errors(def.errors).c_str(), stderr);
@@ -97,8 +100,18 @@ int cmd_gate(const std::vector<std::string>& args) {
   for (const auto& f : def.value->families) family_names.push_back(f.name);
   const auto families = chosen(listed(family_args), family_names, "family");
   const auto backends = chosen(listed(backend_args), def.value->backends, "backend");
-  // Each (family, backend) is one sample; the time is split evenly, at least 3 s each.
-  const int cells = static_cast<int>(families.size() * backends.size());
+  // Each (family, backend) is one sample, where the family can run against
+  // the backend; the time is split evenly, at least 3 s each.
+  auto backends_of = [&](const scenario::GateFamily& f) {
+    std::vector<std::string> out;
+    for (const auto& b : backends)
+      if (f.backends.empty() || std::find(f.backends.begin(), f.backends.end(), b) != f.backends.end()) out.push_back(b);
+    return out;
+  };
+  int cells = 0;
+  for (const auto& f : def.value->families)
+    if (std::find(families.begin(), families.end(), f.name) != families.end()) cells += static_cast<int>(backends_of(f).size());
+  if (cells == 0) throw Fatal("no family of the gate runs against the backends chosen (--backend)", k_exit_usage);
   scenario::GateRun run;
   run.kernel = kernel;
   run.variant = variant;
@@ -113,7 +126,14 @@ int cmd_gate(const std::vector<std::string>& args) {
   std::vector<std::pair<const scenario::GateFamily*, core::Scenario>> scenarios;
   for (const auto& f : def.value->families) {
     if (std::find(families.begin(), families.end(), f.name) == families.end()) continue;
-    const std::string text = scenario::gate_scenario_text(*def.value, f, run);
+    scenario::GateRun family_run = run;
+    family_run.backends = backends_of(f);
+    if (family_run.backends.empty()) {
+      if (verbosity() != Verbosity::quiet)
+        std::fprintf(stderr, "kab: gate: family %s does not run against the backends chosen; skipped\n", f.name.c_str());
+      continue;
+    }
+    const std::string text = scenario::gate_scenario_text(*def.value, f, family_run);
     const std::string where = (fs::path(definition).parent_path() / ("gate-" + f.name + ".yaml")).string();
     auto parsed = scenario::parse_scenario(where, text, ctx);
     if (!parsed.value) {
@@ -125,9 +145,9 @@ int cmd_gate(const std::vector<std::string>& args) {
 
   const std::string arm_text = kernel + (variant.empty() ? "" : " (" + variant + ")");
   if (verbosity() != Verbosity::quiet)
-    std::fprintf(stderr, "kab: gate %s: %zu famil%s x %zu backend%s, fio %d s each\n", arm_text.c_str(),
-                 families.size(), families.size() == 1 ? "y" : "ies", backends.size(), backends.size() == 1 ? "" : "s",
-                 run.runtime_s);
+    std::fprintf(stderr, "kab: gate %s: %d (family, backend) pairs of %zu famil%s and %zu backend%s, fio %d s each\n",
+                 arm_text.c_str(), cells, families.size(), families.size() == 1 ? "y" : "ies", backends.size(),
+                 backends.size() == 1 ? "" : "s", run.runtime_s);
   std::vector<Result> results;
   bool interrupted = false;
   std::string build_key;
@@ -154,14 +174,24 @@ int cmd_gate(const std::vector<std::string>& args) {
     return "kab gate " + kernel + (variant == "debug" ? "" : " --variant \"" + variant + "\"") + " --family " + r.family +
            " --backend " + r.backend + " --time " + std::to_string(run.runtime_s) + "s";
   };
-  int failed = 0;
+  // A sample the platform failed (a backend that did not start or died, the
+  // hypervisor) says nothing of the kernel: the gate could not run (exit 3).
+  auto infrastructure = [](const core::Sample& smp) {
+    const std::string& why = smp.health.reason;
+    return smp.health.status == core::SampleStatus::failed &&
+           (core::starts_with(why, "backend did not start") || core::starts_with(why, "hypervisor: ") ||
+            core::starts_with(why, "the backend died"));
+  };
+  int failed = 0, infra = 0;
   double fio_s = 0, total_s = 0;
+  std::set<std::int64_t> runs;
   for (const auto& r : results) {
-    failed += r.sample.health.status != core::SampleStatus::ok;
+    if (r.sample.health.status != core::SampleStatus::ok) (infrastructure(r.sample) ? infra : failed) += 1;
     fio_s += r.sample.fio_s;
     total_s += r.sample.total_s;
+    runs.insert(r.run);
   }
-  const bool passed = !interrupted && failed == 0 && !results.empty();
+  const bool passed = !interrupted && failed == 0 && infra == 0 && !results.empty();
   if (json) {
     nlohmann::ordered_json j{{"kernel", kernel},       {"variant", variant},   {"build_key", build_key},
                              {"runtime_s", run.runtime_s}, {"passed", passed}, {"interrupted", interrupted},
@@ -201,13 +231,15 @@ int cmd_gate(const std::vector<std::string>& args) {
         for (const auto& l : ex.lines) std::printf("  | %s\n", core::trim(l).c_str());
       std::printf("  rerun: %s\n", rerun(r).c_str());
     }
-    std::printf("\ngate: %s — %zu sample%s in %zu run%s, %d not clean; %.1f min of fio, %.1f min in all\n",
-                interrupted ? "INTERRUPTED" : passed ? "clean" : "FAILED", results.size(),
-                results.size() == 1 ? "" : "s", scenarios.size(), scenarios.size() == 1 ? "" : "s", failed, fio_s / 60,
+    std::printf("\ngate: %s — %zu sample%s in %zu run%s, %d not clean%s; %.1f min of fio, %.1f min in all\n",
+                interrupted ? "INTERRUPTED" : passed ? "clean" : failed ? "FAILED" : "COULD NOT RUN", results.size(),
+                results.size() == 1 ? "" : "s", runs.size(), runs.size() == 1 ? "" : "s", failed,
+                infra ? (", " + std::to_string(infra) + " failed by the backend or hypervisor").c_str() : "", fio_s / 60,
                 total_s / 60);
   }
   if (interrupted) return k_exit_interrupted;
-  return passed ? k_exit_ok : k_exit_failure;
+  if (failed) return k_exit_failure;
+  return passed ? k_exit_ok : k_exit_run_failed;
 }
 
 }  // namespace kab::cli

@@ -12,7 +12,7 @@ namespace kab::report {
 namespace {
 
 std::size_t columns(const std::string& s) {
-  std::size_t n = 0;
+  std::size_t n = 0;   // code points: a wide (CJK) character counts 1
   for (unsigned char ch : s)
     if ((ch & 0xC0) != 0x80) ++n;
   return n;
@@ -49,6 +49,33 @@ std::string table(const std::vector<std::vector<std::string>>& rows, const std::
     while (!line.empty() && line.back() == ' ') line.pop_back();
     out += line + "\n";
   }
+  // Long names (an arm, a backend) would push it past 80 columns: a row per
+  // paragraph instead, its cells separated by " | ".
+  std::size_t widest = 0;
+  for (const auto& l : core::split(out, '\n')) widest = std::max(widest, columns(l));
+  if (widest <= k_mail_columns) return out;
+  out.clear();
+  for (const auto& r : rows) {
+    std::string joined;
+    for (const auto& cell : r) joined += (joined.empty() ? "" : " | ") + cell;
+    out += fill(joined, k_mail_columns, indent);
+  }
+  return out;
+}
+
+// A command as a shell reads it back: words never broken, lines joined by
+// " \" continuations.
+std::string command_lines(const std::string& command, std::size_t width, const std::string& indent) {
+  std::istringstream in(command);
+  std::string word, line, out;
+  while (in >> word) {
+    if (!line.empty() && columns(indent) + columns(line) + 1 + columns(word) + 2 > width) {
+      out += indent + line + " \\\n";
+      line.clear();
+    }
+    line += (line.empty() ? "" : " ") + word;
+  }
+  if (!line.empty()) out += indent + line + "\n";
   return out;
 }
 
@@ -169,7 +196,7 @@ std::string render_mail(const core::Comparison& c, const core::ReportContext& ct
   out += "\n";
 
   out += fill(statistics_text(c), w) + "\n";
-  if (!ctx.command.empty()) out += "Reproduce:\n" + fill(ctx.command, w, "  ");
+  if (!ctx.command.empty()) out += "Reproduce:\n" + command_lines(ctx.command, k_mail_columns, "  ");
   return out;
 }
 

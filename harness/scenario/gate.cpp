@@ -14,7 +14,7 @@ namespace kab::scenario {
 namespace {
 
 const std::vector<std::string> k_gate_keys = {"families", "backends", "guest"};
-const std::vector<std::string> k_family_keys = {"job_file", "summary", "memory"};
+const std::vector<std::string> k_family_keys = {"job_file", "summary", "memory", "backends"};
 
 std::string dump(const YAML::Node& n) {
   YAML::Emitter e;
@@ -54,6 +54,8 @@ Parsed<GateDefinition> parse_gate(const std::string& path, const std::string& te
             if (auto s = r.scalar(v["summary"], "summary")) f.summary = *s;
           if (v["memory"])
             if (auto s = r.scalar(v["memory"], "memory")) f.memory = *s;
+          if (v["backends"])
+            if (auto list = r.scalar_list(v["backends"], "backends")) f.backends = *list;
           def.families.push_back(f);
         }
         if (def.families.empty()) r.error_at(families, "a gate needs at least one family");
@@ -73,6 +75,16 @@ Parsed<GateDefinition> parse_gate(const std::string& path, const std::string& te
           def.backend_yaml.push_back(dump(b));
         }
       }
+      if (def.backends.empty() && (*root)["backends"] && r.errors().empty())
+        r.error_at((*root)["backends"], "a gate needs at least one backend");
+      // A family's backends are the definition's.
+      if ((*root)["families"] && (*root)["families"].IsMap())
+        for (auto it = (*root)["families"].begin(); it != (*root)["families"].end(); ++it)
+          if (it->second.IsMap() && it->second["backends"])
+            for (const auto& b : it->second["backends"].IsSequence() ? it->second["backends"] : YAML::Node())
+              if (b.IsScalar() && std::find(def.backends.begin(), def.backends.end(), b.Scalar()) == def.backends.end())
+                r.error_at(b, "family '" + it->first.Scalar() + "' names backend '" + b.Scalar() +
+                                  "', which the gate does not define");
       if ((*root)["guest"] && r.expect_map((*root)["guest"], "guest")) def.guest_yaml = dump((*root)["guest"]);
     }
   }

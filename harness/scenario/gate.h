@@ -16,6 +16,8 @@ struct GateFamily {
   std::string job_file;   // absolute
   std::string summary;
   std::string memory;     // the guest's memory for this family ("" = the definition's)
+  std::vector<std::string> backends;   // the backends it can run against ("" = all); a shared
+                                       // mapping cannot be made on a FOPEN_DIRECT_IO file (cache=none)
 };
 
 struct GateDefinition {

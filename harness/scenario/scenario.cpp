@@ -175,8 +175,9 @@ class ScenarioParser {
       m_s.arms.push_back(arm);
     }
     if (static_cast<int>(m_s.arms.size()) < m_ctx.min_arms && m_r.errors().empty())
-      m_r.error_at(arms, "a scenario needs at least two arms (base first, then candidates), got " +
-                             std::to_string(m_s.arms.size()));
+      m_r.error_at(arms, m_ctx.min_arms == 1 ? std::string("a scenario needs an arm")
+                                             : "a scenario needs at least two arms (base first, then candidates), got " +
+                                                   std::to_string(m_s.arms.size()));
   }
 
   std::optional<std::vector<int>> cpu_list(const YAML::Node& n, const std::string& name) {

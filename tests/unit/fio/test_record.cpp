@@ -225,8 +225,10 @@ TEST_CASE("a failed verify is a reason that says where, in fio's own words", "[r
   REQUIRE(wrote);
   {
     std::fstream f(dir / "check.dat", std::ios::in | std::ios::out | std::ios::binary);
+    f.seekg(3 * 65536 + 100);
+    const char was = static_cast<char>(f.get());
     f.seekp(3 * 65536 + 100);
-    f.put('\x5a');
+    f.put(static_cast<char>(was ^ 0x5a));   // flipped, whatever it was
   }
   auto [checked, log] = proc::capture({"fio", "--section=check", "--output-format=json", "--output=" + (dir / "out.json").string(),
                                        (dir / "job.fio").string()},

@@ -104,6 +104,13 @@ int count(const std::string& hay, const std::string& needle) {
   return n;
 }
 
+// One cell, the RFC's improvement.
+std::vector<Sample> one_cell_samples() {
+  std::vector<Sample> s;
+  add(s, {655, 648, 661, 650, 659}, {754, 760, 741, 749, 771}, "virtiofsd", {{"bs", "1M"}});
+  return s;
+}
+
 }  // namespace
 
 TEST_CASE("fio-style numbers", "[report]") {
@@ -487,6 +494,22 @@ TEST_CASE("mail: plain text a maintainer can paste into a reply, no line over 80
     CHECK(cols <= k_mail_columns);
   }
   CHECK(contains(wide, "+1500.0%"));
+  // Arms named at length: the medians' table becomes a paragraph per row, still within 80.
+  auto long_names = options();
+  std::vector<Sample> renamed = one_cell_samples();
+  for (auto& smp : renamed) smp.arm = smp.arm == "stock" ? "stock-kernel-of-the-maintainers-tree" : "candidate-with-the-fix-applied";
+  long_names.base_arm = "stock-kernel-of-the-maintainers-tree";
+  long_names.candidate_arm = "candidate-with-the-fix-applied";
+  const std::string renamed_mail = render_mail(analyze(scenario(), renamed, long_names), ctx);
+  INFO(renamed_mail);
+  std::istringstream renamed_in(renamed_mail);
+  while (std::getline(renamed_in, line)) {
+    INFO(line);
+    std::size_t cols = 0;
+    for (unsigned char ch : line) cols += (ch & 0xC0) != 0x80;
+    CHECK(cols <= k_mail_columns);
+  }
+  CHECK(contains(renamed_mail, "  median | stock-kernel-of-the-maintainers-tree | candidate-with-the-fix-applied\n"));
   CHECK(mail.rfind("Subject: [kab] rfc-6.1 vs stock-6.1 on rfc-writeback: regression (3 cells)\n\n", 0) == 0);
   // Not Markdown: no tables of pipes, no headings, no emphasis.
   CHECK_FALSE(contains(mail, "\n|"));
@@ -517,12 +540,18 @@ TEST_CASE("mail: plain text a maintainer can paste into a reply, no line over 80
   const std::string single = render_mail(analyze(scenario(), one, options()), ctx);
   INFO(single);
   CHECK(single.rfind("Subject: [kab] rfc-6.1 vs stock-6.1: improvement, bandwidth +15.1%\n\n", 0) == 0);
-  // The recipe survives the wrapping whole.
+  // The recipe pastes into a shell: lines joined by " \" continuations, no word broken.
   std::string recipe = mail.substr(mail.find("Reproduce:\n") + 11);
   std::string joined;
   std::istringstream r(recipe);
-  for (std::string l; std::getline(r, l);) joined += (joined.empty() ? "" : " ") + core::trim(l);
+  for (std::string l; std::getline(r, l);) {
+    l = core::trim(l);
+    if (l.size() >= 2 && l.compare(l.size() - 2, 2, " \\") == 0) l.erase(l.size() - 2);
+    else CHECK(r.peek() == EOF);   // only the last line goes without a continuation
+    joined += (joined.empty() ? "" : " ") + l;
+  }
   CHECK(joined == ctx.command);
+  CHECK(contains(recipe, "/home/someone/src/linux-with-a-long-path/for-testing"));   // whole
   // fill: words kept whole when they fit, broken when they cannot.
   CHECK(fill("aaa bbb ccc", 7) == "aaa bbb\nccc\n");
   CHECK(fill("x", 20, "  ") == "  x\n");
