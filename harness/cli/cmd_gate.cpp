@@ -55,7 +55,6 @@ std::vector<std::string> chosen(const std::vector<std::string>& asked, const std
 struct Result {
   std::string family, backend;
   std::int64_t run = 0;
-  int index = 0;
   core::Sample sample;
 };
 
@@ -161,7 +160,7 @@ int cmd_gate(const std::vector<std::string>& args) {
     const core::RunOutcome out = execute_run(rq);
     for (auto& smp : store::ResultStore::open(db).samples(out.run_id, store::WithArtifacts::yes)) {
       if (build_key.empty()) build_key = smp.kernel_build_key;
-      results.push_back({family->name, smp.backend, out.run_id, smp.plan_index, std::move(smp)});
+      results.push_back({family->name, smp.backend, out.run_id, std::move(smp)});
     }
     if (out.interrupted) {
       interrupted = true;

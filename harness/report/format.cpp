@@ -171,4 +171,18 @@ const core::MetricResult* primary(const core::CellResult& cell) {
   return cell.metrics.empty() ? nullptr : &cell.metrics.front();
 }
 
+std::size_t display_width(std::string_view s) {
+  std::size_t n = 0;
+  for (unsigned char c : s)
+    if ((c & 0xC0) != 0x80) ++n;
+  return n;
+}
+
+std::string kb_text(double kb) {
+  if (!std::isfinite(kb)) return "-";
+  char buf[32];
+  std::snprintf(buf, sizeof buf, "%.0f kB", kb);
+  return buf;
+}
+
 }  // namespace kab::report

@@ -61,6 +61,13 @@ using core::xml_escape;
 // patches 1a2b3c4d5e6f ("fuse: use page cache …") (patch-id:…)".
 std::string kernel_text(const core::KernelFacts& k);
 
+// Columns a string takes on a terminal or in a mail, counted in UTF-8 code
+// points (so "µ" or "–" do not skew a table; a wide CJK character counts 1).
+std::size_t display_width(std::string_view s);
+
+// A kB figure as reports print WritebackTmp: "1024 kB"; NaN → "-".
+std::string kb_text(double kb);
+
 // "stock (stock-6.1)" or just "stock" when the kernel is unknown.
 std::string arm_label(const std::string& arm, const std::string& kernel);
 

@@ -1,7 +1,6 @@
 #include "report/mail.h"
 
 #include <algorithm>
-#include <cstdio>
 #include <sstream>
 #include <vector>
 
@@ -10,13 +9,6 @@
 namespace kab::report {
 
 namespace {
-
-std::size_t columns(const std::string& s) {
-  std::size_t n = 0;   // code points: a wide (CJK) character counts 1
-  for (unsigned char ch : s)
-    if ((ch & 0xC0) != 0x80) ++n;
-  return n;
-}
 
 // The first N code points of S.
 std::string head(const std::string& s, std::size_t n) {
@@ -35,13 +27,13 @@ std::string table(const std::vector<std::vector<std::string>>& rows, const std::
   std::vector<std::size_t> width;
   for (const auto& r : rows) {
     width.resize(std::max(width.size(), r.size()));
-    for (std::size_t i = 0; i < r.size(); ++i) width[i] = std::max(width[i], columns(r[i]));
+    for (std::size_t i = 0; i < r.size(); ++i) width[i] = std::max(width[i], display_width(r[i]));
   }
   std::string out;
   for (const auto& r : rows) {
     std::string line = indent;
     for (std::size_t i = 0; i < r.size(); ++i) {
-      const std::string pad(width[i] - columns(r[i]), ' ');
+      const std::string pad(width[i] - display_width(r[i]), ' ');
       const bool left = i == 0 || i + 1 == r.size();
       line += left ? r[i] + (i + 1 == r.size() ? "" : pad) : pad + r[i];
       if (i + 1 < r.size()) line += "  ";
@@ -52,7 +44,7 @@ std::string table(const std::vector<std::vector<std::string>>& rows, const std::
   // Long names (an arm, a backend) would push it past 80 columns: a row per
   // paragraph instead, its cells separated by " | ".
   std::size_t widest = 0;
-  for (const auto& l : core::split(out, '\n')) widest = std::max(widest, columns(l));
+  for (const auto& l : core::split(out, '\n')) widest = std::max(widest, display_width(l));
   if (widest <= k_mail_columns) return out;
   out.clear();
   for (const auto& r : rows) {
@@ -69,7 +61,7 @@ std::string command_lines(const std::string& command, std::size_t width, const s
   std::istringstream in(command);
   std::string word, line, out;
   while (in >> word) {
-    if (!line.empty() && columns(indent) + columns(line) + 1 + columns(word) + 2 > width) {
+    if (!line.empty() && display_width(indent) + display_width(line) + 1 + display_width(word) + 2 > width) {
       out += indent + line + " \\\n";
       line.clear();
     }
@@ -79,29 +71,23 @@ std::string command_lines(const std::string& command, std::size_t width, const s
   return out;
 }
 
-std::string kb(double v) {
-  char buf[32];
-  std::snprintf(buf, sizeof buf, "%.0f kB", v);
-  return buf;
-}
-
 }  // namespace
 
 std::string fill(const std::string& text, std::size_t width, const std::string& indent) {
   std::istringstream in(text);
   std::string word, line, out;
-  const std::size_t room = width > columns(indent) + 8 ? width - columns(indent) : 8;
+  const std::size_t room = width > display_width(indent) + 8 ? width - display_width(indent) : 8;
   auto flush = [&] {
     if (!line.empty()) out += indent + line + "\n";
     line.clear();
   };
   while (in >> word) {
-    while (columns(word) > room) {   // a path or a command longer than a line
+    while (display_width(word) > room) {   // a path or a command longer than a line
       flush();
       out += indent + head(word, room) + "\n";
       word = word.substr(head(word, room).size());
     }
-    if (!line.empty() && columns(line) + 1 + columns(word) > room) flush();
+    if (!line.empty() && display_width(line) + 1 + display_width(word) > room) flush();
     line += (line.empty() ? "" : " ") + word;
   }
   flush();
@@ -122,7 +108,7 @@ std::string render_mail(const core::Comparison& c, const core::ReportContext& ct
   }
   const std::string who = "Subject: [kab] " + c.candidate_kernel + " vs " + c.base_kernel;
   std::string subject = who + " on " + c.scenario + ": " + core::to_string(c.verdict) + detail;
-  if (columns(subject) > k_mail_columns) subject = who + ": " + core::to_string(c.verdict) + detail;   // the body names it
+  if (display_width(subject) > k_mail_columns) subject = who + ": " + core::to_string(c.verdict) + detail;   // the body names it
   out += head(subject, k_mail_columns) + "\n\n";
 
   // The verdict in one paragraph.
@@ -161,7 +147,7 @@ std::string render_mail(const core::Comparison& c, const core::ReportContext& ct
     for (const auto& r : cell.metrics)
       medians.push_back({core::metric_info(r.metric).label, metric_value_text(r.metric, r.base.summary.median),
                          metric_value_text(r.metric, r.candidate.summary.median)});
-    medians.push_back({"WritebackTmp peak", kb(cell.base.writeback_tmp_peak_kb.max), kb(cell.candidate.writeback_tmp_peak_kb.max)});
+    medians.push_back({"WritebackTmp peak", kb_text(cell.base.writeback_tmp_peak_kb.max), kb_text(cell.candidate.writeback_tmp_peak_kb.max)});
     medians.push_back({"nr_writeback_temp peak", std::to_string(static_cast<long long>(cell.base.nr_writeback_temp_peak.max)),
                        std::to_string(static_cast<long long>(cell.candidate.nr_writeback_temp_peak.max))});
     out += "\n" + table(medians, "  ") + "\n";
@@ -176,7 +162,7 @@ std::string render_mail(const core::Comparison& c, const core::ReportContext& ct
               w) +
          "\n";
 
-  for (const auto& warning : c.warnings) out += fill("Warning: " + warning.message, w, "") ;
+  for (const auto& warning : c.warnings) out += fill("Warning: " + warning.message, w);
   if (!c.warnings.empty()) out += "\n";
 
   // The environment.

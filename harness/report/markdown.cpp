@@ -9,13 +9,6 @@ namespace kab::report {
 
 namespace {
 
-std::string kb_text(double kb) {
-  if (!std::isfinite(kb)) return "-";
-  char buf[64];
-  std::snprintf(buf, sizeof buf, "%.0f kB", kb);
-  return buf;
-}
-
 std::string fence(const std::string& body, const std::string& lang = "") {
   std::string b = body;
   if (!b.empty() && b.back() != '\n') b += '\n';

@@ -1,21 +1,10 @@
 #include "report/summary.h"
 
-#include <cstdio>
 
 #include "report/format.h"
 #include "report/formats.h"
 
 namespace kab::report {
-
-namespace {
-
-std::string kb(double v) {
-  char buf[32];
-  std::snprintf(buf, sizeof buf, "%.0f kB", v);
-  return buf;
-}
-
-}  // namespace
 
 std::string render_summary(const core::Comparison& c, const core::ReportContext& ctx) {
   std::string out = arm_label(c.candidate_arm, c.candidate_kernel) + " against " + arm_label(c.base_arm, c.base_kernel) +
@@ -38,8 +27,8 @@ std::string render_summary(const core::Comparison& c, const core::ReportContext&
                    change_text(r.change) + " " + core::to_string(r.verdict);
     }
     if (!secondary.empty()) out += " beside it " + secondary + ".";
-    out += " WritebackTmp peak " + c.base_arm + " " + kb(cell.base.writeback_tmp_peak_kb.max) + ", " + c.candidate_arm +
-           " " + kb(cell.candidate.writeback_tmp_peak_kb.max) + ".";
+    out += " WritebackTmp peak " + c.base_arm + " " + kb_text(cell.base.writeback_tmp_peak_kb.max) + ", " + c.candidate_arm +
+           " " + kb_text(cell.candidate.writeback_tmp_peak_kb.max) + ".";
   }
   out += " Verdict: " + core::to_string(c.verdict) + ".";
   if (!ctx.reports_dir.empty()) {

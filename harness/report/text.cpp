@@ -52,14 +52,6 @@ struct Table {
     for (std::size_t i = 0; i < rows.size(); ++i) line(rows[i], color ? colour_of(verdicts[i]) : nullptr);
     return out;
   }
-
-  // UTF-8 code points, so "µ" or "–" do not skew the columns.
-  static std::size_t display_width(const std::string& s) {
-    std::size_t n = 0;
-    for (unsigned char c : s)
-      if ((c & 0xC0) != 0x80) ++n;
-    return n;
-  }
 };
 
 }  // namespace

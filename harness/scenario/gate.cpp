@@ -2,8 +2,6 @@
 
 #include <algorithm>
 #include <filesystem>
-#include <fstream>
-#include <sstream>
 
 #include "scenario/yaml_reader.h"
 
@@ -94,15 +92,13 @@ Parsed<GateDefinition> parse_gate(const std::string& path, const std::string& te
 }
 
 Parsed<GateDefinition> load_gate(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) {
+  auto text = read_file(path);
+  if (!text) {
     Parsed<GateDefinition> out;
     out.errors.push_back({path, 0, 0, "cannot read gate definition", ""});
     return out;
   }
-  std::ostringstream ss;
-  ss << in.rdbuf();
-  return parse_gate(path, ss.str());
+  return parse_gate(path, *text);
 }
 
 std::string gate_scenario_text(const GateDefinition& def, const GateFamily& family, const GateRun& run) {

@@ -29,14 +29,6 @@ const std::vector<std::string> k_guest_keys = {"platform", "vcpus", "memory", "c
 const std::vector<std::string> k_fio_keys = {"job", "matrix", "exclude", "job_file", "override"};
 const std::vector<std::string> k_arm_keys = {"kernel", "variant"};
 
-std::optional<std::string> read_file(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) return std::nullopt;
-  std::ostringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
-}
-
 class ScenarioParser {
  public:
   ScenarioParser(const std::string& path, const std::string& text, const Context& ctx)

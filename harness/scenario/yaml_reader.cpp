@@ -1,8 +1,18 @@
 #include "scenario/yaml_reader.h"
 
 #include <charconv>
+#include <fstream>
+#include <sstream>
 
 namespace kab::scenario {
+
+std::optional<std::string> read_file(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) return std::nullopt;
+  std::ostringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
+}
 
 std::string kind_of(const YAML::Node& node) {
   switch (node.Type()) {

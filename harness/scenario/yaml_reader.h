@@ -55,6 +55,9 @@ class YamlReader {
   std::vector<core::Diagnostic> m_errors;
 };
 
+// A whole file; nullopt when it cannot be read.
+std::optional<std::string> read_file(const std::string& path);
+
 // "a list", "a map", "a scalar", "nothing".
 std::string kind_of(const YAML::Node& node);
 

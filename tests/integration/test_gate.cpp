@@ -40,6 +40,19 @@ json gate_samples(const std::string& db) {
   return out.empty() ? json::array() : json::parse(out);
 }
 
+// `kab gate KERNEL --family writeback --backend writeback --time 5s --json`
+// in DIR: its exit code and its JSON (the log is the test's INFO).
+std::pair<int, json> gate_writeback(const TestDir& dir, const std::string& kernel) {
+  auto r = run_kab({"gate", kernel, "--family", "writeback", "--backend", "writeback", "--time", "5s", "--db", dir.db(),
+                    "--json"},
+                   3600, (dir.path / "gate.log").string());
+  const std::string log = read(dir.path / "gate.log");
+  INFO(log);
+  json g = last_json(log);
+  REQUIRE(g["results"].size() == 1);
+  return {r.exit_code, g};
+}
+
 }  // namespace
 
 TEST_CASE("gate: every family runs clean on stock-6.1's debug variant and reads its check file back from the backend",
@@ -89,15 +102,10 @@ TEST_CASE("gate: every family runs clean on stock-6.1's debug variant and reads 
 TEST_CASE("gate: a planted use-after-free in FUSE writeback fails the gate, stored with its family and a rerun",
           "[integration][gate]") {
   TestDir dir("gate-uaf");
-  auto r = run_kab({"gate", "testing-uaf-6.1", "--family", "writeback", "--backend", "writeback", "--time", "5s",
-                    "--db", dir.db(), "--json"},
-                   3600, (dir.path / "gate.log").string());
-  const std::string log = read(dir.path / "gate.log");
-  INFO(log);
-  CHECK(r.exit_code == 1);
-  json g = last_json(log);
+  auto [exit_code, g] = gate_writeback(dir, "testing-uaf-6.1");
+  INFO(g.dump(2));
+  CHECK(exit_code == 1);
   CHECK(g["passed"] == false);
-  REQUIRE(g["results"].size() == 1);
   const json& res = g["results"][0];
   CHECK(res["family"] == "writeback");
   CHECK(res["backend"] == "writeback");
@@ -117,20 +125,41 @@ TEST_CASE("gate: a planted use-after-free in FUSE writeback fails the gate, stor
 
 TEST_CASE("gate: a kernel that silently corrupts buffered writes fails the family's verify", "[integration][gate]") {
   TestDir dir("gate-corrupt");
-  auto r = run_kab({"gate", "testing-corrupt-6.1", "--family", "writeback", "--backend", "writeback", "--time", "5s",
-                    "--db", dir.db(), "--json"},
-                   3600, (dir.path / "gate.log").string());
-  const std::string log = read(dir.path / "gate.log");
-  INFO(log);
-  CHECK(r.exit_code == 1);
-  json g = last_json(log);
-  REQUIRE(g["results"].size() == 1);
+  auto [exit_code, g] = gate_writeback(dir, "testing-corrupt-6.1");
+  INFO(g.dump(2));
+  CHECK(exit_code == 1);
   const json& res = g["results"][0];
   CHECK(res["status"] == "failed");
   CHECK(res["findings"].empty());   // the kernel said nothing: only the content check found it
   const std::string reason = res["reason"];
   CHECK(reason.find("fio exited") != std::string::npos);
   CHECK(reason.find("verify failed") != std::string::npos);
+  check_no_leftovers();
+}
+
+TEST_CASE("gate: bad input is refused with exit 2 before anything is built or booted", "[integration][gate]") {
+  TestDir dir("gate-input");
+  const fs::path def = dir.path / "gate.yaml";
+  const std::string line2 = "  writeback: {job_file: " + k_root + "/scenarios/gate/writeback.fio, backends: [wb]}";
+  std::ofstream(def) << "families:\n" << line2 << "\nbackends:\n  - {name: writeback, type: virtiofsd}\n";
+  const std::string at = ":2:" + std::to_string(line2.find("wb]") + 1) + ": ";   // the unknown name's position
+  const std::vector<std::pair<std::vector<std::string>, std::string>> cases = {
+      {{"gate", "stock-6.1", "--family", "writebak"}, "unknown family 'writebak', did you mean 'writeback'?"},
+      {{"gate", "stock-6.1", "--backend", "nfs"}, "unknown backend 'nfs'"},
+      {{"gate", "stock-6.1", "--variant", "kasan"}, "kernel stock-6.1 has no variant 'kasan'"},
+      {{"gate", "stock-6.1", "--time", "soon"}, "--time is not a duration: 'soon'"},
+      {{"gate", "stock-6.1", "--definition", def.string()},
+       def.string() + at + "family 'writeback' names backend 'wb', which the gate does not define"},
+  };
+  for (const auto& [args, message] : cases) {
+    auto args_db = args;
+    args_db.insert(args_db.end(), {"--db", dir.db()});
+    auto r = run_kab(args_db, 120);
+    INFO(r.output);
+    CHECK(r.exit_code == 2);
+    CHECK(r.output.find(message) != std::string::npos);
+  }
+  CHECK_FALSE(fs::exists(dir.db()));   // nothing was recorded
   check_no_leftovers();
 }
 

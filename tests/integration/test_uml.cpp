@@ -300,6 +300,20 @@ TEST_CASE("uml: kab compare --replicate 2 runs twice with fresh plan seeds and s
   CHECK(summary.rfind("rfc (rfc-6.1) against stock (stock-6.1) on quick-uml: 4 + 4 samples (uml). bandwidth ", 0) == 0);
   CHECK(summary.find(" Verdict: " + rep["comparison"]["verdict"].get<std::string>() + ". Reports: " +
                      (dir / "out").string() + "/comparison.{") != std::string::npos);
+  // And the mail for a reply on the list: plain text within 80 columns, the
+  // verdict in its subject, the recipe that made it.
+  const std::string mail = read(dir / "out" / "comparison.mail.txt");
+  INFO(mail);
+  CHECK(mail.rfind("Subject: [kab] rfc-6.1 vs stock-6.1 on quick-uml: " + rep["comparison"]["verdict"].get<std::string>(),
+                   0) == 0);
+  CHECK(mail.find("\nReproduce:\n  kab compare ") != std::string::npos);
+  std::istringstream mail_lines(mail);
+  for (std::string line; std::getline(mail_lines, line);) {
+    INFO(line);
+    std::size_t cols = 0;
+    for (unsigned char ch : line) cols += (ch & 0xC0) != 0x80;
+    CHECK(cols <= 80);
+  }
   check_no_uml_leftovers(pid);
 }
 

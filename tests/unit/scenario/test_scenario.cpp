@@ -522,21 +522,24 @@ TEST_CASE("the gate's families are scenarios fio accepts, one arm each, with the
   CHECK(scenario::format_errors(one.errors).find("at least two arms") != std::string::npos);
 }
 
+// The errors of a gate definition that must not parse, FILE beside gate.yaml.
+static std::string gate_errors(const std::string& file, const std::string& text) {
+  auto parsed = scenario::parse_gate(std::string(KAB_SOURCE_DIR "/scenarios/gate/") + file, text);
+  CHECK_FALSE(parsed.value);
+  return scenario::format_errors(parsed.errors);
+}
+
 TEST_CASE("a gate definition's mistakes are positioned", "[scenario][gate]") {
-  auto bad = scenario::parse_gate(KAB_SOURCE_DIR "/scenarios/gate/bad.yaml",
-                                  "families:\n  writeback: {job_file: nowhere.fio, sumary: x}\nbackends:\n  - {type: dpu}\n");
-  REQUIRE_FALSE(bad.value);
-  const std::string e = scenario::format_errors(bad.errors);
+  const std::string e =
+      gate_errors("bad.yaml", "families:\n  writeback: {job_file: nowhere.fio, sumary: x}\nbackends:\n  - {type: dpu}\n");
   INFO(e);
   CHECK(e.find("bad.yaml:2:25: job file") != std::string::npos);
   CHECK(e.find("job file 'nowhere.fio' does not exist") != std::string::npos);
   CHECK(e.find("unknown key 'sumary', did you mean 'summary'?") != std::string::npos);
   CHECK(e.find("bad.yaml:4:5: ") != std::string::npos);
   CHECK(e.find("each backend is a map with a name") != std::string::npos);
-  auto none = scenario::parse_gate(KAB_SOURCE_DIR "/scenarios/gate/none.yaml",
-                                   "families:\n  writeback: {job_file: writeback.fio, backends: [wb]}\nbackends: []\n");
-  REQUIRE_FALSE(none.value);
-  const std::string n = scenario::format_errors(none.errors);
+  const std::string n =
+      gate_errors("none.yaml", "families:\n  writeback: {job_file: writeback.fio, backends: [wb]}\nbackends: []\n");
   INFO(n);
   CHECK(n.find("none.yaml:3:11: a gate needs at least one backend") != std::string::npos);
 }
