@@ -219,7 +219,7 @@ TEST_CASE("a failed verify is a reason that says where, in fio's own words", "[r
   fs::create_directories(dir);
   std::ofstream(dir / "job.fio") << "[global]\ndirectory=" << dir.string()
                                  << "\nioengine=psync\nbs=64k\nsize=1M\nrw=randwrite\nfilename=check.dat\nverify=crc32c\n"
-                                    "[write]\ndo_verify=0\n[check]\nstonewall\nverify_only=1\n";
+                                    "verify_state_save=0\n[write]\ndo_verify=0\n[check]\nstonewall\nverify_only=1\n";
   auto [wrote, wout] = proc::capture({"fio", "--section=write", (dir / "job.fio").string()}, 60);
   INFO(wout);
   REQUIRE(wrote);
