@@ -67,5 +67,6 @@ int cmd_report(const std::vector<std::string>& args);
 int cmd_image(const std::vector<std::string>& args);
 int cmd_doctor(const std::vector<std::string>& args);
 int cmd_gate(const std::vector<std::string>& args);
+int cmd_bundle(const std::vector<std::string>& args);
 
 }  // namespace kab::cli

@@ -8,19 +8,25 @@
 #include <filesystem>
 #include <fstream>
 #include <iostream>
+#include <map>
+#include <optional>
 #include <set>
 
 #include "cli/app.h"
 #include "cli/parse.h"
+#include "cli/bundle.h"
+#include "cli/gate_runner.h"
 #include "cli/runner.h"
 #include "host/environment.h"
 #include "core/analyzer.h"
 #include "core/fio_job.h"
 #include "core/orchestrator.h"
+#include "core/planner.h"
 #include "core/system.h"
 #include "core/text.h"
 #include "kernel/git_source.h"
 #include "proc/runner.h"
+#include "report/format.h"
 #include "report/formats.h"
 
 namespace fs = std::filesystem;
@@ -208,10 +214,17 @@ core::Comparison analyse(store::ResultStore& db, const std::vector<std::int64_t>
   return c;
 }
 
+// What a command adds to a report: warnings, facts of the environment.
+struct ReportExtras {
+  std::vector<core::Warning> warnings;
+  std::vector<std::pair<std::string, std::string>> facts;
+};
+
 int analyse_and_report(store::ResultStore& db, const std::vector<std::int64_t>& runs, const core::Scenario& s,
                        const std::string& base, const std::string& candidate, const Output& out,
-                       const std::string& command) {
+                       const std::string& command, const ReportExtras& extras = {}) {
   core::Comparison c = analyse(db, runs, s, base, candidate);
+  c.warnings.insert(c.warnings.end(), extras.warnings.begin(), extras.warnings.end());
   // Runs pooled from different hosts or settings: say what differed, in every format.
   {
     std::vector<std::map<std::string, std::string>> facts;
@@ -227,7 +240,20 @@ int analyse_and_report(store::ResultStore& db, const std::vector<std::int64_t>& 
       c.warnings.push_back({"environment", "the runs differ in facts that change results (" + list + ")"});
   }
   core::ReportContext ctx = context_for(db, runs, s, c, command);
+  ctx.extra.insert(ctx.extra.end(), extras.facts.begin(), extras.facts.end());
   ctx.reports_dir = out.out_dir;
+  // The correctness gate kab compare --gate ran on each arm's kernel before these runs.
+  for (const std::string& arm : {c.base_arm, c.candidate_arm})
+    for (auto id : runs) {
+      auto r = db.run(id);
+      if (!r) continue;
+      auto it = r->info.extra.find("gate.of." + arm);
+      if (it == r->info.extra.end()) continue;
+      std::vector<std::int64_t> gate_runs;
+      for (const auto& g : core::split(it->second, ',')) gate_runs.push_back(std::stoll(g));
+      ctx.gates.push_back(gate_result(db.path().string(), gate_runs, arm));
+      break;
+    }
   if (!out.out_dir.empty()) {
     fs::create_directories(out.out_dir);
     std::string extensions;
@@ -242,7 +268,7 @@ int analyse_and_report(store::ResultStore& db, const std::vector<std::int64_t>& 
   const report::Format* format = report::find_format(out.format);
   if (!format) format = &report::formats().front();
   std::cout << format->render(c, ctx, ::isatty(STDOUT_FILENO));
-  return c.verdict == core::Verdict::regression ? k_exit_failure : k_exit_ok;
+  return c.verdict == core::Verdict::regression || report::correctness_failure(c, ctx) ? k_exit_failure : k_exit_ok;
 }
 
 }  // namespace
@@ -267,7 +293,11 @@ int cmd_compare(const std::vector<std::string>& args) {
                  "kernels/stock-6.1.yaml, without a kernel definition to write");
   app.add_option("--candidate-series", candidate_series,
                  "with --tree: the candidate is --base plus this mbox (git format-patch, b4 am)");
-  app.add_option("--scenario", scenario_path, "scenario file (default scenarios/rfc-writeback.yaml)");
+  auto* scenario_opt = app.add_option("--scenario", scenario_path, "scenario file (default scenarios/rfc-writeback.yaml)");
+  std::string bundle;
+  auto* bundle_opt = app.add_option("--bundle", bundle,
+                                    "rerun the comparison a bundle holds (kab bundle, or the one kab compare writes "
+                                    "into --out): its scenario, kernels and plan; says which environment facts differ");
   auto* reps_opt = app.add_option("--repetitions", reps, "override the scenario's repetitions");
   app.add_flag("--until-decided", until_decided,
                "sample in ABBA blocks until the primary metric is decided (a group-sequential design), up to "
@@ -277,16 +307,59 @@ int cmd_compare(const std::vector<std::string>& args) {
                  "with --until-decided (or the scenario's stop): the cap per arm, cell and backend (even; default 40)")
       ->check(CLI::Range(4, 1000))
       ->excludes(reps_opt);
+  bool gate = false;
+  std::string gate_time = "10m";
+  std::vector<std::string> gate_families, gate_backends;
+  app.add_flag("--gate", gate,
+               "first run the correctness gate (kab gate) on both kernels' debug variants; a candidate that fails it "
+               "while the base passes makes the verdict \"correctness failure\" (exit 1)");
+  app.add_option("--gate-time", gate_time, "with --gate: fio time of each kernel's gate (default 10m)");
+  app.add_option("--gate-family", gate_families, "with --gate: the gate's families, comma-separated (default: all)");
+  app.add_option("--gate-backend", gate_backends, "with --gate: the gate's backends, comma-separated (default: all)");
   app.add_option("--db", db_path, "SQLite database (default results/kab.db)");
   app.add_option("--format", out.format, report::format_list())->check(CLI::IsMember(report::format_names()));
   app.add_option("--out", out.out_dir, "also write every format into this directory");
+  bundle_opt->excludes(scenario_opt)->excludes(reps_opt);
   if (auto code = parse_args(app, args)) return *code;
+  if (!bundle.empty() && (!base.empty() || !candidate.empty() || !tree.empty() || until_decided || max_samples > 0 ||
+                          replicates > 1))
+    throw Fatal("--bundle reruns the comparison it holds: its kernels, scenario and plan (drop --base, --candidate, "
+                "--tree, --until-decided, --max-samples, --replicate)",
+                k_exit_usage);
+  if (!gate && (gate_time != "10m" || !gate_families.empty() || !gate_backends.empty()))
+    throw Fatal("--gate-time, --gate-family and --gate-backend set up the gate: add --gate", k_exit_usage);
 
   RunRequest rq;
-  rq.scenario_path = scenario_path;
-  rq.scenario = load_scenario_or_exit(scenario_path);
   rq.db_path = db_path;
   rq.command_line = join_args("compare", args);
+  ReportExtras extras;
+  // A bundle: extracted beside nothing of the user's, removed at the end.
+  struct Cleanup {
+    std::string dir;
+    ~Cleanup() {
+      std::error_code ec;
+      if (!dir.empty()) fs::remove_all(dir, ec);
+    }
+  } bundle_dir;
+  std::optional<OpenedBundle> opened;
+  if (!bundle.empty()) {
+    char tmpl[] = "/tmp/kab-rerun-XXXXXX";
+    if (!::mkdtemp(tmpl)) throw Fatal("cannot make a temporary directory in /tmp");
+    bundle_dir.dir = tmpl;
+    opened = open_bundle(bundle, bundle_dir.dir);
+    rq.scenario = opened->scenario;
+    rq.scenario_path = opened->dir + "/scenario.yaml";
+    rq.kernels = opened->kernels;
+    std::fprintf(stderr, "kab: bundle of run %lld (%s, %s): the same plan, %zu samples\n",
+                 opened->manifest["run"].get<long long>(), opened->manifest["scenario"].get<std::string>().c_str(),
+                 opened->manifest["created_at"].get<std::string>().c_str(), core::make_plan(rq.scenario).samples.size());
+    extras.facts.push_back({"rerun of", "run " + std::to_string(opened->manifest["run"].get<long long>()) + " (" +
+                                            opened->manifest["created_at"].get<std::string>() + ") from " +
+                                            fs::path(bundle).filename().string() + ", the same plan"});
+  } else {
+    rq.scenario_path = scenario_path;
+    rq.scenario = load_scenario_or_exit(scenario_path);
+  }
   core::Scenario& s = rq.scenario;
   if (reps > 0) {
     s.repetitions = reps;
@@ -329,6 +402,47 @@ int cmd_compare(const std::vector<std::string>& args) {
       b.name = "B";
     }
     s.arms = {a, b};
+  }
+  // The gate of each arm's kernel: both checked before anything is built or
+  // booted, then run (base first) before the measurement, whose runs name them.
+  std::vector<std::pair<std::string, PreparedGate>> gates;
+  if (gate) {
+    auto total = core::parse_duration(gate_time);
+    if (!total || *total <= 0)
+      throw Fatal("--gate-time is not a duration: '" + gate_time + "' (expected e.g. 90s, 10m)", k_exit_usage);
+    for (const auto& arm : s.arms) {
+      GateOptions o;
+      o.kernel = arm.kernel;
+      o.total_s = *total;
+      o.families = gate_families;
+      o.backends = gate_backends;
+      o.db = db_path;
+      o.command_line = rq.command_line;
+      o.kernels = rq.kernels;
+      gates.emplace_back(arm.name, prepare_gate(o));
+    }
+  }
+  std::map<std::string, std::string> gated;   // kernel → its gate runs, "4,5,6"
+  for (const auto& [arm, g] : gates) {
+    if (!gated.count(g.options.kernel)) {
+      if (verbosity() != Verbosity::quiet)
+        std::fprintf(stderr, "kab: gate of %s (%s, debug): %d (family, backend) pairs, fio %d s each\n", arm.c_str(),
+                     g.options.kernel.c_str(), g.cells, g.run.runtime_s);
+      const GateOutcome o = run_gate(g);
+      if (o.interrupted) return k_exit_interrupted;
+      std::string ids;
+      for (auto id : o.runs) ids += (ids.empty() ? "" : ",") + std::to_string(id);
+      for (const auto& r : o.results)
+        if (failed_by_platform(r.sample))
+          throw Fatal("the gate of " + g.options.kernel + " could not run: " + r.family + " on " + r.backend + ": " +
+                          r.sample.health.reason + " (kab show " + std::to_string(r.run) + ")",
+                      k_exit_run_failed);
+      std::fprintf(stderr, "kab: gate of %s (%s): %s%zu check%s in run%s %s\n", arm.c_str(), g.options.kernel.c_str(),
+                   o.passed() ? "clean, " : ("FAILED " + std::to_string(o.failed) + " of ").c_str(), o.results.size(),
+                   o.results.size() == 1 ? "" : "s", o.runs.size() == 1 ? "" : "s", ids.c_str());
+      gated[g.options.kernel] = ids;
+    }
+    rq.run_extra["gate.of." + arm] = gated[g.options.kernel];
   }
   if (!out.out_dir.empty()) fs::create_directories(out.out_dir);
   // Each replicate is a run of its own, with the next plan seed: another order
@@ -375,7 +489,48 @@ int cmd_compare(const std::vector<std::string>& args) {
                  agree ? "agree" : "disagree (kab report of the runs lists the environment facts that differ)");
   }
   if (out.out_dir.empty()) out.out_dir = paths().root + "/results/compare-" + std::to_string(run_ids.back());
-  return analyse_and_report(db, run_ids, s, s.arms[0].name, s.arms[1].name, out, rq.command_line);
+  // A rerun's environment as its run recorded it, against the bundle's.
+  if (opened)
+    if (auto rerun = db.run(run_ids.front())) {
+      const auto differ = bundle_differences(opened->manifest, rerun->info);
+      std::string list;
+      for (const auto& d : differ) list += (list.empty() ? "" : "; ") + d;
+      std::fprintf(stderr, "kab: bundle: %s\n",
+                   differ.empty() ? "the environment facts are the same here" : ("this host differs in " + list).c_str());
+      if (!differ.empty())
+        extras.warnings.push_back({"bundle_environment", "this rerun's host differs from the bundle's in " + list});
+    }
+  // A rerun builds what the bundle's run built: the same final .config.
+  if (opened)
+    for (const auto& k : opened->manifest["kernels"])
+      for (const auto& smp : db.samples(run_ids.front(), store::WithArtifacts::no)) {
+        if (smp.arm != k["arm"]) continue;
+        if (auto rec = db.kernel(smp.kernel_build_key); rec && rec->config_hash != k["config_hash"])
+          extras.warnings.push_back({"bundle_config", "arm " + smp.arm + "'s kernel was built with another .config "
+                                                      "than the bundle's (" + rec->config_hash.substr(0, 12) + " here, " +
+                                                      k["config_hash"].get<std::string>().substr(0, 12) +
+                                                      " there; the bundle's is built/" + smp.arm + ".config)"});
+        break;
+      }
+  // The recipe is the bundle beside the reports, not paths of this machine.
+  std::string recipe = rq.command_line;
+  if (replicates == 1) {
+    const std::string name = "kab-bundle-run" + std::to_string(run_ids.front()) + ".tar.gz";
+    try {
+      write_bundle(db, run_ids.front(), (fs::path(out.out_dir) / name).string());
+      recipe = "kab compare --bundle " + name;
+      if (gate) {
+        recipe += " --gate";
+        if (gate_time != "10m") recipe += " --gate-time " + gate_time;
+        for (const auto& f : gate_families) recipe += " --gate-family " + f;
+        for (const auto& b : gate_backends) recipe += " --gate-backend " + b;
+      }
+      extras.facts.push_back({"made with", rq.command_line});
+    } catch (const std::exception& e) {   // the measurement is stored and reported all the same
+      std::fprintf(stderr, "kab: no bundle of run %lld: %s\n", static_cast<long long>(run_ids.front()), e.what());
+    }
+  }
+  return analyse_and_report(db, run_ids, s, s.arms[0].name, s.arms[1].name, out, recipe, extras);
 }
 
 int cmd_report(const std::vector<std::string>& args) {
@@ -432,6 +587,28 @@ int cmd_report(const std::vector<std::string>& args) {
         }
   }
   return analyse_and_report(db, ids, s, base, candidate, out, join_args("report", args));
+}
+
+}  // namespace kab::cli
+
+namespace kab::cli {
+
+int cmd_bundle(const std::vector<std::string>& args) {
+  CLI::App app{"Write what reruns a stored comparison elsewhere (kab compare --bundle FILE): its scenario, both kernel "
+               "definitions with their patches and fragments, each build's final .config, the plan, kab's version and "
+               "the host's facts.",
+               "bundle"};
+  long long run = 0;
+  std::string out, db_path = paths().default_db;
+  app.add_option("run", run, "the run of the comparison")->required();
+  app.add_option("-o,--output", out, "the bundle to write (FILE.tar.gz)")->required();
+  app.add_option("--db", db_path, "SQLite database (default results/kab.db)");
+  if (auto code = parse_args(app, args)) return *code;
+  if (!fs::exists(db_path)) throw Fatal("no database " + db_path, k_exit_usage);
+  store::ResultStore db = store::ResultStore::open(db_path);
+  write_bundle(db, run, out);
+  std::printf("%s\n", out.c_str());
+  return k_exit_ok;
 }
 
 }  // namespace kab::cli

@@ -34,6 +34,7 @@ const std::vector<Command> k_commands = {
     {"compare", "build two kernels, run them interleaved, analyse, report", cmd_compare},
     {"report", "analyse stored samples without running anything", cmd_report},
     {"gate", "the correctness gate: stress families on a debug kernel, any finding fails", cmd_gate},
+    {"bundle", "write what reruns a stored comparison elsewhere (kab compare --bundle)", cmd_bundle},
     {"image", "build the guest image: initramfs, or --disk the ext4 root (kab image --help)", cmd_image},
     {"doctor", "check this machine: tools, accelerator, daemons, caches, noise", cmd_doctor},
 };

@@ -66,7 +66,7 @@ class Host : public core::HostProbe {
 // The run's records in the SQLite store, with the host's facts added to the run.
 class Store : public core::RunStore {
  public:
-  explicit Store(store::ResultStore& db) : m_db(db) {}
+  Store(store::ResultStore& db, std::map<std::string, std::string> extra) : m_db(db), m_extra(std::move(extra)) {}
   void add_sample(const core::Sample& s) override { m_db.add_sample(s); }
   std::set<int> completed_indices(std::int64_t run) override { return m_db.completed_indices(run); }
   void record_kernel(const core::KernelArtifact& a) override {
@@ -122,6 +122,18 @@ class Store : public core::RunStore {
     info.extra["image"] = r.image.description;
     // The job file as read: a resume must run the same job, a report shows it.
     if (!r.scenario->fio.job_file.empty()) info.extra["job_file_text"] = r.scenario->fio.job_file_text;
+    // What the command changed of the scenario's text (kab compare's --base,
+    // --candidate, --repetitions, --until-decided, --max-samples, a replicate's
+    // seed): with the text, the scenario as run (kab bundle).
+    nlohmann::ordered_json effective;
+    for (const auto& a : r.scenario->arms)
+      effective["arms"].push_back({{"name", a.name}, {"kernel", a.kernel}, {"variant", a.variant}});
+    effective["repetitions"] = r.scenario->repetitions;
+    effective["seed"] = std::to_string(r.scenario->seed);
+    effective["until_decided"] = r.scenario->stop.until_decided;
+    effective["max_samples"] = r.scenario->stop.max_samples;
+    info.extra["scenario.effective"] = effective.dump();
+    for (const auto& [k, v] : m_extra) info.extra[k] = v;
     return m_db.begin_run(info);
   }
   void resume_run(std::int64_t id) override { m_db.resume_run(id); }
@@ -134,6 +146,7 @@ class Store : public core::RunStore {
 
  private:
   store::ResultStore& m_db;
+  std::map<std::string, std::string> m_extra;
 };
 
 // Per-sample directories on /dev/shm, named with the run and kab's pid: run
@@ -308,7 +321,7 @@ core::RunOutcome execute_run(const RunRequest& rq) {
   const bool quiet = rq.quiet || verbosity() == Verbosity::quiet;
   std::unique_ptr<core::ImageBuilder> image = image_builder(s.guest.image, quiet);
   store::ResultStore db = store::ResultStore::open(rq.db_path);
-  Store store(db);
+  Store store(db, rq.run_extra);
   Host host;
   ShmWorkspace workspace;
   StderrProgress progress(quiet);

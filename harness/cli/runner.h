@@ -29,6 +29,9 @@ struct RunRequest {
   // Kernel definitions made by the command (kab compare --tree), by name;
   // an arm whose kernel is not here is read from kernels/NAME.yaml.
   std::map<std::string, core::KernelSpec> kernels;
+  // Facts stored with a new run (RunInfo::extra): "gate.ARM", the gate runs
+  // of an arm's kernel that kab compare --gate ran before it.
+  std::map<std::string, std::string> run_extra;
 };
 
 // Loads every arm's kernel definition, picks the adapters and runs the

@@ -277,6 +277,18 @@ std::string verdict_key(Verdict v) {
   return to_string(v);
 }
 
+int GateResult::not_clean() const {
+  int n = 0;
+  for (const auto& c : checks) n += c.status != "ok";
+  return n;
+}
+
+double GateResult::fio_s() const {
+  double s = 0;
+  for (const auto& c : checks) s += c.fio_s;
+  return s;
+}
+
 Comparison analyze(const Scenario& scenario, const std::vector<Sample>& samples, const AnalysisOptions& o) {
   if (o.base_arm.empty() || o.candidate_arm.empty())
     throw std::invalid_argument("analysis needs a base arm and a candidate arm");

@@ -204,6 +204,27 @@ struct KernelFacts {
   std::vector<std::string> patches;   // how they are named: abcdef123456 ("fuse: …"), a mail's subject, a file
 };
 
+// One (family, backend) sample of a kernel's correctness gate (kab gate), as stored.
+struct GateCheck {
+  std::string family, backend;
+  std::string status;      // the sample's: "ok", "unhealthy", "timeout", "crashed", "failed"
+  std::string reason;      // why it is not ok ("" when ok)
+  std::string finding;     // the kernel's first finding line ("" = none)
+  std::int64_t run = 0;    // the gate run that holds the sample
+  double fio_s = 0;
+  std::string rerun;       // the command that runs this check alone
+};
+
+// A kernel's gate on its debug variant: every check it ran.
+struct GateResult {
+  std::string arm, kernel, variant, build_key;
+  std::vector<GateCheck> checks;
+  int not_clean() const;
+  // Ran something and every check was ok.
+  bool clean() const { return !checks.empty() && not_clean() == 0; }
+  double fio_s() const;
+};
+
 struct ReportContext {
   std::string title;             // "" = derived from the scenario and arms
   std::string command;           // the exact command that reproduces the comparison
@@ -220,6 +241,9 @@ struct ReportContext {
                                                                      // Comparison's backend_cmdlines
   std::vector<std::pair<std::string, std::string>> extra;      // further facts, rendered as given
   std::string reports_dir;       // where every format was written ("" = nowhere)
+  // The correctness gate of each arm's kernel (kab compare --gate), base
+  // first; empty when no gate ran with the comparison.
+  std::vector<GateResult> gates;
 };
 
 }  // namespace kab::core

@@ -1,5 +1,6 @@
 #include "report/format.h"
 
+#include <algorithm>
 #include <cmath>
 #include <cstdio>
 
@@ -183,6 +184,103 @@ std::string kb_text(double kb) {
   char buf[32];
   std::snprintf(buf, sizeof buf, "%.0f kB", kb);
   return buf;
+}
+
+const core::GateResult* gate_of(const core::ReportContext& ctx, const std::string& arm) {
+  for (const auto& g : ctx.gates)
+    if (g.arm == arm) return &g;
+  return nullptr;
+}
+
+bool correctness_failure(const core::Comparison& c, const core::ReportContext& ctx) {
+  const core::GateResult* base = gate_of(ctx, c.base_arm);
+  const core::GateResult* cand = gate_of(ctx, c.candidate_arm);
+  return base && cand && base->clean() && !cand->clean();
+}
+
+std::string headline_verdict(const core::Comparison& c, const core::ReportContext& ctx) {
+  return correctness_failure(c, ctx) ? "correctness failure" : core::to_string(c.verdict);
+}
+
+std::string headline_verdict_key(const core::Comparison& c, const core::ReportContext& ctx) {
+  return correctness_failure(c, ctx) ? "correctness_failure" : core::verdict_key(c.verdict);
+}
+
+namespace {
+
+std::string minutes_text(double s) {
+  char buf[32];
+  std::snprintf(buf, sizeof buf, "%.1f min", s / 60);
+  return buf;
+}
+
+// "a, b and c".
+std::string listing(const std::vector<std::string>& items) {
+  std::string out;
+  for (std::size_t i = 0; i < items.size(); ++i)
+    out += (i == 0 ? "" : i + 1 == items.size() ? " and " : ", ") + items[i];
+  return out;
+}
+
+}  // namespace
+
+std::string correctness_text(const core::Comparison& c, const core::ReportContext& ctx) {
+  if (ctx.gates.empty())
+    return "Correctness: no gate ran with this comparison (kab compare --gate runs one on each kernel's debug "
+           "variant before the measurement).";
+  std::vector<std::string> families, backends;
+  for (const auto& g : ctx.gates)
+    for (const auto& k : g.checks) {
+      if (std::find(families.begin(), families.end(), k.family) == families.end()) families.push_back(k.family);
+      if (std::find(backends.begin(), backends.end(), k.backend) == backends.end()) backends.push_back(k.backend);
+    }
+  std::string out = "Correctness: the gate ran famil" + std::string(families.size() == 1 ? "y " : "ies ") +
+                    listing(families) + " against backend" + (backends.size() == 1 ? " " : "s ") + listing(backends) +
+                    " before the measurement.";
+  for (const auto& g : ctx.gates) {
+    out += " " + arm_label(g.arm, g.kernel) + (g.variant.empty() ? "" : " (" + g.variant + ")") + ": ";
+    const std::string checks = std::to_string(g.checks.size()) + " check" + (g.checks.size() == 1 ? "" : "s");
+    out += g.clean() ? "clean, " + checks
+                     : "FAILED " + std::to_string(g.not_clean()) + " of " + checks;
+    out += ", " + minutes_text(g.fio_s()) + " of fio.";
+  }
+  const core::GateResult* base = gate_of(ctx, c.base_arm);
+  const core::GateResult* cand = gate_of(ctx, c.candidate_arm);
+  if (correctness_failure(c, ctx))
+    out += " The candidate fails the gate and the base passes it: the verdict is correctness failure, whatever "
+           "the performance says.";
+  else if (base && cand && !base->clean() && !cand->clean())
+    out += " Both kernels fail it: the base's findings are not the patch's, and the verdict is the performance one.";
+  else if (base && cand && !base->clean())
+    out += " The base fails it and the candidate passes.";
+  else if (base && cand)
+    out += " Neither kernel reported anything.";
+  return out;
+}
+
+std::vector<std::vector<std::string>> correctness_rows(const core::ReportContext& ctx) {
+  std::vector<std::vector<std::string>> rows;
+  if (ctx.gates.empty()) return rows;
+  rows.push_back({"kernel", "family", "backend", "fio s", "result"});
+  for (const auto& g : ctx.gates)
+    for (const auto& k : g.checks) {
+      char fio[32];
+      std::snprintf(fio, sizeof fio, "%.0f", k.fio_s);
+      rows.push_back({g.arm, k.family, k.backend, fio, k.status == "ok" ? "clean" : k.status});
+    }
+  return rows;
+}
+
+std::vector<std::string> correctness_findings(const core::ReportContext& ctx) {
+  std::vector<std::string> out;
+  for (const auto& g : ctx.gates)
+    for (const auto& k : g.checks) {
+      if (k.status == "ok") continue;
+      std::string what = core::trim(k.finding.empty() ? k.reason : k.finding);
+      out.push_back(arm_label(g.arm, g.kernel) + ", " + k.family + " on " + k.backend + " (run " +
+                    std::to_string(k.run) + "): " + what + (k.rerun.empty() ? "" : " — rerun: " + k.rerun));
+    }
+  return out;
 }
 
 }  // namespace kab::report

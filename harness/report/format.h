@@ -4,6 +4,7 @@
 
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "core/analyzer.h"
 #include "core/text.h"
@@ -70,6 +71,26 @@ std::string kb_text(double kb);
 
 // "stock (stock-6.1)" or just "stock" when the kernel is unknown.
 std::string arm_label(const std::string& arm, const std::string& kernel);
+
+// The correctness gate (kab compare --gate), for every format.
+// The gate of ARM's kernel, or nullptr when none ran.
+const core::GateResult* gate_of(const core::ReportContext& ctx, const std::string& arm);
+// The candidate failed the gate and the base passed it: the comparison's
+// verdict is "correctness failure" whatever the performance says.
+bool correctness_failure(const core::Comparison& c, const core::ReportContext& ctx);
+// The verdict a report leads with: "correctness failure", else the performance verdict.
+std::string headline_verdict(const core::Comparison& c, const core::ReportContext& ctx);
+// Its key for JSON and CSS: "correctness_failure", else core::verdict_key.
+std::string headline_verdict_key(const core::Comparison& c, const core::ReportContext& ctx);
+// The section in one paragraph: each kernel's families, backends, fio minutes
+// and result, and what it does to the verdict; or that no gate ran.
+std::string correctness_text(const core::Comparison& c, const core::ReportContext& ctx);
+// Its table (header first): arm, family, backend, fio seconds, result
+// ("clean" or the sample's status). Empty when no gate ran.
+std::vector<std::vector<std::string>> correctness_rows(const core::ReportContext& ctx);
+// Each check that was not clean: "candidate testing-uaf-6.1, writeback on
+// writeback (run 4): BUG: KASAN: … — rerun: kab gate …".
+std::vector<std::string> correctness_findings(const core::ReportContext& ctx);
 
 // The bandwidth result of a cell (the primary metric), or nullptr if it has none.
 const core::MetricResult* primary(const core::CellResult& cell);

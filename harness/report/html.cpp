@@ -238,7 +238,7 @@ std::string render_html(const core::Comparison& c, const core::ReportContext& ct
                                               : ctx.title;
   std::string body;
   body += "<h1>" + e(title) + "</h1>\n";
-  body += "<p>Verdict: <span class=\"v big " + core::verdict_key(c.verdict) + "\">" + e(core::to_string(c.verdict)) +
+  body += "<p>Verdict: <span class=\"v big " + headline_verdict_key(c, ctx) + "\">" + e(headline_verdict(c, ctx)) +
           "</span></p>\n";
   body += "<p>base <b>" + e(arm_label(c.base_arm, c.base_kernel)) + "</b>: " + std::to_string(c.base_included) +
           " samples" + (c.base_excluded ? " (+" + std::to_string(c.base_excluded) + " excluded)" : "") +
@@ -287,6 +287,26 @@ std::string render_html(const core::Comparison& c, const core::ReportContext& ct
     body += e(wbt) + "</pre>\n";
   }
 
+  body += "<h2>Correctness</h2>\n<p>" + e(correctness_text(c, ctx)) + "</p>\n";
+  if (auto rows = correctness_rows(ctx); !rows.empty()) {
+    body += "<table>\n<tr>";
+    for (const auto& h : rows.front()) body += "<th>" + e(h) + "</th>";
+    body += "</tr>\n";
+    for (std::size_t i = 1; i < rows.size(); ++i) {
+      body += "<tr>";
+      for (std::size_t j = 0; j < rows[i].size(); ++j)
+        body += j + 1 == rows[i].size() && rows[i][j] != "clean" ? "<td><span class=\"v regression\">" + e(rows[i][j]) + "</span></td>"
+                                                                  : "<td>" + e(rows[i][j]) + "</td>";
+      body += "</tr>\n";
+    }
+    body += "</table>\n";
+  }
+  if (auto findings = correctness_findings(ctx); !findings.empty()) {
+    body += "<ul>\n";
+    for (const auto& f : findings) body += "<li><code>" + e(f) + "</code></li>\n";
+    body += "</ul>\n";
+  }
+
   body += "<h2>Environment</h2>\n<table>\n";
   auto fact = [&](const std::string& k, const std::string& v) {
     if (!v.empty()) body += "<tr><th>" + e(k) + "</th><td>" + e(v) + "</td></tr>\n";
@@ -315,7 +335,7 @@ std::string render_html(const core::Comparison& c, const core::ReportContext& ct
          "table{border-collapse:collapse;margin:.5em 0}th,td{border:1px solid #ccc;padding:.25em .6em;text-align:left}\n"
          "td.n{text-align:right;font-variant-numeric:tabular-nums}small{color:#666}\n"
          ".v{padding:.1em .4em;border-radius:3px;color:#fff;background:#566573}.v.big{font-size:1.3em}\n"
-         ".v.regression{background:#c0392b}.v.improvement{background:#1e8449}.v.inconclusive{background:#b7950b}\n"
+         ".v.regression,.v.correctness_failure{background:#c0392b}.v.improvement{background:#1e8449}.v.inconclusive{background:#b7950b}\n"
          ".warn{color:#9a6700}pre{background:#f6f8fa;padding:.6em;overflow-x:auto}.note{color:#555;font-size:.9em}\n"
          ".chart svg{max-width:100%;height:auto}\n"
          "</style>\n</head>\n<body>\n" +

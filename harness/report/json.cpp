@@ -1,5 +1,7 @@
 #include "report/json.h"
 
+#include "report/format.h"
+
 #include <cmath>
 #include <nlohmann/json.hpp>
 
@@ -162,7 +164,22 @@ std::string render_json(const core::Comparison& c, const core::ReportContext& ct
                      {"backend_cmdlines", pairs(c.backend_cmdlines)},
                      {"cells", cells},
                      {"warnings", warnings},
-                     {"verdict", core::verdict_key(c.verdict)}};
+                     {"verdict", headline_verdict_key(c, ctx)},
+                     {"performance_verdict", core::verdict_key(c.verdict)}};
+  // The correctness gate of each kernel (kab compare --gate); "ran": false without one.
+  json gates = json::array();
+  for (const auto& g : ctx.gates) {
+    json checks = json::array();
+    for (const auto& k : g.checks)
+      checks.push_back({{"family", k.family}, {"backend", k.backend}, {"status", k.status}, {"reason", k.reason},
+                        {"finding", k.finding}, {"run", k.run}, {"fio_s", k.fio_s}, {"rerun", k.rerun}});
+    gates.push_back({{"arm", g.arm}, {"kernel", g.kernel}, {"variant", g.variant}, {"build_key", g.build_key},
+                     {"clean", g.clean()}, {"not_clean", g.not_clean()}, {"fio_s", g.fio_s()}, {"checks", checks}});
+  }
+  j["comparison"]["correctness"] = {{"ran", !ctx.gates.empty()},
+                                    {"failure", correctness_failure(c, ctx)},
+                                    {"summary", correctness_text(c, ctx)},
+                                    {"kernels", gates}};
   // A run sampled until decided: the look its verdict was judged at (absent for fixed n).
   if (c.look > 0)
     j["comparison"]["sequential"] = {{"look", c.look},

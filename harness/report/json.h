@@ -10,7 +10,8 @@
 namespace kab::report {
 
 // Bumped whenever a field changes meaning or disappears (adding fields does not).
-inline constexpr int k_json_schema_version = 2;   // 2: equivalent replaces no_change; primary metric, families, equivalence interval
+inline constexpr int k_json_schema_version = 3;   // 2: equivalent replaces no_change; primary metric, families, equivalence interval
+                                                 // 3: comparison.correctness; verdict may be correctness_failure (performance_verdict beside it)
 
 // Pretty-printed (indent 2), ends with a newline.
 std::string render_json(const core::Comparison& c, const core::ReportContext& ctx);

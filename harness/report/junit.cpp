@@ -63,11 +63,37 @@ std::string render_junit(const core::Comparison& c, const core::ReportContext& c
     };
     prop("base", arm_label(c.base_arm, c.base_kernel));
     prop("candidate", arm_label(c.candidate_arm, c.candidate_kernel));
-    prop("verdict", core::to_string(c.verdict));
+    prop("verdict", headline_verdict(c, ctx));
     prop("accelerator", ctx.accelerator);
     prop("command", ctx.command);
     for (const auto& w : c.warnings) prop("warning." + w.kind, w.message);
     suites += "    </properties>\n" + cases + "  </testsuite>\n";
+  }
+  // The correctness gate: a test per kernel, family and backend; a check
+  // that was not clean is a failure, with the kernel's finding.
+  if (!ctx.gates.empty()) {
+    int st = 0, sf = 0;
+    std::string cases;
+    for (const auto& g : ctx.gates)
+      for (const auto& k : g.checks) {
+        ++st;
+        cases += "    <testcase" + attr("classname", "kab.gate." + class_part(g.arm) + "." + class_part(k.family)) +
+                 attr("name", k.backend) + attr("time", std::to_string(k.fio_s)) + ">\n";
+        if (k.status != "ok") {
+          ++sf;
+          cases += "      <failure" + attr("type", k.status) +
+                   attr("message", (k.finding.empty() ? k.reason : k.finding) + " (run " + std::to_string(k.run) + ")") +
+                   ">" + xml_escape("rerun: " + k.rerun) + "</failure>\n";
+        }
+        cases += "    </testcase>\n";
+      }
+    tests += st;
+    failures += sf;
+    suites += "  <testsuite" + attr("name", c.scenario + "/correctness") + attr("tests", std::to_string(st)) +
+              attr("failures", std::to_string(sf)) + attr("errors", "0") + attr("skipped", "0") +
+              (ctx.date.empty() ? "" : attr("timestamp", ctx.date)) + ">\n    <properties>\n" +
+              "      <property" + attr("name", "summary") + attr("value", correctness_text(c, ctx)) + "/>\n" +
+              "    </properties>\n" + cases + "  </testsuite>\n";
   }
   return "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<testsuites" + attr("name", "kab compare " + c.scenario) +
          attr("tests", std::to_string(tests)) + attr("failures", std::to_string(failures)) + attr("errors", "0") +

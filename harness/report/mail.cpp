@@ -22,8 +22,8 @@ std::string head(const std::string& s, std::size_t n) {
   return s.substr(0, i);
 }
 
-// A fixed-width table: first column left, the others right, the last left.
-std::string table(const std::vector<std::vector<std::string>>& rows, const std::string& indent) {
+// A fixed-width table: the first LEFT columns and the last left, the others right.
+std::string table(const std::vector<std::vector<std::string>>& rows, const std::string& indent, std::size_t left_columns = 1) {
   std::vector<std::size_t> width;
   for (const auto& r : rows) {
     width.resize(std::max(width.size(), r.size()));
@@ -34,7 +34,7 @@ std::string table(const std::vector<std::vector<std::string>>& rows, const std::
     std::string line = indent;
     for (std::size_t i = 0; i < r.size(); ++i) {
       const std::string pad(width[i] - display_width(r[i]), ' ');
-      const bool left = i == 0 || i + 1 == r.size();
+      const bool left = i < left_columns || i + 1 == r.size();
       line += left ? r[i] + (i + 1 == r.size() ? "" : pad) : pad + r[i];
       if (i + 1 < r.size()) line += "  ";
     }
@@ -107,8 +107,11 @@ std::string render_mail(const core::Comparison& c, const core::ReportContext& ct
     detail = " (" + std::to_string(c.cells.size()) + " cells)";
   }
   const std::string who = "Subject: [kab] " + c.candidate_kernel + " vs " + c.base_kernel;
-  std::string subject = who + " on " + c.scenario + ": " + core::to_string(c.verdict) + detail;
-  if (display_width(subject) > k_mail_columns) subject = who + ": " + core::to_string(c.verdict) + detail;   // the body names it
+  const std::string verdict_word = headline_verdict(c, ctx);
+  std::string subject = who + " on " + c.scenario + ": " + verdict_word + detail;
+  // Too long: the body names the scenario, then the change; the verdict stays.
+  if (display_width(subject) > k_mail_columns) subject = who + ": " + verdict_word + detail;
+  if (display_width(subject) > k_mail_columns) subject = who + ": " + verdict_word;
   out += head(subject, k_mail_columns) + "\n\n";
 
   // The verdict in one paragraph.
@@ -127,8 +130,10 @@ std::string render_mail(const core::Comparison& c, const core::ReportContext& ct
       verdict += " (about " + std::to_string(p->samples_needed) + " samples per kernel would decide)";
     verdict += ".";
   }
+  if (correctness_failure(c, ctx))
+    verdict += " The candidate fails the correctness gate, which the base passes (Correctness, below).";
   verdict += " Smallest change that counts: " + setting_percent(c.min_effect) + ", alpha " + p_text(c.alpha) +
-             ". Verdict: " + core::to_string(c.verdict) + ".";
+             ". Verdict: " + headline_verdict(c, ctx) + ".";
   out += fill(verdict, w) + "\n";
 
   // The metrics, per backend and cell.
@@ -157,10 +162,10 @@ std::string render_mail(const core::Comparison& c, const core::ReportContext& ct
               w) +
          "\n";
 
-  out += fill("Correctness: the gate was not run with this comparison; `kab gate " + c.candidate_kernel + "` and `kab gate " +
-                  c.base_kernel + "` run it on each kernel's debug variant.",
-              w) +
-         "\n";
+  out += fill(correctness_text(c, ctx), w);
+  if (auto rows = correctness_rows(ctx); !rows.empty()) out += "\n" + table(rows, "  ", 3);
+  for (const auto& f : correctness_findings(ctx)) out += "\n" + fill(f, w, "  ");
+  out += "\n";
 
   for (const auto& warning : c.warnings) out += fill("Warning: " + warning.message, w);
   if (!c.warnings.empty()) out += "\n";

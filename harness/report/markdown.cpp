@@ -37,7 +37,7 @@ std::string render_markdown(const core::Comparison& c, const core::ReportContext
   const std::string base = arm_label(c.base_arm, c.base_kernel);
   const std::string cand = arm_label(c.candidate_arm, c.candidate_kernel);
   out += "### " + (ctx.title.empty() ? c.scenario + ": " + c.base_arm + " vs " + c.candidate_arm : ctx.title) + "\n\n";
-  out += "Verdict: **" + core::to_string(c.verdict) + "**";
+  out += "Verdict: **" + headline_verdict(c, ctx) + "**";
   if (!ctx.date.empty()) out += " (" + ctx.date + ")";
   out += "\n\n";
 
@@ -90,6 +90,18 @@ std::string render_markdown(const core::Comparison& c, const core::ReportContext
   if (!c.warnings.empty()) {
     out += "Warnings:\n\n";
     for (const auto& w : c.warnings) out += "- " + w.message + "\n";
+    out += "\n";
+  }
+
+  out += correctness_text(c, ctx) + "\n\n";
+  if (auto rows = correctness_rows(ctx); !rows.empty()) {
+    out += row(rows.front());
+    out += row(std::vector<std::string>(rows.front().size(), "---"));
+    for (std::size_t i = 1; i < rows.size(); ++i) out += row(rows[i]);
+    out += "\n";
+  }
+  if (auto findings = correctness_findings(ctx); !findings.empty()) {
+    for (const auto& f : findings) out += "- " + f + "\n";
     out += "\n";
   }
 

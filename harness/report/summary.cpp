@@ -30,7 +30,16 @@ std::string render_summary(const core::Comparison& c, const core::ReportContext&
     out += " WritebackTmp peak " + c.base_arm + " " + kb_text(cell.base.writeback_tmp_peak_kb.max) + ", " + c.candidate_arm +
            " " + kb_text(cell.candidate.writeback_tmp_peak_kb.max) + ".";
   }
-  out += " Verdict: " + core::to_string(c.verdict) + ".";
+  if (!ctx.gates.empty()) {
+    out += " Correctness gate:";
+    for (std::size_t i = 0; i < ctx.gates.size(); ++i) {
+      const auto& g = ctx.gates[i];
+      out += std::string(i ? "," : "") + " " + g.arm + " " +
+             (g.clean() ? "clean" : "FAILED " + std::to_string(g.not_clean()) + " of " + std::to_string(g.checks.size()));
+    }
+    out += ".";
+  }
+  out += " Verdict: " + headline_verdict(c, ctx) + ".";
   if (!ctx.reports_dir.empty()) {
     std::string extensions;
     for (const auto& f : formats()) extensions += (extensions.empty() ? "" : ",") + std::string(f.extension);

@@ -23,6 +23,7 @@ struct Table {
   std::vector<std::string> header;
   std::vector<std::vector<std::string>> rows;
   std::vector<core::Verdict> verdicts;   // per row, for colour
+  std::size_t left_columns = 2;          // text columns, left-aligned (and the last one); figures right
 
   std::string render(bool color) const {
     std::vector<std::size_t> width(header.size());
@@ -36,7 +37,7 @@ struct Table {
       std::string l;
       for (std::size_t i = 0; i < r.size(); ++i) {
         // Text columns left, figures right.
-        bool left = i < 2 || i + 1 == r.size();
+        bool left = i < left_columns || i + 1 == r.size();
         std::string pad(width[i] - display_width(r[i]), ' ');
         std::string cell = r[i];
         if (i + 1 == r.size() && colour && *colour) cell = colour + cell + "\033[0m";
@@ -96,8 +97,21 @@ std::string render_text(const core::Comparison& c, const core::ReportContext& ct
   for (const auto& w : c.warnings)
     out += (options.color ? "\033[33mwarning:\033[0m " : "warning: ") + w.message + "\n";
 
-  const char* colour = options.color ? colour_of(c.verdict) : "";
-  out += "\nverdict: " + std::string(colour) + core::to_string(c.verdict) + (*colour ? reset : "") + "\n";
+  out += "\n" + correctness_text(c, ctx) + "\n";
+  if (auto rows = correctness_rows(ctx); !rows.empty()) {
+    Table t;
+    t.left_columns = 3;
+    t.header = rows.front();
+    for (std::size_t i = 1; i < rows.size(); ++i) {
+      t.rows.push_back(rows[i]);
+      t.verdicts.push_back(rows[i].back() == "clean" ? core::Verdict::equivalent : core::Verdict::regression);
+    }
+    out += t.render(options.color);
+  }
+  for (const auto& f : correctness_findings(ctx)) out += "finding: " + f + "\n";
+
+  const char* colour = !options.color ? "" : correctness_failure(c, ctx) ? "\033[1;31m" : colour_of(c.verdict);
+  out += "\nverdict: " + std::string(colour) + headline_verdict(c, ctx) + (*colour ? reset : "") + "\n";
   return out;
 }
 

@@ -4,6 +4,7 @@
 
 #include <fstream>
 #include <set>
+#include <sstream>
 
 #include "helpers.h"
 
@@ -34,7 +35,7 @@ json gate_samples(const std::string& db) {
        "SELECT r.id AS run, r.scenario_name AS scenario, r.scenario_text AS text, s.backend AS backend, "
        "s.status AS status, s.reason AS reason, s.findings_json AS findings, a.content AS fio "
        "FROM runs r JOIN samples s ON s.run_id = r.id LEFT JOIN artifacts a ON a.sample_id = s.id AND a.kind = 'fio_json' "
-       "ORDER BY r.id"});
+       "ORDER BY r.id, s.plan_index"});
   INFO(out);
   REQUIRE(ok);
   return out.empty() ? json::array() : json::parse(out);
@@ -99,27 +100,92 @@ TEST_CASE("gate: every family runs clean on stock-6.1's debug variant and reads 
   check_no_leftovers();
 }
 
-TEST_CASE("gate: a planted use-after-free in FUSE writeback fails the gate, stored with its family and a rerun",
+// The planted use-after-free through kab compare --gate: the gate (the family
+// writeback, 5 s) on both kernels' debug variants first, then the measurement.
+TEST_CASE("compare --gate: a planted use-after-free fails the candidate's gate, a correctness failure in every report",
           "[integration][gate]") {
   TestDir dir("gate-uaf");
-  auto [exit_code, g] = gate_writeback(dir, "testing-uaf-6.1");
-  INFO(g.dump(2));
-  CHECK(exit_code == 1);
-  CHECK(g["passed"] == false);
-  const json& res = g["results"][0];
-  CHECK(res["family"] == "writeback");
-  CHECK(res["backend"] == "writeback");
-  CHECK(res["status"] == "unhealthy");
-  CHECK(res["rerun"] == "kab gate testing-uaf-6.1 --family writeback --backend writeback --time 5s");
-  REQUIRE_FALSE(res["findings"].empty());
-  CHECK(res["findings"][0].get<std::string>().find("BUG: KASAN: use-after-free in fuse_writepages") != std::string::npos);
-  REQUIRE_FALSE(res["console"].empty());   // the report from its first line
-  CHECK(res["console"][0].get<std::string>().find("BUG: KASAN: use-after-free") != std::string::npos);
-  // Stored like any sample: the finding with the run of family writeback.
+  const std::string out = (dir.path / "reports").string();
+  auto r = run_kab({"compare", "--base", "stock-6.1", "--candidate", "testing-uaf-6.1", "--scenario",
+                    "scenarios/quick.yaml", "--repetitions", "2", "--gate", "--gate-family", "writeback",
+                    "--gate-backend", "writeback", "--gate-time", "5s", "--db", dir.db(), "--format", "mail", "--out", out},
+                   3600, (dir.path / "compare.log").string());
+  const std::string log = read(dir.path / "compare.log");
+  INFO(log);
+  CHECK(r.exit_code == 1);   // whatever the performance says
+  CHECK(log.find("kab: gate of stock (stock-6.1): clean, 1 check in run 1\n") != std::string::npos);
+  CHECK(log.find("kab: gate of testing-uaf-6.1 (testing-uaf-6.1): FAILED 1 of 1 check in run 2\n") != std::string::npos);
+
+  // Stored like any sample: each gate a run of family writeback on the debug
+  // variant, the finding with the candidate's; then the measurement, run 3.
   json rows = gate_samples(dir.db());
-  REQUIRE(rows.size() == 1);
+  REQUIRE(rows.size() == 6);   // 1 + 1 gate samples, 2 + 2 measured
   CHECK(rows[0]["scenario"] == "gate-writeback");
-  CHECK(rows[0]["findings"].get<std::string>().find("KASAN: use-after-free in fuse_writepages") != std::string::npos);
+  CHECK(rows[0]["status"] == "ok");
+  CHECK(rows[1]["scenario"] == "gate-writeback");
+  CHECK(rows[1]["status"] == "unhealthy");
+  CHECK(rows[1]["findings"].get<std::string>().find("KASAN: use-after-free in fuse_writepages") != std::string::npos);
+  for (int i : {0, 1}) CHECK(rows[i]["text"].get<std::string>().find("variant: debug") != std::string::npos);
+  CHECK(rows[2]["run"] == 3);
+  CHECK(rows[2]["scenario"] == "quick");
+
+  // The mail (stdout) leads with the verdict and names the finding and its rerun.
+  std::string flat;
+  {
+    std::istringstream words(log);
+    for (std::string word; words >> word;) flat += (flat.empty() ? "" : " ") + word;
+  }
+  CHECK(log.find("Subject: [kab] testing-uaf-6.1 vs stock-6.1") != std::string::npos);
+  CHECK(flat.find(": correctness failure") != std::string::npos);
+  CHECK(flat.find("Verdict: correctness failure.") != std::string::npos);
+  CHECK(flat.find("BUG: KASAN: use-after-free in fuse_writepages") != std::string::npos);
+  CHECK(flat.find("rerun: kab gate testing-uaf-6.1 --family writeback --backend writeback --time 5s") !=
+        std::string::npos);
+  // Its recipe: the bundle beside the reports, the gate as it ran.
+  {
+    REQUIRE(log.find("Reproduce:\n") != std::string::npos);
+    std::istringstream recipe(log.substr(log.find("Reproduce:\n") + 11));
+    std::string joined;
+    for (std::string word; recipe >> word;)
+      if (word != "\\") joined += (joined.empty() ? "" : " ") + word;
+    CHECK(joined.rfind("kab compare --bundle kab-bundle-run3.tar.gz --gate --gate-time 5s --gate-family writeback "
+                       "--gate-backend writeback",
+                       0) == 0);
+  }
+  const std::string mail = read(fs::path(out) / "comparison.mail.txt");
+  std::istringstream lines(mail);
+  for (std::string line; std::getline(lines, line);) {
+    INFO(line);
+    std::size_t cols = 0;
+    for (unsigned char ch : line) cols += (ch & 0xC0) != 0x80;
+    CHECK(cols <= 80);
+  }
+
+  // The JSON beside it, and kab report of the run rebuilt from the store alone.
+  auto check_json = [](const json& j) {
+    INFO(j["comparison"]["correctness"].dump(2));
+    CHECK(j["comparison"]["verdict"] == "correctness_failure");
+    CHECK(j["comparison"]["performance_verdict"] != "correctness_failure");
+    const json& k = j["comparison"]["correctness"]["kernels"];
+    REQUIRE(k.size() == 2);
+    CHECK(k[0]["arm"] == "stock");
+    CHECK(k[0]["variant"] == "debug");
+    CHECK(k[0]["clean"] == true);
+    CHECK(k[1]["kernel"] == "testing-uaf-6.1");
+    CHECK(k[1]["clean"] == false);
+    REQUIRE(k[1]["checks"].size() == 1);
+    CHECK(k[1]["checks"][0]["family"] == "writeback");
+    CHECK(k[1]["checks"][0]["backend"] == "writeback");
+    CHECK(k[1]["checks"][0]["run"] == 2);
+    CHECK(k[1]["checks"][0]["finding"].get<std::string>().find("BUG: KASAN: use-after-free in fuse_writepages") !=
+          std::string::npos);
+    CHECK(k[1]["checks"][0]["fio_s"].get<double>() >= 4);
+  };
+  check_json(json::parse(read(fs::path(out) / "comparison.json")));
+  auto rep = run_kab({"report", "3", "--db", dir.db(), "--format", "json"}, 120);
+  INFO(rep.output);
+  CHECK(rep.exit_code == 1);
+  check_json(last_json(rep.output));
   check_no_leftovers();
 }
 

@@ -317,6 +317,100 @@ TEST_CASE("uml: kab compare --replicate 2 runs twice with fresh plan seeds and s
   check_no_uml_leftovers(pid);
 }
 
+TEST_CASE("bundle: a comparison's bundle reruns into another database with the plan byte for byte",
+          "[integration][uml][bundle]") {
+  fs::path dir = TestDir("uml-bundle").path;
+  const std::string db = (dir / "a.db").string(), db2 = (dir / "b.db").string();
+  auto [r, pid] = run_kab_tracked({"compare", "--scenario", "scenarios/quick-uml.yaml", "--repetitions", "2",
+                                   "--db", db, "--format", "json", "--out",
+                                   (dir / "a").string()},
+                                  1800, (dir / "a.log").string());
+  INFO(read(dir / "a.log"));
+  CHECK((r.exit_code == 0 || r.exit_code == 1));
+  // Written beside the reports, named in their recipe instead of this machine's paths.
+  const fs::path bundle = dir / "a" / "kab-bundle-run1.tar.gz";
+  REQUIRE(fs::exists(bundle));
+  const std::string mail = read(dir / "a" / "comparison.mail.txt");
+  CHECK(mail.find("Reproduce:\n  kab compare --bundle kab-bundle-run1.tar.gz\n") != std::string::npos);
+  json a = json::parse(read(dir / "a" / "comparison.json"));
+  CHECK(a["context"]["command"] == "kab compare --bundle kab-bundle-run1.tar.gz");
+  auto [listed, files] = proc::capture({"tar", "-tzf", bundle.string()});
+  INFO(files);
+  REQUIRE(listed);
+  for (const std::string f : {"kab-bundle/manifest.json", "kab-bundle/scenario.yaml", "kab-bundle/kernels/stock-6.1.yaml",
+                              "kab-bundle/kernels/rfc-6.1.yaml",
+                              "kab-bundle/kernels/patches/0001-fuse-use-page-cache-pages-for-writeback-io-when-virtio_fs.patch",
+                              "kab-bundle/kernels/configs/uml-guest.config", "kab-bundle/kernels/configs/virtio-guest.config",
+                              "kab-bundle/built/stock.config", "kab-bundle/built/rfc.config"})
+    CHECK(files.find(f + "\n") != std::string::npos);
+
+  // Rerun into another database: the same plan, the same kernels (from the cache), no fact differs.
+  auto [r2, pid2] = run_kab_tracked({"compare", "--bundle", bundle.string(), "--db", db2, "--format", "json", "--out",
+                                     (dir / "b").string()},
+                                    1800, (dir / "b.log").string());
+  const std::string log2 = read(dir / "b.log");
+  INFO(log2);
+  CHECK((r2.exit_code == 0 || r2.exit_code == 1));
+  CHECK(log2.find("kab: bundle of run 1 (quick-uml, ") != std::string::npos);
+  CHECK(log2.find("): the same plan, 4 samples\n") != std::string::npos);
+  CHECK(log2.find("kab: bundle: the environment facts are the same here\n") != std::string::npos);
+  auto plan = [](const std::string& d) {
+    auto [ok, out] = proc::capture({"sqlite3", d, "SELECT plan_json FROM runs WHERE id = 1"});
+    REQUIRE(ok);
+    return out;
+  };
+  CHECK(plan(db2) == plan(db));
+  CHECK(plan(db).find("rfc-6.1") != std::string::npos);
+  auto keys = [](const std::string& d) {
+    auto [ok, out] = proc::capture({"sqlite3", d, "SELECT DISTINCT arm || ' ' || kernel_build_key FROM samples ORDER BY 1"});
+    REQUIRE(ok);
+    return out;
+  };
+  CHECK(keys(db2) == keys(db));
+  json b = json::parse(read(dir / "b" / "comparison.json"));
+  CHECK(b["comparison"]["base"]["included"] == 2);
+  CHECK(b["comparison"]["candidate"]["kernel"] == "rfc-6.1");
+  const json& extra = b["context"]["extra"];
+  INFO(extra.dump(2));
+  REQUIRE(extra.contains("rerun of"));
+  CHECK(extra["rerun of"].get<std::string>().rfind("run 1 (", 0) == 0);
+  CHECK(extra["rerun of"].get<std::string>().find(") from kab-bundle-run1.tar.gz, the same plan") != std::string::npos);
+  CHECK(extra["made with"].get<std::string>().rfind("kab compare --bundle " + bundle.string(), 0) == 0);
+  // Same host, same builds: neither the environment nor a .config is said to differ.
+  for (const auto& w : b["comparison"]["warnings"]) {
+    CHECK(w["kind"] != "bundle_config");
+    CHECK(w["kind"] != "bundle_environment");
+  }
+
+  // A bundle whose plan no longer matches its scenario is refused before anything runs.
+  const fs::path x = dir / "x";
+  fs::create_directories(x);
+  REQUIRE(proc::capture({"tar", "-C", x.string(), "-xzf", bundle.string()}).first);
+  {
+    json m = json::parse(read(x / "kab-bundle" / "manifest.json"));
+    std::string p = m["plan_json"];
+    p.replace(p.find("\"repetition\":0"), 14, "\"repetition\":1");
+    m["plan_json"] = p;
+    std::ofstream(x / "kab-bundle" / "manifest.json") << m.dump(2);
+  }
+  const std::string edited = (dir / "edited.tar.gz").string();
+  REQUIRE(proc::capture({"tar", "-C", x.string(), "-czf", edited, "kab-bundle"}).first);
+  const std::string db3 = (dir / "c.db").string();
+  auto bad = run_kab({"compare", "--bundle", edited, "--db", db3}, 120);
+  INFO(bad.output);
+  CHECK(bad.exit_code == 2);
+  CHECK(bad.output.find("edited.tar.gz: the scenario it holds plans other samples here than run 1 ran") != std::string::npos);
+  auto mixed = run_kab({"compare", "--bundle", bundle.string(), "--base", "stock-6.1", "--db", db3}, 120);
+  CHECK(mixed.exit_code == 2);
+  CHECK(mixed.output.find("--bundle reruns the comparison it holds") != std::string::npos);
+  auto missing = run_kab({"compare", "--bundle", (dir / "none.tar.gz").string(), "--db", db3}, 120);
+  CHECK(missing.exit_code == 2);
+  CHECK(missing.output.find("none.tar.gz does not exist") != std::string::npos);
+  CHECK_FALSE(fs::exists(db3));   // nothing was recorded
+  check_no_uml_leftovers(pid);
+  check_no_uml_leftovers(pid2);
+}
+
 TEST_CASE("uml: a scenario's stop key samples until decided, and kab report judges the look it reached",
           "[integration][uml][sequential]") {
   fs::path dir = TestDir("uml-stop").path;

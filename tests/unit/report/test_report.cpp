@@ -233,7 +233,7 @@ TEST_CASE("a job that reads and writes is reported in each direction", "[report]
 TEST_CASE("json report", "[report]") {
   auto c = mixed();
   auto j = nlohmann::json::parse(render_json(c, context()));
-  CHECK(j["schema_version"] == 2);
+  CHECK(j["schema_version"] == 3);
   CHECK(j["context"]["accelerator"] == "tcg");
   CHECK(j["context"]["kernels"][1]["patch_hash"] == "patch4567");
   const auto& cmp = j["comparison"];
@@ -551,4 +551,116 @@ TEST_CASE("mail: plain text a maintainer can paste into a reply, no line over 80
   CHECK(fill("aaa bbb ccc", 7) == "aaa bbb\nccc\n");
   CHECK(fill("x", 20, "  ") == "  x\n");
   CHECK(fill(std::string(30, 'z'), 20) == std::string(20, 'z') + "\n" + std::string(10, 'z') + "\n");
+}
+
+namespace {
+
+// The gates kab compare --gate stores: stock clean on two backends, rfc with a
+// KASAN report on one of them.
+std::vector<GateResult> gates(bool base_clean, bool candidate_clean) {
+  auto gate = [](const std::string& arm, bool clean, std::int64_t first_run) {
+    GateResult g{arm, arm + "-6.1", "debug", "key-" + arm, {}};
+    for (const std::string backend : {"writeback", "dpu"}) {
+      GateCheck c{"writeback", backend, "ok", "", "", first_run++, 20.6,
+                  "kab gate " + arm + "-6.1 --family writeback --backend " + backend + " --time 20s"};
+      if (!clean && backend == "dpu") {
+        c.status = "unhealthy";
+        c.reason = "kernel reported: BUG: KASAN: use-after-free in fuse_writepages_send+0x5d1/0x610";
+        c.finding = "[   41.202030] BUG: KASAN: use-after-free in fuse_writepages_send+0x5d1/0x610";
+      }
+      g.checks.push_back(c);
+    }
+    return g;
+  };
+  return {gate("stock", base_clean, 3), gate("rfc", candidate_clean, 5)};
+}
+
+}  // namespace
+
+TEST_CASE("correctness: a candidate that fails the gate the base passes is a correctness failure in every format",
+          "[report][gate]") {
+  const Comparison c = analyze(scenario(), one_cell_samples(), options());
+  REQUIRE(c.verdict == Verdict::improvement);   // what the performance says
+  ReportContext ctx = context();
+  ctx.gates = gates(true, false);
+  CHECK(correctness_failure(c, ctx));
+  CHECK(headline_verdict(c, ctx) == "correctness failure");
+  const std::string finding = "rfc (rfc-6.1), writeback on dpu (run 6): [   41.202030] BUG: KASAN: use-after-free in "
+                              "fuse_writepages_send+0x5d1/0x610 — rerun: kab gate rfc-6.1 --family writeback --backend dpu --time 20s";
+  CHECK(correctness_findings(ctx) == std::vector<std::string>{finding});
+  CHECK(correctness_text(c, ctx) ==
+        "Correctness: the gate ran family writeback against backends writeback and dpu before the measurement. "
+        "stock (stock-6.1) (debug): clean, 2 checks, 0.7 min of fio. rfc (rfc-6.1) (debug): FAILED 1 of 2 checks, "
+        "0.7 min of fio. The candidate fails the gate and the base passes it: the verdict is correctness failure, "
+        "whatever the performance says.");
+
+  const std::string text = render_text(c, ctx, {});
+  INFO(text);
+  CHECK(contains(text, "\nverdict: correctness failure\n"));
+  CHECK(contains(text, "kernel  family     backend    fio s  result\n"));
+  CHECK(contains(text, "rfc     writeback  dpu           21  unhealthy\n"));
+  CHECK(contains(text, "finding: " + finding + "\n"));
+  const std::string md = render_markdown(c, ctx);
+  CHECK(contains(md, "Verdict: **correctness failure**"));
+  CHECK(contains(md, "| rfc | writeback | dpu | 21 | unhealthy |\n"));
+  CHECK(contains(md, "- " + finding + "\n"));
+  auto j = nlohmann::json::parse(render_json(c, ctx));
+  CHECK(j["schema_version"] == 3);
+  CHECK(j["comparison"]["verdict"] == "correctness_failure");
+  CHECK(j["comparison"]["performance_verdict"] == "improvement");
+  const auto& corr = j["comparison"]["correctness"];
+  CHECK(corr["ran"] == true);
+  CHECK(corr["failure"] == true);
+  REQUIRE(corr["kernels"].size() == 2);
+  CHECK(corr["kernels"][0]["clean"] == true);
+  CHECK(corr["kernels"][1]["not_clean"] == 1);
+  CHECK(corr["kernels"][1]["checks"][1]["finding"] == ctx.gates[1].checks[1].finding);
+  CHECK(corr["kernels"][1]["checks"][1]["rerun"] == "kab gate rfc-6.1 --family writeback --backend dpu --time 20s");
+  const std::string junit = render_junit(c, ctx);
+  CHECK(contains(junit, "<testsuite name=\"rfc-writeback/correctness\" tests=\"4\" failures=\"1\""));
+  CHECK(contains(junit, "<testcase classname=\"kab.gate.rfc.writeback\" name=\"dpu\""));
+  CHECK(contains(junit, "<failure type=\"unhealthy\" message=\"[   41.202030] BUG: KASAN: use-after-free"));
+  CHECK(contains(junit, "<property name=\"verdict\" value=\"correctness failure\"/>"));
+  const std::string html = render_html(c, ctx);
+  CHECK(contains(html, "<span class=\"v big correctness_failure\">correctness failure</span>"));
+  CHECK(contains(html, "<h2>Correctness</h2>"));
+  CHECK(contains(html, "<td><span class=\"v regression\">unhealthy</span></td>"));
+  CHECK(contains(render_summary(c, ctx), " Correctness gate: stock clean, rfc FAILED 1 of 2. Verdict: correctness failure."));
+  const std::string mail = render_mail(c, ctx);
+  INFO(mail);
+  check_mail_width(mail);
+  CHECK(mail.rfind("Subject: [kab] rfc-6.1 vs stock-6.1: correctness failure, bandwidth +15.1%\n\n", 0) == 0);
+  std::string flat;
+  {
+    std::istringstream words(mail);
+    for (std::string word; words >> word;) flat += (flat.empty() ? "" : " ") + word;
+  }
+  CHECK(contains(flat, "The candidate fails the correctness gate, which the base passes (Correctness, below)."));
+  CHECK(contains(flat, "Verdict: correctness failure."));
+  CHECK(contains(mail, "\n  rfc     writeback  dpu           21  unhealthy\n"));
+  CHECK(contains(flat, "rerun: kab gate rfc-6.1 --family writeback --backend dpu --time 20s"));
+
+  SECTION("both kernels fail: the base's findings are not the patch's, the verdict is the performance one") {
+    ctx.gates = gates(false, false);
+    CHECK_FALSE(correctness_failure(c, ctx));
+    CHECK(headline_verdict(c, ctx) == "improvement");
+    CHECK(contains(correctness_text(c, ctx), "Both kernels fail it"));
+    CHECK(contains(render_text(c, ctx, {}), "\nverdict: improvement\n"));
+    CHECK(correctness_findings(ctx).size() == 2);
+  }
+  SECTION("no gate ran: every format says so, the verdict is the performance one") {
+    ctx.gates.clear();
+    CHECK(headline_verdict(c, ctx) == "improvement");
+    for (const auto& f : formats()) {
+      INFO(f.name);
+      const std::string out = f.render(c, ctx, false);
+      if (f.name == "json") {
+        CHECK(nlohmann::json::parse(out)["comparison"]["correctness"]["ran"] == false);
+      } else if (f.name == "junit") {
+        CHECK_FALSE(contains(out, "correctness"));   // no gate, no tests of it
+      } else if (f.name != "summary") {
+        CHECK(contains(out, "no gate ran with this comparison"));
+      }
+    }
+  }
 }

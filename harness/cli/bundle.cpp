@@ -1,0 +1,255 @@
+#include "cli/bundle.h"
+
+#include <yaml-cpp/yaml.h>
+
+#include <algorithm>
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+
+#include "cli/app.h"
+#include "cli/runner.h"
+#include "core/hash.h"
+#include "core/planner.h"
+#include "core/text.h"
+#include "proc/runner.h"
+#include "scenario/scenario.h"
+#include "scenario/yaml_reader.h"
+
+namespace fs = std::filesystem;
+using json = nlohmann::json;
+
+namespace kab::cli {
+
+namespace {
+
+constexpr const char* k_top = "kab-bundle";
+
+void write_text(const fs::path& p, const std::string& text) {
+  fs::create_directories(p.parent_path());
+  std::ofstream f(p, std::ios::binary);
+  f << text;
+  if (!f) throw Fatal("cannot write " + p.string());
+}
+
+// Every file a kernel definition names, absolute.
+std::vector<std::string> files_of(const core::KernelSpec& k) {
+  std::vector<std::string> out = k.patches;
+  if (!k.series.empty()) out.push_back(k.series);
+  out.insert(out.end(), k.fragments.begin(), k.fragments.end());
+  for (const auto& [arch, frags] : k.arch_fragments) out.insert(out.end(), frags.begin(), frags.end());
+  for (const auto& [variant, frags] : k.variants) out.insert(out.end(), frags.begin(), frags.end());
+  return out;
+}
+
+// PATH relative to DIR when it is inside it.
+std::optional<fs::path> inside(const fs::path& path, const fs::path& dir) {
+  const fs::path rel = fs::weakly_canonical(path).lexically_relative(fs::weakly_canonical(dir));
+  if (rel.empty() || *rel.begin() == "..") return std::nullopt;
+  return rel;
+}
+
+std::string fact(const store::RunRecord& r, const std::string& key) {
+  auto it = r.info.extra.find(key);
+  return it == r.info.extra.end() ? "" : it->second;
+}
+
+// The host facts a bundle keeps, as RunInfo has them.
+json host_facts(const store::RunInfo& i) {
+  json h = {{"cpu_model", i.cpu_model},       {"nproc", i.nproc},
+            {"memory_bytes", i.memory_bytes}, {"host_kernel", i.host_kernel},
+            {"accelerator", i.accelerator},   {"qemu", i.qemu_version},
+            {"libvirt", i.libvirt_version},   {"virtiofsd", i.virtiofsd_version},
+            {"fio", i.fio_version}};
+  for (const auto& [k, v] : i.extra)
+    if (core::starts_with(k, "env.")) h[k] = v;
+  return h;
+}
+
+}  // namespace
+
+void write_bundle(store::ResultStore& db, std::int64_t run_id, const std::string& out) {
+  auto run = db.run(run_id);
+  if (!run) throw Fatal("no run " + std::to_string(run_id) + " in " + db.path().string(), k_exit_usage);
+  const std::string effective_text = fact(*run, "scenario.effective");
+  if (effective_text.empty())
+    throw Fatal("run " + std::to_string(run_id) + " was stored by an older kab, without the scenario as run "
+                "(its arms, repetitions and seed): it cannot be bundled",
+                k_exit_usage);
+  const json effective = json::parse(effective_text);
+  if (effective["arms"].size() < 2)
+    throw Fatal("run " + std::to_string(run_id) + " ran one kernel (a kab gate run): a bundle reruns a comparison",
+                k_exit_usage);
+
+  char tmpl[] = "/tmp/kab-bundle-XXXXXX";
+  if (!::mkdtemp(tmpl)) throw Fatal("cannot make a temporary directory in /tmp");
+  const fs::path tmp = tmpl, top = tmp / k_top;
+  struct Cleanup {
+    fs::path p;
+    ~Cleanup() {
+      std::error_code ec;
+      fs::remove_all(p, ec);
+    }
+  } cleanup{tmp};
+
+  // The scenario as stored, its job file beside it.
+  std::string scenario_text = run->info.scenario_text;
+  if (const std::string job = fact(*run, "job_file_text"); !job.empty()) {
+    YAML::Node root = YAML::Load(scenario_text);
+    root["fio"]["job_file"] = "job.fio";
+    YAML::Emitter e;
+    e << root;
+    scenario_text = "# " + run->info.scenario_name + " as run " + std::to_string(run_id) +
+                    " ran it; its job file is job.fio\n" + std::string(e.c_str()) + "\n";
+    write_text(top / "job.fio", job);
+  }
+  write_text(top / "scenario.yaml", scenario_text);
+
+  // Each arm's kernel: its definition as today, checked against what the run built.
+  const auto samples = db.samples(run_id, store::WithArtifacts::no);
+  json kernels = json::array();
+  std::vector<std::string> bundled;
+  for (const auto& arm : effective["arms"]) {
+    const std::string name = arm["name"], kernel = arm["kernel"], variant = arm["variant"];
+    auto smp = std::find_if(samples.begin(), samples.end(), [&](const core::Sample& s) { return s.arm == name; });
+    if (smp == samples.end())
+      throw Fatal("run " + std::to_string(run_id) + " has no sample of arm " + name + ": nothing was built to bundle",
+                  k_exit_usage);
+    auto rec = db.kernel(smp->kernel_build_key);
+    if (!rec) throw Fatal("run " + std::to_string(run_id) + ": kernel " + smp->kernel_build_key + " is not recorded");
+    const core::KernelSpec spec = load_kernel_or_exit(kernel);
+    if (!spec.git_repo.empty() || !core::starts_with(spec.source, "linux-source-"))
+      throw Fatal("kernel " + kernel + " builds from " + spec.source +
+                      ", which exists only on this machine; a bundle holds kernel definitions of a Debian source "
+                      "package and their files",
+                  k_exit_usage);
+    // The patches as the run applied them (sha256 of each file).
+    if (rec->patch_hashes.size() != spec.patches.size())
+      throw Fatal(spec.path + " names " + std::to_string(spec.patches.size()) + " patches; run " +
+                      std::to_string(run_id) + " built " + kernel + " with " + std::to_string(rec->patch_hashes.size()),
+                  k_exit_usage);
+    for (std::size_t i = 0; i < spec.patches.size(); ++i)
+      if (core::sha256_file(spec.patches[i]) != rec->patch_hashes[i])
+        throw Fatal(spec.patches[i] + " changed since run " + std::to_string(run_id) + " built " + kernel +
+                        " with it: the bundle would not rerun what was measured",
+                    k_exit_usage);
+    if (std::find(bundled.begin(), bundled.end(), kernel) == bundled.end()) {
+      bundled.push_back(kernel);
+      std::vector<std::string> files = files_of(spec);
+      files.push_back(spec.path);
+      for (const auto& f : files) {
+        auto rel = inside(f, paths().kernels_dir);
+        if (!rel)
+          throw Fatal(spec.path + " names " + f + ", outside " + paths().kernels_dir +
+                          ": a bundle keeps the files of kernels/ at their places",
+                      k_exit_usage);
+        fs::create_directories((top / "kernels" / *rel).parent_path());
+        fs::copy_file(f, top / "kernels" / *rel, fs::copy_options::overwrite_existing);
+      }
+    }
+    fs::create_directories(top / "built");
+    auto config = rec->paths.find("config");
+    if (config != rec->paths.end() && fs::exists(config->second))
+      fs::copy_file(config->second, top / "built" / (name + ".config"), fs::copy_options::overwrite_existing);
+    kernels.push_back({{"arm", name},
+                       {"kernel", kernel},
+                       {"variant", variant},
+                       {"build_key", rec->build_key},
+                       {"release", rec->release},
+                       {"config_hash", rec->config_hash},
+                       {"patch_hashes", rec->patch_hashes},
+                       {"source_identity", rec->source_identity}});
+  }
+
+  json manifest = {{"bundle_version", k_bundle_version},
+                   {"run", run_id},
+                   {"created_at", run->created_at},
+                   {"command", fact(*run, "command")},
+                   {"scenario", run->info.scenario_name},
+                   {"effective", effective},
+                   {"plan_seed", std::to_string(run->info.plan_seed)},
+                   {"plan_json", run->info.plan_json},
+                   {"kab_version", KAB_VERSION},
+                   {"kab_revision", run->info.kab_revision},
+                   {"kernels", kernels},
+                   {"host", host_facts(run->info)}};
+  write_text(top / "manifest.json", manifest.dump(2) + "\n");
+  const std::string target = fs::absolute(out).string();
+  fs::create_directories(fs::path(target).parent_path());
+  auto [ok, output] = proc::capture({"tar", "-C", tmp.string(), "-czf", target, k_top}, 120);
+  if (!ok) throw Fatal("tar could not write " + target + ": " + core::trim(output));
+}
+
+OpenedBundle open_bundle(const std::string& file, const std::string& dir) {
+  if (!fs::is_regular_file(file)) throw Fatal("--bundle " + file + " does not exist", k_exit_usage);
+  std::error_code ec;
+  fs::remove_all(dir, ec);
+  fs::create_directories(dir);
+  auto [ok, output] = proc::capture({"tar", "-C", dir, "-xzf", file}, 120);
+  if (!ok) throw Fatal(file + " is not a kab bundle (tar: " + core::trim(output) + ")", k_exit_usage);
+  OpenedBundle b;
+  b.dir = (fs::path(dir) / k_top).string();
+  auto text = scenario::read_file(b.dir + "/manifest.json");
+  if (!text) throw Fatal(file + " is not a kab bundle (no " + std::string(k_top) + "/manifest.json)", k_exit_usage);
+  try {
+    b.manifest = json::parse(*text);
+  } catch (const json::exception& e) {
+    throw Fatal(file + ": manifest.json does not parse: " + e.what(), k_exit_usage);
+  }
+  if (b.manifest.value("bundle_version", 0) != k_bundle_version)
+    throw Fatal(file + " is bundle version " + std::to_string(b.manifest.value("bundle_version", 0)) +
+                    "; this kab reads version " + std::to_string(k_bundle_version),
+                k_exit_usage);
+  const std::string kernels_dir = b.dir + "/kernels";
+  for (const auto& name : scenario::list_kernel_names(kernels_dir)) {
+    auto parsed = scenario::load_kernel(kernels_dir + "/" + name + ".yaml", kernels_dir);
+    if (!parsed.value) {
+      std::fputs(scenario::format_errors(parsed.errors).c_str(), stderr);
+      throw Fatal(file + ": kernel " + name + " does not load", k_exit_usage);
+    }
+    b.kernels[name] = *parsed.value;
+  }
+  scenario::Context ctx = validation_context();
+  ctx.kernels = scenario::list_kernel_names(kernels_dir);
+  auto parsed = scenario::load_scenario(b.dir + "/scenario.yaml", ctx);
+  if (!parsed.value) {
+    std::fputs(scenario::format_errors(parsed.errors).c_str(), stderr);
+    throw Fatal(file + ": its scenario does not validate here", k_exit_usage);
+  }
+  b.scenario = *parsed.value;
+  // The scenario as the run ran it.
+  const json& e = b.manifest["effective"];
+  b.scenario.arms.clear();
+  for (const auto& a : e["arms"]) b.scenario.arms.push_back({a["name"], a["kernel"], a["variant"]});
+  b.scenario.repetitions = e["repetitions"];
+  b.scenario.seed = std::stoull(e["seed"].get<std::string>());
+  b.scenario.stop.until_decided = e["until_decided"];
+  b.scenario.stop.max_samples = e["max_samples"];
+  for (const auto& a : b.scenario.arms)
+    if (!b.kernels.count(a.kernel)) throw Fatal(file + ": arm " + a.name + "'s kernel " + a.kernel + " is not in it", k_exit_usage);
+  // The same plan, byte for byte, or it would not rerun what was measured.
+  const std::string plan = plan_json(b.scenario, core::make_plan(b.scenario)).dump();
+  if (plan != b.manifest["plan_json"].get<std::string>())
+    throw Fatal(file + ": the scenario it holds plans other samples here than run " +
+                    std::to_string(b.manifest["run"].get<long long>()) + " ran (kab " +
+                    b.manifest["kab_version"].get<std::string>() + " made it; this is kab " + KAB_VERSION + ")",
+                k_exit_usage);
+  return b;
+}
+
+std::vector<std::string> bundle_differences(const json& manifest, const store::RunInfo& here) {
+  std::vector<std::string> out;
+  const json there = manifest["host"], now = host_facts(here);
+  for (const auto& [k, v] : there.items()) {
+    const json mine = now.contains(k) ? now[k] : json("-");
+    if (mine != v) {
+      auto text = [](const json& j) { return j.is_string() ? j.get<std::string>() : j.dump(); };
+      out.push_back(k + ": " + text(v) + " there, " + text(mine) + " here");
+    }
+  }
+  for (const auto& [k, v] : now.items())
+    if (!there.contains(k)) out.push_back(k + ": - there, " + (v.is_string() ? v.get<std::string>() : v.dump()) + " here");
+  return out;
+}
+
+}  // namespace kab::cli

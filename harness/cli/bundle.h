@@ -1,0 +1,48 @@
+// A comparison's bundle: what `kab compare --bundle FILE.tar.gz` needs to run
+// it again on another machine, and nothing that existed only on the author's.
+//
+//   kab-bundle/manifest.json     run, plan (as stored, byte for byte), seed, arms,
+//                                each kernel's build facts, kab's version, the host
+//   kab-bundle/scenario.yaml     the scenario as run (its job file beside it as job.fio)
+//   kab-bundle/kernels/…         each arm's kernel definition and every file it
+//                                names (patches, series, config fragments), at
+//                                their places under kernels/
+//   kab-bundle/built/ARM.config  the final .config each arm's kernel was built with
+//
+// Made with `tar`; read back by extracting into a directory of its own.
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <nlohmann/json.hpp>
+#include <string>
+#include <vector>
+
+#include "core/model.h"
+#include "store/store.h"
+
+namespace kab::cli {
+
+inline constexpr int k_bundle_version = 1;
+
+// Writes run RUN of DB as a bundle to OUT (a .tar.gz). Throws Fatal (exit 2)
+// when the run cannot be bundled: a kernel from a git tree or a tarball, a
+// file outside kernels/, a patch that changed since the run built it.
+void write_bundle(store::ResultStore& db, std::int64_t run, const std::string& out);
+
+struct OpenedBundle {
+  std::string dir;                     // where it was extracted (kab-bundle/)
+  nlohmann::json manifest;
+  core::Scenario scenario;             // as run: the arms, repetitions, seed and stop of the run
+  std::map<std::string, core::KernelSpec> kernels;   // by name, read from the bundle
+};
+
+// Extracts FILE into DIR (created; emptied first) and reads it. Throws Fatal
+// (exit 2) naming what is wrong with it, and when the scenario it holds does
+// not plan byte for byte the samples the bundle recorded.
+OpenedBundle open_bundle(const std::string& file, const std::string& dir);
+
+// The facts of the bundle's host that differ here: "accelerator: kvm there, tcg here".
+std::vector<std::string> bundle_differences(const nlohmann::json& manifest, const store::RunInfo& here);
+
+}  // namespace kab::cli
