@@ -118,10 +118,7 @@ PreparedGate prepare_gate(const GateOptions& options) {
 }
 
 bool failed_by_platform(const core::Sample& s) {
-  const std::string& why = s.health.reason;
-  return s.health.status == core::SampleStatus::failed &&
-         (core::starts_with(why, "backend did not start") || core::starts_with(why, "hypervisor: ") ||
-          core::starts_with(why, "the backend died"));
+  return s.health.status != core::SampleStatus::ok && s.health.failed_by == core::FailedBy::platform;
 }
 
 GateOutcome run_gate(const PreparedGate& g) {

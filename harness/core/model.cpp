@@ -28,6 +28,19 @@ std::string to_string(SampleStatus s) {
   return "failed";
 }
 
+std::string to_string(FailedBy f) {
+  switch (f) {
+    case FailedBy::none: return "";
+    case FailedBy::guest: return "guest";
+    case FailedBy::platform: return "platform";
+  }
+  return "";
+}
+
+FailedBy failed_by_from(const std::string& s) {
+  return s == "guest" ? FailedBy::guest : s == "platform" ? FailedBy::platform : FailedBy::none;
+}
+
 std::optional<SampleStatus> sample_status_from(const std::string& s) {
   for (auto st : {SampleStatus::ok, SampleStatus::unhealthy, SampleStatus::timeout, SampleStatus::crashed,
                   SampleStatus::failed})

@@ -53,9 +53,11 @@ Sample Orchestrator::run_one(const PlannedSample& ps, const RunSettings& st) {
   s.noise = st.noise;
   const double t0 = m_p.host->now_s();
 
+  // Before the guest runs, only the platform can fail a sample.
   auto fail = [&](SampleStatus status, const std::string& reason) {
     s.health.status = status;
     s.health.reason = reason;
+    s.health.failed_by = FailedBy::platform;
     s.total_s = m_p.host->now_s() - t0;
     return s;
   };
@@ -106,9 +108,11 @@ Sample Orchestrator::run_one(const PlannedSample& ps, const RunSettings& st) {
   req.backend_alive = [&backend] { return backend->alive(); };
 
   GuestOutcome out;
+  bool hypervisor_failed = false;
   try {
     out = m_p.hypervisor->run(req);
   } catch (const std::exception& e) {
+    hypervisor_failed = true;
     // Hypervisors report guest failures as outcomes; anything thrown is the
     // platform failing (libvirt gone, a spawn error): this sample failed, the run goes on.
     out = GuestOutcome{};
@@ -143,6 +147,10 @@ Sample Orchestrator::run_one(const PlannedSample& ps, const RunSettings& st) {
     // The hypervisor ended the guest because its backend died: say why it died.
     s.health.reason += "; its log ends: " + tail_lines(m_p.read_file(bh.log_path), 3);
   }
+  if (s.health.status != SampleStatus::ok)
+    s.health.failed_by = hypervisor_failed || (!backend_alive && out.end == GuestOutcome::End::failed)
+                             ? FailedBy::platform
+                             : FailedBy::guest;
   if (s.health.status != SampleStatus::ok && s.health.status != SampleStatus::unhealthy)
     s.health.findings.push_back("console tail:\n" + tail_lines(s.console_log, 20));
   // Health: a finished sample whose kernel complained is kept but marked.
@@ -150,6 +158,7 @@ Sample Orchestrator::run_one(const PlannedSample& ps, const RunSettings& st) {
   if (!findings.empty()) {
     if (s.health.status == SampleStatus::ok) {
       s.health.status = SampleStatus::unhealthy;
+      s.health.failed_by = FailedBy::guest;
       // The "cut here" banner says nothing; the line after it names the problem.
       std::string first = findings.front();
       for (const auto& f : findings)

@@ -45,9 +45,18 @@ struct HostUsage {
   long minor_faults = 0, major_faults = 0;
 };
 
+// What a sample that is not ok failed on: the guest (its kernel, the
+// workload: a finding, a crash, a hang, fio failing) or the platform under it
+// (the backend did not start or died, the hypervisor, the harness) — which
+// says nothing of the kernel. none when ok, or for samples stored before it was kept.
+enum class FailedBy { none, guest, platform };
+std::string to_string(FailedBy f);   // "", "guest", "platform"
+FailedBy failed_by_from(const std::string& s);
+
 struct Health {
   SampleStatus status = SampleStatus::ok;
   std::string reason;                   // "" when ok
+  FailedBy failed_by = FailedBy::none;
   std::vector<std::string> findings;    // matching console lines
 };
 

@@ -126,6 +126,9 @@ ALTER TABLE samples ADD COLUMN write_iops REAL DEFAULT 0;
 ALTER TABLE kernels ADD COLUMN source_name TEXT NOT NULL DEFAULT '';
 ALTER TABLE kernels ADD COLUMN patch_labels_json TEXT NOT NULL DEFAULT '[]';
 )sql"},
+      {5, "what a sample that is not ok failed on: guest or platform ('' for older samples and ok ones)", R"sql(
+ALTER TABLE samples ADD COLUMN failed_by TEXT NOT NULL DEFAULT '' CHECK (failed_by IN ('', 'guest', 'platform'));
+)sql"},
   };
   return k_migrations;
 }

@@ -202,7 +202,7 @@ const char* const k_sample_columns[] = {
     "nr_writeback_temp_peak", "guest_sys_s", "guest_user_s", "vmstat_delta_json", "backend_user_s",
     "backend_sys_s", "backend_minor_faults", "backend_major_faults", "vm_user_s", "vm_sys_s",
     "vm_minor_faults", "vm_major_faults", "backend_cmdline", "kernel_build_key", "host_load_before",
-    "host_load_after", "host_steal_pct", "noise", "started_at", "stored_at",
+    "host_load_after", "host_steal_pct", "noise", "started_at", "stored_at", "failed_by",
 };
 
 const char* const k_run_columns[] = {
@@ -547,6 +547,7 @@ std::int64_t ResultStore::add_sample(const core::Sample& x) {
       .bind(":repetition", x.repetition)
       .bind(":status", core::to_string(x.health.status))
       .bind(":reason", x.health.reason)
+      .bind(":failed_by", core::to_string(x.health.failed_by))
       .bind(":findings_json", encode_string_list(x.health.findings))
       .bind(":boot_s", x.boot_s)
       .bind(":fio_s", x.fio_s)
@@ -627,6 +628,7 @@ core::Sample read_sample(ResultStore::Db& db, Stmt& s) {
   x.repetition = static_cast<int>(s.int64("repetition"));
   x.health.status = core::sample_status_from(s.text("status")).value_or(core::SampleStatus::failed);
   x.health.reason = s.text("reason");
+  x.health.failed_by = core::failed_by_from(s.text("failed_by"));
   x.health.findings = decoded(db, decode_string_list(s.text("findings_json")), what + " findings");
   x.boot_s = s.real("boot_s");
   x.fio_s = s.real("fio_s");

@@ -35,7 +35,7 @@ struct sqlite3;
 namespace kab::store {
 
 // The schema version this code writes (PRAGMA user_version).
-inline constexpr int k_schema_version = 4;
+inline constexpr int k_schema_version = 5;
 // PRAGMA application_id of a kab database ("kab" + 1).
 inline constexpr int k_application_id = 0x6b616201;
 

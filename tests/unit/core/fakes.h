@@ -103,9 +103,10 @@ class FakeHypervisor : public Hypervisor {
 
 class FakeBackend : public Backend {
  public:
-  FakeBackend(bool dies, int* live) : m_dies(dies), m_live(live) {}
+  FakeBackend(bool dies, int* live, bool refuses = false) : m_dies(dies), m_refuses(refuses), m_live(live) {}
   ~FakeBackend() override { stop(); }
   BackendHandle start(const BackendSpec& spec, const std::string& work) override {
+    if (m_refuses) throw std::runtime_error("socket " + work + "/sock: address in use");
     ++*m_live;
     m_running = true;
     std::string cpus;
@@ -120,7 +121,7 @@ class FakeBackend : public Backend {
   }
 
  private:
-  bool m_dies;
+  bool m_dies, m_refuses;
   int* m_live;
   bool m_running = false;
 };

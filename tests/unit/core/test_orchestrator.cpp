@@ -48,8 +48,9 @@ struct Rig {
     p.hypervisor = hv.get();
     int counter = 0;
     p.make_backend = [this, counter](const BackendSpec&) mutable {
-      bool dies = backend_dies_at.find("backend-dies@" + std::to_string(counter++)) != std::string::npos;
-      return std::unique_ptr<Backend>(new FakeBackend(dies, &live_backends));
+      bool dies = backend_dies_at.find("backend-dies@" + std::to_string(counter)) != std::string::npos;
+      bool refuses = backend_dies_at.find("backend-refuses@" + std::to_string(counter++)) != std::string::npos;
+      return std::unique_ptr<Backend>(new FakeBackend(dies, &live_backends, refuses));
     };
     p.sample_image = [](const PlannedSample&, const std::string& job, const std::string& work) {
       return work + "/initrd.cpio";
@@ -77,6 +78,7 @@ TEST_CASE("orchestrator stores every sample with its provenance", "[orchestrator
   REQUIRE(rig.sink.samples.size() == 6);
   for (const auto& s : rig.sink.samples) {
     CHECK(s.health.status == SampleStatus::ok);
+    CHECK(s.health.failed_by == FailedBy::none);
     CHECK(s.run_id == 7);
     CHECK(s.backend_cmdline == "fake-backend --name virtiofsd");
     CHECK(s.kernel_build_key == (s.arm == "stock" ? "k-stock" : "k-rfc"));
@@ -96,6 +98,7 @@ TEST_CASE("orchestrator records failures as outcomes, not exceptions", "[orchest
     const Sample& s = rig.sink.samples[3];
     CHECK(s.health.status == SampleStatus::timeout);
     CHECK(s.health.reason == "guest did not finish in 120 s");
+    CHECK(s.health.failed_by == FailedBy::guest);
     REQUIRE_FALSE(s.health.findings.empty());
     CHECK(s.health.findings.back().find("console tail:") == 0);
     CHECK(rig.live_backends == 0);
@@ -107,6 +110,7 @@ TEST_CASE("orchestrator records failures as outcomes, not exceptions", "[orchest
     CHECK(sum.by_status[SampleStatus::crashed] == 4);
     const Sample& s = rig.sink.samples[2];
     CHECK(s.health.reason == "kernel panic");
+    CHECK(s.health.failed_by == FailedBy::guest);
     bool named = false;
     for (const auto& f : s.health.findings) named = named || f.find("Kernel panic - not syncing") != std::string::npos;
     CHECK(named);
@@ -121,8 +125,20 @@ TEST_CASE("orchestrator records failures as outcomes, not exceptions", "[orchest
     CHECK(s.health.status == SampleStatus::failed);
     CHECK(s.health.reason ==
           "the backend died while the guest ran; its log ends: virtio_loop: Entry\nvirtio_loop: Unexpected poll revents 11\n");
+    CHECK(s.health.failed_by == FailedBy::platform);   // nothing said of the kernel
     CHECK(rig.sink.samples[0].health.status == SampleStatus::ok);
     CHECK(rig.sink.samples[2].health.status == SampleStatus::ok);
+    CHECK(rig.live_backends == 0);
+  }
+  SECTION("a backend that does not start fails its sample on the platform, the run goes on") {
+    Rig rig("backend-refuses@4");
+    auto sum = rig.run();
+    CHECK(sum.stored == 6);
+    const Sample& s = rig.sink.samples[4];
+    CHECK(s.health.status == SampleStatus::failed);
+    CHECK(s.health.reason == "backend did not start: socket /work/sample-4/sock: address in use");
+    CHECK(s.health.failed_by == FailedBy::platform);
+    CHECK(rig.sink.samples[5].health.status == SampleStatus::ok);
     CHECK(rig.live_backends == 0);
   }
   SECTION("a kernel WARNING marks a finished sample unhealthy, kept") {
@@ -131,6 +147,7 @@ TEST_CASE("orchestrator records failures as outcomes, not exceptions", "[orchest
     const Sample& s = rig.sink.samples[0];
     CHECK(s.health.status == SampleStatus::unhealthy);
     CHECK(s.health.reason.find("kernel log: ") == 0);
+    CHECK(s.health.failed_by == FailedBy::guest);
     CHECK(s.health.reason.find("WARNING: ") != std::string::npos);
     CHECK(s.fio.bw_bytes == 100 << 20);
   }

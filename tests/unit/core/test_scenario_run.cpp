@@ -353,6 +353,7 @@ TEST_CASE("scenario run: a hypervisor that throws fails its sample, the run goes
   const Sample& s = rig.store.samples[2];
   CHECK(s.health.status == SampleStatus::failed);
   CHECK(s.health.reason == "hypervisor: libvirt: connection reset");
+  CHECK(s.health.failed_by == FailedBy::platform);
   CHECK(rig.live_backends == 0);
   CHECK(rig.store.samples[3].health.status == SampleStatus::ok);
 }

@@ -92,6 +92,7 @@ core::Sample full_sample(std::int64_t run_id, int index) {
   s.repetition = 3;
   s.health.status = core::SampleStatus::unhealthy;
   s.health.reason = "WARNING in fuse_writepage_end";
+  s.health.failed_by = core::FailedBy::guest;
   s.health.findings = {"[   12.345] WARNING: CPU: 0 PID: 1 at fs/fuse/file.c:1234", "tab\there \"quoted\" \\ µs ✓",
                        ""};
   s.fio = {754.0 * 1048576 + 0.1, 754.3, 500.25 * 1048576, 500.5, 254.0 * 1048576 + 0.1, 253.8,
@@ -139,7 +140,7 @@ core::Sample small_sample(std::int64_t run_id, int index) {
 
 // A new field in core::Sample needs a column (a migration), a line in
 // add_sample/read_sample and one in check_same; this trips when it is missed.
-static_assert(sizeof(core::Sample) == 864, "core::Sample changed: store the new field and check it below");
+static_assert(sizeof(core::Sample) == 872, "core::Sample changed: store the new field and check it below");
 
 void check_same(const core::Sample& a, const core::Sample& b) {
   CHECK(a.run_id == b.run_id);
@@ -153,6 +154,7 @@ void check_same(const core::Sample& a, const core::Sample& b) {
   CHECK(a.repetition == b.repetition);
   CHECK(a.health.status == b.health.status);
   CHECK(a.health.reason == b.health.reason);
+  CHECK(a.health.failed_by == b.health.failed_by);
   CHECK(a.health.findings == b.health.findings);
   CHECK(a.fio.bw_bytes == b.fio.bw_bytes);
   CHECK(a.fio.iops == b.fio.iops);
