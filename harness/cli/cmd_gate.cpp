@@ -81,6 +81,15 @@ int cmd_gate(const std::vector<std::string>& args) {
     total_s += r.sample.total_s;
   }
   const bool passed = outcome.passed();
+  // Whether reclaim ran in the guest (the pressure family is there for it):
+  // pages scanned and stolen by kswapd and direct reclaim, pages reclaim wrote
+  // back itself, direct-reclaim stalls — deltas over the sample's fio run.
+  auto sum = [](const core::Sample& smp, const std::string& prefix) {
+    double n = 0;
+    for (const auto& [k, v] : smp.guest.vmstat_delta)
+      if (core::starts_with(k, prefix)) n += v;
+    return static_cast<long long>(n);
+  };
   const std::size_t runs = outcome.runs.size();
   if (json) {
     nlohmann::ordered_json j{{"kernel", kernel},       {"variant", variant},   {"build_key", build_key},
@@ -100,18 +109,24 @@ int cmd_gate(const std::vector<std::string>& args) {
                                                                                           : ex.lines},
                               {"fio_s", r.sample.fio_s},
                               {"boot_s", r.sample.boot_s},
+                              {"reclaim", {{"pgscan", sum(r.sample, "pgscan_")},
+                                           {"pgsteal", sum(r.sample, "pgsteal_")},
+                                           {"nr_vmscan_write", sum(r.sample, "nr_vmscan_write")},
+                                           {"allocstall", sum(r.sample, "allocstall_")}}},
                               {"rerun", rerun(r)}});
     }
     std::cout << j.dump(2) << "\n";
   } else {
     std::printf("gate %s, build %s: fio %d s per family and backend\n", arm_text.c_str(), build_key.substr(0, 12).c_str(),
                 run.runtime_s);
-    std::printf("  %-10s %-10s %-9s %6s %6s  %s\n", "family", "backend", "result", "fio s", "boot s", "run");
+    std::printf("  %-10s %-10s %-9s %6s %6s %10s  %s\n", "family", "backend", "result", "fio s", "boot s",
+                "reclaimed", "run");
     for (const auto& r : results)
-      std::printf("  %-10s %-10s %-9s %6.1f %6.1f  %lld\n", r.family.c_str(), r.backend.c_str(),
+      std::printf("  %-10s %-10s %-9s %6.1f %6.1f %10lld  %lld\n", r.family.c_str(), r.backend.c_str(),
                   r.sample.health.status == core::SampleStatus::ok ? "clean"
                                                                     : core::to_string(r.sample.health.status).c_str(),
-                  r.sample.fio_s, r.sample.boot_s, static_cast<long long>(r.run));
+                  r.sample.fio_s, r.sample.boot_s, sum(r.sample, "pgsteal_"), static_cast<long long>(r.run));
+    std::printf("  (reclaimed: pages kswapd and direct reclaim freed in the guest while fio ran)\n");
     for (const auto& r : results) {
       if (r.sample.health.status == core::SampleStatus::ok) continue;
       std::printf("\n%s on %s (run %lld): %s\n", r.family.c_str(), r.backend.c_str(), static_cast<long long>(r.run),

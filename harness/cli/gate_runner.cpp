@@ -90,8 +90,9 @@ PreparedGate prepare_gate(const GateOptions& options) {
   g.run.backends = g.backends;
   g.run.runtime_s = std::max(3, static_cast<int>(std::floor(options.total_s / g.cells)));
   // The job's time-based phase, its checks (each bounded by the same runtime),
-  // and a debug kernel's boot under TCG.
-  g.run.timeout_s = 3 * g.run.runtime_s + 600;
+  // and a debug kernel's boot under TCG (10-25 s) with room to spare: a hang
+  // (the hung-task detector reports one after 30 s) costs this much a check.
+  g.run.timeout_s = 3 * g.run.runtime_s + 300;
 
   scenario::Context ctx = validation_context();
   ctx.min_arms = 1;

@@ -54,6 +54,21 @@ ConsoleExcerpt console_excerpt(const std::string& text, std::size_t max_lines) {
   return out;
 }
 
+std::string console_hung_task(const std::string& text) {
+  static const std::regex re(R"(INFO: task .* blocked for more than)");
+  for (auto& line : console_lines(text))
+    if (std::regex_search(line, re)) return line;
+  return "";
+}
+
+void stopped_for_hung_task(GuestOutcome& out, const std::string& hung_line, double at_s, double timeout_s) {
+  out.end = GuestOutcome::End::timeout;
+  std::string line = hung_line;
+  if (auto at = line.find("INFO: task "); at != std::string::npos) line = line.substr(at);
+  out.reason = "the kernel reported a hung task (" + line + "); stopped at " + std::to_string(static_cast<int>(at_s)) +
+               " s, not at the " + std::to_string(static_cast<int>(timeout_s)) + " s timeout";
+}
+
 bool console_has_panic(const std::string& text) {
   return text.find("Kernel panic - not syncing") != std::string::npos;
 }

@@ -286,7 +286,8 @@ core::GuestOutcome LibvirtHypervisor::run(const core::GuestRequest& req) {
 
 
   bool timed_out = false, interrupted = false, backend_died = false;
-  while (true) {
+  std::string hung;   // the kernel's hung-task report: the guest will not finish
+  for (int tick = 1;; ++tick) {
     int state = 0, reason = 0;
     if (virDomainGetState(dom, &state, &reason, 0) < 0 || state == VIR_DOMAIN_SHUTOFF || state == VIR_DOMAIN_CRASHED)
       break;
@@ -299,6 +300,7 @@ core::GuestOutcome LibvirtHypervisor::run(const core::GuestRequest& req) {
       timed_out = true;
       break;
     }
+    if (tick % 20 == 0 && !(hung = core::console_hung_task(core::read_text(out.console_path))).empty()) break;
     if (req.backend_alive && !req.backend_alive()) {
       // Give a guest that is powering off (and so closing the share) a moment to finish.
       std::this_thread::sleep_for(std::chrono::milliseconds(500));
@@ -322,6 +324,7 @@ core::GuestOutcome LibvirtHypervisor::run(const core::GuestRequest& req) {
   const bool completed = report.find("KAB-END") != std::string::npos;
   core::classify_guest_end(out, interrupted, timed_out, req.guest.timeout_s, backend_died, console, completed,
                            "guest stopped without the agent's record");
+  if (!hung.empty() && !completed) core::stopped_for_hung_task(out, hung, out.total_s, req.guest.timeout_s);
   if (!released && out.end != core::GuestOutcome::End::completed)
     out.reason += " (its serial logs were still held open 10 s after it stopped)";
   return out;

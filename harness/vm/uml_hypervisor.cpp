@@ -124,6 +124,7 @@ core::GuestOutcome UmlHypervisor::run(const core::GuestRequest& req) {
 
   bool timed_out = false, interrupted = false, backend_died = false, exited = false;
   double record_seen = 0, panic_seen = 0;
+  std::string hung;   // the kernel's hung-task report: the guest will not finish
   for (int tick = 0;; ++tick) {
     if (child.wait(0.05)) {
       exited = true;
@@ -150,6 +151,7 @@ core::GuestOutcome UmlHypervisor::run(const core::GuestRequest& req) {
     if (tick % 10 == 9) {
       if (record_seen == 0 && record_complete(out.report_path)) record_seen = core::now_s();
       if (panic_seen == 0 && core::console_has_panic(core::read_text(out.console_path))) panic_seen = core::now_s();
+      if (record_seen == 0 && !(hung = core::console_hung_task(core::read_text(out.console_path))).empty()) break;
     }
     if (record_seen > 0 && core::now_s() - record_seen > 5) break;
     // A panicked UML normally aborts at once; one that lingers is ended.
@@ -170,6 +172,7 @@ core::GuestOutcome UmlHypervisor::run(const core::GuestRequest& req) {
   const proc::Result& r = child.result();
   core::classify_guest_end(out, interrupted, timed_out, req.guest.timeout_s, backend_died, console, completed,
                            "UML guest " + r.describe() + " without the agent's record");
+  if (!hung.empty() && !completed) core::stopped_for_hung_task(out, hung, out.total_s, req.guest.timeout_s);
   return out;
 }
 

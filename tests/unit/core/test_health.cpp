@@ -63,3 +63,20 @@ TEST_CASE("a dead guest's console is shown from its first finding, else its end"
   CHECK(console_excerpt("", 8).lines.empty());
   CHECK(console_excerpt("a\r\nb\r\n", 8).lines == std::vector<std::string>{"a", "b"});
 }
+
+TEST_CASE("a hung task is found as it is reported, and the guest's end says so", "[health][hang]") {
+  const std::string text = console("hung-task.txt");
+  CHECK(console_hung_task(text) == "[   63.839585] INFO: task fio:58 blocked for more than 30 seconds.");
+  CHECK(console_hung_task(console("ok.txt")).empty());
+  CHECK(console_hung_task(console("warning.txt")).empty());
+  // The line may be mid-stream with a \r from the serial line.
+  CHECK(console_hung_task("[ 1.0] boot\r\n[ 40.5] INFO: task kworker/u4:1:31 blocked for more than 30 seconds.\r\n") ==
+        "[ 40.5] INFO: task kworker/u4:1:31 blocked for more than 30 seconds.");
+  GuestOutcome out;
+  classify_guest_end(out, false, false, 345, false, text, false, "guest stopped without the agent's record");
+  stopped_for_hung_task(out, console_hung_task(text), 64.7, 345);
+  CHECK(out.end == GuestOutcome::End::timeout);
+  CHECK(out.reason ==
+        "the kernel reported a hung task (INFO: task fio:58 blocked for more than 30 seconds.); stopped at 64 s, not at "
+        "the 345 s timeout");
+}
