@@ -68,7 +68,10 @@ json host_facts(const store::RunInfo& i) {
 
 }  // namespace
 
-void write_bundle(store::ResultStore& db, std::int64_t run_id, const std::string& out) {
+OpenedBundle read_bundle(const std::string& file, const std::string& dir);
+
+void write_bundle(store::ResultStore& db, std::int64_t run_id, const std::string& out,
+                  const std::map<std::string, core::KernelSpec>& used, const std::string& kernels_dir) {
   auto run = db.run(run_id);
   if (!run) throw Fatal("no run " + std::to_string(run_id) + " in " + db.path().string(), k_exit_usage);
   const std::string effective_text = fact(*run, "scenario.effective");
@@ -92,18 +95,25 @@ void write_bundle(store::ResultStore& db, std::int64_t run_id, const std::string
     }
   } cleanup{tmp};
 
-  // The scenario as stored, its job file beside it.
-  std::string scenario_text = run->info.scenario_text;
+  // The scenario as the run ran it: its arms (a command's --base and
+  // --candidate replace the file's), its job file beside it.
+  YAML::Node root = YAML::Load(run->info.scenario_text);
+  YAML::Node arms(YAML::NodeType::Map);
+  for (const auto& a : effective["arms"]) {
+    YAML::Node arm;
+    arm["kernel"] = a["kernel"].get<std::string>();
+    if (!a["variant"].get<std::string>().empty()) arm["variant"] = a["variant"].get<std::string>();
+    arms[a["name"].get<std::string>()] = arm;
+  }
+  root["arms"] = arms;
   if (const std::string job = fact(*run, "job_file_text"); !job.empty()) {
-    YAML::Node root = YAML::Load(scenario_text);
     root["fio"]["job_file"] = "job.fio";
-    YAML::Emitter e;
-    e << root;
-    scenario_text = "# " + run->info.scenario_name + " as run " + std::to_string(run_id) +
-                    " ran it; its job file is job.fio\n" + std::string(e.c_str()) + "\n";
     write_text(top / "job.fio", job);
   }
-  write_text(top / "scenario.yaml", scenario_text);
+  YAML::Emitter emitted;
+  emitted << root;
+  write_text(top / "scenario.yaml", "# " + run->info.scenario_name + " as run " + std::to_string(run_id) + " ran it\n" +
+                                        std::string(emitted.c_str()) + "\n");
 
   // Each arm's kernel: its definition as today, checked against what the run built.
   const auto samples = db.samples(run_id, store::WithArtifacts::no);
@@ -117,7 +127,16 @@ void write_bundle(store::ResultStore& db, std::int64_t run_id, const std::string
                   k_exit_usage);
     auto rec = db.kernel(smp->kernel_build_key);
     if (!rec) throw Fatal("run " + std::to_string(run_id) + ": kernel " + smp->kernel_build_key + " is not recorded");
-    const core::KernelSpec spec = load_kernel_or_exit(kernel);
+    auto made = used.find(kernel);
+    core::KernelSpec spec;
+    if (made != used.end()) {
+      spec = made->second;
+    } else {
+      auto parsed = scenario::load_kernel(kernels_dir + "/" + kernel + ".yaml", kernels_dir);
+      if (!parsed.value) throw Fatal("kernel " + kernel + ": no definition " + kernels_dir + "/" + kernel + ".yaml to bundle",
+                                     k_exit_usage);
+      spec = *parsed.value;
+    }
     if (!spec.git_repo.empty() || !core::starts_with(spec.source, "linux-source-"))
       throw Fatal("kernel " + kernel + " builds from " + spec.source +
                       ", which exists only on this machine; a bundle holds kernel definitions of a Debian source "
@@ -138,9 +157,9 @@ void write_bundle(store::ResultStore& db, std::int64_t run_id, const std::string
       std::vector<std::string> files = files_of(spec);
       files.push_back(spec.path);
       for (const auto& f : files) {
-        auto rel = inside(f, paths().kernels_dir);
+        auto rel = inside(f, kernels_dir);
         if (!rel)
-          throw Fatal(spec.path + " names " + f + ", outside " + paths().kernels_dir +
+          throw Fatal(spec.path + " names " + f + ", outside " + kernels_dir +
                           ": a bundle keeps the files of kernels/ at their places",
                       k_exit_usage);
         fs::create_directories((top / "kernels" / *rel).parent_path());
@@ -185,8 +204,29 @@ OpenedBundle open_bundle(const std::string& file, const std::string& dir) {
   std::error_code ec;
   fs::remove_all(dir, ec);
   fs::create_directories(dir);
-  auto [ok, output] = proc::capture({"tar", "-C", dir, "-xzf", file}, 120);
+  // Only directories and regular files, all under kab-bundle/: a link could
+  // make kab read (and build with) a file of this machine.
+  auto [listed, members] = proc::capture({"tar", "-tvzf", file}, 120);
+  if (!listed) throw Fatal(file + " is not a kab bundle (tar: " + core::trim(members) + ")", k_exit_usage);
+  for (const auto& line : core::split(members, '\n')) {
+    if (core::trim(line).empty()) continue;
+    if (line[0] != '-' && line[0] != 'd')
+      throw Fatal(file + " holds something other than files and directories: " + core::trim(line), k_exit_usage);
+  }
+  auto [ok, output] = proc::capture({"tar", "-C", dir, "--no-same-owner", "--no-same-permissions", "-xzf", file}, 120);
   if (!ok) throw Fatal(file + " is not a kab bundle (tar: " + core::trim(output) + ")", k_exit_usage);
+  try {
+    return read_bundle(file, dir);
+  } catch (const json::exception& e) {
+    throw Fatal(file + ": its manifest is not what kab writes: " + e.what(), k_exit_usage);
+  } catch (const std::invalid_argument& e) {
+    throw Fatal(file + ": its manifest is not what kab writes: " + e.what(), k_exit_usage);
+  } catch (const std::out_of_range& e) {
+    throw Fatal(file + ": its manifest is not what kab writes: " + e.what(), k_exit_usage);
+  }
+}
+
+OpenedBundle read_bundle(const std::string& file, const std::string& dir) {
   OpenedBundle b;
   b.dir = (fs::path(dir) / k_top).string();
   auto text = scenario::read_file(b.dir + "/manifest.json");
@@ -200,6 +240,15 @@ OpenedBundle open_bundle(const std::string& file, const std::string& dir) {
     throw Fatal(file + " is bundle version " + std::to_string(b.manifest.value("bundle_version", 0)) +
                     "; this kab reads version " + std::to_string(k_bundle_version),
                 k_exit_usage);
+  // The facts kab compare reads from it, of the types it reads them as.
+  b.manifest.at("run").get<long long>();
+  b.manifest.at("created_at").get<std::string>();
+  b.manifest.at("scenario").get<std::string>();
+  b.manifest.at("host").get<json::object_t>();
+  for (const auto& k : b.manifest.at("kernels")) {
+    k.at("arm").get<std::string>();
+    k.at("config_hash").get<std::string>();
+  }
   const std::string kernels_dir = b.dir + "/kernels";
   for (const auto& name : scenario::list_kernel_names(kernels_dir)) {
     auto parsed = scenario::load_kernel(kernels_dir + "/" + name + ".yaml", kernels_dir);
@@ -207,7 +256,14 @@ OpenedBundle open_bundle(const std::string& file, const std::string& dir) {
       std::fputs(scenario::format_errors(parsed.errors).c_str(), stderr);
       throw Fatal(file + ": kernel " + name + " does not load", k_exit_usage);
     }
-    b.kernels[name] = *parsed.value;
+    // What kab bundles, nothing else: a Debian source package, files of the bundle.
+    const core::KernelSpec& k = *parsed.value;
+    if (!k.git_repo.empty() || !core::starts_with(k.source, "linux-source-"))
+      throw Fatal(file + ": kernel " + name + " builds from " + k.source + ", not a Debian source package", k_exit_usage);
+    for (const auto& f : files_of(k))
+      if (!inside(f, kernels_dir) || !fs::is_regular_file(f))
+        throw Fatal(file + ": kernel " + name + " names " + f + ", which is not a file of the bundle", k_exit_usage);
+    b.kernels[name] = k;
   }
   scenario::Context ctx = validation_context();
   ctx.kernels = scenario::list_kernel_names(kernels_dir);
@@ -218,28 +274,30 @@ OpenedBundle open_bundle(const std::string& file, const std::string& dir) {
   }
   b.scenario = *parsed.value;
   // The scenario as the run ran it.
-  const json& e = b.manifest["effective"];
+  const json& e = b.manifest.at("effective");
   b.scenario.arms.clear();
-  for (const auto& a : e["arms"]) b.scenario.arms.push_back({a["name"], a["kernel"], a["variant"]});
-  b.scenario.repetitions = e["repetitions"];
-  b.scenario.seed = std::stoull(e["seed"].get<std::string>());
-  b.scenario.stop.until_decided = e["until_decided"];
-  b.scenario.stop.max_samples = e["max_samples"];
+  for (const auto& a : e.at("arms"))
+    b.scenario.arms.push_back({a.at("name").get<std::string>(), a.at("kernel").get<std::string>(),
+                               a.at("variant").get<std::string>()});
+  b.scenario.repetitions = e.at("repetitions").get<int>();
+  b.scenario.seed = std::stoull(e.at("seed").get<std::string>());
+  b.scenario.stop.until_decided = e.at("until_decided").get<bool>();
+  b.scenario.stop.max_samples = e.at("max_samples").get<int>();
   for (const auto& a : b.scenario.arms)
     if (!b.kernels.count(a.kernel)) throw Fatal(file + ": arm " + a.name + "'s kernel " + a.kernel + " is not in it", k_exit_usage);
   // The same plan, byte for byte, or it would not rerun what was measured.
   const std::string plan = plan_json(b.scenario, core::make_plan(b.scenario)).dump();
-  if (plan != b.manifest["plan_json"].get<std::string>())
+  if (plan != b.manifest.at("plan_json").get<std::string>())
     throw Fatal(file + ": the scenario it holds plans other samples here than run " +
-                    std::to_string(b.manifest["run"].get<long long>()) + " ran (kab " +
-                    b.manifest["kab_version"].get<std::string>() + " made it; this is kab " + KAB_VERSION + ")",
+                    std::to_string(b.manifest.at("run").get<long long>()) + " ran (kab " +
+                    b.manifest.at("kab_version").get<std::string>() + " made it; this is kab " + KAB_VERSION + ")",
                 k_exit_usage);
   return b;
 }
 
 std::vector<std::string> bundle_differences(const json& manifest, const store::RunInfo& here) {
   std::vector<std::string> out;
-  const json there = manifest["host"], now = host_facts(here);
+  const json there = manifest.value("host", json::object()), now = host_facts(here);
   for (const auto& [k, v] : there.items()) {
     const json mine = now.contains(k) ? now[k] : json("-");
     if (mine != v) {

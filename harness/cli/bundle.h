@@ -25,10 +25,13 @@ namespace kab::cli {
 
 inline constexpr int k_bundle_version = 1;
 
-// Writes run RUN of DB as a bundle to OUT (a .tar.gz). Throws Fatal (exit 2)
-// when the run cannot be bundled: a kernel from a git tree or a tarball, a
-// file outside kernels/, a patch that changed since the run built it.
-void write_bundle(store::ResultStore& db, std::int64_t run, const std::string& out);
+// Writes run RUN of DB as a bundle to OUT (a .tar.gz). The kernel definitions
+// are those in USED (the ones a command made or read from a bundle, whose
+// files live under KERNELS_DIR), else KERNELS_DIR/NAME.yaml. Throws Fatal
+// (exit 2) when the run cannot be bundled: a kernel from a git tree or a
+// tarball, a file outside KERNELS_DIR, a patch that changed since the run built it.
+void write_bundle(store::ResultStore& db, std::int64_t run, const std::string& out,
+                  const std::map<std::string, core::KernelSpec>& used, const std::string& kernels_dir);
 
 struct OpenedBundle {
   std::string dir;                     // where it was extracted (kab-bundle/)

@@ -517,7 +517,8 @@ int cmd_compare(const std::vector<std::string>& args) {
   if (replicates == 1) {
     const std::string name = "kab-bundle-run" + std::to_string(run_ids.front()) + ".tar.gz";
     try {
-      write_bundle(db, run_ids.front(), (fs::path(out.out_dir) / name).string());
+      write_bundle(db, run_ids.front(), (fs::path(out.out_dir) / name).string(), rq.kernels,
+                   opened ? opened->dir + "/kernels" : paths().kernels_dir);
       recipe = "kab compare --bundle " + name;
       if (gate) {
         recipe += " --gate";
@@ -606,7 +607,7 @@ int cmd_bundle(const std::vector<std::string>& args) {
   if (auto code = parse_args(app, args)) return *code;
   if (!fs::exists(db_path)) throw Fatal("no database " + db_path, k_exit_usage);
   store::ResultStore db = store::ResultStore::open(db_path);
-  write_bundle(db, run, out);
+  write_bundle(db, run, out, {}, paths().kernels_dir);
   std::printf("%s\n", out.c_str());
   return k_exit_ok;
 }

@@ -148,7 +148,7 @@ Sample Orchestrator::run_one(const PlannedSample& ps, const RunSettings& st) {
     s.health.reason += "; its log ends: " + tail_lines(m_p.read_file(bh.log_path), 3);
   }
   if (s.health.status != SampleStatus::ok)
-    s.health.failed_by = hypervisor_failed || (!backend_alive && out.end == GuestOutcome::End::failed)
+    s.health.failed_by = hypervisor_failed || out.platform_failed || (!backend_alive && out.end == GuestOutcome::End::failed)
                              ? FailedBy::platform
                              : FailedBy::guest;
   if (s.health.status != SampleStatus::ok && s.health.status != SampleStatus::unhealthy)

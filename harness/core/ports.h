@@ -89,6 +89,7 @@ class Backend {
 struct GuestOutcome {
   enum class End { completed, timeout, crashed, failed } end = End::failed;
   std::string reason;
+  bool platform_failed = false;            // the guest never ran: the hypervisor could not start it
   std::string console_path, report_path;   // console log, agent report
   double boot_s = 0, total_s = 0;
   HostUsage vm_usage;

@@ -269,6 +269,7 @@ core::GuestOutcome LibvirtHypervisor::run(const core::GuestRequest& req) {
   if (!dom) {
     out.end = core::GuestOutcome::End::failed;
     out.reason = "libvirt could not start domain " + req.name + ": " + last_libvirt_error();
+    out.platform_failed = true;
     return out;
   }
   out.boot_s = core::now_s() - t0;
@@ -300,7 +301,11 @@ core::GuestOutcome LibvirtHypervisor::run(const core::GuestRequest& req) {
       timed_out = true;
       break;
     }
-    if (tick % 20 == 0 && !(hung = core::console_hung_task(core::read_text(out.console_path))).empty()) break;
+    // A hung task, unless the agent already finished (a stall that passed).
+    if (tick % 20 == 0 && !(hung = core::console_hung_task(core::read_text(out.console_path))).empty()) {
+      if (core::read_text(out.report_path).find("KAB-END") == std::string::npos) break;
+      hung.clear();
+    }
     if (req.backend_alive && !req.backend_alive()) {
       // Give a guest that is powering off (and so closing the share) a moment to finish.
       std::this_thread::sleep_for(std::chrono::milliseconds(500));
@@ -324,7 +329,8 @@ core::GuestOutcome LibvirtHypervisor::run(const core::GuestRequest& req) {
   const bool completed = report.find("KAB-END") != std::string::npos;
   core::classify_guest_end(out, interrupted, timed_out, req.guest.timeout_s, backend_died, console, completed,
                            "guest stopped without the agent's record");
-  if (!hung.empty() && !completed) core::stopped_for_hung_task(out, hung, out.total_s, req.guest.timeout_s);
+  if (!hung.empty() && !completed && !core::console_has_panic(console))
+    core::stopped_for_hung_task(out, hung, out.total_s, req.guest.timeout_s);
   if (!released && out.end != core::GuestOutcome::End::completed)
     out.reason += " (its serial logs were still held open 10 s after it stopped)";
   return out;

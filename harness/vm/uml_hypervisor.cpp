@@ -95,6 +95,7 @@ core::GuestOutcome UmlHypervisor::run(const core::GuestRequest& req) {
   if (in.binary.empty() || !fs::exists(in.binary)) {
     out.end = core::GuestOutcome::End::failed;
     out.reason = "kernel " + (req.kernel ? req.kernel->name : std::string("?")) + " has no UML binary (build it with --arch um)";
+    out.platform_failed = true;
     cleanup();
     return out;
   }
@@ -117,6 +118,7 @@ core::GuestOutcome UmlHypervisor::run(const core::GuestRequest& req) {
   } catch (const std::exception& e) {
     out.end = core::GuestOutcome::End::failed;
     out.reason = std::string("cannot start the UML guest: ") + e.what();
+    out.platform_failed = true;
     cleanup();
     return out;
   }
@@ -151,7 +153,8 @@ core::GuestOutcome UmlHypervisor::run(const core::GuestRequest& req) {
     if (tick % 10 == 9) {
       if (record_seen == 0 && record_complete(out.report_path)) record_seen = core::now_s();
       if (panic_seen == 0 && core::console_has_panic(core::read_text(out.console_path))) panic_seen = core::now_s();
-      if (record_seen == 0 && !(hung = core::console_hung_task(core::read_text(out.console_path))).empty()) break;
+      if (record_seen == 0 && panic_seen == 0 && !(hung = core::console_hung_task(core::read_text(out.console_path))).empty())
+        break;
     }
     if (record_seen > 0 && core::now_s() - record_seen > 5) break;
     // A panicked UML normally aborts at once; one that lingers is ended.
@@ -172,7 +175,8 @@ core::GuestOutcome UmlHypervisor::run(const core::GuestRequest& req) {
   const proc::Result& r = child.result();
   core::classify_guest_end(out, interrupted, timed_out, req.guest.timeout_s, backend_died, console, completed,
                            "UML guest " + r.describe() + " without the agent's record");
-  if (!hung.empty() && !completed) core::stopped_for_hung_task(out, hung, out.total_s, req.guest.timeout_s);
+  if (!hung.empty() && !completed && !core::console_has_panic(console))
+    core::stopped_for_hung_task(out, hung, out.total_s, req.guest.timeout_s);
   return out;
 }
 

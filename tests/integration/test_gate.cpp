@@ -144,8 +144,9 @@ TEST_CASE("compare --gate: a planted use-after-free fails the candidate's gate, 
     std::istringstream words(log);
     for (std::string word; words >> word;) flat += (flat.empty() ? "" : " ") + word;
   }
-  CHECK(log.find("Subject: [kab] testing-uaf-6.1 vs stock-6.1") != std::string::npos);
-  CHECK(flat.find(": correctness failure") != std::string::npos);
+  REQUIRE(log.find("Subject: [kab] testing-uaf-6.1 vs stock-6.1") != std::string::npos);
+  const std::string subject = log.substr(log.find("Subject: "), log.find('\n', log.find("Subject: ")) - log.find("Subject: "));
+  CHECK(subject.find(": correctness failure") != std::string::npos);
   CHECK(flat.find("Verdict: correctness failure.") != std::string::npos);
   CHECK(flat.find("BUG: KASAN: use-after-free in fuse_writepages") != std::string::npos);
   CHECK(flat.find("rerun: kab gate testing-uaf-6.1 --family writeback --backend writeback --time 5s") !=
@@ -161,6 +162,21 @@ TEST_CASE("compare --gate: a planted use-after-free fails the candidate's gate, 
                        "--gate-backend writeback",
                        0) == 0);
   }
+  // The bundle holds the arms as run (the scenario's rfc arm did not run) and the planted patch.
+  {
+    const std::string bundle = (fs::path(out) / "kab-bundle-run3.tar.gz").string();
+    auto [listed, files] = kab::proc::capture({"tar", "-tzf", bundle});
+    INFO(files);
+    CHECK(files.find("kab-bundle/kernels/patches/testing/0001-TESTING-fuse-use-after-free-in-writepages.patch\n") !=
+          std::string::npos);
+    CHECK(files.find("kab-bundle/kernels/testing-uaf-6.1.yaml\n") != std::string::npos);
+    CHECK(files.find("kab-bundle/built/testing-uaf-6.1.config\n") != std::string::npos);
+    CHECK(files.find("rfc-6.1") == std::string::npos);
+    auto [shown, text] = kab::proc::capture({"tar", "-xzOf", bundle, "kab-bundle/scenario.yaml"});
+    INFO(text);
+    CHECK(text.find("testing-uaf-6.1:") != std::string::npos);
+    CHECK(text.find("rfc") == std::string::npos);
+  }
   const std::string mail = read(fs::path(out) / "comparison.mail.txt");
   std::istringstream lines(mail);
   for (std::string line; std::getline(lines, line);) {
@@ -174,7 +190,8 @@ TEST_CASE("compare --gate: a planted use-after-free fails the candidate's gate, 
   auto check_json = [](const json& j) {
     INFO(j["comparison"]["correctness"].dump(2));
     CHECK(j["comparison"]["verdict"] == "correctness_failure");
-    CHECK(j["comparison"]["performance_verdict"] != "correctness_failure");
+    const std::string perf = j["comparison"]["performance_verdict"];
+    CHECK((perf == "improvement" || perf == "regression" || perf == "equivalent" || perf == "inconclusive"));
     const json& k = j["comparison"]["correctness"]["kernels"];
     REQUIRE(k.size() == 2);
     CHECK(k[0]["arm"] == "stock");

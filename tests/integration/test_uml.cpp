@@ -321,8 +321,10 @@ TEST_CASE("bundle: a comparison's bundle reruns into another database with the p
           "[integration][uml][bundle]") {
   fs::path dir = TestDir("uml-bundle").path;
   const std::string db = (dir / "a.db").string(), db2 = (dir / "b.db").string();
+  // A/A with --candidate: the scenario's own arms (stock-6.1, rfc-6.1) are not
+  // what ran, so the bundle must carry the arms as run (A and B, both stock-6.1).
   auto [r, pid] = run_kab_tracked({"compare", "--scenario", "scenarios/quick-uml.yaml", "--repetitions", "2",
-                                   "--db", db, "--format", "json", "--out",
+                                   "--candidate", "stock-6.1", "--db", db, "--format", "json", "--out",
                                    (dir / "a").string()},
                                   1800, (dir / "a.log").string());
   INFO(read(dir / "a.log"));
@@ -338,11 +340,14 @@ TEST_CASE("bundle: a comparison's bundle reruns into another database with the p
   INFO(files);
   REQUIRE(listed);
   for (const std::string f : {"kab-bundle/manifest.json", "kab-bundle/scenario.yaml", "kab-bundle/kernels/stock-6.1.yaml",
-                              "kab-bundle/kernels/rfc-6.1.yaml",
-                              "kab-bundle/kernels/patches/0001-fuse-use-page-cache-pages-for-writeback-io-when-virtio_fs.patch",
                               "kab-bundle/kernels/configs/uml-guest.config", "kab-bundle/kernels/configs/virtio-guest.config",
-                              "kab-bundle/built/stock.config", "kab-bundle/built/rfc.config"})
+                              "kab-bundle/kernels/configs/debug.config", "kab-bundle/built/A.config", "kab-bundle/built/B.config"})
     CHECK(files.find(f + "\n") != std::string::npos);
+  CHECK(files.find("rfc-6.1") == std::string::npos);   // a kernel that did not run is not in it
+  auto [shown, scenario_text] = proc::capture({"tar", "-xzOf", bundle.string(), "kab-bundle/scenario.yaml"});
+  INFO(scenario_text);
+  CHECK(scenario_text.find("rfc") == std::string::npos);
+  CHECK(scenario_text.find("A:") != std::string::npos);
 
   // Rerun into another database: the same plan, the same kernels (from the cache), no fact differs.
   auto [r2, pid2] = run_kab_tracked({"compare", "--bundle", bundle.string(), "--db", db2, "--format", "json", "--out",
@@ -360,7 +365,7 @@ TEST_CASE("bundle: a comparison's bundle reruns into another database with the p
     return out;
   };
   CHECK(plan(db2) == plan(db));
-  CHECK(plan(db).find("rfc-6.1") != std::string::npos);
+  CHECK(plan(db).find("\"arm\":\"B\"") != std::string::npos);
   auto keys = [](const std::string& d) {
     auto [ok, out] = proc::capture({"sqlite3", d, "SELECT DISTINCT arm || ' ' || kernel_build_key FROM samples ORDER BY 1"});
     REQUIRE(ok);
@@ -369,7 +374,8 @@ TEST_CASE("bundle: a comparison's bundle reruns into another database with the p
   CHECK(keys(db2) == keys(db));
   json b = json::parse(read(dir / "b" / "comparison.json"));
   CHECK(b["comparison"]["base"]["included"] == 2);
-  CHECK(b["comparison"]["candidate"]["kernel"] == "rfc-6.1");
+  CHECK(b["comparison"]["candidate"]["arm"] == "B");
+  CHECK(b["comparison"]["candidate"]["kernel"] == "stock-6.1");
   const json& extra = b["context"]["extra"];
   INFO(extra.dump(2));
   REQUIRE(extra.contains("rerun of"));

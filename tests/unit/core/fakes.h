@@ -69,6 +69,12 @@ class FakeHypervisor : public Hypervisor {
       o.reason = "the backend died while the guest ran";
       return o;
     }
+    if (has("refused")) {   // as libvirt refusing the domain
+      o.end = GuestOutcome::End::failed;
+      o.reason = "libvirt could not start domain " + r.name + ": internal error";
+      o.platform_failed = true;
+      return o;
+    }
     if (has("boot-timeout")) {
       o.end = GuestOutcome::End::timeout;
       o.reason = "guest did not finish in " + std::to_string(static_cast<int>(r.guest.timeout_s)) + " s";

@@ -74,6 +74,7 @@ TEST_CASE("a hung task is found as it is reported, and the guest's end says so",
         "[ 40.5] INFO: task kworker/u4:1:31 blocked for more than 30 seconds.");
   GuestOutcome out;
   classify_guest_end(out, false, false, 345, false, text, false, "guest stopped without the agent's record");
+  CHECK(out.end == GuestOutcome::End::crashed);   // what a stopped guest without its record would be
   stopped_for_hung_task(out, console_hung_task(text), 64.7, 345);
   CHECK(out.end == GuestOutcome::End::timeout);
   CHECK(out.reason ==

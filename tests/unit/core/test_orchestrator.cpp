@@ -141,6 +141,15 @@ TEST_CASE("orchestrator records failures as outcomes, not exceptions", "[orchest
     CHECK(rig.sink.samples[5].health.status == SampleStatus::ok);
     CHECK(rig.live_backends == 0);
   }
+  SECTION("a domain the hypervisor could not start fails on the platform") {
+    Rig rig("refused@2");
+    rig.run();
+    const Sample& s = rig.sink.samples[2];
+    CHECK(s.health.status == SampleStatus::failed);
+    CHECK(s.health.reason.rfind("libvirt could not start domain ", 0) == 0);
+    CHECK(s.health.failed_by == FailedBy::platform);
+    CHECK(rig.sink.samples[3].health.failed_by == FailedBy::none);
+  }
   SECTION("a kernel WARNING marks a finished sample unhealthy, kept") {
     Rig rig("warn@0");
     rig.run();
