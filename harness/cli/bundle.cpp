@@ -286,7 +286,9 @@ OpenedBundle read_bundle(const std::string& file, const std::string& dir) {
   for (const auto& a : b.scenario.arms)
     if (!b.kernels.count(a.kernel)) throw Fatal(file + ": arm " + a.name + "'s kernel " + a.kernel + " is not in it", k_exit_usage);
   // The same plan, byte for byte, or it would not rerun what was measured.
-  const std::string plan = plan_json(b.scenario, core::make_plan(b.scenario)).dump();
+  const core::Plan planned = core::make_plan(b.scenario);
+  b.planned = planned.samples.size();
+  const std::string plan = plan_json(b.scenario, planned).dump();
   if (plan != b.manifest.at("plan_json").get<std::string>())
     throw Fatal(file + ": the scenario it holds plans other samples here than run " +
                     std::to_string(b.manifest.at("run").get<long long>()) + " ran (kab " +

@@ -38,6 +38,7 @@ struct OpenedBundle {
   nlohmann::json manifest;
   core::Scenario scenario;             // as run: the arms, repetitions, seed and stop of the run
   std::map<std::string, core::KernelSpec> kernels;   // by name, read from the bundle
+  std::size_t planned = 0;             // samples of its plan
 };
 
 // Extracts FILE into DIR (created; emptied first) and reads it. Throws Fatal

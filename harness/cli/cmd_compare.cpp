@@ -21,7 +21,6 @@
 #include "core/analyzer.h"
 #include "core/fio_job.h"
 #include "core/orchestrator.h"
-#include "core/planner.h"
 #include "core/system.h"
 #include "core/text.h"
 #include "kernel/git_source.h"
@@ -251,7 +250,7 @@ int analyse_and_report(store::ResultStore& db, const std::vector<std::int64_t>& 
       if (it == r->info.extra.end()) continue;
       std::vector<std::int64_t> gate_runs;
       for (const auto& g : core::split(it->second, ',')) gate_runs.push_back(std::stoll(g));
-      ctx.gates.push_back(gate_result(db.path().string(), gate_runs, arm));
+      ctx.gates.push_back(gate_result(db, gate_runs, arm));
       break;
     }
   if (!out.out_dir.empty()) {
@@ -352,7 +351,7 @@ int cmd_compare(const std::vector<std::string>& args) {
     rq.kernels = opened->kernels;
     std::fprintf(stderr, "kab: bundle of run %lld (%s, %s): the same plan, %zu samples\n",
                  opened->manifest["run"].get<long long>(), opened->manifest["scenario"].get<std::string>().c_str(),
-                 opened->manifest["created_at"].get<std::string>().c_str(), core::make_plan(rq.scenario).samples.size());
+                 opened->manifest["created_at"].get<std::string>().c_str(), opened->planned);
     extras.facts.push_back({"rerun of", "run " + std::to_string(opened->manifest["run"].get<long long>()) + " (" +
                                             opened->manifest["created_at"].get<std::string>() + ") from " +
                                             fs::path(bundle).filename().string() + ", the same plan"});

@@ -7,7 +7,6 @@
 
 #include "cli/app.h"
 #include "cli/runner.h"
-#include "core/health.h"
 #include "core/text.h"
 #include "store/store.h"
 
@@ -158,10 +157,9 @@ std::string gate_rerun_command(const std::string& kernel, const std::string& var
          " --backend " + backend + " --time " + std::to_string(runtime_s) + "s";
 }
 
-core::GateResult gate_result(const std::string& db_path, const std::vector<std::int64_t>& runs, const std::string& arm) {
+core::GateResult gate_result(store::ResultStore& db, const std::vector<std::int64_t>& runs, const std::string& arm) {
   core::GateResult g;
   g.arm = arm;
-  store::ResultStore db = store::ResultStore::open(db_path);
   for (auto id : runs) {
     auto r = db.run(id);
     if (!r) continue;
@@ -173,7 +171,7 @@ core::GateResult gate_result(const std::string& db_path, const std::vector<std::
     if (family.empty()) family = core::starts_with(r->info.scenario_name, "gate-") ? r->info.scenario_name.substr(5)
                                                                                   : r->info.scenario_name;
     const std::string runtime = fact("gate.runtime_s");
-    for (const auto& smp : db.samples(id, store::WithArtifacts::yes)) {
+    for (const auto& smp : db.samples(id, store::WithArtifacts::no)) {
       if (g.kernel.empty()) {
         g.kernel = smp.kernel;
         g.variant = smp.variant;
@@ -184,8 +182,10 @@ core::GateResult gate_result(const std::string& db_path, const std::vector<std::
       c.backend = smp.backend;
       c.status = core::to_string(smp.health.status);
       if (smp.health.status != core::SampleStatus::ok) c.reason = smp.health.reason;
-      auto findings = core::console_findings(smp.console_log, 1);
-      if (!findings.empty()) c.finding = core::trim(findings.front());
+      // The console's first finding, as the run stored it (a failed sample's
+      // findings end with its console's tail, which is not one).
+      if (!smp.health.findings.empty() && !core::starts_with(smp.health.findings.front(), "console tail:"))
+        c.finding = core::trim(smp.health.findings.front());
       c.run = id;
       c.fio_s = smp.fio_s;
       if (!runtime.empty()) c.rerun = gate_rerun_command(smp.kernel, smp.variant, family, smp.backend, std::stoi(runtime));

@@ -15,6 +15,7 @@
 #include "core/model.h"
 #include "core/sample.h"
 #include "scenario/gate.h"
+#include "store/store.h"
 
 namespace kab::cli {
 
@@ -71,6 +72,6 @@ bool failed_by_platform(const core::Sample& s);
 
 // The stored gate runs RUNS of ARM's kernel, as a report shows them. Family
 // names come from the runs' scenarios (gate-FAMILY).
-core::GateResult gate_result(const std::string& db_path, const std::vector<std::int64_t>& runs, const std::string& arm);
+core::GateResult gate_result(store::ResultStore& db, const std::vector<std::int64_t>& runs, const std::string& arm);
 
 }  // namespace kab::cli

@@ -111,4 +111,21 @@ void check_no_leftovers() {
     CHECK(e.path().filename().string().rfind("kab-share-", 0) != 0);
 }
 
+std::string flat_words(const std::string& text) {
+  std::istringstream words(text);
+  std::string flat;
+  for (std::string word; words >> word;) flat += (flat.empty() ? "" : " ") + word;
+  return flat;
+}
+
+void check_mail_columns(const std::string& mail) {
+  std::istringstream lines(mail);
+  for (std::string line; std::getline(lines, line);) {
+    INFO(line);
+    std::size_t cols = 0;
+    for (unsigned char ch : line) cols += (ch & 0xC0) != 0x80;
+    CHECK(cols <= 80);
+  }
+}
+
 }  // namespace kab::integration

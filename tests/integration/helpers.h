@@ -43,6 +43,12 @@ std::string read(const std::filesystem::path& p);
 // FAILs the test when there is none.
 nlohmann::json last_json(const std::string& output);
 
+// TEXT's words joined by single spaces: prose as one line, whatever the wrapping.
+std::string flat_words(const std::string& text);
+
+// Every line of a mail within 80 columns (UTF-8 code points), checked line by line.
+void check_mail_columns(const std::string& mail);
+
 // `kab show RUN --db DB --json`: the stored samples of a run. REQUIREs success.
 nlohmann::json show(const std::string& db, long long run);
 

@@ -139,11 +139,7 @@ TEST_CASE("compare --gate: a planted use-after-free fails the candidate's gate, 
   CHECK(rows[2]["scenario"] == "quick");
 
   // The mail (stdout) leads with the verdict and names the finding and its rerun.
-  std::string flat;
-  {
-    std::istringstream words(log);
-    for (std::string word; words >> word;) flat += (flat.empty() ? "" : " ") + word;
-  }
+  const std::string flat = flat_words(log);
   REQUIRE(log.find("Subject: [kab] testing-uaf-6.1 vs stock-6.1") != std::string::npos);
   const std::string subject = log.substr(log.find("Subject: "), log.find('\n', log.find("Subject: ")) - log.find("Subject: "));
   CHECK(subject.find(": correctness failure") != std::string::npos);
@@ -177,14 +173,7 @@ TEST_CASE("compare --gate: a planted use-after-free fails the candidate's gate, 
     CHECK(text.find("testing-uaf-6.1:") != std::string::npos);
     CHECK(text.find("rfc") == std::string::npos);
   }
-  const std::string mail = read(fs::path(out) / "comparison.mail.txt");
-  std::istringstream lines(mail);
-  for (std::string line; std::getline(lines, line);) {
-    INFO(line);
-    std::size_t cols = 0;
-    for (unsigned char ch : line) cols += (ch & 0xC0) != 0x80;
-    CHECK(cols <= 80);
-  }
+  check_mail_columns(read(fs::path(out) / "comparison.mail.txt"));
 
   // The JSON beside it, and kab report of the run rebuilt from the store alone.
   auto check_json = [](const json& j) {

@@ -307,13 +307,7 @@ TEST_CASE("uml: kab compare --replicate 2 runs twice with fresh plan seeds and s
   CHECK(mail.rfind("Subject: [kab] rfc-6.1 vs stock-6.1 on quick-uml: " + rep["comparison"]["verdict"].get<std::string>(),
                    0) == 0);
   CHECK(mail.find("\nReproduce:\n  kab compare ") != std::string::npos);
-  std::istringstream mail_lines(mail);
-  for (std::string line; std::getline(mail_lines, line);) {
-    INFO(line);
-    std::size_t cols = 0;
-    for (unsigned char ch : line) cols += (ch & 0xC0) != 0x80;
-    CHECK(cols <= 80);
-  }
+  check_mail_columns(mail);
   check_no_uml_leftovers(pid);
 }
 

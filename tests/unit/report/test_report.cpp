@@ -113,6 +113,14 @@ void check_mail_width(const std::string& mail) {
   }
 }
 
+// Prose as one line, whatever the wrapping: words joined by single spaces.
+std::string flat_words(const std::string& text) {
+  std::istringstream words(text);
+  std::string flat;
+  for (std::string word; words >> word;) flat += (flat.empty() ? "" : " ") + word;
+  return flat;
+}
+
 // One cell, the RFC's improvement.
 std::vector<Sample> one_cell_samples() {
   std::vector<Sample> s;
@@ -513,11 +521,7 @@ TEST_CASE("mail: plain text a maintainer can paste into a reply, no line over 80
   CHECK_FALSE(contains(mail, "**"));
   // The verdict paragraph names every cell's primary change, the table every metric.
   // Prose as one line, whatever the wrapping.
-  std::string flat;
-  {
-    std::istringstream words(mail);
-    for (std::string word; words >> word;) flat += (flat.empty() ? "" : " ") + word;
-  }
+  const std::string flat = flat_words(mail);
   CHECK(contains(flat, "bandwidth [virtiofsd bs=4k] changed -19.9%"));
   CHECK(contains(flat, "Verdict: regression."));
   CHECK(contains(mail, "backend virtiofsd, bs=1M:\n  metric "));
@@ -630,11 +634,7 @@ TEST_CASE("correctness: a candidate that fails the gate the base passes is a cor
   INFO(mail);
   check_mail_width(mail);
   CHECK(mail.rfind("Subject: [kab] rfc-6.1 vs stock-6.1: correctness failure, bandwidth +15.1%\n\n", 0) == 0);
-  std::string flat;
-  {
-    std::istringstream words(mail);
-    for (std::string word; words >> word;) flat += (flat.empty() ? "" : " ") + word;
-  }
+  const std::string flat = flat_words(mail);
   CHECK(contains(flat, "The candidate fails the correctness gate, which the base passes (Correctness, below)."));
   CHECK(contains(flat, "Verdict: correctness failure."));
   CHECK(contains(mail, "\n  rfc     writeback  dpu           21  unhealthy\n"));
