@@ -382,6 +382,61 @@ TEST_CASE("bundle: a comparison's bundle reruns into another database with the p
     CHECK(w["kind"] != "bundle_environment");
   }
 
+  // kab bundle RUN -o FILE writes the same bundle from the store and the
+  // definitions alone, and it reruns with the gate before the measurement.
+  const std::string again = (dir / "again.tar.gz").string();
+  auto made = run_kab({"bundle", "1", "-o", again, "--db", db}, 120);
+  INFO(made.output);
+  REQUIRE(made.ok());
+  auto member = [](const std::string& file, const std::string& name) {
+    auto [ok, text] = proc::capture({"tar", "-xzOf", file, "kab-bundle/" + name});
+    CHECK(ok);
+    return text;
+  };
+  for (const char* name : {"manifest.json", "scenario.yaml", "kernels/stock-6.1.yaml", "built/A.config", "built/B.config"}) {
+    INFO(name);
+    CHECK(member(again, name) == member(bundle.string(), name));
+  }
+  CHECK(json::parse(member(again, "manifest.json"))["plan_json"] == plan(db));
+  const std::string db4 = (dir / "d.db").string();
+  auto [r4, pid4] = run_kab_tracked({"compare", "--bundle", again, "--gate", "--gate-family", "writeback",
+                                     "--gate-backend", "writeback", "--gate-time", "5s", "--db", db4, "--format", "json",
+                                     "--out", (dir / "d").string()},
+                                    1800, (dir / "d.log").string());
+  const std::string log4 = read(dir / "d.log");
+  INFO(log4);
+  CHECK((r4.exit_code == 0 || r4.exit_code == 1));
+  // Both arms run stock-6.1: one gate, named by both arms' runs.
+  CHECK(log4.find("kab: gate of A (stock-6.1): clean, 1 check in run 1\n") != std::string::npos);
+  CHECK(log4.find("kab: gate of B") == std::string::npos);
+  CHECK(log4.find("kab: bundle of run 1 (quick-uml, ") != std::string::npos);
+  // Run 1 of this database is the gate; the measurement is run 2, the bundle's plan.
+  {
+    auto [ok, measured] = proc::capture({"sqlite3", db4, "SELECT plan_json FROM runs WHERE id = 2"});
+    REQUIRE(ok);
+    CHECK(measured == plan(db));
+  }
+  json d = json::parse(read(dir / "d" / "comparison.json"));
+  {
+    const json& k = d["comparison"]["correctness"]["kernels"];
+    INFO(k.dump(2));
+    REQUIRE(k.size() == 2);
+    for (const auto& arm : k) {
+      CHECK(arm["kernel"] == "stock-6.1");
+      CHECK(arm["variant"] == "debug");
+      CHECK(arm["clean"] == true);
+      REQUIRE(arm["checks"].size() == 1);
+      CHECK(arm["checks"][0]["family"] == "writeback");
+      CHECK(arm["checks"][0]["backend"] == "writeback");
+      CHECK(arm["checks"][0]["run"] == 1);
+    }
+  }
+  CHECK(d["comparison"]["verdict"] != "correctness_failure");
+  CHECK(d["context"]["command"] == "kab compare --bundle kab-bundle-run2.tar.gz --gate --gate-time 5s --gate-family "
+                                   "writeback --gate-backend writeback");
+  CHECK(fs::exists(dir / "d" / "kab-bundle-run2.tar.gz"));
+  check_no_uml_leftovers(pid4);
+
   // A bundle whose plan no longer matches its scenario is refused before anything runs.
   const fs::path x = dir / "x";
   fs::create_directories(x);
