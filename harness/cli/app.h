@@ -68,5 +68,9 @@ int cmd_image(const std::vector<std::string>& args);
 int cmd_doctor(const std::vector<std::string>& args);
 int cmd_gate(const std::vector<std::string>& args);
 int cmd_bundle(const std::vector<std::string>& args);
+int cmd_nightly(const std::vector<std::string>& args);
+int cmd_history(const std::vector<std::string>& args);
+int cmd_bisect(const std::vector<std::string>& args);
+int cmd_db(const std::vector<std::string>& args);
 
 }  // namespace kab::cli

@@ -35,6 +35,10 @@ const std::vector<Command> k_commands = {
     {"report", "analyse stored samples without running anything", cmd_report},
     {"gate", "the correctness gate: stress families on a debug kernel, any finding fails", cmd_gate},
     {"bundle", "write what reruns a stored comparison elsewhere (kab compare --bundle)", cmd_bundle},
+    {"nightly", "one night of a suite: the head of a ref measured against its history, alerts", cmd_nightly},
+    {"history", "the nights of a nightly suite: a metric per cell and the verdict of each", cmd_history},
+    {"bisect", "find the commit of a suite's tree that regressed: measured steps, each decided", cmd_bisect},
+    {"db", "maintain the result database: kab db prune --keep-nights N", cmd_db},
     {"image", "build the guest image: initramfs, or --disk the ext4 root (kab image --help)", cmd_image},
     {"doctor", "check this machine: tools, accelerator, daemons, caches, noise", cmd_doctor},
 };

@@ -19,15 +19,7 @@ namespace fs = std::filesystem;
 
 constexpr double k_mib = 1024.0 * 1024.0;
 
-// A gnuplot double-quoted string.
-std::string gp_quote(const std::string& s) {
-  std::string out = "\"";
-  for (char c : s) {
-    if (c == '"' || c == '\\') out += '\\';
-    out += c;
-  }
-  return out + "\"";
-}
+std::string gp_quote(const std::string& s) { return gnuplot_quote(s); }
 
 std::string num(double v) {
   if (!std::isfinite(v)) return "?";
@@ -102,6 +94,15 @@ std::string table(const core::Comparison& c, const std::vector<const core::CellR
 }
 
 }  // namespace
+
+std::string gnuplot_quote(const std::string& s) {
+  std::string out = "\"";
+  for (char c : s) {
+    if (c == '"' || c == '\\') out += '\\';
+    out += c;
+  }
+  return out + "\"";
+}
 
 ChartRenderer gnuplot_renderer(std::string program) {
   return [program](const std::string& script, int width, int height) -> Chart {

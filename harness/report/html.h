@@ -29,6 +29,9 @@ using ChartRenderer = std::function<Chart(const std::string& script, int width, 
 // (with missing_tool set when the program is not found).
 ChartRenderer gnuplot_renderer(std::string program = "gnuplot");
 
+// A gnuplot double-quoted string: "a \"b\"".
+std::string gnuplot_quote(const std::string& s);
+
 // The scripts behind the charts (exposed for tests). The cell chart plots the
 // cell's primary metric (bandwidth, in MiB/s); "" when it has no values.
 std::string cell_chart_script(const core::Comparison& c, const core::CellResult& cell);

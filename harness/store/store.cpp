@@ -442,6 +442,46 @@ void ResultStore::finish_run(std::int64_t run_id, RunStatus status) {
   set_run_status(*m_db, run_id, status, status != RunStatus::running, "finish run " + std::to_string(run_id));
 }
 
+void ResultStore::set_run_fact(std::int64_t run_id, const std::string& key, const std::string& value) {
+  const std::string op = "set fact " + key + " of run " + std::to_string(run_id);
+  Transaction tx(*m_db, op);
+  std::map<std::string, std::string> extra;
+  {
+    Stmt s(*m_db, "SELECT extra_json FROM runs WHERE id = :id", op);
+    s.bind(":id", run_id);
+    if (!s.step()) m_db->fail(StoreError::Kind::not_found, op, "no such run");
+    extra = decoded(*m_db, decode_string_map(s.text("extra_json")), "run " + std::to_string(run_id) + " extra_json");
+  }
+  extra[key] = value;
+  Stmt u(*m_db, "UPDATE runs SET extra_json = :extra WHERE id = :id", op);
+  u.bind(":extra", encode_string_map(extra)).bind(":id", run_id);
+  u.step();
+  tx.commit();
+}
+
+int ResultStore::delete_run(std::int64_t run_id) {
+  const std::string op = "delete run " + std::to_string(run_id);
+  Transaction tx(*m_db, op);
+  {
+    Stmt s(*m_db, "DELETE FROM artifacts WHERE sample_id IN (SELECT id FROM samples WHERE run_id = :id)", op);
+    s.bind(":id", run_id);
+    s.step();
+  }
+  int samples = 0;
+  {
+    Stmt s(*m_db, "DELETE FROM samples WHERE run_id = :id", op);
+    s.bind(":id", run_id);
+    s.step();
+    samples = sqlite3_changes(m_db->handle);
+  }
+  Stmt s(*m_db, "DELETE FROM runs WHERE id = :id", op);
+  s.bind(":id", run_id);
+  s.step();
+  if (sqlite3_changes(m_db->handle) == 0) m_db->fail(StoreError::Kind::not_found, op, "no such run");
+  tx.commit();
+  return samples;
+}
+
 void ResultStore::resume_run(std::int64_t run_id) {
   set_run_status(*m_db, run_id, RunStatus::running, false, "resume run " + std::to_string(run_id));
 }

@@ -140,7 +140,15 @@ class ResultStore {
   void finish_run(std::int64_t run_id, RunStatus status);
   // `kab run --resume`: sets the run back to running, clears finished_at.
   void resume_run(std::int64_t run_id);
+  // Sets one fact of a run's RunInfo::extra after it began (kab nightly
+  // records each night's verdicts so later nights read them). Throws
+  // (not_found) on an unknown id.
+  void set_run_fact(std::int64_t run_id, const std::string& key, const std::string& value);
   std::optional<RunRecord> run(std::int64_t run_id);
+  // Deletes a run with its samples and their artifacts in one transaction
+  // (kab db prune); returns the number of samples deleted. Throws (not_found)
+  // on an unknown id. Kernels stay: other runs may name them.
+  int delete_run(std::int64_t run_id);
   std::vector<RunRecord> runs();  // oldest first
 
   // Inserts or replaces the kernel with this build key.

@@ -227,3 +227,214 @@ TEST_CASE("git: kab compare --tree builds the base from a tag and the candidate 
   CHECK(rv["fresh"] == false);
   check_no_leftovers();
 }
+
+TEST_CASE("nightly: two nights of a moving branch, a planted delay on the second: an alert, every artefact, the history",
+          "[integration][git][nightly]") {
+  TestDir dir("nightly");
+  const fs::path repo = dir.path / "linux";
+  git(dir.path, {"clone", "-q", "--shared", test_repository().string(), repo.string()});
+  git(repo, {"checkout", "-q", "-b", "next", "v6.1"});
+  const fs::path suite = dir.path / "fuse-it.yaml";
+  std::ofstream(suite) << "# the branch next, built on v6.1 in its lane\ntree: {git: " << repo.string()
+                       << ", ref: next, base: v6.1}\nscenarios: [quick.yaml]\nrepetitions: 5\nbaseline: {nights: 3}\n";
+  auto night = [&](const std::string& name) {
+    const std::string log = (dir.path / (name + ".log")).string();
+    auto r = run_kab({"nightly", suite.string(), "--night", name, "--db", dir.db(), "--out", (dir.path / name).string()},
+                     3600, log);
+    return std::make_pair(r, read(log));
+  };
+
+  // A suite whose ref does not resolve: exit 2 before anything is built.
+  {
+    std::ofstream(dir.path / "bad.yaml") << "tree: {git: " << repo.string() << ", ref: no-such-branch}\n"
+                                         << "scenarios: [quick.yaml]\n";
+    auto bad = run_kab({"nightly", (dir.path / "bad.yaml").string(), "--db", dir.db()}, 120);
+    INFO(bad.output);
+    CHECK(bad.exit_code == 2);
+    CHECK(bad.output.find("bad.yaml: tree.ref no-such-branch: ") != std::string::npos);
+    CHECK_FALSE(fs::exists(dir.db()));
+  }
+
+  // Night 1: v6.1 itself, the suite's first night: nothing to compare with.
+  auto [r1, log1] = night("n1");
+  INFO(log1);
+  REQUIRE(r1.exit_code == 0);
+  const std::string v61 = git(repo, {"rev-parse", "v6.1"}).substr(0, 12);
+  CHECK(log1.find("kab: nightly fuse-it, night n1: next at " + v61 + " (\"Linux 6.1 (Debian linux-source-6.1)\"), built "
+                  "as v6.1 itself; 1 scenario; baseline the last 3 night(s) that did not regress\n") != std::string::npos);
+  CHECK(log1.find("kab: nightly fuse-it, night n1, quick (run 1): no earlier night to compare with: this night is the "
+                  "baseline's first\n") != std::string::npos);
+  json s1 = json::parse(read(dir.path / "n1" / "nightly.json"));
+  CHECK(s1["exit_code"] == 0);
+  REQUIRE(s1["scenarios"].size() == 1);
+  CHECK(s1["scenarios"][0]["verdict"] == "first");
+  CHECK(s1["scenarios"][0]["history"]["nights"].size() == 1);
+  CHECK(read(dir.path / "n1" / "nightly.junit.xml").find("tests=\"1\" failures=\"0\"") != std::string::npos);
+  CHECK_FALSE(fs::exists(dir.path / "n1" / "quick"));   // no comparison on a first night
+  // A night is judged once.
+  auto [again, again_log] = night("n1");
+  CHECK(again.exit_code == 2);
+  CHECK(again_log.find("night n1 of suite fuse-it already ran quick (run 1, first): name another with --night") !=
+        std::string::npos);
+
+  // The branch moves by five commits; the third delays every FUSE write by
+  // 20 ms, the others change documentation only.
+  auto doc_commit = [&](const std::string& line) {
+    std::ofstream(repo / "Documentation/filesystems/fuse.rst", std::ios::app) << "\n.. " << line << "\n";
+    git(repo, {"commit", "-q", "-a", "-m", "Documentation: fuse: " + line});
+    return git(repo, {"rev-parse", "HEAD"}).substr(0, 12);
+  };
+  doc_commit("first note");
+  const std::string c2 = doc_commit("second note");
+  git(repo, {"am", "-q", k_root + "/kernels/patches/testing/0001-TESTING-fuse-add-fixed-delay-to-writeback.patch"});
+  const std::string delay = git(repo, {"rev-parse", "HEAD"}).substr(0, 12);
+  doc_commit("fourth note");
+  const std::string slow = doc_commit("fifth note");
+  const std::string log2_path = (dir.path / "n2.log").string();
+  auto r2 = run_kab({"nightly", suite.string(), "--night", "n2", "--bisect", "--db", dir.db(), "--out",
+                     (dir.path / "n2").string()},
+                    3600, log2_path);
+  const std::string log2 = read(log2_path);
+  INFO(log2);
+  CHECK(r2.exit_code == 1);   // an alert (persist 1)
+  CHECK(log2.find("next at " + slow + " (\"Documentation: fuse: fifth note\"), built as v6.1 + 5 commit(s), in "
+                  "v6.1's lane") != std::string::npos);
+  CHECK(log2.find("kab: nightly fuse-it, night n2, quick (run 2): regression, bandwidth -") != std::string::npos);
+  CHECK(log2.find(" against 1 night(s): ALERT: a regression 1 night(s) in a row (the suite's alert needs 1); first "
+                  "bad commit: ") != std::string::npos);
+  json s2 = json::parse(read(dir.path / "n2" / "nightly.json"));
+  INFO(s2.dump(2));
+  CHECK(s2["exit_code"] == 1);
+  CHECK(s2["commit"].get<std::string>().rfind(slow, 0) == 0);
+  const json& q = s2["scenarios"][0];
+  CHECK(q["verdict"] == "regression");
+  CHECK(q["alert"] == true);
+  CHECK(q["baseline_runs"] == json::array({1}));
+  // --bisect: the regression confirmed against night 1's commit (v6.1), then
+  // two midpoints: the second note (good), the delay (bad), found in 2 steps.
+  const json& b = q["bisect"];
+  CHECK(b["first_bad"].get<std::string>().rfind(delay, 0) == 0);
+  CHECK(b["first_bad_subject"] == "TESTING: fuse: add fixed delay to writeback");
+  CHECK(b["commits"] == 5);
+  REQUIRE(b["steps"].size() == 3);
+  CHECK(b["steps"][0]["decision"] == "regression");
+  CHECK(b["steps"][0]["commit"].get<std::string>().rfind(slow, 0) == 0);
+  CHECK(b["steps"][1]["commit"].get<std::string>().rfind(c2, 0) == 0);
+  CHECK(b["steps"][1]["decision"] == "good");
+  CHECK(b["steps"][2]["commit"].get<std::string>().rfind(delay, 0) == 0);
+  CHECK(b["steps"][2]["decision"] == "bad");
+  for (const auto& st : b["steps"]) {
+    const json shown_run = show(dir.db(), st["run"].get<long long>());
+    CHECK(shown_run.size() == 10);   // good and tested, 5 each, interleaved in the step's own run
+  }
+  CHECK(log2.find("first bad commit: " + delay + " (\"TESTING: fuse: add fixed delay to writeback\"), 2 step(s) over 5 "
+                  "commit(s)") != std::string::npos);
+  CHECK(read(dir.path / "n2" / "quick" / "bisect.txt").find("step 2: " + delay) != std::string::npos);
+  CHECK(read(dir.path / "n2" / "nightly.junit.xml").find("tests=\"1\" failures=\"1\"") != std::string::npos);
+  // The trend page: both nights charted, night 2 linked to its comparison (night 1 had none).
+  const std::string page = read(dir.path / "n2" / "nightly.html");
+  CHECK(page.find("<svg") != std::string::npos);
+  CHECK(page.find("<td>n1</td>") != std::string::npos);
+  CHECK(page.find("<a href=\"quick/comparison.html\">n2</a>") != std::string::npos);
+  CHECK(read(dir.path / "n2" / "nightly.md").find("regression") != std::string::npos);
+  // The comparison's reports: the head against the first night's samples, in every format.
+  for (const char* f : {"comparison.txt", "comparison.md", "comparison.json", "comparison.junit.xml", "comparison.html",
+                        "comparison.mail.txt"})
+    CHECK(fs::exists(dir.path / "n2" / "quick" / f));
+  json c = json::parse(read(dir.path / "n2" / "quick" / "comparison.json"));
+  CHECK(c["comparison"]["verdict"] == "regression");
+  CHECK(c["comparison"]["base"]["arm"] == "baseline");
+  CHECK(c["comparison"]["candidate"]["arm"] == "head");
+  CHECK(c["comparison"]["candidate"]["kernel"] == "next-" + slow);
+  bool pooled_warning = false;
+  for (const auto& w : c["comparison"]["warnings"]) pooled_warning |= w["kind"] == "baseline_pooled";
+  CHECK(pooled_warning);
+  // The head was the base plus the commit, in the base's lane: only what it touches recompiled.
+  json k = kernels_table(dir.db());
+  INFO(k.dump(2));
+  CHECK(k.size() == 4);   // v6.1, the head, the two midpoints
+  int heads = 0;
+  for (const auto& row : k)
+    if (row["name"] == "next-" + slow) {
+      ++heads;
+      CHECK(row["objects_compiled"].get<int>() > 0);
+      CHECK(row["objects_compiled"].get<int>() < 40);
+    }
+  CHECK(heads == 1);
+
+  // The history: two nights, the second's median far below the first's.
+  auto h = run_kab({"history", suite.string(), "--db", dir.db(), "--json"}, 120);
+  INFO(h.output);
+  REQUIRE(h.ok());
+  json hist = last_json(h.output);
+  REQUIRE(hist.size() == 1);
+  const json& nights = hist[0]["nights"];
+  REQUIRE(nights.size() == 2);
+  CHECK(nights[0]["night"] == "n1");
+  CHECK(nights[1]["verdict"] == "regression");
+  CHECK(nights[1]["alert"] == true);
+  const std::string column = hist[0]["columns"][0];
+  CHECK(nights[0]["cells"][column]["n"].get<int>() >= 4);   // of 5: a sample may fail on the platform
+  // The baseline was exactly the first night's ok samples.
+  CHECK(c["comparison"]["base"]["included"] == nights[0]["cells"][column]["n"]);
+  CHECK(nights[1]["cells"][column]["median"].get<double>() < 0.5 * nights[0]["cells"][column]["median"].get<double>());
+  auto text = run_kab({"history", "fuse-it", "--db", dir.db()}, 120);
+  INFO(text.output);
+  CHECK(text.ok());
+  const auto line = text.output.find("\nn2 ");
+  REQUIRE(line != std::string::npos);
+  const std::string n2 = text.output.substr(line + 1, text.output.find('\n', line + 1) - line - 1);
+  CHECK(n2.find(" " + slow + " ") != std::string::npos);
+  CHECK(n2.size() > std::string("regression (ALERT)").size());
+  CHECK(n2.substr(n2.size() - 18) == "regression (ALERT)");
+  // A pinned reference instead of history: v6.1 interleaved with the head in
+  // the night's own run. An alert needs 2 nights in a row: this first
+  // regression is said, not alerted (exit 0); the suite's min_effect is the test's.
+  const fs::path pinned = dir.path / "pinned.yaml";
+  std::ofstream(pinned) << "tree: {git: " << repo.string() << ", ref: next, base: v6.1}\nscenarios: [quick.yaml]\n"
+                        << "repetitions: 4\nbaseline: {reference: v6.1}\nalert: {min_effect: 10%, persist: 2}\n";
+  const std::string plog = (dir.path / "p1.log").string();
+  auto p1 = run_kab({"nightly", pinned.string(), "--night", "p1", "--db", dir.db(), "--out", (dir.path / "p1").string()},
+                    3600, plog);
+  const std::string ptext = read(plog);
+  INFO(ptext);
+  CHECK(p1.exit_code == 0);
+  const long long prun = json::parse(read(dir.path / "p1" / "nightly.json"))["scenarios"][0]["run"];
+  CHECK(prun == 6);   // after the two nights and the bisection's three runs
+  CHECK(ptext.find("baseline the reference v6.1 (" + v61 + ") in each night's run\n") != std::string::npos);
+  CHECK(ptext.find("kab: nightly pinned, night p1, quick (run " + std::to_string(prun) + "): regression, bandwidth -") !=
+        std::string::npos);
+  CHECK(ptext.find(" against the reference v6.1: a regression, 1 of the 2 night(s) in a row an alert needs\n") !=
+        std::string::npos);
+  json pc = json::parse(read(dir.path / "p1" / "quick" / "comparison.json"));
+  CHECK(pc["comparison"]["base"]["arm"] == "reference");
+  CHECK(pc["comparison"]["base"]["kernel"] == "reference-v6.1");
+  CHECK(pc["comparison"]["min_effect"] == Approx(0.10));
+  CHECK(pc["comparison"]["run_ids"] == json::array({prun}));
+  json pshow = show(dir.db(), prun);
+  CHECK(pshow.size() == 8);   // 4 + 4, interleaved in one run
+  CHECK(json::parse(read(dir.path / "p1" / "nightly.json"))["scenarios"][0]["alert"] == false);
+
+  // kab bisect on its own: refs checked first; a range of one commit is that
+  // commit once the regression is confirmed (4 + 4 samples).
+  auto backwards = run_kab({"bisect", suite.string(), "--good", delay, "--bad", c2, "--db", dir.db()}, 120);
+  CHECK(backwards.exit_code == 2);
+  CHECK(backwards.output.find("--good " + delay + " is not an ancestor of --bad " + c2) != std::string::npos);
+  const std::string blog = (dir.path / "bisect.log").string();
+  auto one = run_kab({"bisect", suite.string(), "--good", c2, "--bad", delay, "--repetitions", "4", "--db", dir.db(),
+                      "--out", (dir.path / "bisect").string()},
+                     3600, blog);
+  INFO(read(blog));
+  CHECK(one.exit_code == 0);
+  json bj = json::parse(read(dir.path / "bisect" / "bisect.json"));
+  CHECK(bj["first_bad"].get<std::string>().rfind(delay, 0) == 0);
+  CHECK(bj["commits"] == 1);
+  REQUIRE(bj["steps"].size() == 1);
+  CHECK(bj["steps"][0]["decision"] == "regression");
+  CHECK(bj["steps"][0]["change"].get<double>() < -0.3);
+  CHECK(read(blog).find("first bad commit: " + delay) != std::string::npos);
+
+  // The user's branch is where they left it.
+  CHECK(git(repo, {"rev-parse", "--abbrev-ref", "HEAD"}) == "next\n");
+  check_no_leftovers();
+}

@@ -424,6 +424,47 @@ TEST_CASE("ResultStore round-trips runs, kernels and samples", "[store]") {
   TempDir tmp;
   auto store = ResultStore::open(tmp.path / "kab.db");
 
+  SECTION("a deleted run takes its samples and their artifacts, nothing of other runs") {
+    auto a = store.begin_run(run_info()), b = store.begin_run(run_info());
+    store.add_sample(full_sample(a, 0));
+    store.add_sample(full_sample(a, 1));
+    store.add_sample(full_sample(b, 0));
+    const auto kept_id = store.sample_id(b, 0);
+    REQUIRE(kept_id);
+    const auto kept_artifacts = store.artifacts(*kept_id).size();
+    CHECK(kept_artifacts > 0);
+    CHECK(store.delete_run(a) == 2);
+    CHECK_FALSE(store.run(a));
+    CHECK(store.samples(a).empty());
+    CHECK(store.samples(b).size() == 1);
+    CHECK(store.artifacts(*kept_id).size() == kept_artifacts);
+    CHECK(store.integrity_check() == "ok");
+    try {
+      store.delete_run(a);
+      FAIL("no error for a deleted run");
+    } catch (const StoreError& e) {
+      CHECK(e.kind() == StoreError::Kind::not_found);
+    }
+  }
+
+  SECTION("a fact set after the run began joins its extra facts, the others kept") {
+    auto info = run_info();
+    info.extra = {{"nightly.suite", "fuse"}, {"env.thp", "always"}};
+    auto id = store.begin_run(info);
+    store.set_run_fact(id, "nightly.verdict", "regression");
+    store.set_run_fact(id, "nightly.verdict", "equivalent");   // replaced, not duplicated
+    auto r = store.run(id);
+    REQUIRE(r);
+    CHECK(r->info.extra == std::map<std::string, std::string>{
+                               {"env.thp", "always"}, {"nightly.suite", "fuse"}, {"nightly.verdict", "equivalent"}});
+    try {
+      store.set_run_fact(id + 1, "x", "y");
+      FAIL("no error for an unknown run");
+    } catch (const StoreError& e) {
+      CHECK(e.kind() == StoreError::Kind::not_found);
+    }
+  }
+
   SECTION("a run keeps its recipe and conditions, and its status") {
     auto info = run_info();
     auto id = store.begin_run(info);
