@@ -169,6 +169,7 @@ std::string change_text(const History& h, const ColumnChange& c) {
   const std::string what = c.point.kind == "step"         ? "a step"
                            : c.point.kind == "drift"      ? "a drift (the level moves within both sides)"
                            : c.point.kind == "too_recent" ? "a change too recent to be a level yet"
+                           : c.point.kind == "too_early"  ? "a change after too few nights to be a level"
                                                           : c.point.kind;
   return c.column + ": " + what + " from night " + c.night + " (" + short_commit(c.commit) + "), " +
          core::metric_info(h.metric).label + " " + buf;
@@ -661,26 +662,36 @@ int cmd_nightly(const std::vector<std::string>& args) {
     planned.push_back(std::move(p));
   }
   if (out_dir.empty()) out_dir = paths().root + "/results/nightly/" + su.name + "/" + night;
-  fs::create_directories(out_dir);
-  // A night already judged is not run again; one interrupted is resumed.
+  // A scenario the night already judged is not run again, one interrupted is
+  // resumed (at the commit it began with); a night whose every scenario was
+  // judged is refused.
   std::map<std::string, std::int64_t> resume;
+  std::map<std::string, core::Night> judged;
   if (fs::exists(db_path)) {
     store::ResultStore db = store::ResultStore::open(db_path);
     for (const auto& p : planned)
-      for (const auto& n : nights_of(db, su.name, p.scenario.name))
-        if (n.label == night) {
-          if (!n.verdict.empty())
-            throw Fatal("night " + night + " of suite " + su.name + " already ran " + p.scenario.name + " (run " +
-                            std::to_string(n.run) + ", " + n.verdict + "): name another with --night",
-                        k_exit_usage);
-          if (n.commit != head_commit)
-            throw Fatal("night " + night + " of suite " + su.name + " was interrupted in " + p.scenario.name + " (run " +
-                            std::to_string(n.run) + ") at " + short_commit(n.commit) + "; " + su.ref + " is now at " +
-                            short_commit(head_commit) + ": name another night with --night",
-                        k_exit_usage);
-          resume[p.scenario.name] = n.run;
+      for (const auto& n : nights_of(db, su.name, p.scenario.name)) {
+        if (n.label != night) continue;
+        if (!n.verdict.empty()) {
+          judged[p.scenario.name] = n;
+          continue;
         }
+        if (n.commit != head_commit)
+          throw Fatal("night " + night + " of suite " + su.name + " was interrupted in " + p.scenario.name + " (run " +
+                          std::to_string(n.run) + ") at " + short_commit(n.commit) + "; " + su.ref + " is now at " +
+                          short_commit(head_commit) + ": name another night with --night",
+                      k_exit_usage);
+        resume[p.scenario.name] = n.run;
+      }
+    if (judged.size() == planned.size()) {
+      std::string list;
+      for (const auto& [name, n] : judged)
+        list += (list.empty() ? "" : ", ") + name + " (run " + std::to_string(n.run) + ", " + n.verdict + ")";
+      throw Fatal("night " + night + " of suite " + su.name + " already ran " + list + ": name another with --night",
+                  k_exit_usage);
+    }
   }
+  fs::create_directories(out_dir);
   if (verbosity() != Verbosity::quiet)
     std::fprintf(stderr, "kab: nightly %s, night %s: %s at %s (\"%s\"), built as %s; %zu scenario%s; baseline %s\n",
                  su.name.c_str(), night.c_str(), su.ref.c_str(), short_commit(head_commit).c_str(), subject.c_str(),
@@ -710,6 +721,21 @@ int cmd_nightly(const std::vector<std::string>& args) {
     NightResult nr;
     nr.scenario = s.name;
     if (auto m = core::metric_from(s.primary_metric)) nr.metric = *m;
+    if (auto it = judged.find(s.name); it != judged.end()) {
+      // Judged before this night was interrupted: its result as stored.
+      nr.run = it->second.run;
+      nr.verdict = it->second.verdict;
+      nr.alert = it->second.alert;
+      nr.baseline = it->second.baseline;
+      store::ResultStore db = store::ResultStore::open(db_path);
+      if (auto r = db.run(nr.run)) nr.reports = fact(*r, "nightly.reports");
+      nr.message = nr.verdict + (nr.alert ? " (an alert)" : "") + ", judged in run " + std::to_string(nr.run) +
+                   " before the night was interrupted";
+      any_alert |= nr.alert;
+      any_failed |= nr.verdict == "failed";
+      results.push_back(nr);
+      continue;
+    }
     core::RunOutcome o;
     try {
       o = execute_run(rq);
@@ -765,8 +791,8 @@ int cmd_nightly(const std::vector<std::string>& args) {
         continue;
       }
       base_arm = k_baseline;
-      runs = nr.baseline;
-      runs.push_back(o.run_id);
+      runs = {o.run_id};   // first: the report's host, date and versions are tonight's
+      runs.insert(runs.end(), nr.baseline.begin(), nr.baseline.end());
       std::string list;
       int pooled = 0;
       for (auto id : nr.baseline) {
@@ -838,6 +864,7 @@ int cmd_nightly(const std::vector<std::string>& args) {
           good = it->commit;
       if (good.empty() && reference) good = reference_commit;
       auto [ancestor, o1] = proc::capture({"git", "-C", su.tree, "merge-base", "--is-ancestor", good, head_commit});
+      auto [listed, merges] = proc::capture({"git", "-C", su.tree, "rev-list", "--merges", good + ".." + head_commit});
       std::string why_not;
       if (good.empty())
         why_not = "no earlier good night to bisect from";
@@ -846,6 +873,8 @@ int cmd_nightly(const std::vector<std::string>& args) {
                   "the environment facts that differ)";
       else if (!ancestor)
         why_not = short_commit(good) + ", the last good commit, is not an ancestor of the head (a rebased branch)";
+      else if (!listed || !core::trim(merges).empty())
+        why_not = short_commit(good) + ".." + short_commit(head_commit) + " holds merge commits: kab bisects a linear range";
       if (!why_not.empty()) {
         nr.message += "; not bisected: " + why_not;
         nr.bisect = {{"message", "not bisected: " + why_not}};
@@ -853,10 +882,18 @@ int cmd_nightly(const std::vector<std::string>& args) {
         std::fprintf(stderr, "kab: nightly: bisecting %s..%s\n", short_commit(good).c_str(),
                      short_commit(head_commit).c_str());
         BisectRequest br{su, config, base_commit, p.path, s, good, head_commit, "", db_path, rq.command_line};
-        const BisectResult b = bisect(br);
-        write_bisect(b, nr.reports);
-        nr.bisect = bisect_json(b);
-        nr.message += "; " + b.message;
+        br.scenario.stop.until_decided = false;   // each step at fixed n: its interval's coverage is stated
+        try {
+          const BisectResult b = bisect(br);
+          write_bisect(b, nr.reports);
+          nr.bisect = bisect_json(b);
+          nr.message += "; " + b.message;
+        } catch (const Fatal& e) {
+          // The night's verdict stands; the bisection's failure is said with it.
+          if (e.exit_code == k_exit_interrupted) throw;
+          nr.bisect = {{"message", std::string("bisect stopped: ") + e.what()}};
+          nr.message += std::string("; bisect stopped: ") + e.what();
+        }
       }
     }
     any_alert |= nr.alert;
@@ -1020,7 +1057,14 @@ int cmd_db(const std::vector<std::string>& args) {
   int runs = 0, samples = 0;
   for (const auto& [name, scenario] : pairs) {
     const auto nights = nights_of(db, name, scenario);
-    const auto doomed = core::nights_to_prune(nights, keep);
+    // Tomorrow's baseline: the window of the newest night's policy ("nights K"; a pinned reference needs none).
+    int window = 0;
+    if (!nights.empty())
+      if (auto r = db.run(nights.back().run)) {
+        const std::string policy = fact(*r, "nightly.baseline_policy");
+        if (core::starts_with(policy, "nights ")) window = std::atoi(policy.c_str() + 7);
+      }
+    const auto doomed = core::nights_to_prune(nights, keep, window);
     std::string list;
     for (const auto& n : nights)
       if (std::find(doomed.begin(), doomed.end(), n.run) != doomed.end())

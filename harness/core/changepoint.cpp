@@ -101,8 +101,10 @@ ChangePoint detect_change_point(std::span<const double> series, const ChangePoin
   const std::span<const double> after = series.subspan(static_cast<std::size_t>(at_split));
   const double mb = median(before), ma = median(after);
   out.change = mb == 0 ? 0 : ma / mb - 1;
-  if (at_split < o.min_segment || n - at_split < o.min_segment)
+  if (n - at_split < o.min_segment)
     out.kind = "too_recent";
+  else if (at_split < o.min_segment)
+    out.kind = "too_early";
   else if (const double z = (kendall_s(before) + kendall_s(after)) /
                             std::sqrt(kendall_var(before.size()) + kendall_var(after.size()));
            std::abs(z) > 2.5758 && (z > 0) == (ma > mb))

@@ -11,8 +11,10 @@
 //   drift       within both sides the values still move the way the series
 //               moved (Mann–Kendall's S of the two sides pooled, two-sided 1%):
 //               a slope, not two levels
-//   too_recent  the new level has fewer than min_segment nights (or the old
-//               one): one night is not yet a level
+//   too_recent  the new level has fewer than min_segment nights: not yet a
+//               level (reachable only when min_segment is large: a short tail
+//               moves K by at most its length × n, rarely significant)
+//   too_early   the old level has fewer than min_segment nights
 //   none        not significant at alpha (or too few nights to test: too_short)
 #pragma once
 
@@ -30,7 +32,7 @@ struct ChangePointOptions {
 };
 
 struct ChangePoint {
-  std::string kind = "none";   // step | drift | too_recent | none | too_short
+  std::string kind = "none";   // step | drift | too_recent | too_early | none | too_short
   int index = -1;              // the first value of the new level (0-based); -1 when none
   double p = 1;                // permutation p-value of K
   double statistic = 0;        // Pettitt's K

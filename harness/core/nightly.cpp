@@ -28,8 +28,10 @@ bool regression_persists(const std::vector<Night>& earlier, const std::string& s
   return needed == 0;
 }
 
-std::vector<std::int64_t> nights_to_prune(const std::vector<Night>& nights, int keep) {
+std::vector<std::int64_t> nights_to_prune(const std::vector<Night>& nights, int keep, int window) {
   std::set<std::int64_t> kept;
+  if (!nights.empty() && window > 0)
+    for (auto id : baseline_window(nights, nights.back().scenario_hash, window)) kept.insert(id);
   const std::size_t n = nights.size();
   for (std::size_t i = 0; i < n; ++i) {
     const Night& night = nights[i];

@@ -38,8 +38,10 @@ bool regression_persists(const std::vector<Night>& earlier, const std::string& s
 
 // The runs `kab db prune --keep-nights KEEP` deletes of one scenario's NIGHTS
 // (oldest first): all but the last KEEP, except a night that regressed or
-// alerted, a night in the baseline of one kept for that reason, and a night
-// in the newest night's baseline (tomorrow's comparison needs it).
-std::vector<std::int64_t> nights_to_prune(const std::vector<Night>& nights, int keep);
+// alerted, a night in the baseline of one kept for that reason, a night in
+// the newest night's baseline, and the nights tomorrow's baseline is made of
+// (baseline_window of the newest night's scenario over WINDOW nights; 0 for
+// a suite with a pinned reference).
+std::vector<std::int64_t> nights_to_prune(const std::vector<Night>& nights, int keep, int window);
 
 }  // namespace kab::core

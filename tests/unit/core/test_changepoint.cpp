@@ -28,7 +28,7 @@ std::vector<double> nights(int n, double cv, std::uint64_t seed, int at = -1, do
 
 TEST_CASE("change point: a 10% step after 10 nights at CV 5% is found, at its night", "[core][changepoint]") {
   // The power of the scan at alpha 1%, measured on these seeds: 10 nights
-  // after the step find it in 86% of series, 20 nights after in 97%.
+  // after the step find it in 84 of 100 series, 20 nights after in 95.
   for (const int after : {10, 20}) {
     int found = 0, placed = 0;
     for (std::uint64_t seed = 1; seed <= 100; ++seed) {
@@ -38,7 +38,6 @@ TEST_CASE("change point: a 10% step after 10 nights at CV 5% is found, at its ni
         ++found;
         placed += std::abs(c.index - 10) <= 2;
         CHECK(c.change < -0.04);
-        CHECK(c.p < 0.01);
       }
     }
     INFO(after << " nights after the step: found in " << found << " of 100 seeds, " << placed
@@ -52,8 +51,7 @@ TEST_CASE("change point: 30 nights of noise at CV 5% raise no alarm in 95% of se
   int alarms = 0;
   for (std::uint64_t seed = 1; seed <= 200; ++seed) {
     const ChangePoint c = detect_change_point(nights(30, 0.05, seed), {.seed = seed});
-    alarms += c.p < 0.01;
-    CHECK((c.kind == "none" || c.p < 0.01));
+    alarms += c.kind != "none";
   }
   INFO(alarms << " alarms in 200 seeds (alpha 1%: 2 expected)");
   CHECK(alarms <= 10);
@@ -73,6 +71,7 @@ TEST_CASE("change point: one wild night is no step; a slow drift is a drift", "[
   INFO(outlier_alarms << " outlier alarms, " << drifts << " drifts, " << steps_in_drift << " steps of 50 drifting series");
   CHECK(outlier_alarms <= 2);
   CHECK(drifts >= 45);
+  CHECK(steps_in_drift == 0);
 }
 
 TEST_CASE("change point: the permutation p-value is seeded, too few nights are not tested", "[core][changepoint]") {
@@ -83,10 +82,19 @@ TEST_CASE("change point: the permutation p-value is seeded, too few nights are n
   CHECK(a.kind == "step");
   CHECK(a.index == 8);
   CHECK(detect_change_point(std::vector<double>{1, 2, 3}).kind == "too_short");
-  // A step whose new level is one night old is not yet a level.
-  std::vector<double> late(12, 100.0);
-  for (std::size_t i = 0; i < late.size(); ++i) late[i] += static_cast<double>(i % 3);
-  late.back() = 50;
-  const ChangePoint l = detect_change_point(late, {.min_segment = 2});
-  CHECK(l.kind != "step");
+  // One night at half speed at the end is no level: not even significant
+  // (it moves K by n - 1 of a possible n²/4).
+  std::vector<double> late = nights(12, 0.02, 9);
+  late.back() *= 0.5;
+  CHECK(detect_change_point(late).kind == "none");
+  // A new level shorter than min_segment: 8 nights at half speed after 22,
+  // significant, but min_segment 9 asks for more.
+  std::vector<double> tail = nights(30, 0.02, 4, 22, -0.5);
+  const ChangePoint t = detect_change_point(tail, {.min_segment = 9});
+  CHECK(t.kind == "too_recent");
+  CHECK(t.index == 22);
+  CHECK(detect_change_point(tail, {.min_segment = 8}).kind == "step");
+  // The same at the start: an old level of 8 nights.
+  std::vector<double> head = nights(30, 0.02, 4, 8, -0.5);
+  CHECK(detect_change_point(head, {.min_segment = 9}).kind == "too_early");
 }

@@ -52,10 +52,17 @@ TEST_CASE("nightly: prune keeps the last nights, regressions, their baselines an
   nights[4].verdict = "regression";          // night 5, judged against nights 2-4
   nights[4].baseline = {2, 3, 4};
   nights[11].baseline = {7, 8, 9, 10, 11};   // the newest night's baseline
-  CHECK(nights_to_prune(nights, 3) == std::vector<std::int64_t>{1, 6});
+  CHECK(nights_to_prune(nights, 3, 0) == std::vector<std::int64_t>{1, 6});
   // An alert without a regression verdict (never stored so, but kept all the same).
   nights[0].alert = true;
-  CHECK(nights_to_prune(nights, 3) == std::vector<std::int64_t>{6});
-  CHECK(nights_to_prune(nights, 12).empty());
-  CHECK(nights_to_prune({}, 3).empty());
+  CHECK(nights_to_prune(nights, 3, 0) == std::vector<std::int64_t>{6});
+  CHECK(nights_to_prune(nights, 12, 0).empty());
+  CHECK(nights_to_prune({}, 3, 5).empty());
+  // The newest night failed (no baseline of its own): tomorrow's baseline,
+  // the last 5 judged nights that did not regress, is kept all the same.
+  std::vector<Night> failed;
+  for (int i = 1; i <= 10; ++i) failed.push_back(night(i, "inconclusive"));
+  failed.back().verdict = "failed";
+  CHECK(nights_to_prune(failed, 1, 5) == std::vector<std::int64_t>{1, 2, 3, 4});   // 5-9 and 10 kept
+  CHECK(nights_to_prune(failed, 1, 0) == std::vector<std::int64_t>{1, 2, 3, 4, 5, 6, 7, 8, 9});
 }

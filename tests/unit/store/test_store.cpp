@@ -433,7 +433,13 @@ TEST_CASE("ResultStore round-trips runs, kernels and samples", "[store]") {
     REQUIRE(kept_id);
     const auto kept_artifacts = store.artifacts(*kept_id).size();
     CHECK(kept_artifacts > 0);
+    const auto gone_0 = store.sample_id(a, 0), gone_1 = store.sample_id(a, 1);
+    REQUIRE(gone_0);
+    REQUIRE(gone_1);
+    CHECK_FALSE(store.artifacts(*gone_0).empty());
     CHECK(store.delete_run(a) == 2);
+    CHECK(store.artifacts(*gone_0).empty());
+    CHECK(store.artifacts(*gone_1).empty());
     CHECK_FALSE(store.run(a));
     CHECK(store.samples(a).empty());
     CHECK(store.samples(b).size() == 1);
