@@ -5,10 +5,12 @@
 // on every machine. Each test works on a clone of it, the user's tree.
 // Listed after the other integration tests: ccache then holds stock-6.1's
 // objects, so the build from the tag is mostly cache hits (~5 min, not 14).
+#include <algorithm>
 #include <catch2/catch.hpp>
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
+#include <sstream>
 
 #include "helpers.h"
 
@@ -255,8 +257,33 @@ TEST_CASE("nightly: two nights of a moving branch, a planted delay on the second
     CHECK_FALSE(fs::exists(dir.db()));
   }
 
-  // Night 1: v6.1 itself, the suite's first night: nothing to compare with.
-  auto [r1, log1] = night("n1");
+  // Night 1 as the shipped systemd unit runs it (docs/nightly): its ExecStart
+  // with this suite and database: v6.1 itself, the suite's first night.
+  std::vector<std::string> unit_args;
+  {
+    const std::string unit = read(k_root + "/docs/nightly/kab-nightly@.service");
+    const auto at = unit.find("\nExecStart=");
+    REQUIRE(at != std::string::npos);
+    std::istringstream words(unit.substr(at + 11, unit.find('\n', at + 1) - at - 11));
+    std::string binary;
+    words >> binary;
+    CHECK(binary == "/opt/kab/build/harness/kab");   // where the unit's comment says to install kab
+    for (std::string w; words >> w;) unit_args.push_back(w);
+    REQUIRE(unit_args.size() >= 2);
+    CHECK(unit_args[0] == "nightly");
+    CHECK(unit_args[1] == "/etc/kab/nightly/%i.yaml");
+    unit_args[1] = suite.string();
+    auto db_at = std::find(unit_args.begin(), unit_args.end(), "--db");
+    REQUIRE(db_at + 1 < unit_args.end());
+    *(db_at + 1) = dir.db();
+    CHECK(std::find(unit_args.begin(), unit_args.end(), "--bisect") != unit_args.end());
+    const std::string timer = read(k_root + "/docs/nightly/kab-nightly@.timer");
+    CHECK(timer.find("\nOnCalendar=*-*-* 01:00:00\n") != std::string::npos);
+    CHECK(timer.find("\nUnit=kab-nightly@%i.service\n") != std::string::npos);
+  }
+  unit_args.insert(unit_args.end(), {"--night", "n1", "--out", (dir.path / "n1").string()});
+  const auto r1 = run_kab(unit_args, 3600, (dir.path / "n1.log").string());
+  const std::string log1 = read(dir.path / "n1.log");
   INFO(log1);
   REQUIRE(r1.exit_code == 0);
   const std::string v61 = git(repo, {"rev-parse", "v6.1"}).substr(0, 12);
