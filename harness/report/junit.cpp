@@ -69,10 +69,18 @@ std::string render_junit(const core::Comparison& c, const core::ReportContext& c
     for (const auto& w : c.warnings) prop("warning." + w.kind, w.message);
     suites += "    </properties>\n" + cases + "  </testsuite>\n";
   }
-  // The correctness gate: a test per kernel, family and backend; a check
-  // that was not clean is a failure, with the kernel's finding.
+  // The correctness gate: a test per kernel, family and backend; a check of
+  // the candidate that was not clean, while the base passes, is a failure
+  // with the kernel's finding. The base's findings are not the patch's: a
+  // check the base fails, and every check when both fail (the verdict is then
+  // the performance one), is skipped with its finding, so the suite fails
+  // exactly when the verdict is "correctness failure".
   if (!ctx.gates.empty()) {
-    int st = 0, sf = 0;
+    int st = 0, sf = 0, ss = 0;
+    bool base_failed = false;
+    for (const auto& g : ctx.gates)
+      if (g.arm == c.base_arm)
+        for (const auto& k : g.checks) base_failed |= k.status != "ok";
     std::string cases;
     for (const auto& g : ctx.gates)
       for (const auto& k : g.checks) {
@@ -80,17 +88,28 @@ std::string render_junit(const core::Comparison& c, const core::ReportContext& c
         cases += "    <testcase" + attr("classname", "kab.gate." + class_part(g.arm) + "." + class_part(k.family)) +
                  attr("name", k.backend) + attr("time", std::to_string(k.fio_s)) + ">\n";
         if (k.status != "ok") {
-          ++sf;
-          cases += "      <failure" + attr("type", k.status) +
-                   attr("message", (k.finding.empty() ? k.reason : k.finding) + " (run " + std::to_string(k.run) + ")") +
-                   ">" + xml_escape("rerun: " + k.rerun) + "</failure>\n";
+          const std::string message =
+              (k.finding.empty() ? k.reason : k.finding) + " (run " + std::to_string(k.run) + ")";
+          if (g.arm == c.base_arm || base_failed) {
+            ++ss;
+            cases += "      <skipped" +
+                     attr("message", (g.arm == c.base_arm ? "the base kernel's finding, not the patch's: "
+                                                          : "the base fails the gate too, not the patch's: ") +
+                                         message) +
+                     "/>\n";
+          } else {
+            ++sf;
+            cases += "      <failure" + attr("type", k.status) + attr("message", message) + ">" +
+                     xml_escape("rerun: " + k.rerun) + "</failure>\n";
+          }
         }
         cases += "    </testcase>\n";
       }
     tests += st;
     failures += sf;
+    skipped += ss;
     suites += "  <testsuite" + attr("name", c.scenario + "/correctness") + attr("tests", std::to_string(st)) +
-              attr("failures", std::to_string(sf)) + attr("errors", "0") + attr("skipped", "0") +
+              attr("failures", std::to_string(sf)) + attr("errors", "0") + attr("skipped", std::to_string(ss)) +
               (ctx.date.empty() ? "" : attr("timestamp", ctx.date)) + ">\n    <properties>\n" +
               "      <property" + attr("name", "summary") + attr("value", correctness_text(c, ctx)) + "/>\n" +
               "    </properties>\n" + cases + "  </testsuite>\n";

@@ -647,6 +647,20 @@ TEST_CASE("correctness: a candidate that fails the gate the base passes is a cor
     CHECK(contains(correctness_text(c, ctx), "Both kernels fail it"));
     CHECK(contains(render_text(c, ctx, {}), "\nverdict: improvement\n"));
     CHECK(correctness_findings(ctx).size() == 2);
+    // JUnit fails exactly when the verdict is a correctness failure: both
+    // findings are there, skipped, neither a failure.
+    const std::string junit = render_junit(c, ctx);
+    CHECK(contains(junit, "<testsuite name=\"rfc-writeback/correctness\" tests=\"4\" failures=\"0\" errors=\"0\" "
+                          "skipped=\"2\""));
+    CHECK(contains(junit, "<skipped message=\"the base kernel&apos;s finding, not the patch&apos;s: [   41.202030] BUG"));
+    CHECK(contains(junit, "<skipped message=\"the base fails the gate too, not the patch&apos;s: [   41.202030] BUG"));
+    CHECK_FALSE(contains(junit, "<failure type=\"unhealthy\""));
+  }
+  SECTION("only the base fails: its finding is skipped, the candidate's checks pass") {
+    ctx.gates = gates(false, true);
+    const std::string junit = render_junit(c, ctx);
+    CHECK(contains(junit, "tests=\"4\" failures=\"0\" errors=\"0\" skipped=\"1\""));
+    CHECK(contains(junit, "<skipped message=\"the base kernel&apos;s finding, not the patch&apos;s:"));
   }
   SECTION("no gate ran: every format says so, the verdict is the performance one") {
     ctx.gates.clear();
