@@ -218,6 +218,43 @@ TEST_CASE("gate: a kernel that silently corrupts buffered writes fails the famil
   check_no_leftovers();
 }
 
+TEST_CASE("gate: --variant \"\" runs the kernel as defined, --keep keeps each sample's work directory",
+          "[integration][gate]") {
+  TestDir dir("gate-plain");
+  auto work_dirs = [] {
+    std::set<std::string> out;
+    for (const auto& e : fs::directory_iterator("/dev/shm"))
+      if (e.path().filename().string().rfind("kab-run-", 0) == 0) out.insert(e.path().string());
+    return out;
+  };
+  const auto before = work_dirs();
+  const std::string log = (dir.path / "gate.log").string();
+  auto r = run_kab({"gate", "stock-6.1", "--variant", "", "--family", "writeback", "--backend", "writeback", "--time",
+                    "5s", "--keep", "--json", "--db", dir.db()},
+                   1800, log);
+  INFO(read(log));
+  CHECK(r.exit_code == 0);
+  json j = last_json(read(log));
+  CHECK(j["variant"] == "");
+  CHECK(j["passed"] == true);
+  REQUIRE(j["results"].size() == 1);
+  CHECK(j["results"][0]["status"] == "ok");
+  // The plain build (no KASAN): the stored sample names no variant.
+  json rows = gate_samples(dir.db());
+  REQUIRE(rows.size() == 1);
+  CHECK(rows[0]["text"].get<std::string>().find("variant: debug") == std::string::npos);
+  auto [ok, variant] = kab::proc::capture({"sqlite3", dir.db(), "SELECT variant FROM samples"});
+  CHECK(variant == "\n");
+  // --keep: the ok sample's work directory stays, with its console.
+  std::vector<std::string> kept;
+  for (const auto& d : work_dirs())
+    if (!before.count(d)) kept.push_back(d);
+  REQUIRE(kept.size() == 1);
+  CHECK(fs::exists(fs::path(kept[0]) / "sample-0" / "console.log"));
+  fs::remove_all(kept[0]);
+  check_no_leftovers();
+}
+
 TEST_CASE("gate: bad input is refused with exit 2 before anything is built or booted", "[integration][gate]") {
   TestDir dir("gate-input");
   const fs::path def = dir.path / "gate.yaml";
