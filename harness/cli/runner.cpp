@@ -90,6 +90,7 @@ class Store : public core::RunStore {
     k.build_wall_s = a.wall_s;
     k.build_cpu_s = a.cpu_s;
     k.objects_compiled = a.objects_compiled;
+    k.built_at = a.built_at;
     m_db.record_kernel(k);
   }
   std::optional<core::StoredRun> stored_run(std::int64_t id) override {

@@ -930,6 +930,7 @@ core::KernelArtifact Builder::publish(const BuildState& st) const {
   a.wall_s = core::now_s() - st.t0;
   a.cpu_s = st.cpu_s;
   a.objects_compiled = st.objects;
+  a.built_at = core::iso_now();
   a.explain = "built: " + st.explain;
   if (st.arch == "um") {
     fs::copy_file(st.out / "linux", tmp / "linux");
@@ -948,7 +949,7 @@ core::KernelArtifact Builder::publish(const BuildState& st) const {
   meta["config_hash"] = st.config_hash;
   meta["inputs"] = inputs_json(st.in);
   meta["inputs"].erase("source_files");   // a plain tree's manifest: last-inputs keeps it for --explain
-  meta["built_at"] = core::iso_now();
+  meta["built_at"] = a.built_at;
   meta["wall_s"] = a.wall_s;
   meta["cpu_s"] = a.cpu_s;
   meta["objects_compiled"] = st.objects;
@@ -989,6 +990,7 @@ std::vector<core::KernelArtifact> Builder::cached() const {
     a.wall_s = j.value("wall_s", 0.0);
     a.cpu_s = j.value("cpu_s", 0.0);
     a.objects_compiled = j.value("objects_compiled", 0);
+    a.built_at = j.value("built_at", "");
     if (j.contains("inputs")) {
       a.source_identity = j["inputs"].value("source_identity", "");
       for (const auto& p : j["inputs"].value("patches", json::array())) a.patch_hashes.push_back(p["sha256"]);

@@ -130,6 +130,7 @@ TEST_CASE("git: kab compare --tree builds the base from a tag and the candidate 
   // ran this test before, the candidate comes from the cache, recorded as
   // the test's own --force rebuild below made it (the lane already held the
   // commit: 0 objects), so the count says nothing about this run.
+  REQUIRE(k[1]["built_at"].get<std::string>().size() == 20);   // 2026-12-03T15:04:05Z, the build's own time
   if (k[1]["built_at"].get<std::string>() >= started)
     CHECK(k[1]["objects_compiled"].get<int>() > 0);
   else
