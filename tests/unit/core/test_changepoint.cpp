@@ -57,7 +57,7 @@ TEST_CASE("change point: 30 nights of noise at CV 5% raise no alarm in 95% of se
   CHECK(alarms <= 10);
 }
 
-TEST_CASE("change point: one wild night is no step; a slow drift is a drift", "[core][changepoint]") {
+TEST_CASE("change point: one wild night is no step, a slow drift is a drift", "[core][changepoint]") {
   int outlier_alarms = 0, drifts = 0, steps_in_drift = 0;
   for (std::uint64_t seed = 1; seed <= 50; ++seed) {
     auto x = nights(20, 0.03, seed);
