@@ -49,11 +49,6 @@ std::optional<fs::path> inside(const fs::path& path, const fs::path& dir) {
   return rel;
 }
 
-std::string fact(const store::RunRecord& r, const std::string& key) {
-  auto it = r.info.extra.find(key);
-  return it == r.info.extra.end() ? "" : it->second;
-}
-
 // The host facts a bundle keeps, as RunInfo has them.
 json host_facts(const store::RunInfo& i) {
   json h = {{"cpu_model", i.cpu_model},       {"nproc", i.nproc},
@@ -74,7 +69,7 @@ void write_bundle(store::ResultStore& db, std::int64_t run_id, const std::string
                   const std::map<std::string, core::KernelSpec>& used, const std::string& kernels_dir) {
   auto run = db.run(run_id);
   if (!run) throw Fatal("no run " + std::to_string(run_id) + " in " + db.path().string(), k_exit_usage);
-  const std::string effective_text = fact(*run, "scenario.effective");
+  const std::string effective_text = store::run_fact(*run, "scenario.effective");
   if (effective_text.empty())
     throw Fatal("run " + std::to_string(run_id) + " was stored by an older kab, without the scenario as run "
                 "(its arms, repetitions and seed): it cannot be bundled",
@@ -106,7 +101,7 @@ void write_bundle(store::ResultStore& db, std::int64_t run_id, const std::string
     arms[a["name"].get<std::string>()] = arm;
   }
   root["arms"] = arms;
-  if (const std::string job = fact(*run, "job_file_text"); !job.empty()) {
+  if (const std::string job = store::run_fact(*run, "job_file_text"); !job.empty()) {
     root["fio"]["job_file"] = "job.fio";
     write_text(top / "job.fio", job);
   }
@@ -183,7 +178,7 @@ void write_bundle(store::ResultStore& db, std::int64_t run_id, const std::string
   json manifest = {{"bundle_version", k_bundle_version},
                    {"run", run_id},
                    {"created_at", run->created_at},
-                   {"command", fact(*run, "command")},
+                   {"command", store::run_fact(*run, "command")},
                    {"scenario", run->info.scenario_name},
                    {"effective", effective},
                    {"plan_seed", std::to_string(run->info.plan_seed)},

@@ -49,16 +49,6 @@ void tree_arms(const std::string& tree_arg, const std::string& base, const std::
   const std::string tree = fs::absolute(tree_arg).lexically_normal().string();
   if (!fs::is_directory(fs::path(tree) / ".git")) throw Fatal("--tree " + tree_arg + " is not a git repository", k_exit_usage);
   core::KernelSpec config = load_kernel_or_exit("stock-6.1");
-  auto spec_of = [&](const std::string& ref) {
-    core::KernelSpec k = config;
-    k.name = ref_name(ref);
-    k.path = tree;
-    k.patches.clear();
-    k.git_repo = tree;
-    k.git_ref = ref;
-    k.source = "git:" + tree;
-    return k;
-  };
   auto commit_of = [&](const std::string& option, const std::string& ref) {
     try {
       return kernel::git_commit(tree, ref);
@@ -67,24 +57,17 @@ void tree_arms(const std::string& tree_arg, const std::string& base, const std::
     }
   };
   if (base == "WORKTREE") throw Fatal("--base WORKTREE: the base is a commit; the work tree can be the candidate", k_exit_usage);
-  const std::string base_commit = commit_of("--base", base);
-  core::KernelSpec b = spec_of(base), c;
+  commit_of("--base", base);
+  core::KernelSpec b = tree_kernel(tree, config, ref_name(base), base, "", base).spec, c;
   if (!series.empty()) {
     c = b;
     c.series = fs::absolute(series).lexically_normal().string();
     if (!fs::is_regular_file(c.series)) throw Fatal("--candidate-series " + series + " does not exist", k_exit_usage);
     c.name = b.name + "+" + ref_name(fs::path(series).stem().string());
-  } else if (candidate == "WORKTREE") {
-    c = spec_of(candidate);
   } else {
-    const std::string cand_commit = commit_of("--candidate", candidate);
-    c = spec_of(candidate);
-    auto [ancestor, out] = proc::capture({"git", "-C", tree, "merge-base", "--is-ancestor", base_commit, cand_commit});
-    auto [ok, merges] = proc::capture({"git", "-C", tree, "rev-list", "--merges", base_commit + ".." + cand_commit});
-    if (ancestor && ok && core::trim(merges).empty() && base_commit != cand_commit) {
-      c.git_ref.clear();
-      c.commits = base + ".." + candidate;
-    }
+    if (candidate != "WORKTREE") commit_of("--candidate", candidate);
+    // A candidate that descends from the base: the commits between them, in the base's lane.
+    c = tree_kernel(tree, config, ref_name(candidate), candidate, base, base).spec;
   }
   if (c.name == b.name) c.name += "-candidate";
   rq.kernels[b.name] = b;

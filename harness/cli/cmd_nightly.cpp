@@ -50,27 +50,22 @@ constexpr const char* k_head = "head";
 constexpr const char* k_baseline = "baseline";
 constexpr const char* k_reference = "reference";
 
-std::string fact(const store::RunRecord& r, const std::string& key) {
-  auto it = r.info.extra.find(key);
-  return it == r.info.extra.end() ? "" : it->second;
-}
-
 // The nights of SUITE's SCENARIO stored in DB, oldest first; only those before run BEFORE when it is not 0.
 std::vector<core::Night> nights_of(store::ResultStore& db, const std::string& suite, const std::string& scenario,
                                    std::int64_t before = 0) {
   std::vector<core::Night> out;
   for (const auto& r : db.runs()) {
-    if (fact(r, "nightly.suite") != suite || fact(r, "nightly.scenario") != scenario) continue;
+    if (store::run_fact(r, "nightly.suite") != suite || store::run_fact(r, "nightly.scenario") != scenario) continue;
     if (before != 0 && r.id >= before) continue;
     core::Night n;
     n.run = r.id;
-    n.label = fact(r, "nightly.night");
-    n.commit = fact(r, "nightly.commit");
-    n.scenario_hash = fact(r, "nightly.scenario_hash");
+    n.label = store::run_fact(r, "nightly.night");
+    n.commit = store::run_fact(r, "nightly.commit");
+    n.scenario_hash = store::run_fact(r, "nightly.scenario_hash");
     n.complete = r.status == store::RunStatus::complete;
-    n.verdict = fact(r, "nightly.verdict");
-    n.alert = fact(r, "nightly.alert") == "yes";
-    for (const auto& id : core::split(fact(r, "nightly.baseline"), ','))
+    n.verdict = store::run_fact(r, "nightly.verdict");
+    n.alert = store::run_fact(r, "nightly.alert") == "yes";
+    for (const auto& id : core::split(store::run_fact(r, "nightly.baseline"), ','))
       if (!core::trim(id).empty()) n.baseline.push_back(std::stoll(core::trim(id)));
     out.push_back(n);
   }
@@ -118,7 +113,7 @@ History history_of(store::ResultStore& db, const std::string& suite, const std::
   for (const auto& n : nights_of(db, suite, scenario)) {
     HistoryRow row;
     row.night = n;
-    if (auto r = db.run(n.run)) row.subject = fact(*r, "nightly.subject");
+    if (auto r = db.run(n.run)) row.subject = store::run_fact(*r, "nightly.subject");
     std::map<std::string, std::vector<double>> values;
     for (const auto& s : db.samples(n.run, store::WithArtifacts::no)) {
       if (s.arm != k_head || s.health.status != core::SampleStatus::ok) continue;
@@ -284,7 +279,7 @@ std::vector<report::TrendSeries> trend_series(store::ResultStore& db, const Hist
       p.alert = r.night.alert;
       p.baseline = std::find(baseline.begin(), baseline.end(), r.night.run) != baseline.end();
       if (auto run = db.run(r.night.run)) {
-        const std::string reports = fact(*run, "nightly.reports");
+        const std::string reports = store::run_fact(*run, "nightly.reports");
         if (!reports.empty() && fs::exists(fs::path(reports) / "comparison.html"))
           p.link = fs::relative(fs::path(reports) / "comparison.html", dir).string();
       }
@@ -314,45 +309,6 @@ std::string host_name() {
   char host[256] = {};
   ::gethostname(host, sizeof host - 1);
   return host;
-}
-
-// A commit of the suite's tree as a kernel definition with the config of
-// CONFIG: on the suite's base (BASE_COMMIT, "" for none) as the commits
-// base..commit, in the base's lane, so only what they touch recompiles; the
-// commit's tree exported whole when it does not descend from the base
-// without merges. BUILT_AS says which, for people.
-struct TreeKernel {
-  core::KernelSpec spec;
-  std::string built_as;
-};
-
-TreeKernel tree_kernel(const scenario::Suite& su, const core::KernelSpec& config, const std::string& name,
-                       const std::string& commit, const std::string& base_commit) {
-  TreeKernel t;
-  core::KernelSpec& k = t.spec;
-  k = config;
-  k.name = name;
-  k.path = su.tree;
-  k.patches.clear();
-  k.git_repo = su.tree;
-  k.git_ref = commit;
-  k.source = "git:" + su.tree;
-  t.built_as = "the tree of " + short_commit(commit);
-  if (base_commit.empty()) return t;
-  auto [ancestor, o1] = proc::capture({"git", "-C", su.tree, "merge-base", "--is-ancestor", base_commit, commit});
-  auto [ok, merges] = proc::capture({"git", "-C", su.tree, "rev-list", "--merges", base_commit + ".." + commit});
-  if (base_commit == commit) {
-    t.built_as = su.base + " itself";
-  } else if (ancestor && ok && core::trim(merges).empty()) {
-    k.git_ref.clear();
-    k.commits = base_commit + ".." + commit;
-    auto [counted, n] = proc::capture({"git", "-C", su.tree, "rev-list", "--count", base_commit + ".." + commit});
-    t.built_as = su.base + " + " + core::trim(n) + " commit(s), in " + su.base + "'s lane";
-  } else {
-    std::fprintf(stderr, "kab: %s does not descend from %s without merges: built whole (a full build)\n",
-                 short_commit(commit).c_str(), su.base.c_str());
-  }
-  return t;
 }
 
 // What one scenario of a night found.
@@ -442,10 +398,11 @@ BisectResult bisect(const BisectRequest& rq) {
   b.commits = static_cast<int>(commits.size());
   const bool higher = core::metric_info(b.metric).better == core::Better::higher;
   auto measure = [&](const std::string& commit, int step) {
-    const TreeKernel good = tree_kernel(rq.suite, rq.config, ref_name(rq.suite.ref) + "-" + short_commit(rq.good),
-                                        rq.good, rq.base_commit);
-    const TreeKernel tested = tree_kernel(rq.suite, rq.config, ref_name(rq.suite.ref) + "-" + short_commit(commit),
-                                          commit, rq.base_commit);
+    const TreeKernel good = tree_kernel(rq.suite.tree, rq.config, ref_name(rq.suite.ref) + "-" + short_commit(rq.good),
+                                        rq.good, rq.base_commit, rq.suite.base);
+    const TreeKernel tested = tree_kernel(rq.suite.tree, rq.config,
+                                          ref_name(rq.suite.ref) + "-" + short_commit(commit), commit, rq.base_commit,
+                                          rq.suite.base);
     RunRequest run;
     run.scenario_path = rq.scenario_path;
     run.scenario = rq.scenario;
@@ -622,11 +579,11 @@ int cmd_nightly(const std::vector<std::string>& args) {
   core::KernelSpec config = load_kernel_or_exit(su.kernel);
   const std::string base_commit = su.base.empty() ? "" : commit_of("tree.base", su.base);
   const TreeKernel head_kernel =
-      tree_kernel(su, config, ref_name(su.ref) + "-" + short_commit(head_commit), head_commit, base_commit);
+      tree_kernel(su.tree, config, ref_name(su.ref) + "-" + short_commit(head_commit), head_commit, base_commit, su.base);
   const core::KernelSpec& head = head_kernel.spec;
   const std::string& built_as = head_kernel.built_as;
   auto spec_at = [&](const std::string& name, const std::string& commit) {
-    return tree_kernel(su, config, name, commit, "").spec;
+    return tree_kernel(su.tree, config, name, commit, "", "").spec;
   };
   std::optional<core::KernelSpec> reference;
   std::string reference_commit;
@@ -728,7 +685,7 @@ int cmd_nightly(const std::vector<std::string>& args) {
       nr.alert = it->second.alert;
       nr.baseline = it->second.baseline;
       store::ResultStore db = store::ResultStore::open(db_path);
-      if (auto r = db.run(nr.run)) nr.reports = fact(*r, "nightly.reports");
+      if (auto r = db.run(nr.run)) nr.reports = store::run_fact(*r, "nightly.reports");
       nr.message = nr.verdict + (nr.alert ? " (an alert)" : "") + ", judged in run " + std::to_string(nr.run) +
                    " before the night was interrupted";
       any_alert |= nr.alert;
@@ -816,7 +773,8 @@ int cmd_nightly(const std::vector<std::string>& args) {
     }
     core::Comparison c = analyse_samples(db, runs, samples, s, base_arm, k_head, false);
     nr.verdict = core::verdict_key(c.verdict);
-    nr.alert = c.verdict == core::Verdict::regression && core::regression_persists(earlier, p.hash, su.persist);
+    nr.alert = c.verdict == core::Verdict::regression &&
+               core::regressions_in_a_row(earlier, p.hash) + 1 >= su.persist;
     // The primary metric's largest change over the cells.
     double largest = -1;
     for (const auto& cell : c.cells)
@@ -829,12 +787,7 @@ int cmd_nightly(const std::vector<std::string>& args) {
         }
     std::string alert_text;
     if (c.verdict == core::Verdict::regression) {
-      int run_of = 1;
-      for (auto it = earlier.rbegin(); it != earlier.rend(); ++it) {
-        if (it->scenario_hash != p.hash || !it->complete || it->verdict.empty() || it->verdict == "failed") continue;
-        if (it->verdict != "regression") break;
-        ++run_of;
-      }
+      const int run_of = core::regressions_in_a_row(earlier, p.hash) + 1;
       alert_text = nr.alert ? "ALERT: a regression " + std::to_string(run_of) + " night(s) in a row (the suite's "
                                   "alert needs " + std::to_string(su.persist) + ")"
                             : "a regression, " + std::to_string(run_of) + " of the " + std::to_string(su.persist) +
@@ -1049,7 +1002,7 @@ int cmd_db(const std::vector<std::string>& args) {
   store::ResultStore db = store::ResultStore::open(db_path);
   std::vector<std::pair<std::string, std::string>> pairs;   // (suite, scenario), in order of first night
   for (const auto& r : db.runs()) {
-    const std::pair<std::string, std::string> p{fact(r, "nightly.suite"), fact(r, "nightly.scenario")};
+    const std::pair<std::string, std::string> p{store::run_fact(r, "nightly.suite"), store::run_fact(r, "nightly.scenario")};
     if (p.first.empty() || (!suite.empty() && p.first != suite)) continue;
     if (std::find(pairs.begin(), pairs.end(), p) == pairs.end()) pairs.push_back(p);
   }
@@ -1061,7 +1014,7 @@ int cmd_db(const std::vector<std::string>& args) {
     int window = 0;
     if (!nights.empty())
       if (auto r = db.run(nights.back().run)) {
-        const std::string policy = fact(*r, "nightly.baseline_policy");
+        const std::string policy = store::run_fact(*r, "nightly.baseline_policy");
         if (core::starts_with(policy, "nights ")) window = std::atoi(policy.c_str() + 7);
       }
     const auto doomed = core::nights_to_prune(nights, keep, window);
@@ -1111,9 +1064,9 @@ int cmd_history(const std::vector<std::string>& args) {
   std::vector<std::string> scenarios;
   std::set<std::string> suites;
   for (const auto& r : db.runs()) {
-    if (!fact(r, "nightly.suite").empty()) suites.insert(fact(r, "nightly.suite"));
-    if (fact(r, "nightly.suite") != name) continue;
-    const std::string s = fact(r, "nightly.scenario");
+    if (!store::run_fact(r, "nightly.suite").empty()) suites.insert(store::run_fact(r, "nightly.suite"));
+    if (store::run_fact(r, "nightly.suite") != name) continue;
+    const std::string s = store::run_fact(r, "nightly.scenario");
     if (std::find(scenarios.begin(), scenarios.end(), s) == scenarios.end()) scenarios.push_back(s);
   }
   if (scenarios.empty()) {
@@ -1140,7 +1093,7 @@ int cmd_history(const std::vector<std::string>& args) {
       std::vector<std::int64_t> baseline;
       if (!h.rows.empty())
         if (auto run = db.run(h.rows.back().night.run))
-          for (const auto& id : core::split(fact(*run, "nightly.baseline"), ','))
+          for (const auto& id : core::split(store::run_fact(*run, "nightly.baseline"), ','))
             if (!core::trim(id).empty()) baseline.push_back(std::stoll(id));
       const std::string dir = fs::absolute(html).parent_path().string();
       auto more = trend_series(db, h, baseline, dir);

@@ -20,6 +20,7 @@
 #include "fio/record.h"
 #include "host/environment.h"
 #include "image/disk_image.h"
+#include "kernel/git_source.h"
 #include "image/initramfs.h"
 #include "proc/runner.h"
 #include "vm/libvirt_hypervisor.h"
@@ -367,6 +368,37 @@ std::string no_ok_sample_message(std::int64_t run, const std::vector<std::string
   for (const auto& a : arms) names += (names.empty() ? "" : ", ") + a;
   return "run " + id + ": every sample of arm" + (arms.size() > 1 ? "s " : " ") + names +
          " failed, nothing to measure it by (kab show " + id + " lists the reasons)";
+}
+
+TreeKernel tree_kernel(const std::string& tree, const core::KernelSpec& config, const std::string& name,
+                       const std::string& ref, const std::string& base_ref, const std::string& base_label) {
+  TreeKernel t;
+  core::KernelSpec& k = t.spec;
+  k = config;
+  k.name = name;
+  k.path = tree;
+  k.patches.clear();
+  k.git_repo = tree;
+  k.git_ref = ref;
+  k.source = "git:" + tree;
+  const std::string commit = ref == "WORKTREE" ? ref : kernel::git_commit(tree, ref);
+  t.built_as = "the tree of " + commit.substr(0, 12);
+  if (base_ref.empty() || ref == "WORKTREE") return t;
+  const std::string base_commit = kernel::git_commit(tree, base_ref);
+  auto [ancestor, o1] = proc::capture({"git", "-C", tree, "merge-base", "--is-ancestor", base_commit, commit});
+  auto [ok, merges] = proc::capture({"git", "-C", tree, "rev-list", "--merges", base_commit + ".." + commit});
+  if (base_commit == commit) {
+    t.built_as = base_label + " itself";
+  } else if (ancestor && ok && core::trim(merges).empty()) {
+    k.git_ref.clear();
+    k.commits = base_ref + ".." + ref;
+    auto [counted, n] = proc::capture({"git", "-C", tree, "rev-list", "--count", base_commit + ".." + commit});
+    t.built_as = base_label + " + " + core::trim(n) + " commit(s), in " + base_label + "'s lane";
+  } else {
+    std::fprintf(stderr, "kab: %s does not descend from %s without merges: built whole (a full build)\n",
+                 ref.c_str(), base_label.c_str());
+  }
+  return t;
 }
 
 }  // namespace kab::cli

@@ -49,6 +49,19 @@ std::vector<std::string> arms_without_ok_sample(const std::string& db_path, std:
 // "kab: run 4: every sample of arm rfc failed (kab show 4 lists the reasons)".
 std::string no_ok_sample_message(std::int64_t run, const std::vector<std::string>& arms);
 
+// A ref of a git tree as a kernel definition with the config of CONFIG
+// (kab compare --tree, kab nightly, kab bisect): on BASE_REF ("" for none) as
+// the commits base..ref, in the base's lane, so only what they touch
+// recompiles; the ref's tree exported whole when it is the base itself or
+// does not descend from it without merges (said on stderr). BUILT_AS says
+// which, for people, naming the base as BASE_LABEL. Refs must resolve.
+struct TreeKernel {
+  core::KernelSpec spec;
+  std::string built_as;
+};
+TreeKernel tree_kernel(const std::string& tree, const core::KernelSpec& config, const std::string& name,
+                       const std::string& ref, const std::string& base_ref, const std::string& base_label);
+
 // The first line a command prints (a tool's --version), or k_unavailable when it cannot run.
 inline constexpr const char* k_unavailable = "unavailable";
 std::string first_line(const std::vector<std::string>& argv);

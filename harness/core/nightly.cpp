@@ -18,14 +18,14 @@ std::vector<std::int64_t> baseline_window(const std::vector<Night>& earlier, con
   return out;
 }
 
-bool regression_persists(const std::vector<Night>& earlier, const std::string& scenario_hash, int persist) {
-  int needed = persist - 1;
-  for (auto it = earlier.rbegin(); it != earlier.rend() && needed > 0; ++it) {
+int regressions_in_a_row(const std::vector<Night>& earlier, const std::string& scenario_hash) {
+  int streak = 0;
+  for (auto it = earlier.rbegin(); it != earlier.rend(); ++it) {
     if (it->scenario_hash != scenario_hash || !judged(*it)) continue;
-    if (it->verdict != "regression") return false;
-    --needed;
+    if (it->verdict != "regression") break;
+    ++streak;
   }
-  return needed == 0;
+  return streak;
 }
 
 std::vector<std::int64_t> nights_to_prune(const std::vector<Night>& nights, int keep, int window) {

@@ -31,10 +31,11 @@ struct Night {
 // anew; nights of another scenario version are never mixed in.
 std::vector<std::int64_t> baseline_window(const std::vector<Night>& earlier, const std::string& scenario_hash, int k);
 
-// Whether tonight's regression is an alert under "PERSIST nights in a row":
-// the last PERSIST - 1 judged nights of EARLIER with the same scenario were
-// regressions too. PERSIST 1: every regression is an alert.
-bool regression_persists(const std::vector<Night>& earlier, const std::string& scenario_hash, int persist);
+// How many of the last judged nights of EARLIER with the same scenario were
+// regressions, back to the first that was not. Tonight's regression is an
+// alert under "PERSIST nights in a row" when this + 1 >= PERSIST; failed,
+// unjudged and other-scenario nights neither break nor extend the streak.
+int regressions_in_a_row(const std::vector<Night>& earlier, const std::string& scenario_hash);
 
 // The runs `kab db prune --keep-nights KEEP` deletes of one scenario's NIGHTS
 // (oldest first): all but the last KEEP, except a night that regressed or

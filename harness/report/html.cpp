@@ -21,12 +21,7 @@ constexpr double k_mib = 1024.0 * 1024.0;
 
 std::string gp_quote(const std::string& s) { return gnuplot_quote(s); }
 
-std::string num(double v) {
-  if (!std::isfinite(v)) return "?";
-  char buf[64];
-  std::snprintf(buf, sizeof buf, "%.10g", v);
-  return buf;
-}
+std::string num(double v) { return gnuplot_number(v); }
 
 // Metrics in the units a chart shows them in.
 bool is_bandwidth(core::Metric m) {
@@ -94,6 +89,13 @@ std::string table(const core::Comparison& c, const std::vector<const core::CellR
 }
 
 }  // namespace
+
+std::string gnuplot_number(double v) {
+  if (!std::isfinite(v)) return "?";
+  char buf[64];
+  std::snprintf(buf, sizeof buf, "%.10g", v);
+  return buf;
+}
 
 std::string gnuplot_quote(const std::string& s) {
   std::string out = "\"";

@@ -31,6 +31,8 @@ ChartRenderer gnuplot_renderer(std::string program = "gnuplot");
 
 // A gnuplot double-quoted string: "a \"b\"".
 std::string gnuplot_quote(const std::string& s);
+// A number as a script writes it (%.10g; "?" for NaN and infinities, which gnuplot skips).
+std::string gnuplot_number(double v);
 
 // The scripts behind the charts (exposed for tests). The cell chart plots the
 // cell's primary metric (bandwidth, in MiB/s); "" when it has no values.

@@ -9,11 +9,7 @@ namespace kab::report {
 
 namespace {
 
-std::string num(double v) {
-  char buf[64];
-  std::snprintf(buf, sizeof buf, "%.10g", v);
-  return buf;
-}
+std::string num(double v) { return gnuplot_number(v); }
 
 std::string e(const std::string& s) { return core::xml_escape(s); }
 

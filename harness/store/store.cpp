@@ -442,6 +442,11 @@ void ResultStore::finish_run(std::int64_t run_id, RunStatus status) {
   set_run_status(*m_db, run_id, status, status != RunStatus::running, "finish run " + std::to_string(run_id));
 }
 
+std::string run_fact(const RunRecord& r, const std::string& key) {
+  auto it = r.info.extra.find(key);
+  return it == r.info.extra.end() ? "" : it->second;
+}
+
 void ResultStore::set_run_fact(std::int64_t run_id, const std::string& key, const std::string& value) {
   const std::string op = "set fact " + key + " of run " + std::to_string(run_id);
   Transaction tx(*m_db, op);

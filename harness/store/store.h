@@ -117,6 +117,9 @@ struct Artifact {
   std::string content;
 };
 
+// One fact of a run's RunInfo::extra; "" when the run did not record it.
+std::string run_fact(const RunRecord& r, const std::string& key);
+
 enum class WithArtifacts { yes, no };
 
 class ResultStore {

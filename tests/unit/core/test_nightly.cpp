@@ -17,6 +17,11 @@ Night night(std::int64_t run, const std::string& verdict, const std::string& has
   return n;
 }
 
+// The alert rule as kab nightly applies it: tonight's regression and the streak before it.
+bool regression_persists(const std::vector<Night>& earlier, const std::string& hash, int persist) {
+  return regressions_in_a_row(earlier, hash) + 1 >= persist;
+}
+
 }  // namespace
 
 TEST_CASE("nightly: the baseline is the last K judged nights of the same scenario that did not regress",
