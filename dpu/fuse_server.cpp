@@ -1,10 +1,12 @@
 #include "fuse_server.h"
 
 #include "log.h"
+#include "request_deadline.h"
 
 #include <fcntl.h>
 #include <linux/fuse.h>
 #include <linux/openat2.h>
+#include <sys/resource.h>
 #include <sys/statvfs.h>
 #include <sys/syscall.h>
 #include <unistd.h>
@@ -14,6 +16,7 @@
 #include <climits>
 #include <cmath>
 #include <cstring>
+#include <filesystem>
 #include <stdexcept>
 
 namespace kab::dpu {
@@ -43,7 +46,7 @@ bool pwritev_all(int fd, std::vector<iovec> iov, off_t off, uint64_t& done) {
     int cnt = int(std::min<size_t>(iov.size() - i, IOV_MAX));
     ssize_t n = pwritev(fd, iov.data() + i, cnt, off + off_t(done));
     if (n < 0) {
-      if (errno == EINTR)
+      if (errno == EINTR && !request_expired())
         continue;
       return false;
     }
@@ -70,7 +73,7 @@ bool preadv_all(int fd, std::vector<iovec> iov, off_t off, uint64_t& done) {
     int cnt = int(std::min<size_t>(iov.size() - i, IOV_MAX));
     ssize_t n = preadv(fd, iov.data() + i, cnt, off + off_t(done));
     if (n < 0) {
-      if (errno == EINTR)
+      if (errno == EINTR && !request_expired())
         continue;
       return false;
     }
@@ -136,6 +139,7 @@ struct FuseServer::Inode {
 struct FuseServer::Handle {
   int fd = -1;
   bool dir = false;
+  InodePtr inode;  // what was opened (READDIRPLUS looks names up in it)
   std::mutex mutex;  // serialises seek + getdents of a directory
   ~Handle() {
     if (fd >= 0)
@@ -207,6 +211,24 @@ FuseServer::FuseServer(FuseOptions opts, DmaThrottle* throttle)
   m_is_root = geteuid() == 0;
   if (m_opts.max_write < 4096)
     m_opts.max_write = 4096;
+  if (m_opts.max_inodes == 0 || m_opts.max_handles == 0) {
+    // What the descriptor limit leaves: minus those open now and the control plane's reserve.
+    rlimit nofile{};
+    uint64_t limit = getrlimit(RLIMIT_NOFILE, &nofile) == 0 && nofile.rlim_cur != RLIM_INFINITY
+                         ? uint64_t(nofile.rlim_cur)
+                         : 1u << 20;
+    uint64_t open_now = 0;
+    std::error_code ec;
+    for (auto it = std::filesystem::directory_iterator("/proc/self/fd", ec);
+         !ec && it != std::filesystem::directory_iterator(); it.increment(ec))
+      ++open_now;
+    uint64_t budget = limit > open_now + k_reserved_fds + 16 ? limit - open_now - k_reserved_fds
+                                                             : 16;
+    if (m_opts.max_inodes == 0)
+      m_opts.max_inodes = std::max<uint64_t>(8, budget * 3 / 4);
+    if (m_opts.max_handles == 0)
+      m_opts.max_handles = std::max<uint64_t>(8, budget - std::min(budget, m_opts.max_inodes));
+  }
 }
 
 FuseServer::~FuseServer() {
@@ -236,11 +258,19 @@ std::shared_ptr<FuseServer::Handle> FuseServer::handle_of(uint64_t fh) const {
   return it == m_handles.end() ? nullptr : it->second;
 }
 
-uint64_t FuseServer::add_handle(int fd, bool dir) {
+uint64_t FuseServer::add_handle(int fd, bool dir, InodePtr ino) {
   auto h = std::make_shared<Handle>();
   h->fd = fd;
   h->dir = dir;
+  h->inode = std::move(ino);
   std::unique_lock lock(m_handles_mutex);
+  if (m_handles.size() >= m_opts.max_handles) {
+    lock.unlock();
+    ++m_limit_refusals;
+    log_guest_error("open handles at the limit of " + std::to_string(m_opts.max_handles) +
+                    "; EMFILE");
+    return 0;  // h closes fd
+  }
   uint64_t id = m_next_fh++;
   m_handles[id] = std::move(h);
   return id;
@@ -278,6 +308,12 @@ int FuseServer::lookup(const Inode& parent, const std::string& name, fuse_entry_
       nodeid = it->second;
       ++m_inodes[nodeid]->nlookup;
       ::close(fd);
+    } else if (m_inodes.size() >= m_opts.max_inodes) {
+      ::close(fd);
+      ++m_limit_refusals;
+      log_guest_error("inodes at the limit of " + std::to_string(m_opts.max_inodes) +
+                      " (LOOKUP without FORGET); ENFILE");
+      return ENFILE;
     } else {
       auto ino = std::make_shared<Inode>();
       ino->fd = fd;
@@ -320,8 +356,19 @@ int FuseServer::reopen(const Inode& ino, int flags) const {
 }
 
 void FuseServer::chown_new(int dirfd, const std::string& name, uint32_t uid, uint32_t gid) const {
+  if (m_opts.owner_uid >= 0)
+    uid = uint32_t(m_opts.owner_uid);
+  if (m_opts.owner_gid >= 0)
+    gid = uint32_t(m_opts.owner_gid);
   if (m_is_root && fchownat(dirfd, name.c_str(), uid, gid, AT_SYMLINK_NOFOLLOW) != 0)
     log_msg(LogLevel::debug, "chown of new entry " + name + " failed: " + std::strerror(errno));
+}
+
+mode_t FuseServer::settable(mode_t mode, bool dir) const {
+  mode &= 07777;
+  if (!m_opts.allow_setid)
+    mode &= dir ? ~mode_t(S_ISUID) : ~mode_t(S_ISUID | S_ISGID);
+  return mode;
 }
 
 FuseResult FuseServer::handle(std::span<const iovec> readable, std::span<const iovec> writable) {
@@ -392,8 +439,14 @@ FuseResult FuseServer::handle(std::span<const iovec> readable, std::span<const i
     default: err = ENOSYS; break;
     }
   }
-  if (err != 0 && !r.replied)
+  if (err != 0 && !r.replied) {
+    if (request_expired()) {
+      // Interrupted past its bound: whatever the call returned, the guest learns why.
+      err = ETIMEDOUT;
+      res.timed_out = true;
+    }
     r.header(err, k_out_header);
+  }
   return res;
 }
 
@@ -436,6 +489,10 @@ int FuseServer::op_init(Request& r) {
     return EPROTO;
   if (in.major > 7)  // the kernel will retry with our major
     return r.reply({{&out, sizeof out}});
+  // A new session: what the last one looked up and opened is forgotten (a guest that sends
+  // INIT in a loop holds nothing).
+  if (m_initialized)
+    clear_state();
   m_minor = in.minor;
   uint64_t want = FUSE_ASYNC_READ | FUSE_BIG_WRITES | FUSE_ATOMIC_O_TRUNC |
                   FUSE_PARALLEL_DIROPS | FUSE_MAX_PAGES | FUSE_DO_READDIRPLUS |
@@ -457,7 +514,9 @@ int FuseServer::op_init(Request& r) {
   out.max_pages = uint16_t(std::min<uint32_t>(m_opts.max_write / 4096, 0xffff));
   m_writeback = (flags & FUSE_WRITEBACK_CACHE) != 0;
   m_initialized = true;
-  log_msg(LogLevel::info, "FUSE INIT: protocol 7." + std::to_string(in.minor) + ", flags 0x" +
+  // Logged once at the default level: a guest that sends INIT in a loop cannot flood the log.
+  uint64_t inits = ++m_inits;
+  log_msg(inits == 1 ? LogLevel::info : LogLevel::debug, "FUSE INIT: protocol 7." + std::to_string(in.minor) + ", flags 0x" +
                               [&] { char b[32]; snprintf(b, sizeof b, "%llx", (unsigned long long)flags); return std::string(b); }() +
                               (m_writeback ? ", writeback cache on" : ""));
   size_t size = in.minor < 23 ? FUSE_COMPAT_22_INIT_OUT_SIZE : sizeof out;
@@ -541,15 +600,18 @@ int FuseServer::op_setattr(Request& r) {
   std::string path = proc_path(ino->fd);
   bool is_link = S_ISLNK(ino->type);
   if (in.valid & FATTR_MODE) {
-    int rc = h ? fchmod(h->fd, in.mode & 07777)
-                 : is_link ? (errno = EOPNOTSUPP, -1)
-                           : fchmodat(AT_FDCWD, path.c_str(), in.mode & 07777, 0);
+    mode_t mode = settable(in.mode, S_ISDIR(ino->type));
+    int rc = h ? fchmod(h->fd, mode)
+               : is_link ? (errno = EOPNOTSUPP, -1) : fchmodat(AT_FDCWD, path.c_str(), mode, 0);
     if (rc != 0)
       return errno;
   }
   if (in.valid & (FATTR_UID | FATTR_GID)) {
     uid_t uid = (in.valid & FATTR_UID) ? in.uid : uid_t(-1);
     gid_t gid = (in.valid & FATTR_GID) ? in.gid : gid_t(-1);
+    if ((m_opts.owner_uid >= 0 && uid != uid_t(-1) && uid != uid_t(m_opts.owner_uid)) ||
+        (m_opts.owner_gid >= 0 && gid != gid_t(-1) && gid != gid_t(m_opts.owner_gid)))
+      return EPERM;
     if (fchownat(ino->fd, "", uid, gid, AT_EMPTY_PATH | AT_SYMLINK_NOFOLLOW) != 0)
       return errno;
   }
@@ -643,7 +705,7 @@ int FuseServer::op_mknod(Request& r) {
   // Device nodes would hand the guest the host's devices.
   if (S_ISCHR(in.mode) || S_ISBLK(in.mode))
     return EPERM;
-  if (mknodat(parent->fd, name.c_str(), in.mode, 0) != 0)
+  if (mknodat(parent->fd, name.c_str(), (in.mode & S_IFMT) | settable(in.mode, false), 0) != 0)
     return errno;
   chown_new(parent->fd, name, r.h.uid, r.h.gid);
   fuse_entry_out e;
@@ -660,7 +722,7 @@ int FuseServer::op_mkdir(Request& r) {
   GET_INODE(parent, r.h.nodeid);
   if (int e = check_name(name))
     return e;
-  if (mkdirat(parent->fd, name.c_str(), in.mode & 07777) != 0)
+  if (mkdirat(parent->fd, name.c_str(), settable(in.mode, true)) != 0)
     return errno;
   chown_new(parent->fd, name, r.h.uid, r.h.gid);
   fuse_entry_out e;
@@ -755,7 +817,9 @@ int FuseServer::op_open(Request& r, bool dir) {
   if (fd < 0)
     return -fd;
   fuse_open_out out{};
-  out.fh = add_handle(fd, dir);
+  out.fh = add_handle(fd, dir, ino);
+  if (out.fh == 0)
+    return EMFILE;
   return r.reply_struct(out);
 }
 
@@ -767,19 +831,43 @@ int FuseServer::op_create(Request& r) {
   GET_INODE(parent, r.h.nodeid);
   if (int e = check_name(name))
     return e;
+  if (!S_ISDIR(parent->type))
+    return ENOTDIR;
   int flags = int(in.flags);
   if (m_writeback) {
     if ((flags & O_ACCMODE) == O_WRONLY)
       flags = (flags & ~O_ACCMODE) | O_RDWR;
     flags &= ~O_APPEND;
   }
-  flags &= ~(O_DIRECT | O_PATH | O_DIRECTORY | O_NOCTTY);
+  flags &= ~(O_DIRECT | O_PATH | O_DIRECTORY | O_NOCTTY | O_CREAT | O_NOFOLLOW);
   // Exclusive first, so only a file this request created is given to the caller's ids.
-  int fd = open_beneath(parent->fd, name, flags | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC,
-                        in.mode & 07777);
+  int fd = open_beneath(parent->fd, name, (flags & ~O_EXCL) | O_CREAT | O_EXCL | O_NOFOLLOW |
+                                              O_CLOEXEC,
+                        settable(in.mode, false));
   bool created = fd >= 0;
-  if (fd < 0 && errno == EEXIST && !(flags & O_EXCL))
-    fd = open_beneath(parent->fd, name, (flags & ~O_CREAT) | O_NOFOLLOW | O_CLOEXEC);
+  if (fd < 0 && errno == EEXIST && !(flags & O_EXCL)) {
+    // The name exists: it is opened as OPEN opens it, through its inode and the type check,
+    // never by name (a FIFO would block the worker, a device node would be the host's).
+    int pfd = open_beneath(parent->fd, name, O_PATH | O_NOFOLLOW | O_CLOEXEC);
+    if (pfd < 0)
+      return errno;
+    struct stat st;
+    if (fstatat(pfd, "", &st, AT_EMPTY_PATH | AT_SYMLINK_NOFOLLOW) != 0) {
+      int e = errno;
+      ::close(pfd);
+      return e;
+    }
+    Inode tmp;  // closes pfd
+    tmp.fd = pfd;
+    tmp.type = st.st_mode & S_IFMT;
+    if (S_ISDIR(tmp.type))
+      return EISDIR;
+    if (S_ISLNK(tmp.type))
+      return ELOOP;  // as open(2) with O_NOFOLLOW
+    fd = reopen(tmp, flags);
+    if (fd < 0)
+      return -fd;
+  }
   if (fd < 0)
     return errno;
   if (created)
@@ -790,7 +878,11 @@ int FuseServer::op_create(Request& r) {
     return err;
   }
   fuse_open_out out{};
-  out.fh = add_handle(fd, false);
+  out.fh = add_handle(fd, false, inode(e.nodeid));
+  if (out.fh == 0) {
+    forget(e.nodeid, 1);  // the guest never learns of this lookup
+    return EMFILE;
+  }
   return r.reply({{&e, sizeof e}, {&out, sizeof out}});
 }
 
@@ -898,9 +990,10 @@ int FuseServer::op_readdir(Request& r, bool plus) {
   fuse_read_in in;
   READ_ARG(in);
   auto h = handle_of(in.fh);
-  if (!h || !h->dir)
+  if (!h || !h->dir || !h->inode)
     return EBADF;
-  GET_INODE(dir, r.h.nodeid);
+  // Names are looked up in the directory the handle lists, whatever nodeid the request names.
+  const InodePtr& dir = h->inode;
   uint64_t room = r.out.capacity() >= k_out_header ? r.out.capacity() - k_out_header : 0;
   uint64_t size = std::min<uint64_t>({in.size, room, 1u << 20});
   std::lock_guard lock(h->mutex);
@@ -1017,9 +1110,15 @@ int FuseServer::op_destroy(Request& r) {
 }
 
 void FuseServer::reset() {
+  clear_state();
+  m_initialized = false;
+}
+
+void FuseServer::clear_state() {
+  std::unordered_map<uint64_t, std::shared_ptr<Handle>> handles;  // closed outside the lock
   {
     std::unique_lock lock(m_handles_mutex);
-    m_handles.clear();
+    handles.swap(m_handles);
   }
   {
     std::lock_guard lock(m_inodes_mutex);
@@ -1032,7 +1131,6 @@ void FuseServer::reset() {
       it = m_inodes.erase(it);
     }
   }
-  m_initialized = false;
 }
 
 } // namespace kab::dpu

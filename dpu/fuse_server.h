@@ -29,7 +29,24 @@ struct FuseOptions {
   bool writeback = false;           // offer FUSE_WRITEBACK_CACHE
   uint32_t max_write = 1u << 20;    // bytes per WRITE (max_pages = max_write / 4096)
   double timeout_s = 1.0;           // entry and attribute validity
+  // Limits on what the guest holds, so it cannot use up the daemon's descriptors: inodes it
+  // looked up and has not forgotten (each an O_PATH fd), files and directories it has open.
+  // Past a limit the guest gets ENFILE (inodes) or EMFILE (handles). 0: share what RLIMIT_NOFILE
+  // leaves after the descriptors already open and k_reserved_fds for the control plane.
+  uint64_t max_inodes = 0;
+  uint64_t max_handles = 0;
+  // When >= 0, every entry the guest creates is owned by this uid/gid (kab-dpu running as
+  // root), and SETATTR may change ownership to nothing else (EPERM).
+  int64_t owner_uid = -1;
+  int64_t owner_gid = -1;
+  // Keep set-user-ID and set-group-ID bits in the modes the guest sets. Off: they are removed
+  // (set-group-ID stays on directories), so a guest cannot leave a setuid file on the host.
+  bool allow_setid = false;
 };
+
+// Descriptors kept free for the control plane (vhost-user messages carry up to 8, each queue
+// holds 4 eventfds) and for the short-lived descriptors of requests in flight.
+inline constexpr uint64_t k_reserved_fds = 256;
 
 struct FuseResult {
   uint32_t opcode = 0;
@@ -38,6 +55,7 @@ struct FuseResult {
   bool malformed = false;  // the request itself was bad (short header, bogus lengths, ...)
   uint64_t bytes_read = 0;     // file data returned by READ
   uint64_t bytes_written = 0;  // file data stored by WRITE
+  bool timed_out = false;      // interrupted past the request bound (request_deadline.h)
 };
 
 class FuseServer {
@@ -60,6 +78,11 @@ public:
   size_t inode_count() const;
   size_t handle_count() const;
   bool initialized() const { return m_initialized.load(); }
+  uint64_t max_inodes() const { return m_opts.max_inodes; }
+  uint64_t max_handles() const { return m_opts.max_handles; }
+  // Requests refused because a limit above was reached.
+  uint64_t limit_refusals() const { return m_limit_refusals.load(); }
+  uint64_t init_count() const { return m_inits.load(); }
 
 private:
   struct Inode;
@@ -69,13 +92,17 @@ private:
 
   InodePtr inode(uint64_t nodeid) const;
   std::shared_ptr<Handle> handle_of(uint64_t fh) const;
-  uint64_t add_handle(int fd, bool dir);
+  // Takes ownership of fd; returns 0 (fd closed) when the handle limit is reached.
+  uint64_t add_handle(int fd, bool dir, InodePtr ino);
   // Looks `name` up under `parent`, taking one lookup reference on success.
   int lookup(const Inode& parent, const std::string& name, ::fuse_entry_out& out);
   void forget(uint64_t nodeid, uint64_t n);
   void fill_entry(::fuse_entry_out& e, uint64_t nodeid, const struct stat& st) const;
   int reopen(const Inode& ino, int flags) const;
   void chown_new(int dirfd, const std::string& name, uint32_t uid, uint32_t gid) const;
+  // The mode bits the guest may set (see FuseOptions::allow_setid).
+  mode_t settable(mode_t mode, bool dir) const;
+  void clear_state();
 
   // one function per opcode; each returns an errno (0 = replied already)
   int op_init(Request& r);
@@ -113,6 +140,8 @@ private:
   std::atomic<bool> m_writeback{false};
   uint32_t m_minor = 0;
   bool m_is_root = false;
+  std::atomic<uint64_t> m_limit_refusals{0};
+  std::atomic<uint64_t> m_inits{0};
 
   mutable std::mutex m_inodes_mutex;
   std::unordered_map<uint64_t, InodePtr> m_inodes;

@@ -1,6 +1,7 @@
 #include "guest_memory.h"
 
 #include <sys/mman.h>
+#include <sys/stat.h>
 
 #include <cerrno>
 #include <cstring>
@@ -32,6 +33,15 @@ std::string GuestMemory::map_region(uint64_t gpa, uint64_t size, uint64_t user_a
   if (size == 0 || wraps(gpa, size) || wraps(user_addr, size) || wraps(mmap_offset, size))
     return "region size 0 or address range wraps";
   uint64_t len = mmap_offset + size;
+  // A mapping past the end of its file would kill the daemon with SIGBUS on first access.
+  struct stat st;
+  if (fstat(fd, &st) != 0)
+    return std::string("fstat of the region's fd failed: ") + std::strerror(errno);
+  if (!S_ISREG(st.st_mode))
+    return "the region's fd is not a memory file (memfd, shm or hugetlbfs file)";
+  if (uint64_t(st.st_size) < len)
+    return "region ends at byte " + std::to_string(len) + " of its fd, which holds only " +
+           std::to_string(st.st_size);
   void* p = mmap(nullptr, len, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_NORESERVE, fd, 0);
   if (p == MAP_FAILED)
     return std::string("mmap of ") + std::to_string(len) + " bytes failed: " + std::strerror(errno);

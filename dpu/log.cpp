@@ -22,8 +22,17 @@ bool log_open(const std::string& path, LogLevel level) {
   if (!f)
     return false;
   std::setvbuf(f, nullptr, _IOLBF, 0);
+  if (g_file)
+    std::fclose(g_file);
   g_file = f;
   return true;
+}
+
+void log_close() {
+  std::lock_guard lock(g_mutex);
+  if (g_file)
+    std::fclose(g_file);
+  g_file = nullptr;
 }
 
 void log_msg(LogLevel level, const std::string& msg) {

@@ -17,6 +17,7 @@
 #include <sys/un.h>
 #include <unistd.h>
 
+#include <cstdio>
 #include <cstring>
 #include <iostream>
 
@@ -56,6 +57,26 @@ int main(int argc, char** argv) {
   app.add_option("--stats", stats_path, "JSON statistics file (SIGUSR1 and exit)");
   app.add_option("--log", log_path, "log file (default stderr)");
   app.add_flag("--debug", debug, "log every vhost-user message");
+  int64_t owner_uid = -1, owner_gid = -1;
+  bool allow_setid = false;
+  uint64_t max_inodes = 0, max_handles = 0;
+  double request_timeout_s = 30;
+  app.add_option("--uid", owner_uid, "owner of every entry the guest creates (as root); chown to "
+                                     "any other uid is refused")
+      ->check(CLI::Range(int64_t(0), int64_t(UINT32_MAX - 1)));
+  app.add_option("--gid", owner_gid, "group of every entry the guest creates; chgrp to any other "
+                                     "gid is refused")
+      ->check(CLI::Range(int64_t(0), int64_t(UINT32_MAX - 1)));
+  app.add_flag("--allow-setid", allow_setid,
+               "keep set-user-ID/set-group-ID bits in modes the guest sets (default: removed)");
+  app.add_option("--max-inodes", max_inodes,
+                 "inodes the guest may hold looked up (0: from RLIMIT_NOFILE); past it ENFILE");
+  app.add_option("--max-handles", max_handles,
+                 "files the guest may hold open (0: from RLIMIT_NOFILE); past it EMFILE");
+  app.add_option("--request-timeout", request_timeout_s,
+                 "seconds a request may run before it is interrupted and fails with ETIMEDOUT "
+                 "(0: never)")
+      ->check(CLI::Range(0.0, 86400.0));
   bool no_event_idx = false, no_indirect = false;
   app.add_flag("--no-event-idx", no_event_idx, "do not offer VIRTIO_RING_F_EVENT_IDX");
   app.add_flag("--no-indirect", no_indirect, "do not offer VIRTIO_RING_F_INDIRECT_DESC");
@@ -78,12 +99,27 @@ int main(int argc, char** argv) {
               << "\n";
     return 2;
   }
-  umask(0);  // the guest already applied its umask to the modes it sends
-  // Every inode the guest knows holds an O_PATH fd: allow as many as the hard limit permits.
+  // Every inode the guest knows holds an O_PATH fd: allow as many as the hard limit permits, and
+  // as root as many as the kernel allows a process (fs.nr_open), as virtiofsd does. The FUSE
+  // server's limits on inodes and handles are taken from what this leaves (FuseOptions).
   rlimit nofile;
-  if (getrlimit(RLIMIT_NOFILE, &nofile) == 0 && nofile.rlim_cur < nofile.rlim_max) {
-    nofile.rlim_cur = nofile.rlim_max;
-    setrlimit(RLIMIT_NOFILE, &nofile);
+  if (getrlimit(RLIMIT_NOFILE, &nofile) == 0) {
+    rlimit want = nofile;
+    if (geteuid() == 0) {
+      unsigned long nr_open = 0;
+      if (FILE* f = std::fopen("/proc/sys/fs/nr_open", "re")) {
+        if (std::fscanf(f, "%lu", &nr_open) != 1)
+          nr_open = 0;
+        std::fclose(f);
+      }
+      if (nr_open > want.rlim_max)
+        want.rlim_max = nr_open;
+    }
+    want.rlim_cur = want.rlim_max;
+    if (setrlimit(RLIMIT_NOFILE, &want) != 0 && nofile.rlim_cur < nofile.rlim_max) {
+      nofile.rlim_cur = nofile.rlim_max;
+      setrlimit(RLIMIT_NOFILE, &nofile);
+    }
   }
 
   // Signals are read from a signalfd by the control thread; every thread inherits the mask.
@@ -111,6 +147,10 @@ int main(int argc, char** argv) {
       {"cpu_duty", model.cpu_duty},
       {"pid", getpid()},
       {"version", KAB_GIT_REV},
+      {"uid", owner_uid},
+      {"gid", owner_gid},
+      {"allow_setid", allow_setid},
+      {"request_timeout_s", request_timeout_s},
   };
   unsigned workers = model.cores ? model.cores : request_queues + 1;
   Stats stats(workers);
@@ -127,13 +167,25 @@ int main(int argc, char** argv) {
     fo.writeback = writeback;
     fo.max_write = max_write_kib * 1024;
     fo.timeout_s = timeout_s;
+    fo.owner_uid = owner_uid;
+    fo.owner_gid = owner_gid;
+    fo.allow_setid = allow_setid;
+    fo.max_inodes = max_inodes;
+    fo.max_handles = max_handles;
     fuse = std::make_unique<FuseServer>(fo, throttle.enabled() ? &throttle : nullptr);
   } catch (const std::exception& e) {
     std::cerr << "kab-dpu: error: " << e.what() << "\n";
     return 1;
   }
 
-  int lfd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  stats.set_extra([&] {
+    return nlohmann::json{{"fuse", {{"inodes", fuse->inode_count()},
+                                    {"handles", fuse->handle_count()},
+                                    {"max_inodes", fuse->max_inodes()},
+                                    {"max_handles", fuse->max_handles()},
+                                    {"limit_refusals", fuse->limit_refusals()},
+                                    {"inits", fuse->init_count()}}}};
+  });
   sockaddr_un addr{};
   addr.sun_family = AF_UNIX;
   if (socket_path.size() >= sizeof addr.sun_path) {
@@ -141,12 +193,20 @@ int main(int argc, char** argv) {
     return 2;
   }
   std::strcpy(addr.sun_path, socket_path.c_str());
+  // The socket is created 0600 (umask 0177 around bind): no moment in which another local user
+  // could connect and become the front-end.
+  int lfd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
   unlink(socket_path.c_str());
-  if (bind(lfd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0 || listen(lfd, 1) != 0) {
-    std::cerr << "kab-dpu: error: socket " << socket_path << ": " << std::strerror(errno) << "\n";
+  mode_t old_umask = umask(0177);
+  int bound = bind(lfd, reinterpret_cast<sockaddr*>(&addr), sizeof addr);
+  int bind_errno = errno;
+  umask(old_umask);
+  if (bound != 0 || listen(lfd, 1) != 0) {
+    std::cerr << "kab-dpu: error: socket " << socket_path << ": "
+              << std::strerror(bound != 0 ? bind_errno : errno) << "\n";
     return 1;
   }
-  chmod(socket_path.c_str(), 0660);
+  umask(0);  // from here on: the guest already applied its umask to the modes it sends
   log_msg(LogLevel::info, "listening on " + socket_path + ", exporting " + shared_dir);
 
   // Wait for the front-end, still answering signals.
@@ -185,7 +245,8 @@ int main(int argc, char** argv) {
   }
   log_msg(LogLevel::info, "front-end connected");
 
-  VirtioFsDevice device(*fuse, stats, model.latency_us, model.cpu_duty);
+  VirtioFsDevice device(*fuse, stats, model.latency_us, model.cpu_duty,
+                        std::chrono::milliseconds(int64_t(request_timeout_s * 1000)));
   ServerOptions so;
   so.tag = tag;
   so.request_queues = request_queues;
@@ -211,5 +272,8 @@ int main(int argc, char** argv) {
   close(cfd);
   write_stats();
   log_msg(LogLevel::info, "exiting with status " + std::to_string(rc));
-  return rc;
+  // A request stuck in a system call may still be running inside the FUSE server: exit without
+  // destroying it (or anything else) under that thread's feet.
+  std::fflush(nullptr);
+  _exit(rc);
 }

@@ -4,8 +4,11 @@
 
 #include <linux/fuse.h>
 
+#include <unistd.h>
+
+#include <cerrno>
 #include <cstdio>
-#include <fstream>
+#include <cstdlib>
 
 namespace kab::dpu {
 
@@ -138,6 +141,13 @@ nlohmann::json Stats::to_json(const nlohmann::json& context) const {
   j["guest_errors_logged"] = guest_error_count();
   j["notifications"] = m_notifications.load();
   j["kicks"] = m_kicks.load();
+  j["timed_out_requests"] = m_timed_out.load();
+  j["abandoned_requests"] = m_abandoned.load();
+  if (m_extra) {
+    nlohmann::json extra = m_extra();
+    for (auto& [k, v] : extra.items())
+      j[k] = v;
+  }
   json workers = json::array();
   for (size_t i = 0; i < m_busy_ns.size(); ++i) {
     double busy = double(m_busy_ns[i].load()) / 1e9;
@@ -148,17 +158,30 @@ nlohmann::json Stats::to_json(const nlohmann::json& context) const {
 }
 
 bool Stats::write_file(const std::string& path, const nlohmann::json& context) const {
-  std::string tmp = path + ".tmp";
-  {
-    std::ofstream out(tmp, std::ios::trunc);
-    if (!out)
+  // mkstemp: a new file of mode 0600 (the process umask is 0 for the guest's modes), never an
+  // existing name a local user prepared.
+  std::string tmp = path + ".XXXXXX";
+  int fd = mkstemp(tmp.data());
+  if (fd < 0)
+    return false;
+  std::string text = to_json(context).dump(2) + "\n";
+  size_t done = 0;
+  while (done < text.size()) {
+    ssize_t n = ::write(fd, text.data() + done, text.size() - done);
+    if (n < 0 && errno == EINTR)
+      continue;
+    if (n <= 0) {
+      ::close(fd);
+      ::unlink(tmp.c_str());
       return false;
-    out << to_json(context).dump(2) << "\n";
-    out.flush();
-    if (!out)
-      return false;
+    }
+    done += size_t(n);
   }
-  return std::rename(tmp.c_str(), path.c_str()) == 0;
+  if (::close(fd) != 0 || std::rename(tmp.c_str(), path.c_str()) != 0) {
+    ::unlink(tmp.c_str());
+    return false;
+  }
+  return true;
 }
 
 } // namespace kab::dpu

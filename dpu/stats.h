@@ -9,6 +9,7 @@
 #include <atomic>
 #include <chrono>
 #include <cstdint>
+#include <functional>
 #include <string>
 #include <vector>
 
@@ -27,6 +28,14 @@ public:
   void add_malformed() { m_malformed.fetch_add(1, std::memory_order_relaxed); }
   void add_notify() { m_notifications.fetch_add(1, std::memory_order_relaxed); }
   void add_kick() { m_kicks.fetch_add(1, std::memory_order_relaxed); }
+  // A request failed with ETIMEDOUT past its bound; requests the control plane stopped waiting
+  // for (their completions are dropped).
+  void add_timed_out() { m_timed_out.fetch_add(1, std::memory_order_relaxed); }
+  void add_abandoned(uint64_t n) { m_abandoned.fetch_add(n, std::memory_order_relaxed); }
+  uint64_t timed_out() const { return m_timed_out.load(); }
+  uint64_t abandoned() const { return m_abandoned.load(); }
+  // Fields another part adds to every report (e.g. the FUSE server's limits); called by to_json.
+  void set_extra(std::function<nlohmann::json()> f) { m_extra = std::move(f); }
   uint64_t requests(uint32_t opcode) const;
   uint64_t bytes_written() const { return m_bytes_written.load(); }
   uint64_t bytes_read() const { return m_bytes_read.load(); }
@@ -43,7 +52,8 @@ private:
   };
   std::array<Op, k_ops> m_ops;
   std::atomic<uint64_t> m_bytes_read{0}, m_bytes_written{0}, m_malformed{0};
-  std::atomic<uint64_t> m_notifications{0}, m_kicks{0};
+  std::atomic<uint64_t> m_notifications{0}, m_kicks{0}, m_timed_out{0}, m_abandoned{0};
+  std::function<nlohmann::json()> m_extra;
   std::vector<std::atomic<uint64_t>> m_busy_ns;
   std::chrono::steady_clock::time_point m_start;
 };

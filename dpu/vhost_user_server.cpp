@@ -2,16 +2,49 @@
 
 #include "log.h"
 
+#include <fcntl.h>
 #include <poll.h>
 #include <sys/eventfd.h>
 #include <unistd.h>
 
 #include <chrono>
 #include <cstring>
+#include <system_error>
 
 namespace kab::dpu {
 
 using namespace vhost;
+
+// One started period of a ring: what its queue thread and its requests in flight use. Shared
+// with them (shared_ptr), so the control plane can stop waiting for a request that hangs and
+// reconfigure or reset the ring while that request still runs: the request then finishes
+// against this state, whose completions are dropped (`detached`), and the guest memory it
+// points into stays mapped until it is done.
+struct VhostUserServer::Run {
+  unsigned index = 0;
+  unsigned depth = 0;  // requests in flight at most
+  std::shared_ptr<GuestMemory> mem;
+  Virtqueue vq;
+  int kick_fd = -1;  // a dup: the control plane may close or replace its own at any time
+  int call_fd = -1;  // a dup, replaced by SET_VRING_CALL under `mutex`
+  int stop_fd = -1;
+  std::atomic<bool> stopping{false};
+
+  std::mutex mutex;  // guards vq, call_fd, inflight, detached, thread_done
+  std::condition_variable cv;
+  unsigned inflight = 0;
+  bool detached = false;
+  bool thread_done = false;
+  std::thread thread;
+
+  ~Run() {
+    for (int f : {kick_fd, call_fd, stop_fd})
+      if (f >= 0)
+        ::close(f);
+    if (thread.joinable())
+      thread.detach();
+  }
+};
 
 struct VhostUserServer::Vring {
   unsigned index = 0;
@@ -25,22 +58,24 @@ struct VhostUserServer::Vring {
   bool kick_set = false;  // SET_VRING_KICK seen (with or without fd): the ring is started
   bool enabled = false;
   bool enable_seen = false;  // SET_VRING_ENABLE received
-  bool running = false;
-
-  std::mutex mutex;  // guards vq's used ring, call_fd, inflight
-  std::condition_variable cv;
-  unsigned inflight = 0;
-  Virtqueue vq;
-  std::thread thread;
-  int stop_fd = -1;
-  std::atomic<bool> stopping{false};
+  std::shared_ptr<Run> run;  // set while the ring runs
 
   ~Vring() {
-    for (int f : {kick_fd, call_fd, err_fd, stop_fd})
+    for (int f : {kick_fd, call_fd, err_fd})
       if (f >= 0)
         ::close(f);
   }
 };
+
+namespace {
+
+// How long the control plane waits for a stopping ring's requests in flight, in all: any
+// vhost-user request, SIGTERM or a disconnect is answered well within a second.
+constexpr auto k_stop_wait = std::chrono::milliseconds(500);
+
+int dup_fd(int fd) { return fd < 0 ? -1 : fcntl(fd, F_DUPFD_CLOEXEC, 0); }
+
+} // namespace
 
 uint64_t VhostUserServer::supported_features() const {
   return (1ull << k_f_version_1) | (1ull << k_f_protocol_features) |
@@ -78,6 +113,19 @@ VhostUserServer::~VhostUserServer() {
   stop_all();
   if (m_backend_req_fd >= 0)
     ::close(m_backend_req_fd);
+  // A worker stuck in a request would block the pool's destructor for ever: the pools are then
+  // left to the process's exit.
+  size_t stuck = 0;
+  for (auto& run : m_detached) {
+    std::lock_guard lock(run->mutex);
+    stuck += run->inflight;
+  }
+  if (stuck > 0) {
+    log_msg(LogLevel::warn, std::to_string(stuck) +
+                                " request(s) still running at shutdown; their threads are left");
+    (void)m_pool.release();
+    (void)m_free_pool.release();
+  }
   m_pool.reset();
   m_free_pool.reset();
 }
@@ -91,8 +139,10 @@ std::vector<uint8_t> VhostUserServer::config_space() const {
 }
 
 void VhostUserServer::stop_all() {
+  std::vector<Vring*> all;
   for (auto& v : m_vrings)
-    stop_vring(*v);
+    all.push_back(v.get());
+  stop_rings(all);
 }
 
 void VhostUserServer::reset() {
@@ -113,95 +163,144 @@ bool VhostUserServer::vring_should_run(const Vring& v) const {
 }
 
 bool VhostUserServer::start_vring(Vring& v) {
-  if (v.running || !vring_should_run(v))
+  if (v.run || !vring_should_run(v))
     return true;
+  auto run = std::make_shared<Run>();
+  run->index = v.index;
+  run->depth = m_opts.model.queue_depth ? m_opts.model.queue_depth : v.num;
+  run->mem = m_mem;
   bool event_idx = m_acked_features & (1ull << k_f_event_idx);
-  if (!v.vq.configure(m_mem.get(), v.num, v.addr.desc_user_addr, v.addr.avail_user_addr,
-                      v.addr.used_user_addr, event_idx)) {
+  if (!run->vq.configure(run->mem.get(), v.num, v.addr.desc_user_addr, v.addr.avail_user_addr,
+                         v.addr.used_user_addr, event_idx)) {
     log_msg(LogLevel::error, "queue " + std::to_string(v.index) +
                                  ": ring addresses or size invalid (num " + std::to_string(v.num) +
                                  "); queue not started");
     return false;
   }
-  v.vq.set_last_avail(v.base);
-  v.stopping = false;
-  if (v.stop_fd < 0)
-    v.stop_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
-  v.running = true;
-  v.thread = std::thread([this, &v] { run_vring(v); });
+  run->vq.set_last_avail(v.base);
+  run->stop_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+  run->kick_fd = dup_fd(v.kick_fd);
+  run->call_fd = dup_fd(v.call_fd);
+  if (run->stop_fd < 0 || (v.kick_fd >= 0 && run->kick_fd < 0) ||
+      (v.call_fd >= 0 && run->call_fd < 0)) {
+    log_msg(LogLevel::error, "queue " + std::to_string(v.index) + ": no descriptor for its " +
+                                 "event fds (" + std::strerror(errno) + "); queue not started");
+    return false;
+  }
+  try {
+    run->thread = std::thread([this, run] { run_vring(run); });
+  } catch (const std::system_error& e) {
+    log_msg(LogLevel::error, "queue " + std::to_string(v.index) + ": " + e.what());
+    return false;
+  }
+  v.run = std::move(run);
   log_msg(LogLevel::debug, "queue " + std::to_string(v.index) + " started, size " +
                                std::to_string(v.num) + ", base " + std::to_string(v.base));
   return true;
 }
 
-void VhostUserServer::stop_vring(Vring& v) {
-  if (!v.running)
-    return;
-  v.stopping = true;
-  uint64_t one = 1;
-  if (::write(v.stop_fd, &one, sizeof one) < 0) {
+void VhostUserServer::stop_rings(const std::vector<Vring*>& rings) {
+  std::vector<Vring*> stopping;
+  for (Vring* v : rings) {
+    if (!v->run)
+      continue;
+    Run& run = *v->run;
+    run.stopping = true;
+    uint64_t one = 1;
+    if (::write(run.stop_fd, &one, sizeof one) < 0) {
+    }
+    {
+      std::lock_guard lock(run.mutex);
+      run.cv.notify_all();
+    }
+    stopping.push_back(v);
   }
-  {
-    std::lock_guard lock(v.mutex);
-    v.cv.notify_all();
+  // One deadline for all of them: requests still running past it are left to finish on their
+  // own, their completions dropped.
+  auto deadline = std::chrono::steady_clock::now() + k_stop_wait;
+  for (Vring* v : stopping) {
+    std::shared_ptr<Run> run = std::move(v->run);
+    std::unique_lock lock(run->mutex);
+    bool drained = run->cv.wait_until(lock, deadline,
+                                      [&] { return run->thread_done && run->inflight == 0; });
+    v->base = run->vq.last_avail();
+    unsigned stuck = run->inflight;
+    bool thread_done = run->thread_done;
+    if (!drained)
+      run->detached = true;
+    lock.unlock();
+    if (thread_done)
+      run->thread.join();
+    else
+      run->thread.detach();
+    if (!drained) {
+      m_stats.add_abandoned(stuck);
+      m_detached.push_back(run);
+      log_msg(LogLevel::warn,
+              "queue " + std::to_string(v->index) + ": " + std::to_string(stuck) +
+                  " request(s) still running after " + std::to_string(k_stop_wait.count()) +
+                  " ms; the queue stopped without them (their completions are dropped)");
+    }
   }
-  v.thread.join();
-  uint64_t drain;
-  if (::read(v.stop_fd, &drain, sizeof drain) < 0) {
-  }
-  v.running = false;
-  v.base = v.vq.last_avail();
+  // Forget detached runs that have finished since.
+  std::erase_if(m_detached, [](const std::shared_ptr<Run>& r) {
+    std::lock_guard lock(r->mutex);
+    return r->inflight == 0 && r->thread_done;
+  });
 }
 
-void VhostUserServer::complete(Vring& v, uint16_t head, uint32_t len) {
-  std::lock_guard lock(v.mutex);
-  if (v.vq.push_used(head, len) && v.call_fd >= 0) {
+void VhostUserServer::complete(Run& run, uint16_t head, uint32_t len) {
+  std::lock_guard lock(run.mutex);
+  // A detached run's ring may already be in use again (or the device reset): nothing is
+  // written to it.
+  if (!run.detached && run.vq.push_used(head, len) && run.call_fd >= 0) {
     uint64_t one = 1;
-    if (::write(v.call_fd, &one, sizeof one) < 0) {
+    if (::write(run.call_fd, &one, sizeof one) < 0) {
     }
     m_stats.add_notify();
   }
-  --v.inflight;
-  v.cv.notify_all();
+  --run.inflight;
+  run.cv.notify_all();
 }
 
-void VhostUserServer::dispatch(Vring& v, std::shared_ptr<Chain> chain, bool backlog) {
+void VhostUserServer::serve_chain(Run& run, Chain& chain, unsigned worker) {
+  bool skip;
   {
-    std::lock_guard lock(v.mutex);
-    ++v.inflight;
+    std::lock_guard lock(run.mutex);
+    skip = run.detached;
   }
-  if (m_free_pool && backlog) {
-    m_free_pool->submit([this, &v, chain](unsigned) {
-      auto t0 = std::chrono::steady_clock::now();
-      uint32_t len = m_processor.process(v.index, *chain, v.index);
-      complete(v, chain->head, len);
-      m_stats.add_busy(v.index, uint64_t(std::chrono::duration_cast<std::chrono::nanoseconds>(
-                                             std::chrono::steady_clock::now() - t0)
-                                             .count()));
-    });
-    return;
-  }
-  if (m_pool) {
-    m_pool->submit([this, &v, chain](unsigned worker) {
-      auto t0 = std::chrono::steady_clock::now();
-      uint32_t len = m_processor.process(v.index, *chain, worker);
-      complete(v, chain->head, len);
-      m_stats.add_busy(worker, uint64_t(std::chrono::duration_cast<std::chrono::nanoseconds>(
-                                            std::chrono::steady_clock::now() - t0)
-                                            .count()));
-    });
+  if (skip) {  // queued behind a request that hung, and the ring is gone
+    complete(run, chain.head, 0);
     return;
   }
   auto t0 = std::chrono::steady_clock::now();
-  uint32_t len = m_processor.process(v.index, *chain, v.index);
-  complete(v, chain->head, len);
-  m_stats.add_busy(v.index, uint64_t(std::chrono::duration_cast<std::chrono::nanoseconds>(
-                                         std::chrono::steady_clock::now() - t0)
-                                         .count()));
+  uint32_t len = m_processor.process(run.index, chain, worker);
+  complete(run, chain.head, len);
+  m_stats.add_busy(worker, uint64_t(std::chrono::duration_cast<std::chrono::nanoseconds>(
+                                        std::chrono::steady_clock::now() - t0)
+                                        .count()));
 }
 
-void VhostUserServer::run_vring(Vring& v) {
-  unsigned depth = m_opts.model.queue_depth ? m_opts.model.queue_depth : v.num;
+void VhostUserServer::dispatch(const std::shared_ptr<Run>& run, std::shared_ptr<Chain> chain,
+                               bool backlog) {
+  {
+    std::lock_guard lock(run->mutex);
+    ++run->inflight;
+  }
+  if (m_free_pool && backlog) {
+    m_free_pool->submit([this, run, chain](unsigned) { serve_chain(*run, *chain, run->index); });
+    return;
+  }
+  if (m_pool) {
+    m_pool->submit([this, run, chain](unsigned worker) { serve_chain(*run, *chain, worker); });
+    return;
+  }
+  serve_chain(*run, *chain, run->index);
+}
+
+void VhostUserServer::run_vring(std::shared_ptr<Run> run) {
+  Run& v = *run;
+  unsigned depth = v.depth;
   if (!m_pool && !m_opts.model.core_cpus.empty())
     pin_current_thread(m_opts.model.core_cpus[v.index % m_opts.model.core_cpus.size()]);
   bool broken_logged = false;
@@ -227,9 +326,9 @@ void VhostUserServer::run_vring(Vring& v) {
         m_stats.add_malformed();
         log_guest_error("queue " + std::to_string(v.index) + ": descriptor chain at head " +
                         std::to_string(*head) + ": " + to_string(err) +
-                        (*head < v.num ? "; completed with length 0" : "; dropped"));
+                        (*head < v.vq.num() ? "; completed with length 0" : "; dropped"));
         // Completed with no data, so the driver does not wait forever for this head.
-        if (*head < v.num) {
+        if (*head < v.vq.num()) {
           {
             std::lock_guard lock(v.mutex);
             ++v.inflight;
@@ -243,7 +342,7 @@ void VhostUserServer::run_vring(Vring& v) {
         std::lock_guard lock(v.mutex);
         backlog = v.vq.has_pending();
       }
-      dispatch(v, std::move(chain), backlog);
+      dispatch(run, std::move(chain), backlog);
     }
     if (v.stopping)
       break;
@@ -270,9 +369,10 @@ void VhostUserServer::run_vring(Vring& v) {
         m_stats.add_kick();
     }
   }
-  // Requests in flight finish before the ring is reported stopped.
-  std::unique_lock lock(v.mutex);
-  v.cv.wait(lock, [&] { return v.inflight == 0; });
+  // The control plane waits for the requests in flight (stop_rings), not this thread.
+  std::lock_guard lock(v.mutex);
+  v.thread_done = true;
+  v.cv.notify_all();
 }
 
 VhostUserServer::Step VhostUserServer::handle_one(int fd) {
@@ -359,7 +459,7 @@ bool VhostUserServer::handle(Message& msg, int fd, bool& replied) {
       log_msg(LogLevel::error, "SET_MEM_TABLE: malformed (regions/fds mismatch)");
       return false;
     }
-    auto mem = std::make_unique<GuestMemory>();
+    auto mem = std::make_shared<GuestMemory>();
     for (uint32_t i = 0; i < nregions; ++i) {
       MemRegionWire r;
       std::memcpy(&r, msg.payload + 8 + i * sizeof r, sizeof r);
@@ -372,17 +472,14 @@ bool VhostUserServer::handle(Message& msg, int fd, bool& replied) {
       log_msg(LogLevel::debug, "memory region gpa " + std::to_string(r.guest_phys_addr) +
                                    " size " + std::to_string(r.memory_size));
     }
-    // Queues see the table swap only while stopped.
-    std::vector<Vring*> were_running;
-    for (auto& v : m_vrings)
-      if (v->running) {
-        were_running.push_back(v.get());
-        stop_vring(*v);
-      }
+    // Queues see the table swap only while stopped. Every ring ready to run starts then, also
+    // one that was set up before the first table (it could not start without memory).
+    stop_all();
     m_mem = std::move(mem);
-    for (Vring* v : were_running)
-      start_vring(*v);
-    return true;
+    bool ok = true;
+    for (auto& v : m_vrings)
+      ok = start_vring(*v) && ok;
+    return ok;
   }
   case SET_VRING_NUM: {
     VringStateWire s;
@@ -401,8 +498,8 @@ bool VhostUserServer::handle(Message& msg, int fd, bool& replied) {
     Vring* v = vring_of(a.index);
     if (!v)
       return false;
-    bool was = v->running;
-    stop_vring(*v);
+    bool was = v->run != nullptr;
+    stop_rings({v});
     v->addr = a;
     v->addr_set = true;
     if (was)
@@ -426,7 +523,7 @@ bool VhostUserServer::handle(Message& msg, int fd, bool& replied) {
     Vring* v = vring_of(s.index);
     if (!v)
       return false;
-    stop_vring(*v);
+    stop_rings({v});
     v->kick_set = false;
     if (v->kick_fd >= 0) {
       ::close(v->kick_fd);
@@ -454,7 +551,7 @@ bool VhostUserServer::handle(Message& msg, int fd, bool& replied) {
       }
     }
     if (msg.request == SET_VRING_KICK) {
-      stop_vring(*v);
+      stop_rings({v});
       if (v->kick_fd >= 0)
         ::close(v->kick_fd);
       v->kick_fd = newfd;
@@ -466,15 +563,22 @@ bool VhostUserServer::handle(Message& msg, int fd, bool& replied) {
         v->enabled = true;
       start_vring(*v);
     } else if (msg.request == SET_VRING_CALL) {
-      std::lock_guard lock(v->mutex);
       if (v->call_fd >= 0)
         ::close(v->call_fd);
       v->call_fd = newfd;
-      // A completion may have happened while there was no (or another) call fd: signal once so
-      // the driver looks at the used ring. Spurious interrupts are harmless.
-      if (newfd >= 0 && v->running) {
-        uint64_t one = 1;
-        if (::write(newfd, &one, sizeof one) < 0) {
+      if (v->run) {
+        Run& run = *v->run;
+        int dup = dup_fd(newfd);
+        std::lock_guard lock(run.mutex);
+        if (run.call_fd >= 0)
+          ::close(run.call_fd);
+        run.call_fd = dup;
+        // A completion may have happened while there was no (or another) call fd: signal once
+        // so the driver looks at the used ring. Spurious interrupts are harmless.
+        if (dup >= 0) {
+          uint64_t one = 1;
+          if (::write(dup, &one, sizeof one) < 0) {
+          }
         }
       }
     } else {
@@ -494,9 +598,8 @@ bool VhostUserServer::handle(Message& msg, int fd, bool& replied) {
     v->enabled = s.num != 0;
     v->enable_seen = true;
     if (v->enabled)
-      start_vring(*v);
-    else
-      stop_vring(*v);
+      return start_vring(*v);
+    stop_rings({v});
     return true;
   }
   case GET_CONFIG: {

@@ -51,7 +51,9 @@ public:
   // Serves until EOF or until on_signal() returns false. Polls `signal_fd` (may be -1) and
   // calls on_signal when it is readable. Returns 0 on a clean disconnect, 1 on error.
   int serve(int fd, int signal_fd, const std::function<bool()>& on_signal);
-  // Stops every queue (drains requests in flight).
+  // Stops every queue: drains requests in flight for at most half a second, then leaves the
+  // ones still running to finish on their own (their completions dropped, counted as
+  // abandoned). Whatever the queues do, the control plane answers within a second.
   void stop_all();
 
   uint64_t acked_features() const { return m_acked_features; }
@@ -63,20 +65,25 @@ public:
 
 private:
   struct Vring;
+  struct Run;
   bool handle(vhost::Message& msg, int fd, bool& replied);
   bool start_vring(Vring& v);
-  void stop_vring(Vring& v);
-  void run_vring(Vring& v);
-  void dispatch(Vring& v, std::shared_ptr<Chain> chain, bool backlog);
-  void complete(Vring& v, uint16_t head, uint32_t len);
+  // Stops the rings, waiting at most k_stop_wait in all for their requests in flight; a ring
+  // whose requests do not finish by then is detached from them (stop_rings in the .cpp).
+  void stop_rings(const std::vector<Vring*>& rings);
+  void run_vring(std::shared_ptr<Run> run);
+  void dispatch(const std::shared_ptr<Run>& run, std::shared_ptr<Chain> chain, bool backlog);
+  void serve_chain(Run& run, Chain& chain, unsigned worker);
+  void complete(Run& run, uint16_t head, uint32_t len);
   bool vring_should_run(const Vring& v) const;
   void reset();
 
   ServerOptions m_opts;
   RequestProcessor& m_processor;
   Stats& m_stats;
-  std::unique_ptr<GuestMemory> m_mem;
+  std::shared_ptr<GuestMemory> m_mem;  // shared with the rings' runs and their requests
   std::vector<std::unique_ptr<Vring>> m_vrings;
+  std::vector<std::shared_ptr<Run>> m_detached;  // stopped with requests still running
   std::unique_ptr<WorkerPool> m_pool;       // the DPU cores (--cores N)
   std::unique_ptr<WorkerPool> m_free_pool;  // cores 0: unpinned helpers for backlogs
   uint64_t m_acked_features = 0;

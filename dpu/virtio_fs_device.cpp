@@ -8,7 +8,13 @@ namespace kab::dpu {
 
 uint32_t VirtioFsDevice::process(unsigned queue, Chain& chain, unsigned worker) {
   auto t0 = std::chrono::steady_clock::now();
-  FuseResult res = m_fuse.handle(chain.readable, chain.writable);
+  FuseResult res;
+  {
+    RequestWatchdog::Scope scope(&m_watchdog);
+    res = m_fuse.handle(chain.readable, chain.writable);
+  }
+  if (res.timed_out)
+    m_stats.add_timed_out();
   if (m_slowdown > 0) {
     auto now = std::chrono::steady_clock::now();
     wait_until(now + std::chrono::duration_cast<std::chrono::nanoseconds>((now - t0) * m_slowdown));

@@ -61,7 +61,8 @@ WalkError walk_chain(const GuestMemory& mem, const uint8_t* table, uint32_t num,
       if (d.len == 0 || d.len % sizeof(VringDesc) != 0)
         return WalkError::bad_indirect;
       uint32_t n = d.len / sizeof(VringDesc);
-      if (n > k_max_queue_size)
+      // A chain is no longer than the queue (virtio 1.x 2.7.5.3.1): nor is an indirect table.
+      if (n > num)
         return WalkError::bad_indirect;
       const uint8_t* itable = mem.gpa_to_host(d.addr, d.len);
       if (!itable)

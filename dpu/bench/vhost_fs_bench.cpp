@@ -33,7 +33,7 @@ namespace {
 struct FrontEnd {
   static constexpr uint64_t k_gpa = 0x100000000ull;
   static constexpr uint64_t k_uaddr = 0x7e0000000000ull;
-  static constexpr uint32_t k_num = 256;
+  static constexpr uint32_t k_num = 1024;  // as libvirt configures virtiofs (queue='1024')
   size_t size;
   int sock = -1, memfd = -1;
   uint8_t* ram = nullptr;
@@ -60,8 +60,8 @@ struct FrontEnd {
     ram = static_cast<uint8_t*>(mmap(nullptr, size, PROT_READ | PROT_WRITE, MAP_SHARED, memfd, 0));
     for (int i = 0; i < 2; ++i) {
       q[i].desc = k_gpa + 0x10000 * (i + 1);
-      q[i].avail = q[i].desc + 0x2000;
-      q[i].used = q[i].desc + 0x4000;
+      q[i].avail = q[i].desc + 0x4000;  // after 1024 descriptors
+      q[i].used = q[i].desc + 0x6000;
       q[i].kick = eventfd(0, EFD_CLOEXEC);
       q[i].call = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
     }

@@ -85,6 +85,9 @@ struct FuseFixture {
       throw std::runtime_error("mkdtemp " + tmpl);
     dir = tmpl;
     server = std::make_unique<FuseServer>(FuseOptions{dir, true});
+    init();
+  }
+  void init() {
     fuse_in_header h{};
     fuse_init_in in{};
     in.major = 7;
@@ -113,15 +116,23 @@ int fuse_one_input(const uint8_t* data, size_t size) {
     return 0;
   uint16_t wsize;
   std::memcpy(&wsize, data, 2);
-  unsigned split = data[2] % 4 + 1;
-  data += 3;
-  size -= 3;
-  if (size >= 8) {
-    uint32_t opcode;
-    std::memcpy(&opcode, data + 4, 4);
-    if (opcode == FUSE_FALLOCATE || opcode == FUSE_DESTROY)
-      return 0;
+  // Split byte: 1..4 pieces, or with the high bit past IOV_MAX (1024..3056 pieces, readable and
+  // writable alike), the case pwritev/preadv must take in several calls.
+  unsigned split = data[2] & 0x80 ? 1024 + (data[2] & 0x7f) * 16u : data[2] % 4 + 1;
+  std::vector<uint8_t> req(data + 3, data + size);
+  if (req.size() >= sizeof(fuse_in_header)) {
+    fuse_in_header h;
+    std::memcpy(&h, req.data(), sizeof h);
+    // FALLOCATE runs, bounded so the fuzzer cannot fill the disk: at most 1 MiB below 16 MiB.
+    if (h.opcode == FUSE_FALLOCATE && req.size() >= sizeof h + sizeof(fuse_fallocate_in)) {
+      fuse_fallocate_in fa;
+      std::memcpy(&fa, req.data() + sizeof h, sizeof fa);
+      fa.offset %= 16u << 20;
+      fa.length %= 1u << 20;
+      std::memcpy(req.data() + sizeof h, &fa, sizeof fa);
+    }
   }
+  size = req.size();
   // Each piece in its own heap block so an overrun of one is caught.
   std::vector<std::unique_ptr<uint8_t[]>> pieces;
   std::vector<iovec> rd;
@@ -130,15 +141,26 @@ int fuse_one_input(const uint8_t* data, size_t size) {
     size_t len = i + 1 == split ? size - off : size / split;
     pieces.emplace_back(new uint8_t[len ? len : 1]);
     if (len)
-      std::memcpy(pieces.back().get(), data + off, len);
+      std::memcpy(pieces.back().get(), req.data() + off, len);
     rd.push_back(iovec{pieces.back().get(), len});
     off += len;
   }
-  std::unique_ptr<uint8_t[]> out(new uint8_t[wsize ? wsize : 1]);
-  iovec wr{out.get(), wsize};
-  FuseResult r = fx.server->handle(rd, {&wr, 1});
+  unsigned wsplit = split > 4 ? split : 1;
+  std::vector<std::unique_ptr<uint8_t[]>> outs;
+  std::vector<iovec> wr;
+  size_t woff = 0;
+  for (unsigned i = 0; i < wsplit; ++i) {
+    size_t len = i + 1 == wsplit ? wsize - woff : wsize / wsplit;
+    outs.emplace_back(new uint8_t[len ? len : 1]);
+    wr.push_back(iovec{outs.back().get(), len});
+    woff += len;
+  }
+  FuseResult r = fx.server->handle(rd, wr);
   if (r.reply_len > wsize)
     __builtin_trap();
+  // DESTROY (or a reset) ends the session: the next input starts a new one, as a guest would.
+  if (!fx.server->initialized())
+    fx.init();
   return 0;
 }
 

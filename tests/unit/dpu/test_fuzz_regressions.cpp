@@ -4,6 +4,8 @@
 
 #include <catch2/catch.hpp>
 
+#include <linux/fuse.h>
+
 #include <filesystem>
 #include <fstream>
 #include <iterator>
@@ -28,4 +30,21 @@ TEST_CASE("fuzz regressions: descriptor walker", "[dpu][fuzz]") {
 
 TEST_CASE("fuzz regressions: FUSE decoder", "[dpu][fuzz]") {
   replay("fuse", kab::dpu::fuzz::fuse_one_input);
+}
+
+TEST_CASE("fuzz regressions: vhost-user control plane", "[dpu][fuzz]") {
+  replay("vhost", [](const uint8_t* d, size_t n) { return kab::dpu::fuzz::vhost_one_input(d, n, false); });
+  replay("vhost_race", [](const uint8_t* d, size_t n) { return kab::dpu::fuzz::vhost_one_input(d, n, true); });
+}
+
+TEST_CASE("the vhost-user fuzz target reaches running rings", "[dpu][fuzz]") {
+  // The seed that sets both rings up: in race mode the guest thread's requests are served.
+  fs::path seed = fs::path(KAB_DPU_TEST_DATA) / "fuzz" / "vhost_race" / "seed-setup";
+  std::ifstream in(seed, std::ios::binary);
+  std::vector<uint8_t> data((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  REQUIRE(data.size() > 40);
+  uint64_t before = kab::dpu::fuzz::vhost_requests_served(FUSE_STATFS);
+  kab::dpu::fuzz::vhost_one_input(data.data(), data.size(), true);
+  CHECK(kab::dpu::fuzz::vhost_requests_served(FUSE_INIT) >= 1);
+  CHECK(kab::dpu::fuzz::vhost_requests_served(FUSE_STATFS) > before);
 }

@@ -66,5 +66,23 @@ TEST_CASE("guest memory maps a memfd", "[dpu][memory]") {
   SECTION("a bad fd is an error with a message") {
     CHECK_FALSE(mem.map_region(0, 4096, 0, 0, -1).empty());
   }
+  SECTION("a region beyond the end of its fd is refused, not mapped to SIGBUS") {
+    // 2 pages in the fd; before, this mapped 3 and the first touch of the last one killed the
+    // daemon with SIGBUS
+    std::string e = mem.map_region(0x100000, 8192, 0x5000, 4096, fd);
+    CHECK(e.find("holds only 8192") != std::string::npos);
+    CHECK(mem.gpa_to_host(0x100000, 1) == nullptr);
+    e = mem.map_region(0x100000, 3 * 4096, 0x5000, 0, fd);
+    CHECK_FALSE(e.empty());
+    CHECK(mem.map_region(0x100000, 8192, 0x5000, 0, fd).empty());
+  }
+  SECTION("an fd that is no memory file is refused") {
+    int pipefd[2];
+    REQUIRE(pipe(pipefd) == 0);
+    CHECK(mem.map_region(0x100000, 4096, 0x5000, 0, pipefd[0]).find("not a memory file") !=
+          std::string::npos);
+    close(pipefd[0]);
+    close(pipefd[1]);
+  }
   close(fd);
 }

@@ -169,3 +169,25 @@ TEST_CASE("virtqueue rings", "[dpu][virtqueue]") {
     CHECK_FALSE(v.configure(&q.mem, 8, q.desc_gpa, q.avail_gpa, FakeQueue::k_base + (1 << 20) - 8, false));
   }
 }
+
+TEST_CASE("an indirect table is no longer than the ring", "[dpu][virtqueue][security]") {
+  // Before: any table up to 32768 descriptors was walked, whatever the ring size (8 here).
+  FakeQueue q;
+  Chain c;
+  uint64_t table = FakeQueue::k_base + 0x20000;
+  uint64_t buf = FakeQueue::k_base + 0x40000;
+  auto fill = [&](uint16_t n) {
+    for (uint16_t i = 0; i < n; ++i)
+      q.set_desc(i, buf + 64 * i, 16, i + 1 < n ? k_desc_f_next : 0, uint16_t(i + 1), table);
+  };
+  fill(FakeQueue::k_num);
+  q.set_desc(0, table, 16 * FakeQueue::k_num, k_desc_f_indirect);
+  REQUIRE(q.vq.walk(0, c) == WalkError::none);
+  CHECK(c.readable.size() == FakeQueue::k_num);
+  fill(FakeQueue::k_num + 1);
+  q.set_desc(0, table, 16 * (FakeQueue::k_num + 1), k_desc_f_indirect);
+  CHECK(q.vq.walk(0, c) == WalkError::bad_indirect);
+  fill(4096);
+  q.set_desc(0, table, 16 * 4096, k_desc_f_indirect);
+  CHECK(q.vq.walk(0, c) == WalkError::bad_indirect);
+}

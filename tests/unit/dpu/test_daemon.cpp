@@ -1,0 +1,94 @@
+// The kab-dpu binary as an operator runs it (issue 16): the socket is never open to other local
+// users, the statistics file is private, SIGTERM ends it at once.
+#include "helpers.h"
+
+#include <catch2/catch.hpp>
+
+#include <nlohmann/json.hpp>
+
+#include <signal.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <sys/wait.h>
+
+#include <chrono>
+#include <fstream>
+#include <thread>
+
+using namespace kab::dpu::test;
+namespace fs = std::filesystem;
+
+namespace {
+
+pid_t spawn(const std::vector<std::string>& args) {
+  pid_t pid = fork();
+  if (pid == 0) {
+    umask(0);  // the worst case: a parent with no umask at all
+    std::vector<char*> argv;
+    for (const auto& a : args)
+      argv.push_back(const_cast<char*>(a.c_str()));
+    argv.push_back(nullptr);
+    sigset_t none;
+    sigemptyset(&none);
+    sigprocmask(SIG_SETMASK, &none, nullptr);
+    execv(argv[0], argv.data());
+    _exit(127);
+  }
+  return pid;
+}
+
+bool wait_for(const std::function<bool()>& ok, int ms) {
+  for (int i = 0; i < ms; i += 5) {
+    if (ok())
+      return true;
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  }
+  return ok();
+}
+
+} // namespace
+
+TEST_CASE("kab-dpu's socket and statistics are its owner's only; SIGTERM ends it", "[dpu][daemon][security]") {
+  TempDir dir;
+  fs::create_directory(dir.path / "export");
+  std::string sock = (dir.path / "vu.sock").string();
+  std::string stats = (dir.path / "stats.json").string();
+  pid_t pid = spawn({KAB_DPU_BIN, "--socket", sock, "--shared-dir", (dir.path / "export").string(),
+                     "--stats", stats, "--uid", "1234", "--gid", "1234", "--log",
+                     (dir.path / "dpu.log").string()});
+  REQUIRE(pid > 0);
+  struct Reap {
+    pid_t pid;
+    ~Reap() {
+      if (pid > 0) {
+        kill(pid, SIGKILL);
+        waitpid(pid, nullptr, 0);
+      }
+    }
+  } reap{pid};
+  REQUIRE(wait_for([&] { return fs::exists(sock); }, 5000));
+  struct stat st;
+  REQUIRE(stat(sock.c_str(), &st) == 0);
+  CHECK(S_ISSOCK(st.st_mode));
+  CHECK((st.st_mode & 0077) == 0);  // before: 0777 until a chmod to 0660 after listen
+
+  REQUIRE(kill(pid, SIGUSR1) == 0);
+  REQUIRE(wait_for([&] { return fs::exists(stats); }, 5000));
+  REQUIRE(stat(stats.c_str(), &st) == 0);
+  CHECK((st.st_mode & 0777) == 0600);  // before: 0666 (umask 0)
+  auto j = nlohmann::json::parse(std::ifstream(stats));
+  CHECK(j["context"]["uid"] == 1234);
+  CHECK(j["fuse"]["max_inodes"].get<uint64_t>() > 0);
+  CHECK(j["timed_out_requests"] == 0);
+
+  auto t0 = std::chrono::steady_clock::now();
+  REQUIRE(kill(pid, SIGTERM) == 0);
+  int status = -1;
+  REQUIRE(wait_for([&] { return waitpid(pid, &status, WNOHANG) == pid; }, 3000));
+  reap.pid = -1;
+  CHECK(std::chrono::steady_clock::now() - t0 < std::chrono::seconds(1));
+  CHECK(WIFEXITED(status));
+  CHECK(WEXITSTATUS(status) == 0);
+  CHECK_FALSE(fs::exists(sock));
+}
