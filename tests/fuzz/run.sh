@@ -15,8 +15,9 @@ targets=${*:-walker fuse vhost vhost_race vhost_race_tsan}
 root=$(cd "$(dirname "$0")/../.." && pwd)
 out=${FUZZ_BUILD_DIR:-/tmp/kab-dpu-fuzz}
 cxx=${CXX_FUZZ:-clang++}
-mkdir -p "$out" "$out/tmp"
-export TMPDIR="$out/tmp"  # the scratch exports of the FUSE and vhost targets
+mkdir -p "$out"
+scratch=$(mktemp -d "$out/tmp.XXXXXX")
+export TMPDIR="$scratch"  # the scratch exports of the FUSE and vhost targets (one per run)
 base="-std=c++20 -g -O1 -I$root/dpu -I$root/tests/fuzz"
 asan="-fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined"
 tsan="-fsanitize=fuzzer,thread"
@@ -74,5 +75,5 @@ for target in $targets; do
     tail -1 "$out/$target.log"
   fi
 done
-rm -rf "$out/tmp"
+rm -rf "$scratch"
 exit $status
