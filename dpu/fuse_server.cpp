@@ -18,6 +18,8 @@
 #include <cstring>
 #include <filesystem>
 #include <stdexcept>
+#include <system_error>
+#include <thread>
 
 namespace kab::dpu {
 
@@ -139,7 +141,6 @@ struct FuseServer::Inode {
 struct FuseServer::Handle {
   int fd = -1;
   bool dir = false;
-  InodePtr inode;  // what was opened (READDIRPLUS looks names up in it)
   std::mutex mutex;  // serialises seek + getdents of a directory
   ~Handle() {
     if (fd >= 0)
@@ -258,11 +259,10 @@ std::shared_ptr<FuseServer::Handle> FuseServer::handle_of(uint64_t fh) const {
   return it == m_handles.end() ? nullptr : it->second;
 }
 
-uint64_t FuseServer::add_handle(int fd, bool dir, InodePtr ino) {
+uint64_t FuseServer::add_handle(int fd, bool dir) {
   auto h = std::make_shared<Handle>();
   h->fd = fd;
   h->dir = dir;
-  h->inode = std::move(ino);
   std::unique_lock lock(m_handles_mutex);
   if (m_handles.size() >= m_opts.max_handles) {
     lock.unlock();
@@ -287,11 +287,15 @@ void FuseServer::fill_entry(fuse_entry_out& e, uint64_t nodeid, const struct sta
 }
 
 int FuseServer::lookup(const Inode& parent, const std::string& name, fuse_entry_out& out) {
-  if (int e = check_name(name))
-    return e;
   if (!S_ISDIR(parent.type))
     return ENOTDIR;
-  int fd = open_beneath(parent.fd, name, O_PATH | O_NOFOLLOW | O_CLOEXEC);
+  return lookup_in(parent.fd, name, out);
+}
+
+int FuseServer::lookup_in(int dirfd, const std::string& name, fuse_entry_out& out) {
+  if (int e = check_name(name))
+    return e;
+  int fd = open_beneath(dirfd, name, O_PATH | O_NOFOLLOW | O_CLOEXEC);
   if (fd < 0)
     return errno;
   struct stat st;
@@ -817,7 +821,7 @@ int FuseServer::op_open(Request& r, bool dir) {
   if (fd < 0)
     return -fd;
   fuse_open_out out{};
-  out.fh = add_handle(fd, dir, ino);
+  out.fh = add_handle(fd, dir);
   if (out.fh == 0)
     return EMFILE;
   return r.reply_struct(out);
@@ -878,7 +882,7 @@ int FuseServer::op_create(Request& r) {
     return err;
   }
   fuse_open_out out{};
-  out.fh = add_handle(fd, false, inode(e.nodeid));
+  out.fh = add_handle(fd, false);
   if (out.fh == 0) {
     forget(e.nodeid, 1);  // the guest never learns of this lookup
     return EMFILE;
@@ -990,10 +994,8 @@ int FuseServer::op_readdir(Request& r, bool plus) {
   fuse_read_in in;
   READ_ARG(in);
   auto h = handle_of(in.fh);
-  if (!h || !h->dir || !h->inode)
+  if (!h || !h->dir)
     return EBADF;
-  // Names are looked up in the directory the handle lists, whatever nodeid the request names.
-  const InodePtr& dir = h->inode;
   uint64_t room = r.out.capacity() >= k_out_header ? r.out.capacity() - k_out_header : 0;
   uint64_t size = std::min<uint64_t>({in.size, room, 1u << 20});
   std::lock_guard lock(h->mutex);
@@ -1033,7 +1035,8 @@ int FuseServer::op_readdir(Request& r, bool plus) {
       if (plus && name != "." && name != "..") {
         fuse_entry_out e;
         // A failed lookup still lists the name, without attributes (nodeid 0).
-        if (lookup(*dir, name, e) == 0)
+        // In the directory the handle lists (its fd), whatever nodeid the request names.
+        if (lookup_in(h->fd, name, e) == 0)
           std::memcpy(ent.data(), &e, sizeof e);
       }
       fuse_dirent de{};
@@ -1115,10 +1118,16 @@ void FuseServer::reset() {
 }
 
 void FuseServer::clear_state() {
-  std::unordered_map<uint64_t, std::shared_ptr<Handle>> handles;  // closed outside the lock
+  // What the old session held is closed on a thread of its own: hundreds of thousands of
+  // descriptors take a while to close, and a reset must answer within a second.
+  struct Doomed {
+    std::unordered_map<uint64_t, std::shared_ptr<Handle>> handles;
+    std::vector<InodePtr> inodes;
+  };
+  auto doomed = std::make_unique<Doomed>();
   {
     std::unique_lock lock(m_handles_mutex);
-    handles.swap(m_handles);
+    doomed->handles.swap(m_handles);
   }
   {
     std::lock_guard lock(m_inodes_mutex);
@@ -1128,8 +1137,15 @@ void FuseServer::clear_state() {
         continue;
       }
       m_by_dev_ino.erase({it->second->dev, it->second->ino});
+      doomed->inodes.push_back(std::move(it->second));
       it = m_inodes.erase(it);
     }
+  }
+  if (doomed->handles.size() + doomed->inodes.size() < 4096)
+    return;  // closed here, at once
+  try {
+    std::thread([d = std::move(doomed)] {}).detach();
+  } catch (const std::system_error&) {
   }
 }
 

@@ -93,9 +93,11 @@ private:
   InodePtr inode(uint64_t nodeid) const;
   std::shared_ptr<Handle> handle_of(uint64_t fh) const;
   // Takes ownership of fd; returns 0 (fd closed) when the handle limit is reached.
-  uint64_t add_handle(int fd, bool dir, InodePtr ino);
+  uint64_t add_handle(int fd, bool dir);
   // Looks `name` up under `parent`, taking one lookup reference on success.
   int lookup(const Inode& parent, const std::string& name, ::fuse_entry_out& out);
+  // The same, under a directory fd (O_PATH or open).
+  int lookup_in(int dirfd, const std::string& name, ::fuse_entry_out& out);
   void forget(uint64_t nodeid, uint64_t n);
   void fill_entry(::fuse_entry_out& e, uint64_t nodeid, const struct stat& st) const;
   int reopen(const Inode& ino, int flags) const;

@@ -67,6 +67,23 @@ struct VhostUserServer::Vring {
   }
 };
 
+// What the queue threads and the requests use besides their Run: kept apart from the server so
+// that, should requests still be stuck when the server is destroyed, it can be left to them
+// (leaked) instead of destroyed under their feet.
+struct VhostUserServer::Core {
+  DpuModelConfig model;
+  RequestProcessor& processor;
+  Stats& stats;
+  std::unique_ptr<WorkerPool> pool;       // the DPU cores (--cores N)
+  std::unique_ptr<WorkerPool> free_pool;  // cores 0: unpinned helpers for backlogs
+
+  Core(const DpuModelConfig& m, RequestProcessor& p, Stats& s) : model(m), processor(p), stats(s) {}
+  void run_vring(const std::shared_ptr<Run>& run);
+  void dispatch(const std::shared_ptr<Run>& run, std::shared_ptr<Chain> chain, bool backlog);
+  void serve_chain(Run& run, Chain& chain, unsigned worker);
+  void complete(Run& run, uint16_t head, uint32_t len);
+};
+
 namespace {
 
 // How long the control plane waits for a stopping ring's requests in flight, in all: any
@@ -92,7 +109,8 @@ uint64_t VhostUserServer::supported_protocol_features() {
 }
 
 VhostUserServer::VhostUserServer(ServerOptions opts, RequestProcessor& processor, Stats& stats)
-    : m_opts(std::move(opts)), m_processor(processor), m_stats(stats) {
+    : m_opts(std::move(opts)), m_processor(processor), m_stats(stats),
+      m_core(std::make_unique<Core>(m_opts.model, processor, stats)) {
   if (m_opts.max_queues < m_opts.request_queues + 1)
     m_opts.max_queues = m_opts.request_queues + 1;
   for (unsigned i = 0; i < m_opts.max_queues; ++i) {
@@ -100,12 +118,12 @@ VhostUserServer::VhostUserServer(ServerOptions opts, RequestProcessor& processor
     m_vrings.back()->index = i;
   }
   if (m_opts.model.cores > 0) {
-    m_pool = std::make_unique<WorkerPool>(m_opts.model.cores, m_opts.model.core_cpus);
+    m_core->pool = std::make_unique<WorkerPool>(m_opts.model.cores, m_opts.model.core_cpus);
   } else {
     // No DPU model: a queue thread serves a lone request itself (lowest latency) and hands
     // requests to helpers when more are waiting behind it (parallel copies).
     unsigned n = std::max(2u, std::thread::hardware_concurrency());
-    m_free_pool = std::make_unique<WorkerPool>(std::min(n, 8u), m_opts.model.core_cpus);
+    m_core->free_pool = std::make_unique<WorkerPool>(std::min(n, 8u), m_opts.model.core_cpus);
   }
 }
 
@@ -113,21 +131,22 @@ VhostUserServer::~VhostUserServer() {
   stop_all();
   if (m_backend_req_fd >= 0)
     ::close(m_backend_req_fd);
-  // A worker stuck in a request would block the pool's destructor for ever: the pools are then
-  // left to the process's exit.
-  size_t stuck = 0;
-  for (auto& run : m_detached) {
+  // A request still stuck (or a queue thread not yet out) uses the core: it is left to them;
+  // joining a stuck worker in the pools' destructors would never return.
+  if (size_t busy = detached_busy()) {
+    log_msg(LogLevel::warn, std::to_string(busy) +
+                                " request(s) or queue thread(s) still running at shutdown; left");
+    (void)m_core.release();
+  }
+}
+
+size_t VhostUserServer::detached_busy() const {
+  size_t busy = 0;
+  for (const auto& run : m_detached) {
     std::lock_guard lock(run->mutex);
-    stuck += run->inflight;
+    busy += run->inflight + (run->thread_done ? 0 : 1);
   }
-  if (stuck > 0) {
-    log_msg(LogLevel::warn, std::to_string(stuck) +
-                                " request(s) still running at shutdown; their threads are left");
-    (void)m_pool.release();
-    (void)m_free_pool.release();
-  }
-  m_pool.reset();
-  m_free_pool.reset();
+  return busy;
 }
 
 std::vector<uint8_t> VhostUserServer::config_space() const {
@@ -188,7 +207,7 @@ bool VhostUserServer::start_vring(Vring& v) {
     return false;
   }
   try {
-    run->thread = std::thread([this, run] { run_vring(run); });
+    run->thread = std::thread([core = m_core.get(), run] { core->run_vring(run); });
   } catch (const std::system_error& e) {
     log_msg(LogLevel::error, "queue " + std::to_string(v.index) + ": " + e.what());
     return false;
@@ -249,7 +268,7 @@ void VhostUserServer::stop_rings(const std::vector<Vring*>& rings) {
   });
 }
 
-void VhostUserServer::complete(Run& run, uint16_t head, uint32_t len) {
+void VhostUserServer::Core::complete(Run& run, uint16_t head, uint32_t len) {
   std::lock_guard lock(run.mutex);
   // A detached run's ring may already be in use again (or the device reset): nothing is
   // written to it.
@@ -257,13 +276,13 @@ void VhostUserServer::complete(Run& run, uint16_t head, uint32_t len) {
     uint64_t one = 1;
     if (::write(run.call_fd, &one, sizeof one) < 0) {
     }
-    m_stats.add_notify();
+    stats.add_notify();
   }
   --run.inflight;
   run.cv.notify_all();
 }
 
-void VhostUserServer::serve_chain(Run& run, Chain& chain, unsigned worker) {
+void VhostUserServer::Core::serve_chain(Run& run, Chain& chain, unsigned worker) {
   bool skip;
   {
     std::lock_guard lock(run.mutex);
@@ -274,35 +293,35 @@ void VhostUserServer::serve_chain(Run& run, Chain& chain, unsigned worker) {
     return;
   }
   auto t0 = std::chrono::steady_clock::now();
-  uint32_t len = m_processor.process(run.index, chain, worker);
+  uint32_t len = processor.process(run.index, chain, worker);
   complete(run, chain.head, len);
-  m_stats.add_busy(worker, uint64_t(std::chrono::duration_cast<std::chrono::nanoseconds>(
+  stats.add_busy(worker, uint64_t(std::chrono::duration_cast<std::chrono::nanoseconds>(
                                         std::chrono::steady_clock::now() - t0)
                                         .count()));
 }
 
-void VhostUserServer::dispatch(const std::shared_ptr<Run>& run, std::shared_ptr<Chain> chain,
-                               bool backlog) {
+void VhostUserServer::Core::dispatch(const std::shared_ptr<Run>& run,
+                                     std::shared_ptr<Chain> chain, bool backlog) {
   {
     std::lock_guard lock(run->mutex);
     ++run->inflight;
   }
-  if (m_free_pool && backlog) {
-    m_free_pool->submit([this, run, chain](unsigned) { serve_chain(*run, *chain, run->index); });
+  if (free_pool && backlog) {
+    free_pool->submit([this, run, chain](unsigned) { serve_chain(*run, *chain, run->index); });
     return;
   }
-  if (m_pool) {
-    m_pool->submit([this, run, chain](unsigned worker) { serve_chain(*run, *chain, worker); });
+  if (pool) {
+    pool->submit([this, run, chain](unsigned worker) { serve_chain(*run, *chain, worker); });
     return;
   }
   serve_chain(*run, *chain, run->index);
 }
 
-void VhostUserServer::run_vring(std::shared_ptr<Run> run) {
+void VhostUserServer::Core::run_vring(const std::shared_ptr<Run>& run) {
   Run& v = *run;
   unsigned depth = v.depth;
-  if (!m_pool && !m_opts.model.core_cpus.empty())
-    pin_current_thread(m_opts.model.core_cpus[v.index % m_opts.model.core_cpus.size()]);
+  if (!pool && !model.core_cpus.empty())
+    pin_current_thread(model.core_cpus[v.index % model.core_cpus.size()]);
   bool broken_logged = false;
   while (!v.stopping) {
     // Drain what the driver has made available, up to the queue depth.
@@ -323,7 +342,7 @@ void VhostUserServer::run_vring(std::shared_ptr<Run> run) {
       auto chain = std::make_shared<Chain>();
       WalkError err = v.vq.walk(*head, *chain);
       if (err != WalkError::none) {
-        m_stats.add_malformed();
+        stats.add_malformed();
         log_guest_error("queue " + std::to_string(v.index) + ": descriptor chain at head " +
                         std::to_string(*head) + ": " + to_string(err) +
                         (*head < v.vq.num() ? "; completed with length 0" : "; dropped"));
@@ -366,7 +385,7 @@ void VhostUserServer::run_vring(std::shared_ptr<Run> run) {
     if (v.kick_fd >= 0 && (p[0].revents & POLLIN)) {
       uint64_t cnt;
       if (::read(v.kick_fd, &cnt, sizeof cnt) > 0)
-        m_stats.add_kick();
+        stats.add_kick();
     }
   }
   // The control plane waits for the requests in flight (stop_rings), not this thread.

@@ -56,6 +56,9 @@ public:
   // abandoned). Whatever the queues do, the control plane answers within a second.
   void stop_all();
 
+  // Requests and queue threads of stopped rings that are still running (0 when all ended).
+  size_t detached_busy() const;
+
   uint64_t acked_features() const { return m_acked_features; }
   uint64_t protocol_features() const { return m_protocol_features; }
   uint64_t supported_features() const;
@@ -66,15 +69,12 @@ public:
 private:
   struct Vring;
   struct Run;
+  struct Core;
   bool handle(vhost::Message& msg, int fd, bool& replied);
   bool start_vring(Vring& v);
   // Stops the rings, waiting at most k_stop_wait in all for their requests in flight; a ring
   // whose requests do not finish by then is detached from them (stop_rings in the .cpp).
   void stop_rings(const std::vector<Vring*>& rings);
-  void run_vring(std::shared_ptr<Run> run);
-  void dispatch(const std::shared_ptr<Run>& run, std::shared_ptr<Chain> chain, bool backlog);
-  void serve_chain(Run& run, Chain& chain, unsigned worker);
-  void complete(Run& run, uint16_t head, uint32_t len);
   bool vring_should_run(const Vring& v) const;
   void reset();
 
@@ -84,8 +84,7 @@ private:
   std::shared_ptr<GuestMemory> m_mem;  // shared with the rings' runs and their requests
   std::vector<std::unique_ptr<Vring>> m_vrings;
   std::vector<std::shared_ptr<Run>> m_detached;  // stopped with requests still running
-  std::unique_ptr<WorkerPool> m_pool;       // the DPU cores (--cores N)
-  std::unique_ptr<WorkerPool> m_free_pool;  // cores 0: unpinned helpers for backlogs
+  std::unique_ptr<Core> m_core;  // what the data plane uses (left to stuck requests at the end)
   uint64_t m_acked_features = 0;
   uint64_t m_protocol_features = 0;
   bool m_features_set = false;

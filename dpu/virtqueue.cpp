@@ -129,6 +129,15 @@ static void store16(uint8_t* p, uint16_t v, std::memory_order o) {
   std::atomic_ref<uint16_t>(*reinterpret_cast<uint16_t*>(p)).store(v, o);
 }
 
+void Virtqueue::set_last_avail(uint16_t idx) {
+  m_last_avail = idx;
+  m_used_idx = m_used ? load16(m_used + 2, std::memory_order_acquire) : idx;
+  // A used index ahead of the available one, or more than a ring behind, is not one this
+  // device left: start from the base as the front-end says.
+  if (uint16_t(idx - m_used_idx) > m_num)
+    m_used_idx = idx;
+}
+
 uint16_t Virtqueue::avail_idx() const { return load16(m_avail + 2, std::memory_order_acquire); }
 
 std::optional<uint16_t> Virtqueue::pop() {

@@ -74,7 +74,10 @@ public:
   // Same, with host pointers already resolved (tests).
   bool configure_host(const GuestMemory* mem, uint32_t num, uint8_t* desc, uint8_t* avail,
                       uint8_t* used, bool event_idx);
-  void set_last_avail(uint16_t idx) { m_last_avail = idx; m_used_idx = idx; }
+  // The ring resumes at `idx` (SET_VRING_BASE). The used index resumes where the device left it
+  // in guest memory: after requests the control plane stopped waiting for (never completed), it
+  // is behind idx, and completions go on from there rather than skipping slots.
+  void set_last_avail(uint16_t idx);
   uint16_t last_avail() const { return m_last_avail; }
   uint32_t num() const { return m_num; }
   bool configured() const { return m_desc != nullptr; }

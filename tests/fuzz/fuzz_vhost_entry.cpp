@@ -16,6 +16,7 @@
 #include <stdlib.h>
 #include <fcntl.h>
 #include <sys/eventfd.h>
+#include <poll.h>
 #include <sys/mman.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -78,50 +79,57 @@ VhostFixture& fixture() {
   return fx;
 }
 
-// A guest driver on request queue 1: STATFS requests, one readable and one writable descriptor
-// each, never more than k_slots outstanding (so it never rewrites a descriptor in use).
-void guest_driver(VhostFixture& fx, int kick, std::atomic<bool>& stop) {
+// A guest driver on request queue 1: STATFS requests (INIT first), one readable and one
+// writable descriptor each, never more than k_slots outstanding (so it never rewrites a
+// descriptor in use). Returns false when the ring is full.
+bool post_one(VhostFixture& fx, int kick, uint16_t& avail) {
   uint64_t base = queue_base(1);
+  uint16_t used = __atomic_load_n(reinterpret_cast<uint16_t*>(fx.at(base + 0x2000 + 2)),
+                                  __ATOMIC_ACQUIRE);
+  if (uint16_t(avail - used) >= k_slots)
+    return false;
+  uint16_t slot = avail % k_slots;
+  uint64_t buf = k_gpa + 0x80000 + 0x1000 * slot;
+  fuse_in_header h{};
+  fuse_init_in init{};
+  init.major = 7;
+  init.minor = 38;
+  init.flags = FUSE_WRITEBACK_CACHE | FUSE_MAX_PAGES;
+  h.len = uint32_t(sizeof h + (avail == 0 ? sizeof init : 0));
+  h.opcode = avail == 0 ? FUSE_INIT : FUSE_STATFS;
+  h.unique = avail;
+  h.nodeid = FUSE_ROOT_ID;
+  std::memcpy(fx.at(buf), &h, sizeof h);
+  std::memcpy(fx.at(buf + sizeof h), &init, sizeof init);
+  VringDesc rd{buf, h.len, k_desc_f_next, uint16_t(2 * slot + 1)};
+  VringDesc wr{buf + 0x100, 0x800, k_desc_f_write, 0};
+  std::memcpy(fx.at(base + 16 * (2 * slot)), &rd, 16);
+  std::memcpy(fx.at(base + 16 * (2 * slot + 1)), &wr, 16);
+  uint16_t head = uint16_t(2 * slot);
+  __atomic_store_n(reinterpret_cast<uint16_t*>(fx.at(base + 0x1000 + 4 + 2 * (avail % k_num))),
+                   head, __ATOMIC_RELAXED);
+  ++avail;
+  __atomic_store_n(reinterpret_cast<uint16_t*>(fx.at(base + 0x1000 + 2)), avail, __ATOMIC_RELEASE);
+  uint64_t one = 1;
+  if (write(kick, &one, 8) < 0) {
+  }
+  return true;
+}
+
+void guest_driver(VhostFixture& fx, int kick, std::atomic<bool>& stop) {
   uint16_t avail = 0;
   int idle = 0;
   while (!stop.load() && idle < 2000) {
-    uint16_t used = __atomic_load_n(reinterpret_cast<uint16_t*>(fx.at(base + 0x2000 + 2)),
-                                    __ATOMIC_ACQUIRE);
-    if (uint16_t(avail - used) >= k_slots) {
+    if (!post_one(fx, kick, avail)) {
       ++idle;
       std::this_thread::sleep_for(std::chrono::microseconds(20));
-      continue;
-    }
-    uint16_t slot = avail % k_slots;
-    uint64_t buf = k_gpa + 0x80000 + 0x1000 * slot;
-    // The first request of each input is INIT, then STATFS.
-    fuse_in_header h{};
-    fuse_init_in init{};
-    init.major = 7;
-    init.minor = 38;
-    init.flags = FUSE_WRITEBACK_CACHE | FUSE_MAX_PAGES;
-    h.len = uint32_t(sizeof h + (avail == 0 ? sizeof init : 0));
-    h.opcode = avail == 0 ? FUSE_INIT : FUSE_STATFS;
-    h.unique = avail;
-    h.nodeid = FUSE_ROOT_ID;
-    std::memcpy(fx.at(buf), &h, sizeof h);
-    std::memcpy(fx.at(buf + sizeof h), &init, sizeof init);
-    VringDesc rd{buf, h.len, k_desc_f_next, uint16_t(2 * slot + 1)};
-    VringDesc wr{buf + 0x100, 0x800, k_desc_f_write, 0};
-    std::memcpy(fx.at(base + 16 * (2 * slot)), &rd, 16);
-    std::memcpy(fx.at(base + 16 * (2 * slot + 1)), &wr, 16);
-    uint16_t head = uint16_t(2 * slot);
-    std::memcpy(fx.at(base + 0x1000 + 4 + 2 * (avail % k_num)), &head, 2);
-    ++avail;
-    __atomic_store_n(reinterpret_cast<uint16_t*>(fx.at(base + 0x1000 + 2)), avail, __ATOMIC_RELEASE);
-    uint64_t one = 1;
-    if (write(kick, &one, 8) < 0) {
     }
   }
 }
 
 // A well-formed payload for `req` on queue `q` (so that short inputs reach running rings).
-std::vector<uint8_t> canned(uint32_t req, unsigned q, const VhostUserServer& server) {
+std::vector<uint8_t> canned(uint32_t req, unsigned q, const VhostUserServer& server,
+                            const uint32_t* last_base) {
   std::vector<uint8_t> p;
   auto put = [&](const auto& v) {
     auto* b = reinterpret_cast<const uint8_t*>(&v);
@@ -137,12 +145,10 @@ std::vector<uint8_t> canned(uint32_t req, unsigned q, const VhostUserServer& ser
     put(vhost::MemRegionWire{k_gpa, k_ram, k_uaddr, 0});
     break;
   }
-  case vhost::SET_VRING_NUM:
-  case vhost::SET_VRING_BASE:
-  case vhost::GET_VRING_BASE:
-  case vhost::SET_VRING_ENABLE:
-    put(vhost::VringStateWire{q, req == vhost::SET_VRING_NUM ? k_num : req == vhost::SET_VRING_ENABLE ? 1u : 0u});
-    break;
+  case vhost::SET_VRING_NUM: put(vhost::VringStateWire{q, k_num}); break;
+  case vhost::SET_VRING_BASE: put(vhost::VringStateWire{q, last_base[q]}); break;  // as a VMM resumes
+  case vhost::GET_VRING_BASE: put(vhost::VringStateWire{q, 0}); break;
+  case vhost::SET_VRING_ENABLE: put(vhost::VringStateWire{q, 1}); break;
   case vhost::SET_VRING_ADDR: {
     uint64_t b = queue_base(q) - k_gpa + k_uaddr;
     put(vhost::VringAddrWire{q, 0, b, b + 0x2000, b + 0x1000, 0});
@@ -185,6 +191,8 @@ int vhost_one_input(const uint8_t* data, size_t size, bool race) {
   so.max_queues = 3;
   auto server = std::make_unique<VhostUserServer>(so, *fx.device, *fx.stats);
   std::atomic<bool> stop{false};
+  uint32_t last_base[3] = {0, 0, 0};  // what GET_VRING_BASE answered, per queue
+  uint16_t posted = 0;                // requests posted by this thread (not in race mode)
   std::thread guest;
   if (race)
     guest = std::thread([&] { guest_driver(fx, guest_kick, stop); });
@@ -205,15 +213,15 @@ int vhost_one_input(const uint8_t* data, size_t size, bool race) {
       break;
     }
     uint32_t req = code % 41;
-    std::vector<uint8_t> body = (mode & 0x80) ? canned(req, index % 3, *server)
+    std::vector<uint8_t> body = (mode & 0x80) ? canned(req, index % 3, *server, last_base)
                                               : std::vector<uint8_t>(payload, payload + len);
     std::vector<int> fds;
     if (!(mode & 0x02)) {
       switch ((mode >> 2) & 3) {
       case 0:  // the guest's own eventfds for kick and call, fresh ones otherwise
-        fds.push_back(dup(req == vhost::SET_VRING_KICK ? guest_kick
-                          : req == vhost::SET_VRING_CALL ? guest_call
-                                                         : eventfd(0, EFD_CLOEXEC)));
+        fds.push_back(req == vhost::SET_VRING_KICK ? dup(guest_kick)
+                      : req == vhost::SET_VRING_CALL ? dup(guest_call)
+                                                     : eventfd(0, EFD_CLOEXEC));
         break;
       case 1: fds.push_back(dup(fx.memfd)); break;
       case 2: {  // a memory fd shorter than any region
@@ -249,7 +257,23 @@ int vhost_one_input(const uint8_t* data, size_t size, bool race) {
       break;
     if (server->handle_one(sv[1]) != VhostUserServer::Step::ok)
       break;
+    if (req == vhost::GET_VRING_BASE && !(mode & 0x01)) {
+      vhost::Message reply;
+      std::string err;
+      pollfd p{sv[0], POLLIN, 0};
+      if (poll(&p, 1, 0) == 1 && vhost::recv_message(sv[0], reply, err) == vhost::RecvStatus::ok &&
+          reply.size == 8) {
+        vhost::VringStateWire st;
+        std::memcpy(&st, reply.payload, 8);
+        if (st.index < 3)
+          last_base[st.index] = st.num;
+      }
+    }
     drain(sv[0]);
+    // Without the guest thread, bit 4 of the mode posts one request after the message, so that
+    // this target's inputs reach the data plane too.
+    if (!race && (mode & 0x10))
+      post_one(fx, guest_kick, posted);
   }
   if (race) {
     // Give the guest's requests a moment on rings the messages left running.

@@ -24,8 +24,9 @@ double ms_since(Clock::time_point t0) {
   return std::chrono::duration<double, std::milli>(Clock::now() - t0).count();
 }
 
-// Serves every request by opening a FIFO for reading, which blocks until a writer comes: a
-// request stuck in the back-end, as a FIFO opened through CREATE stuck kab-dpu before.
+// Serves STATFS by opening a FIFO for reading, which blocks until a writer comes: a request
+// stuck in the back-end, as a FIFO opened through CREATE stuck kab-dpu before. Every other
+// opcode is answered at once.
 struct FifoProcessor : RequestProcessor {
   std::string fifo;
   RequestWatchdog* watchdog = nullptr;
@@ -40,6 +41,11 @@ struct FifoProcessor : RequestProcessor {
     IovReader r(chain.readable, chain.readable_len);
     r.read(in);
     int err = 0;
+    if (in.opcode != FUSE_STATFS) {
+      fuse_out_header out{sizeof out, 0, in.unique};
+      IovWriter(chain.writable).write_at(0, &out, sizeof out);
+      return sizeof out;
+    }
     {
       RequestWatchdog::Scope scope(watchdog);
       ++entered;
@@ -100,16 +106,20 @@ struct StuckRig {
     fe.hang_up();
     if (thread.joinable())
       thread.join();
+    // Every request the control plane stopped waiting for has ended before the server goes.
+    for (int i = 0; i < 300 && server->detached_busy() > 0; ++i)
+      std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    CHECK(server->detached_busy() == 0);
     server.reset();
     close(sig[0]);
     close(sig[1]);
   }
-  // Sends a request that blocks in the back-end on queue 1.
-  void submit_stuck(uint16_t head) {
+  // Sends a request that blocks in the back-end on queue 1 (or, with quick, one that does not).
+  void submit_stuck(uint16_t head, bool quick = false) {
     Bytes req;
     fuse_in_header h{};
     h.len = sizeof h;
-    h.opcode = FUSE_STATFS;
+    h.opcode = quick ? FUSE_GETATTR : FUSE_STATFS;
     h.unique = 1000 + head;
     append(req, h);
     fe.data_next = FakeFrontEnd::k_gpa + 0x100000 + 0x10000 * head;
@@ -174,7 +184,14 @@ TEST_CASE("a request stuck on a FIFO does not hold up the control plane", "[dpu]
       rig.fe.q[1].avail_idx = 1;
       REQUIRE(vhost::send_message(rig.fe.sock, vhost::SET_VRING_KICK, vhost::k_flag_version,
                                   Bytes{1, 0, 0, 0, 0, 0, 0, 0}.data(), 8, &rig.fe.q[1].kick, 1));
-      rig.submit_stuck(1);
+      // The next completion takes the used slot after the last one the driver saw (0), not the
+      // stuck request's: used.idx 1 with this head in slot 0 (before: used.idx 2, slot 0 stale).
+      rig.submit_stuck(1, true);
+      auto [id, len] = rig.fe.wait_used(1, 3000);
+      CHECK(id == 1);
+      CHECK(len == sizeof(fuse_out_header));
+      CHECK(rig.used_idx(1) == 1);
+      rig.submit_stuck(2);
       REQUIRE(rig.proc.wait_entered(2));
       t0 = Clock::now();
       Bytes ack = rig.control(vhost::RESET_OWNER, Bytes(8, 0), false, true);
@@ -237,13 +254,19 @@ TEST_CASE("the watchdog interrupts a blocked read and leaves quick requests alon
   REQUIRE(pipe2(p, O_CLOEXEC) == 0);
   std::atomic<int> rc{0}, err{0};
   std::atomic<bool> expired{false};
+  std::atomic<bool> done{false};
   std::thread t([&] {
     RequestWatchdog::Scope scope(&watchdog);
     char c;
     rc = int(read(p[0], &c, 1));
     err = errno;
     expired = request_expired();
+    done = true;
   });
+  for (int i = 0; i < 300 && !done; ++i)
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  if (!done)
+    REQUIRE(write(p[1], "x", 1) == 1);  // the watchdog did not interrupt it: end the read
   t.join();
   CHECK(rc == -1);
   CHECK(err == EINTR);

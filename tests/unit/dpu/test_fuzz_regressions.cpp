@@ -44,7 +44,8 @@ TEST_CASE("the vhost-user fuzz target reaches running rings", "[dpu][fuzz]") {
   std::vector<uint8_t> data((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
   REQUIRE(data.size() > 40);
   uint64_t before = kab::dpu::fuzz::vhost_requests_served(FUSE_STATFS);
+  uint64_t inits = kab::dpu::fuzz::vhost_requests_served(FUSE_INIT);
   kab::dpu::fuzz::vhost_one_input(data.data(), data.size(), true);
-  CHECK(kab::dpu::fuzz::vhost_requests_served(FUSE_INIT) >= 1);
+  CHECK(kab::dpu::fuzz::vhost_requests_served(FUSE_INIT) > inits);
   CHECK(kab::dpu::fuzz::vhost_requests_served(FUSE_STATFS) > before);
 }

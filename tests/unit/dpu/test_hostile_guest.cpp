@@ -84,6 +84,10 @@ TEST_CASE("CREATE opens no special file", "[dpu][fuse][security]") {
     REQUIRE(geteuid() == 0);  // CI and the dev machines run as root; mknod of a device needs it
     // /dev/zero's numbers: a read would succeed on the host device.
     REQUIRE(mknod((dir.path / "zero").c_str(), S_IFCHR | 0666, makedev(1, 5)) == 0);
+    // The node works on the host (no nodev mount), so opening it by name would have succeeded.
+    int direct = open((dir.path / "zero").c_str(), O_RDWR | O_CLOEXEC);
+    REQUIRE(direct >= 0);
+    close(direct);
     auto r = call_bounded(s, FUSE_CREATE, FUSE_ROOT_ID, create_arg("zero", O_RDWR), [] {});
     CHECK(r.oh.error == -EACCES);
     CHECK(s.handle_count() == 0);
