@@ -16,6 +16,14 @@
 
 namespace kab::dpu::fuzz {
 
+std::string scratch_dir(const std::string& prefix) {
+  const char* tmp = getenv("TMPDIR");
+  std::string tmpl = std::string(tmp && *tmp ? tmp : "/tmp") + "/" + prefix + "-XXXXXX";
+  if (!mkdtemp(tmpl.data()))
+    throw std::runtime_error("mkdtemp " + tmpl);
+  return tmpl;
+}
+
 static void touch(const std::vector<iovec>& v) {
   volatile uint8_t sink = 0;
   for (const auto& i : v) {
@@ -75,15 +83,29 @@ int walker_one_input(const uint8_t* data, size_t size) {
 }
 
 namespace {
+
+// `n` pieces covering `size` bytes (copied from `src` when given), each in its own heap block so
+// an overrun of one is caught.
+std::vector<iovec> scatter(const uint8_t* src, size_t size, unsigned n,
+                           std::vector<std::unique_ptr<uint8_t[]>>& blocks) {
+  std::vector<iovec> v;
+  size_t off = 0;
+  for (unsigned i = 0; i < n; ++i) {
+    size_t len = i + 1 == n ? size - off : size / n;
+    blocks.emplace_back(new uint8_t[len ? len : 1]);
+    if (src && len)
+      std::memcpy(blocks.back().get(), src + off, len);
+    v.push_back(iovec{blocks.back().get(), len});
+    off += len;
+  }
+  return v;
+}
+
 struct FuseFixture {
   std::string dir;
   std::unique_ptr<FuseServer> server;
   FuseFixture() {
-    const char* tmp = getenv("TMPDIR");
-    std::string tmpl = std::string(tmp && *tmp ? tmp : "/tmp") + "/kab-dpu-fuzz-XXXXXX";
-    if (!mkdtemp(tmpl.data()))
-      throw std::runtime_error("mkdtemp " + tmpl);
-    dir = tmpl;
+    dir = scratch_dir("kab-dpu-fuzz");
     server = std::make_unique<FuseServer>(FuseOptions{dir, true});
     init();
   }
@@ -132,29 +154,9 @@ int fuse_one_input(const uint8_t* data, size_t size) {
       std::memcpy(req.data() + sizeof h, &fa, sizeof fa);
     }
   }
-  size = req.size();
-  // Each piece in its own heap block so an overrun of one is caught.
-  std::vector<std::unique_ptr<uint8_t[]>> pieces;
-  std::vector<iovec> rd;
-  size_t off = 0;
-  for (unsigned i = 0; i < split; ++i) {
-    size_t len = i + 1 == split ? size - off : size / split;
-    pieces.emplace_back(new uint8_t[len ? len : 1]);
-    if (len)
-      std::memcpy(pieces.back().get(), req.data() + off, len);
-    rd.push_back(iovec{pieces.back().get(), len});
-    off += len;
-  }
-  unsigned wsplit = split > 4 ? split : 1;
-  std::vector<std::unique_ptr<uint8_t[]>> outs;
-  std::vector<iovec> wr;
-  size_t woff = 0;
-  for (unsigned i = 0; i < wsplit; ++i) {
-    size_t len = i + 1 == wsplit ? wsize - woff : wsize / wsplit;
-    outs.emplace_back(new uint8_t[len ? len : 1]);
-    wr.push_back(iovec{outs.back().get(), len});
-    woff += len;
-  }
+  std::vector<std::unique_ptr<uint8_t[]>> pieces, outs;
+  std::vector<iovec> rd = scatter(req.data(), req.size(), split, pieces);
+  std::vector<iovec> wr = scatter(nullptr, wsize, split > 4 ? split : 1, outs);
   FuseResult r = fx.server->handle(rd, wr);
   if (r.reply_len > wsize)
     __builtin_trap();

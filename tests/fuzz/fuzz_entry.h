@@ -4,8 +4,12 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <string>
 
 namespace kab::dpu::fuzz {
+
+// A new directory under $TMPDIR (or /tmp) for a target's scratch export.
+std::string scratch_dir(const std::string& prefix);
 
 // Input: [u8 log2 ring size][u16 head][u16 avail idx][guest memory bytes...]. The memory holds
 // the descriptor table, then the available ring, then the used ring, at GPA 0x1000; the chain

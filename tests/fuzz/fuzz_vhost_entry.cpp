@@ -50,11 +50,7 @@ struct VhostFixture {
   uint8_t* ram = nullptr;
 
   VhostFixture() {
-    const char* tmp = getenv("TMPDIR");
-    std::string tmpl = std::string(tmp && *tmp ? tmp : "/tmp") + "/kab-dpu-fuzz-vu-XXXXXX";
-    if (!mkdtemp(tmpl.data()))
-      throw std::runtime_error("mkdtemp " + tmpl);
-    dir = tmpl;
+    dir = scratch_dir("kab-dpu-fuzz-vu");
     fuse = std::make_unique<FuseServer>(FuseOptions{dir, true});
     stats = std::make_unique<Stats>(4);
     device = std::make_unique<VirtioFsDevice>(*fuse, *stats, 0.0);

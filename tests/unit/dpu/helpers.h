@@ -39,6 +39,13 @@ struct TempDir {
   std::string str() const { return path.string(); }
 };
 
+// A FUSE name argument: the bytes and their NUL.
+inline Bytes name_arg(const std::string& n) {
+  Bytes b;
+  append_str(b, n);
+  return b;
+}
+
 struct FuseReply {
   FuseResult res;
   fuse_out_header oh{};

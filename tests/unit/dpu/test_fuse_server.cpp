@@ -15,12 +15,6 @@ namespace fs = std::filesystem;
 
 namespace {
 
-Bytes name_arg(const std::string& n) {
-  Bytes b;
-  append_str(b, n);
-  return b;
-}
-
 fuse_entry_out lookup_ok(FuseServer& s, uint64_t parent, const std::string& name) {
   auto r = fuse_call(s, FUSE_LOOKUP, parent, name_arg(name));
   REQUIRE(r.oh.error == 0);

@@ -23,15 +23,18 @@ namespace fs = std::filesystem;
 
 namespace {
 
-Bytes name_arg(const std::string& n) {
-  Bytes b;
-  append_str(b, n);
-  return b;
-}
-
 Bytes create_arg(const std::string& name, int flags, mode_t mode = S_IFREG | 0644) {
   fuse_create_in in{};
   in.flags = uint32_t(flags);
+  in.mode = mode;
+  Bytes b;
+  append(b, in);
+  append_str(b, name);
+  return b;
+}
+
+Bytes mknod_arg(const std::string& name, mode_t mode) {
+  fuse_mknod_in in{};
   in.mode = mode;
   Bytes b;
   append(b, in);
@@ -68,12 +71,7 @@ TEST_CASE("CREATE opens no special file", "[dpu][fuse][security]") {
   fuse_init(s);
 
   SECTION("a FIFO made by MKNOD, then CREATEd read-only, is refused at once") {
-    fuse_mknod_in mi{};
-    mi.mode = S_IFIFO | 0644;
-    Bytes b;
-    append(b, mi);
-    append_str(b, "fifo");
-    REQUIRE(fuse_call(s, FUSE_MKNOD, FUSE_ROOT_ID, b).oh.error == 0);
+    REQUIRE(fuse_call(s, FUSE_MKNOD, FUSE_ROOT_ID, mknod_arg("fifo", S_IFIFO | 0644)).oh.error == 0);
     REQUIRE(fs::is_fifo(dir.path / "fifo"));
     auto unblock = [&] { close(open((dir.path / "fifo").c_str(), O_RDWR | O_NONBLOCK)); };
     auto r = call_bounded(s, FUSE_CREATE, FUSE_ROOT_ID, create_arg("fifo", O_RDONLY), unblock);
@@ -349,12 +347,7 @@ TEST_CASE("the guest cannot leave set-user-ID files on the host", "[dpu][fuse][s
     // (mkdir(2) itself ignores set-ID bits; SETATTR is how a guest sets them)
     REQUIRE(setattr_mode(s, d.as<fuse_entry_out>().nodeid, 06755).oh.error == 0);
     CHECK(mode_of("d") == 02755);
-    fuse_mknod_in ni{};
-    ni.mode = S_IFREG | 04700;
-    Bytes nb;
-    append(nb, ni);
-    append_str(nb, "n");
-    REQUIRE(fuse_call(s, FUSE_MKNOD, FUSE_ROOT_ID, nb).oh.error == 0);
+    REQUIRE(fuse_call(s, FUSE_MKNOD, FUSE_ROOT_ID, mknod_arg("n", S_IFREG | 04700)).oh.error == 0);
     CHECK(mode_of("n") == 0700);
   }
   SECTION("--allow-setid keeps them") {
