@@ -5,13 +5,16 @@
 #include "request_deadline.h"
 #include "stats.h"
 #include "vhost_user_server.h"
+#include "virtio_fs_device.h"
 
 #include <catch2/catch.hpp>
 
 #include <fcntl.h>
+#include <signal.h>
 #include <sys/stat.h>
 
 #include <chrono>
+#include <fstream>
 #include <thread>
 
 using namespace kab::dpu;
@@ -359,4 +362,68 @@ TEST_CASE("a memory table whose fd is shorter than its region is refused", "[dpu
   fe.hang_up();
   t.join();
   CHECK(rc == 0);
+}
+
+TEST_CASE("a FUSE request blocked past its bound fails with ETIMEDOUT and is counted", "[dpu][fuse][security]") {
+  // A regular file can block an open(2) too: under a lease, an open for writing waits until the
+  // lease holder lets go (up to fs.lease-break-time, 45 s). The holder here never does.
+  TempDir dir;
+  std::string path = (dir.path / "leased").string();
+  std::ofstream(path) << "data";
+  FuseServer fuse(FuseOptions{dir.str()});
+  Stats stats(1);
+  VirtioFsDevice device(fuse, stats, 0.0, 1.0, std::chrono::milliseconds(200));
+  auto call = [&](uint32_t opcode, uint64_t nodeid, const Bytes& args) {
+    Bytes req;
+    fuse_in_header h{};
+    h.len = uint32_t(sizeof h + args.size());
+    h.opcode = opcode;
+    h.unique = 9;
+    h.nodeid = nodeid;
+    append(req, h);
+    req.insert(req.end(), args.begin(), args.end());
+    Bytes out(4096);
+    Chain c;
+    c.readable = {iovec{req.data(), req.size()}};
+    c.writable = {iovec{out.data(), out.size()}};
+    c.readable_len = req.size();
+    c.writable_len = out.size();
+    uint32_t len = device.process(1, c, 0);
+    FuseReply r;
+    r.res.reply_len = len;
+    std::memcpy(&r.oh, out.data(), sizeof r.oh);
+    r.body.assign(out.begin() + sizeof r.oh, out.begin() + std::max<size_t>(len, sizeof r.oh));
+    return r;
+  };
+  fuse_init_in init{7, 38, 0, 0};
+  Bytes ib;
+  append(ib, init);
+  REQUIRE(call(FUSE_INIT, 0, ib).oh.error == 0);
+  auto e = call(FUSE_LOOKUP, FUSE_ROOT_ID, name_arg("leased")).as<fuse_entry_out>();
+  REQUIRE(e.nodeid != 0);
+
+  struct sigaction ignore {}, old {};
+  ignore.sa_handler = SIG_IGN;
+  sigaction(SIGIO, &ignore, &old);  // the lease break is announced to the holder with SIGIO
+  int holder = open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  REQUIRE(holder >= 0);
+  REQUIRE(fcntl(holder, F_SETLEASE, F_RDLCK) == 0);
+  fuse_open_in oi{};
+  oi.flags = O_WRONLY;
+  Bytes ob;
+  append(ob, oi);
+  auto t0 = Clock::now();
+  auto r = call(FUSE_OPEN, e.nodeid, ob);
+  double ms = ms_since(t0);
+  fcntl(holder, F_SETLEASE, F_UNLCK);
+  close(holder);
+  sigaction(SIGIO, &old, nullptr);
+  CHECK(r.oh.error == -ETIMEDOUT);
+  CHECK(ms >= 200);
+  CHECK(ms < 2000);
+  CHECK(stats.timed_out() == 1);
+  CHECK(fuse.handle_count() == 0);
+  // Without the lease the same open succeeds at once.
+  CHECK(call(FUSE_OPEN, e.nodeid, ob).oh.error == 0);
+  CHECK(stats.timed_out() == 1);
 }
