@@ -50,7 +50,7 @@ bool wait_for(const std::function<bool()>& ok, int ms) {
 
 } // namespace
 
-TEST_CASE("kab-dpu's socket and statistics are its owner's only; SIGTERM ends it", "[dpu][daemon][security]") {
+TEST_CASE("kab-dpu's socket and statistics are its owner's only, and SIGTERM ends it", "[dpu][daemon][security]") {
   TempDir dir;
   fs::create_directory(dir.path / "export");
   std::string sock = (dir.path / "vu.sock").string();
