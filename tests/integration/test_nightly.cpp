@@ -57,13 +57,45 @@ TEST_CASE("history: the nights of a suite as stored, the step in them found and 
         db.set_run_fact(run, "nightly.reports", (dir.path / "n12" / "quick").string());
       }
     }
+    // A second scenario of the suite (4 nights) and a second suite (3 nights), stored after
+    // the first scenario's runs: --scenario and --suite pick them out.
+    auto add_night = [&](const std::string& suite, const std::string& scenario, int night, int samples) {
+      store::RunInfo info;
+      info.scenario_name = scenario;
+      info.scenario_text = "name: " + scenario + "\n";
+      info.plan_size = samples;
+      info.extra = {{"nightly.suite", suite},
+                    {"nightly.scenario", scenario},
+                    {"nightly.night", "n" + std::to_string(night)},
+                    {"nightly.commit", std::string(40, 'f')},
+                    {"nightly.scenario_hash", "h-" + suite + "-" + scenario}};
+      const auto run = db.begin_run(info);
+      for (int i = 0; i < samples; ++i) {
+        core::Sample s;
+        s.run_id = run;
+        s.plan_index = i;
+        s.arm = "head";
+        s.kernel = "next-ffffffffffff";
+        s.backend = "virtiofsd";
+        s.fio.bw_bytes = 50.0 * 1048576 * (1 + 0.04 * noise());
+        s.fio.bytes = 1e9;
+        db.add_sample(s);
+      }
+      db.finish_run(run, store::RunStatus::complete);
+      db.set_run_fact(run, "nightly.verdict", night == 1 ? "first" : "inconclusive");
+      db.set_run_fact(run, "nightly.alert", "no");
+    };
+    for (int night = 1; night <= 4; ++night) add_night("fuse-next", "meta", night, 2);
+    for (int night = 1; night <= 3; ++night) add_night("other", "quick", night, 4);
   }
   auto r = run_kab({"history", "fuse-next", "--db", dir.db(), "--json"}, 60);
   INFO(r.output);
   REQUIRE(r.ok());
   json h = last_json(r.output);
-  REQUIRE(h.size() == 1);
+  REQUIRE(h.size() == 2);   // each scenario of the suite, in the order they first ran
   CHECK(h[0]["scenario"] == "quick");
+  CHECK(h[1]["scenario"] == "meta");
+  CHECK(h[1]["nights"].size() == 4);
   REQUIRE(h[0]["nights"].size() == 12);
   CHECK(h[0]["nights"][7]["night"] == "n8");
   CHECK(h[0]["nights"][7]["alert"] == true);
@@ -74,6 +106,19 @@ TEST_CASE("history: the nights of a suite as stored, the step in them found and 
   CHECK(cp["night"] == "n8");
   CHECK(cp["p"].get<double>() < 0.01);
   CHECK(cp["change"].get<double>() == Approx(-0.12).margin(0.03));
+
+  // --scenario: that scenario only; one the suite never ran is refused.
+  auto one = run_kab({"history", "fuse-next", "--scenario", "meta", "--db", dir.db(), "--json"}, 60);
+  INFO(one.output);
+  REQUIRE(one.ok());
+  json m = last_json(one.output);
+  REQUIRE(m.size() == 1);
+  CHECK(m[0]["scenario"] == "meta");
+  CHECK(m[0]["nights"].size() == 4);
+  CHECK(m[0]["nights"][0]["cells"]["virtiofsd (default)"]["n"] == 2);
+  auto nope = run_kab({"history", "fuse-next", "--scenario", "quik", "--db", dir.db()}, 60);
+  CHECK(nope.exit_code == 2);
+  CHECK(nope.output.find("suite fuse-next ran no scenario quik") != std::string::npos);
 
   auto text = run_kab({"history", "fuse-next", "--db", dir.db(), "--metric", "bandwidth"}, 60);
   INFO(text.output);
@@ -99,6 +144,17 @@ TEST_CASE("history: the nights of a suite as stored, the step in them found and 
   CHECK(html.find("regression (alert)") != std::string::npos);
   CHECK(html.find("Change point: virtiofsd (default): a step from night n8") != std::string::npos);
 
+  // --suite: only that suite's nights go; fuse-next keeps all of its own.
+  auto other = run_kab({"db", "prune", "--keep-nights", "1", "--suite", "other", "--db", dir.db()}, 60);
+  INFO(other.output);
+  CHECK(other.ok());
+  CHECK(other.output.find("kab: db prune: suite other, scenario quick: deleted 2 of 3 nights: n1 (run 17), n2 (run 18)\n") !=
+        std::string::npos);
+  CHECK(other.output.find("suite fuse-next") == std::string::npos);
+  CHECK(other.output.find("kab: db prune: 2 runs, 8 samples deleted from " + dir.db()) != std::string::npos);
+  CHECK(last_json(run_kab({"history", "fuse-next", "--db", dir.db(), "--json"}, 60).output)[0]["nights"].size() == 12);
+  CHECK(run_kab({"db", "prune", "--keep-nights", "1", "--suite", "othr", "--db", dir.db()}, 60).exit_code == 2);
+
   // Retention: 3 nights kept, and night 8 (the alert) with its baseline
   // (nights 5-7, as recorded here: none) and night 12's baseline (9-11).
   auto dry = run_kab({"db", "prune", "--keep-nights", "3", "--db", dir.db(), "--dry-run"}, 60);
@@ -109,14 +165,18 @@ TEST_CASE("history: the nights of a suite as stored, the step in them found and 
   auto pruned = run_kab({"db", "prune", "--keep-nights", "3", "--db", dir.db()}, 60);
   INFO(pruned.output);
   CHECK(pruned.ok());
-  CHECK(pruned.output.find("kab: db prune: 7 runs, 28 samples deleted from " + dir.db()) != std::string::npos);
+  // quick: 7 of 12 (28 samples); meta: 1 of 4 (2 samples); other: none left to delete
+  CHECK(pruned.output.find("kab: db prune: suite fuse-next, scenario meta: deleted 1 of 4 nights: n1 (run 13)\n") !=
+        std::string::npos);
+  CHECK(pruned.output.find("kab: db prune: suite other, scenario quick: deleted 0 of 1 nights\n") != std::string::npos);
+  CHECK(pruned.output.find("kab: db prune: 8 runs, 30 samples deleted from " + dir.db()) != std::string::npos);
   json after = last_json(run_kab({"history", "fuse-next", "--db", dir.db(), "--json"}, 60).output);
   REQUIRE(after[0]["nights"].size() == 5);
   CHECK(after[0]["nights"][0]["night"] == "n8");
   CHECK(after[0]["nights"][4]["night"] == "n12");
   {
     auto [ok, count] = proc::capture({"sqlite3", dir.db(), "SELECT count(*) FROM samples; PRAGMA integrity_check;"});
-    CHECK(count == "20\nok\n");
+    CHECK(count == "30\nok\n");   // quick 5 nights x 4, meta 3 x 2, other 1 x 4
   }
 
   // Bad input: a suite it never ran, a metric that does not exist.
