@@ -198,7 +198,9 @@ int report_comparison(store::ResultStore& db, const std::vector<std::int64_t>& r
   // --format is checked against the table; text is its first entry.
   const report::Format* format = report::find_format(out.format);
   if (!format) format = &report::formats().front();
-  std::cout << format->render(c, ctx, ::isatty(STDOUT_FILENO));
+  // Flushed whole before kab says anything more on stderr: with both in one log (2>&1, CI), a
+  // JSON or JUnit document is not cut by a progress line at a buffer boundary.
+  std::cout << format->render(c, ctx, ::isatty(STDOUT_FILENO)) << std::flush;
   return c.verdict == core::Verdict::regression || report::correctness_failure(c, ctx) ? k_exit_failure : k_exit_ok;
 }
 

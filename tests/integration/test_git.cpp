@@ -432,7 +432,9 @@ TEST_CASE("nightly: two nights of a moving branch, a planted delay on the second
   std::ofstream(pinned) << "tree: {git: " << repo.string() << ", ref: next, base: v6.1}\nscenarios: [quick.yaml]\n"
                         << "repetitions: 4\nbaseline: {reference: v6.1}\nalert: {min_effect: 10%, persist: 2}\n";
   const std::string plog = (dir.path / "p1.log").string();
-  auto p1 = run_kab({"nightly", pinned.string(), "--night", "p1", "--db", dir.db(), "--out", (dir.path / "p1").string()},
+  // --format json: the night's comparison on stdout as JSON (the text summary stays on stderr).
+  auto p1 = run_kab({"nightly", pinned.string(), "--night", "p1", "--db", dir.db(), "--out", (dir.path / "p1").string(),
+                     "--format", "json"},
                     3600, plog);
   const std::string ptext = read(plog);
   INFO(ptext);
@@ -452,6 +454,18 @@ TEST_CASE("nightly: two nights of a moving branch, a planted delay on the second
   json pshow = show(dir.db(), prun);
   CHECK(pshow.size() == 8);   // 4 + 4, interleaved in one run
   CHECK(json::parse(read(dir.path / "p1" / "nightly.json"))["scenarios"][0]["alert"] == false);
+  {
+    // The JSON on stdout is the comparison written beside it (one value, then stderr's lines).
+    const auto at = ptext.find("\n{");
+    REQUIRE(at != std::string::npos);
+    std::istringstream in(ptext.substr(at + 1));
+    json printed;
+    in >> printed;
+    CHECK(printed["comparison"]["run_ids"] == json::array({prun}));
+    CHECK(printed["comparison"]["base"]["arm"] == "reference");
+    CHECK(printed["comparison"]["verdict"] == pc["comparison"]["verdict"]);
+    CHECK(ptext.find(" samples; candidate ") == std::string::npos);   // no text report on stdout
+  }
 
   // kab bisect on its own: refs checked first; a range of one commit is that
   // commit once the regression is confirmed (4 + 4 samples).
