@@ -848,43 +848,33 @@ int FuseServer::op_create(Request& r) {
   int fd = open_beneath(parent->fd, name, (flags & ~O_EXCL) | O_CREAT | O_EXCL | O_NOFOLLOW |
                                               O_CLOEXEC,
                         settable(in.mode, false));
-  bool created = fd >= 0;
-  if (fd < 0 && errno == EEXIST && !(flags & O_EXCL)) {
-    // The name exists: it is opened as OPEN opens it, through its inode and the type check,
-    // never by name (a FIFO would block the worker, a device node would be the host's).
-    int pfd = open_beneath(parent->fd, name, O_PATH | O_NOFOLLOW | O_CLOEXEC);
-    if (pfd < 0)
-      return errno;
-    struct stat st;
-    if (fstatat(pfd, "", &st, AT_EMPTY_PATH | AT_SYMLINK_NOFOLLOW) != 0) {
-      int e = errno;
-      ::close(pfd);
-      return e;
-    }
-    Inode tmp;  // closes pfd
-    tmp.fd = pfd;
-    tmp.type = st.st_mode & S_IFMT;
-    if (S_ISDIR(tmp.type))
-      return EISDIR;
-    if (S_ISLNK(tmp.type))
-      return ELOOP;  // as open(2) with O_NOFOLLOW
-    fd = reopen(tmp, flags);
-    if (fd < 0)
-      return -fd;
-  }
-  if (fd < 0)
-    return errno;
-  if (created)
-    chown_new(parent->fd, name, r.h.uid, r.h.gid);
   fuse_entry_out e;
-  if (int err = lookup(*parent, name, e)) {
-    ::close(fd);
-    return err;
+  if (fd < 0 && errno == EEXIST && !(flags & O_EXCL)) {
+    // The name exists: it is looked up and opened as OPEN opens it, through its inode and the
+    // type check, never by name (a FIFO would block the worker, a device node is the host's).
+    if (int err = lookup(*parent, name, e))
+      return err;
+    InodePtr ino = inode(e.nodeid);
+    int err = !ino ? ENOENT : S_ISDIR(ino->type) ? EISDIR : S_ISLNK(ino->type) ? ELOOP : 0;
+    if (err == 0 && (fd = reopen(*ino, flags)) < 0)
+      err = -fd;
+    if (err != 0) {
+      forget(e.nodeid, 1);  // the guest never learns of this lookup
+      return err;
+    }
+  } else {
+    if (fd < 0)
+      return errno;
+    chown_new(parent->fd, name, r.h.uid, r.h.gid);  // only a file this request created
+    if (int err = lookup(*parent, name, e)) {
+      ::close(fd);
+      return err;
+    }
   }
   fuse_open_out out{};
   out.fh = add_handle(fd, false);
   if (out.fh == 0) {
-    forget(e.nodeid, 1);  // the guest never learns of this lookup
+    forget(e.nodeid, 1);
     return EMFILE;
   }
   return r.reply({{&e, sizeof e}, {&out, sizeof out}});

@@ -397,9 +397,10 @@ BisectResult bisect(const BisectRequest& rq) {
     if (!core::trim(c).empty()) commits.push_back(core::trim(c));
   b.commits = static_cast<int>(commits.size());
   const bool higher = core::metric_info(b.metric).better == core::Better::higher;
+  // The good end is the same kernel at every step: resolved once.
+  const TreeKernel good = tree_kernel(rq.suite.tree, rq.config, ref_name(rq.suite.ref) + "-" + short_commit(rq.good),
+                                      rq.good, rq.base_commit, rq.suite.base);
   auto measure = [&](const std::string& commit, int step) {
-    const TreeKernel good = tree_kernel(rq.suite.tree, rq.config, ref_name(rq.suite.ref) + "-" + short_commit(rq.good),
-                                        rq.good, rq.base_commit, rq.suite.base);
     const TreeKernel tested = tree_kernel(rq.suite.tree, rq.config,
                                           ref_name(rq.suite.ref) + "-" + short_commit(commit), commit, rq.base_commit,
                                           rq.suite.base);

@@ -26,30 +26,42 @@ TEST_CASE("history: the nights of a suite as stored, the step in them found and 
       const double u2 = (static_cast<double>(rng.next() >> 11) + 0.5) / 9007199254740992.0;
       return std::sqrt(-2 * std::log(u1)) * std::cos(2 * M_PI * u2);
     };
-    for (int night = 1; night <= 12; ++night) {
+    // One night of SCENARIO of SUITE: a run with its nightly.* facts and SAMPLES head samples
+    // around MIB_S (CV 4%), its verdict and alert facts.
+    auto add_night = [&](const std::string& suite, const std::string& scenario, const std::string& hash, int night,
+                         const std::string& commit, int samples, double mib_s, const std::string& verdict,
+                         bool alert) {
       store::RunInfo info;
-      info.scenario_name = "quick";
-      info.scenario_text = "name: quick\n";
-      info.plan_size = 4;
-      const std::string commit = std::string(40, static_cast<char>('a' + night % 6));
-      info.extra = {{"nightly.suite", "fuse-next"},       {"nightly.scenario", "quick"},
-                    {"nightly.night", "n" + std::to_string(night)}, {"nightly.commit", commit},
-                    {"nightly.scenario_hash", "h"},       {"nightly.subject", "night " + std::to_string(night)}};
+      info.scenario_name = scenario;
+      info.scenario_text = "name: " + scenario + "\n";
+      info.plan_size = samples;
+      info.extra = {{"nightly.suite", suite},
+                    {"nightly.scenario", scenario},
+                    {"nightly.night", "n" + std::to_string(night)},
+                    {"nightly.commit", commit},
+                    {"nightly.scenario_hash", hash},
+                    {"nightly.subject", "night " + std::to_string(night)}};
       const auto run = db.begin_run(info);
-      for (int i = 0; i < 4; ++i) {
+      for (int i = 0; i < samples; ++i) {
         core::Sample s;
         s.run_id = run;
         s.plan_index = i;
         s.arm = "head";
         s.kernel = "next-" + commit.substr(0, 12);
         s.backend = "virtiofsd";
-        s.fio.bw_bytes = 100.0 * 1048576 * (night >= 8 ? 0.88 : 1.0) * (1 + 0.04 * noise());
+        s.fio.bw_bytes = mib_s * 1048576 * (1 + 0.04 * noise());
         s.fio.bytes = 1e9;
         db.add_sample(s);
       }
       db.finish_run(run, store::RunStatus::complete);
-      db.set_run_fact(run, "nightly.verdict", night == 1 ? "first" : night == 8 ? "regression" : "inconclusive");
-      db.set_run_fact(run, "nightly.alert", night == 8 ? "yes" : "no");
+      db.set_run_fact(run, "nightly.verdict", verdict);
+      db.set_run_fact(run, "nightly.alert", alert ? "yes" : "no");
+      return run;
+    };
+    for (int night = 1; night <= 12; ++night) {
+      const auto run = add_night("fuse-next", "quick", "h", night, std::string(40, static_cast<char>('a' + night % 6)),
+                                 4, night >= 8 ? 88.0 : 100.0,
+                                 night == 1 ? "first" : night == 8 ? "regression" : "inconclusive", night == 8);
       if (night == 12) {   // judged against nights 9-11; its reports beside the database
         db.set_run_fact(run, "nightly.baseline", "9,10,11");
         fs::create_directories(dir.path / "n12" / "quick");
@@ -59,34 +71,12 @@ TEST_CASE("history: the nights of a suite as stored, the step in them found and 
     }
     // A second scenario of the suite (4 nights) and a second suite (3 nights), stored after
     // the first scenario's runs: --scenario and --suite pick them out.
-    auto add_night = [&](const std::string& suite, const std::string& scenario, int night, int samples) {
-      store::RunInfo info;
-      info.scenario_name = scenario;
-      info.scenario_text = "name: " + scenario + "\n";
-      info.plan_size = samples;
-      info.extra = {{"nightly.suite", suite},
-                    {"nightly.scenario", scenario},
-                    {"nightly.night", "n" + std::to_string(night)},
-                    {"nightly.commit", std::string(40, 'f')},
-                    {"nightly.scenario_hash", "h-" + suite + "-" + scenario}};
-      const auto run = db.begin_run(info);
-      for (int i = 0; i < samples; ++i) {
-        core::Sample s;
-        s.run_id = run;
-        s.plan_index = i;
-        s.arm = "head";
-        s.kernel = "next-ffffffffffff";
-        s.backend = "virtiofsd";
-        s.fio.bw_bytes = 50.0 * 1048576 * (1 + 0.04 * noise());
-        s.fio.bytes = 1e9;
-        db.add_sample(s);
-      }
-      db.finish_run(run, store::RunStatus::complete);
-      db.set_run_fact(run, "nightly.verdict", night == 1 ? "first" : "inconclusive");
-      db.set_run_fact(run, "nightly.alert", "no");
+    auto other_night = [&](const std::string& suite, const std::string& scenario, int night, int samples) {
+      add_night(suite, scenario, "h-" + suite + "-" + scenario, night, std::string(40, 'f'), samples, 50.0,
+                night == 1 ? "first" : "inconclusive", false);
     };
-    for (int night = 1; night <= 4; ++night) add_night("fuse-next", "meta", night, 2);
-    for (int night = 1; night <= 3; ++night) add_night("other", "quick", night, 4);
+    for (int night = 1; night <= 4; ++night) other_night("fuse-next", "meta", night, 2);
+    for (int night = 1; night <= 3; ++night) other_night("other", "quick", night, 4);
   }
   auto r = run_kab({"history", "fuse-next", "--db", dir.db(), "--json"}, 60);
   INFO(r.output);
