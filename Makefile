@@ -9,7 +9,7 @@ KAB    = $(BUILD)/harness/kab
 DEB_PACKAGES = build-essential cmake pkg-config ccache git \
   libvirt-dev libvirt-daemon-system libvirt-clients qemu-system-x86 qemu-utils \
   libguestfs-dev libyaml-cpp-dev libsqlite3-dev sqlite3 libboost1.81-dev catch2 \
-  libcli11-dev nlohmann-json3-dev libfmt-dev fio busybox-static linux-source-6.1 \
+  libcli11-dev nlohmann-json3-dev libfmt-dev fio busybox-static linux-source-6.1 linux-source-6.12 \
   gnuplot-nox flex bison bc libelf-dev libssl-dev cpio xz-utils e2fsprogs clang procps \
   linux-image-amd64
 

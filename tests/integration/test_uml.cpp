@@ -494,3 +494,36 @@ TEST_CASE("uml: a scenario's stop key samples until decided, and kab report judg
   CHECK(out.find("look 2 of 2: " + rj["comparison"]["verdict"].get<std::string>()) != std::string::npos);
   check_no_uml_leftovers(pid);
 }
+
+TEST_CASE("uml: Debian's linux-source-6.12 builds from its package and is compared with 6.1, temp pages in both",
+          "[integration][uml][kernels]") {
+  fs::path dir = TestDir("uml-612").path;
+  const std::string db = (dir / "kab.db").string();
+  auto [r, pid] = run_kab_tracked({"compare", "--base", "stock-6.1", "--candidate", "stock-6.12", "--scenario",
+                                   "scenarios/quick-uml.yaml", "--repetitions", "1", "--db", db, "--format", "json",
+                                   "--out", (dir / "report").string()},
+                                  3600, (dir / "kab.log").string());
+  std::string out = read(dir / "kab.log");
+  INFO(out);
+  REQUIRE((r.exit_code == 0 || r.exit_code == 1));   // a verdict, whichever
+  // Each arm ran its own kernel: 6.12 from linux-source-6.12's tarball.
+  auto [ok, kernels] = proc::capture({"sqlite3", "-json", db, "SELECT name, release, source_identity FROM kernels ORDER BY id"});
+  INFO(kernels);
+  REQUIRE(ok);
+  json k = json::parse(kernels);
+  REQUIRE(k.size() == 2);
+  CHECK(k[0]["release"].get<std::string>().rfind("6.1.", 0) == 0);
+  CHECK(k[1]["name"] == "stock-6.12");
+  CHECK(k[1]["release"].get<std::string>().rfind("6.12.", 0) == 0);
+  CHECK(k[1]["source_identity"].get<std::string>().rfind("linux-source-6.12=6.12.", 0) == 0);
+  // Both still write back through temporary pages (kernels/README.md says so).
+  json samples = show(db, 1);
+  REQUIRE(samples.size() == 2);
+  for (const auto& s : samples) {
+    INFO(s.dump());
+    CHECK(s["status"] == "ok");
+    CHECK(s["bw_bytes"].get<double>() > 10e6);
+    CHECK((s["writeback_tmp_peak_kb"].get<double>() > 0 || s["nr_writeback_temp_peak"].get<double>() > 0));
+  }
+  check_no_uml_leftovers(pid);
+}
