@@ -67,6 +67,7 @@ nlohmann::ordered_json artifact_json(const core::KernelArtifact& a) {
   j["wall_s"] = a.wall_s;
   j["cpu_s"] = a.cpu_s;
   j["objects_compiled"] = a.objects_compiled;
+  if (a.objects_expected >= 0) j["objects_expected"] = a.objects_expected;
   j["explain"] = a.explain;
   j["source_name"] = a.source_name;
   j["patch_labels"] = a.patch_labels;
@@ -115,6 +116,10 @@ int cmd_kernel(const std::vector<std::string>& args) {
   show->add_flag("--json", json, "as JSON");
   auto* clean = app.add_subcommand("clean", "remove cached builds of one kernel, or everything");
   clean->add_option("name", name, "kernel definition name (all when omitted)");
+  bool sources = false;
+  clean->add_flag("--sources", sources,
+                  "only the extracted sources and exported commits no lane holds, and the patch files made from commits "
+                  "and mails (kab makes them again when needed)");
   if (auto code = parse_args(app, args)) return *code;
 
   if (build->parsed()) {
@@ -125,8 +130,9 @@ int cmd_kernel(const std::vector<std::string>& args) {
     }
     if (explain) std::printf("%s\n", a.explain.c_str());
     if (a.fresh)
-      std::printf("built %s (%s) in %s wall, %s CPU, %d objects compiled\n  %s\n", a.name.c_str(), a.arch.c_str(),
+      std::printf("built %s (%s) in %s wall, %s CPU, %d objects compiled%s\n  %s\n", a.name.c_str(), a.arch.c_str(),
                   core::human_seconds(a.wall_s).c_str(), core::human_seconds(a.cpu_s).c_str(), a.objects_compiled,
+                  a.objects_expected >= 0 ? (" (" + std::to_string(a.objects_expected) + " expected)").c_str() : "",
                   a.dir.c_str());
     else
       std::printf("cached %s (%s) %s\n  %s\n", a.name.c_str(), a.arch.c_str(), a.key.substr(0, 12).c_str(),
@@ -176,8 +182,15 @@ int cmd_kernel(const std::vector<std::string>& args) {
     return k_exit_ok;
   }
   if (clean->parsed()) {
+    if (sources) {
+      if (!name.empty()) throw Fatal("kab kernel clean --sources takes no kernel name", k_exit_usage);
+      kernel::SourcesCleaned c = b.clean_sources();
+      std::printf("removed %d source tree(s) no lane holds and the patch files, %.1f MiB\n", c.sources,
+                  static_cast<double>(c.bytes) / (1 << 20));
+      return k_exit_ok;
+    }
     int n = b.clean(name);
-    std::printf("removed %d cached build(s)%s\n", n, name.empty() ? " and the work trees" : "");
+    std::printf("removed %d cached build(s)%s\n", n, name.empty() ? ", the work trees, sources and patch files" : "");
     return k_exit_ok;
   }
   return k_exit_usage;

@@ -3,6 +3,7 @@
 
 #include <fcntl.h>
 #include <sys/file.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -173,7 +174,9 @@ static BuildInputs inputs_from_json(const json& j) {
   in.source_ref = j.value("source_ref", "");
   in.source_name = j.value("source_name", "");
   in.patch_labels = j.value("patch_labels", std::vector<std::string>{});
-  for (const auto& [n, d] : j.value("source_files", json::object()).items()) in.source_files.emplace_back(n, d);
+  // Bound to a name: items() of the temporary value() returns would dangle.
+  const json files = j.value("source_files", json::object());
+  for (const auto& [n, d] : files.items()) in.source_files.emplace_back(n, d.get<std::string>());
   in.arch = j.value("arch", "");
   in.config_base = j.value("config_base", "");
   in.compiler = j.value("compiler", "");
@@ -355,10 +358,255 @@ bool same_content(const fs::path& a, const fs::path& b) {
   return core::read_text(a.string()) == core::read_text(b.string());
 }
 
+// Whether work tree entry `b` is what pristine entry `a` is: the same inode (a
+// hard link made by the lane), the same bytes, or a symlink to the same
+// target; both absent counts as the same.
+bool same_entry(const fs::path& a, const fs::path& b) {
+  struct stat sa {}, sb {};
+  const bool has_a = ::lstat(a.c_str(), &sa) == 0, has_b = ::lstat(b.c_str(), &sb) == 0;
+  if (!has_a || !has_b) return has_a == has_b;
+  if (sa.st_dev == sb.st_dev && sa.st_ino == sb.st_ino) return true;
+  if (S_ISLNK(sa.st_mode) && S_ISLNK(sb.st_mode)) return fs::read_symlink(a) == fs::read_symlink(b);
+  if (S_ISREG(sa.st_mode) && S_ISREG(sb.st_mode)) return sa.st_size == sb.st_size && same_content(a, b);
+  return false;
+}
+
+// Makes work tree entry `dir/rel` what `pristine/rel` is (a fresh copy: a new
+// inode with mtime now, so Kbuild recompiles what uses it), or removes it.
+void install_entry(const fs::path& pristine, const fs::path& dir, const std::string& rel) {
+  const fs::path from = pristine / rel, to = dir / rel;
+  std::error_code ec;
+  const auto st = fs::symlink_status(from, ec);
+  if (ec || !fs::exists(st)) {
+    fs::remove(to, ec);
+    return;
+  }
+  if (fs::is_directory(st)) return;
+  if (fs::is_symlink(st)) {
+    fs::remove(to, ec);
+    fs::create_directories(to.parent_path());
+    fs::create_symlink(fs::read_symlink(from), to);
+    return;
+  }
+  copy_file_fresh(from, to);
+}
+
+// Relative paths of the non-directories under `root`, but the top level's `skip`.
+std::vector<std::string> tree_entries(const fs::path& root, const std::set<std::string>& skip) {
+  std::vector<std::string> out;
+  std::error_code ec;
+  for (auto it = fs::recursive_directory_iterator(root, ec); !ec && it != fs::recursive_directory_iterator();
+       it.increment(ec)) {
+    if (it->is_directory(ec) && !it->is_symlink(ec)) continue;
+    std::string rel = it->path().lexically_relative(root).string();
+    if (!skip.count(rel)) out.push_back(std::move(rel));
+  }
+  return out;
+}
+
 }  // namespace
 
-void apply_patches_staged(const std::string& base_dir, const std::vector<std::string>& patches,
-                          const std::string& staging_dir) {
+std::vector<std::string> sync_work_tree(const std::string& pristine, const std::string& dir,
+                                        const std::optional<std::vector<std::string>>& only,
+                                        const std::set<std::string>& skip) {
+  std::vector<std::string> changed;
+  auto visit = [&](const std::string& rel) {
+    if (skip.count(rel) || same_entry(fs::path(pristine) / rel, fs::path(dir) / rel)) return;
+    install_entry(pristine, dir, rel);
+    changed.push_back(rel);
+  };
+  if (only) {
+    for (const auto& rel : *only) visit(rel);
+  } else {
+    // What the pristine tree holds, then what the work tree holds beyond it.
+    std::set<std::string> seen;
+    for (auto& rel : tree_entries(pristine, skip)) {
+      visit(rel);
+      seen.insert(std::move(rel));
+    }
+    for (const auto& rel : tree_entries(dir, skip))
+      if (!seen.count(rel)) visit(rel);
+  }
+  std::sort(changed.begin(), changed.end());
+  return changed;
+}
+
+int objects_depending_on(const std::string& out_dir, const std::set<std::string>& changed,
+                         const std::set<std::string>& changed_options) {
+  if (changed.empty() && changed_options.empty()) return 0;
+  int n = 0;
+  std::error_code ec;
+  for (auto it = fs::recursive_directory_iterator(out_dir, ec); !ec && it != fs::recursive_directory_iterator();
+       it.increment(ec)) {
+    const std::string name = it->path().filename().string();
+    if (name.size() < 7 || name[0] != '.' || name.compare(name.size() - 6, 6, ".o.cmd") != 0) continue;
+    std::ifstream in(it->path());
+    std::string line;
+    bool in_deps = false, hit = false;
+    auto check = [&](std::string path) {
+      path = core::trim(path);
+      if (!path.empty() && path.back() == '\\') path = core::trim(path.substr(0, path.size() - 1));
+      const std::string wildcard = "$(wildcard include/config/";
+      if (core::starts_with(path, wildcard)) {
+        hit = hit || changed_options.count(path.substr(wildcard.size(), path.size() - wildcard.size() - 1));
+        return;
+      }
+      // Kbuild names the sources relative to O= (../src/fs/fuse/file.c) or absolutely.
+      for (const auto& prefix : {std::string("../src/"), (fs::path(out_dir).parent_path() / "src").string() + "/"})
+        if (core::starts_with(path, prefix)) {
+          hit = hit || changed.count(path.substr(prefix.size()));
+          return;
+        }
+    };
+    while (!hit && std::getline(in, line)) {
+      if (core::starts_with(line, "source_")) {
+        auto at = line.find(":= ");
+        if (at != std::string::npos) check(line.substr(at + 3));
+      } else if (core::starts_with(line, "deps_")) {
+        in_deps = true;
+      } else if (in_deps) {
+        check(line);
+        if (line.empty() || line.back() != '\\') in_deps = false;
+      }
+    }
+    if (hit) ++n;
+  }
+  return n;
+}
+
+std::set<std::string> changed_options(const std::string& before, const std::string& after) {
+  // "CONFIG_X=v" and "# CONFIG_X is not set" lines by option.
+  auto options = [](const std::string& text) {
+    std::map<std::string, std::string> m;
+    std::istringstream ss(text);
+    std::string line;
+    while (std::getline(ss, line)) {
+      if (core::starts_with(line, "CONFIG_")) {
+        auto eq = line.find('=');
+        if (eq != std::string::npos) m[line.substr(7, eq - 7)] = line.substr(eq + 1);
+      } else if (core::starts_with(line, "# CONFIG_") && line.find(" is not set") != std::string::npos) {
+        m[line.substr(9, line.find(' ', 9) - 9)] = "n";
+      }
+    }
+    return m;
+  };
+  const auto a = options(before), b = options(after);
+  std::set<std::string> out;
+  for (const auto& [k, v] : a) {
+    auto it = b.find(k);
+    if (it == b.end() ? v != "n" : it->second != v) out.insert(k);
+  }
+  for (const auto& [k, v] : b)
+    if (!a.count(k) && v != "n") out.insert(k);
+  return out;
+}
+
+namespace {
+
+proc::Result run_patch(const std::string& dir, const std::string& patch_file, bool strict) {
+  proc::Options o;
+  o.argv = {"patch", "-p1", "--forward", "--batch", "--no-backup-if-mismatch", "-r", "-", "-d", dir, "-i", patch_file};
+  if (strict) o.argv.push_back("--fuzz=0");
+  return proc::run(o);
+}
+
+// A git diff split by file: "diff --git a/X b/X" up to the next one.
+struct FileDiff {
+  std::string path, pre_blob, text;   // pre_blob: the "index A..B" line's A, "" when absent
+  bool created = false, deleted = false;
+};
+
+std::vector<FileDiff> split_git_diff(const std::string& patch_text) {
+  std::vector<FileDiff> out;
+  std::istringstream ss(patch_text);
+  std::string line;
+  std::regex index_re(R"(^index ([0-9a-f]+)\.\.([0-9a-f]+))");
+  while (std::getline(ss, line)) {
+    if (core::starts_with(line, "diff --git ")) {
+      out.emplace_back();
+      out.back().text = line + "\n";
+      continue;
+    }
+    if (out.empty()) continue;
+    if (line == "-- " || core::starts_with(line, "-- \r")) break;   // the mail's signature
+    FileDiff& f = out.back();
+    f.text += line + "\n";
+    std::smatch m;
+    if (std::regex_search(line, m, index_re)) f.pre_blob = m[1].str();
+    if (core::starts_with(line, "new file mode")) f.created = true;
+    if (core::starts_with(line, "deleted file mode")) f.deleted = true;
+    if (core::starts_with(line, "+++ ") && f.path.empty()) {
+      auto files = patched_files(line + "\n");
+      if (!files.empty()) f.path = files[0];
+    }
+    if (core::starts_with(line, "--- a/") && f.path.empty()) f.path = line.substr(6);
+  }
+  for (auto& f : out)
+    if (std::all_of(f.pre_blob.begin(), f.pre_blob.end(), [](char c) { return c == '0'; })) f.pre_blob.clear();
+  return out;
+}
+
+// Applies a git patch to the staged files as `git am -3` would when its
+// context no longer matches: for each file, the blob the patch was made
+// against (its "index" line) is read from `repo`, the patch applied to it
+// strictly, and the result merged with the staged file (git merge-file).
+// Returns "" when every file merged cleanly (the staged files then hold the
+// result), else why not (the staged files as they were).
+std::string apply_three_way(const std::string& repo, const std::string& patch_file, const std::string& staging_dir,
+                            const fs::path& work) {
+  const auto diffs = split_git_diff(core::read_text(patch_file));
+  if (diffs.empty()) return "not a git diff";
+  std::vector<std::pair<fs::path, std::optional<std::string>>> results;   // staged path → new content (nullopt: remove)
+  int n = 0;
+  for (const auto& d : diffs) {
+    const fs::path dir = work / std::to_string(n++);
+    fs::create_directories(dir);
+    const fs::path staged = fs::path(staging_dir) / d.path;
+    write_text(dir / "file.patch", d.text);
+    if (d.created) {
+      if (fs::exists(staged)) return d.path + " exists already";
+      if (!run_patch(dir.string(), (dir / "file.patch").string(), true).ok()) return d.path + ": a new file that does not apply";
+      results.emplace_back(staged, core::read_text((dir / d.path).string()));
+      continue;
+    }
+    if (d.pre_blob.empty()) return d.path + ": no \"index\" line names the file the patch was made against";
+    // The file as the patch's author had it, then as the patch makes it.
+    proc::Options cat;
+    cat.argv = {"bash", "-c", "git -C \"$1\" cat-file blob \"$2\" > \"$3\"", "kab", repo, d.pre_blob,
+                (dir / "pre").string()};
+    if (!proc::run(cat).ok()) return d.path + ": its preimage " + d.pre_blob + " is not in " + repo;
+    const std::string pre = core::read_text((dir / "pre").string());
+    if (!fs::exists(staged)) return d.path + " is not in the source";
+    if (d.deleted) {
+      if (core::read_text(staged.string()) != pre) return d.path + " is deleted by the patch but changed in the source";
+      results.emplace_back(staged, std::nullopt);
+      continue;
+    }
+    write_text(dir / d.path, pre);
+    if (!run_patch(dir.string(), (dir / "file.patch").string(), true).ok())
+      return d.path + ": the patch does not apply to its own preimage " + d.pre_blob;
+    const std::string post = core::read_text((dir / d.path).string());
+    write_text(dir / "post", post);
+    write_text(dir / "ours", core::read_text(staged.string()));
+    proc::Options merge;
+    merge.argv = {"git", "merge-file", "-q", (dir / "ours").string(), (dir / "pre").string(), (dir / "post").string()};
+    proc::Result r = proc::run(merge);
+    if (!r.ok()) return d.path + ": the three-way merge conflicts (" + r.describe() + ")";
+    results.emplace_back(staged, core::read_text((dir / "ours").string()));
+  }
+  for (const auto& [path, content] : results) {
+    std::error_code ec;
+    fs::remove(path, ec);
+    if (content) write_text(path, *content);
+  }
+  return "";
+}
+
+}  // namespace
+
+std::vector<std::string> apply_patches_staged(const std::string& base_dir, const std::vector<std::string>& patches,
+                                              const std::string& staging_dir, const std::string& repo) {
+  std::vector<std::string> notes;
   fs::remove_all(staging_dir);
   fs::create_directories(staging_dir);
   std::set<std::string> files;
@@ -369,10 +617,27 @@ void apply_patches_staged(const std::string& base_dir, const std::vector<std::st
     if (fs::exists(src)) copy_file_fresh(src, fs::path(staging_dir) / f);
   }
   for (const auto& p : patches) {
-    proc::Options o;
-    o.argv = {"patch", "-p1", "--forward", "--batch", "--no-backup-if-mismatch", "-r", "-", "-d", staging_dir,
-              "-i", p};
-    proc::Result r = proc::run(o);
+    // Tried first without changing anything, so a three-way merge starts from
+    // the staged files as they were.
+    proc::Options dry;
+    dry.argv = {"patch", "-p1", "--forward", "--batch", "--dry-run", "-d", staging_dir, "-i", p};
+    const bool applies = proc::run(dry).ok();
+    std::string three_way;
+    if (!applies && !repo.empty()) {
+      const fs::path work = fs::path(staging_dir).parent_path() / (fs::path(staging_dir).filename().string() + ".3way");
+      fs::remove_all(work);
+      three_way = apply_three_way(repo, p, staging_dir, work);
+      fs::remove_all(work);
+      if (three_way.empty()) {
+        std::string merged;
+        for (const auto& f : patched_files(core::read_text(p))) merged += (merged.empty() ? "" : ", ") + f;
+        notes.push_back("patch " + fs::path(p).filename().string() +
+                        " did not apply as written; applied by a three-way merge with its preimage from " + repo +
+                        " (as git am -3): " + merged);
+        continue;
+      }
+    }
+    proc::Result r = run_patch(staging_dir, p, false);
     if (r.ok()) continue;
     std::string text = core::read_text(p);
     std::string msg = "patch " + fs::path(p).filename().string() + " does not apply to the source:\n";
@@ -395,10 +660,12 @@ void apply_patches_staged(const std::string& base_dir, const std::vector<std::st
       }
     }
     if (!hunks) msg += core::trim(r.output) + "\n";
+    if (!three_way.empty()) msg += "  a three-way merge (as git am -3) did not help either: " + three_way + "\n";
     fs::remove_all(staging_dir);
     if (!msg.empty() && msg.back() == '\n') msg.pop_back();
     throw BuildError(msg);
   }
+  return notes;
 }
 
 std::vector<Wanted> read_fragment(const std::string& text, const std::string& fragment_name) {
@@ -651,6 +918,8 @@ struct Builder::BuildState {
   fs::path art;                   // cache/kernels/<key>
   double cpu_s = 0;               // of the compile
   int objects = 0;                // compile steps of this build
+  int expected = -1;              // compile steps known in advance (an incremental build), -1 when not known
+  std::set<std::string> changed;  // work tree files this build changed (source switch, patch set)
 };
 
 core::KernelArtifact Builder::build(const core::KernelSpec& spec, const std::string& arch, const std::string& variant) {
@@ -679,7 +948,16 @@ core::KernelArtifact Builder::build_stages(BuildState& st) {
                 [&] { report(st, "wait for another kab building in lane " + st.lane.filename().string()); });
   if (auto a = find_built_inputs(st, "built by another kab while this one waited")) return *a;
   prepare_lane(st);
+  switch_source(st);
   switch_patch_set(st);
+  // What changed in the work tree since the lane's last complete compile
+  // (this switch, and any switch no compile followed).
+  if (!st.changed.empty()) {
+    const fs::path pending = st.lane / "changed-since-build";
+    std::string text = fs::exists(pending) ? core::read_text(pending) : "";
+    for (const auto& f : st.changed) text += f + "\n";
+    write_text(pending, text);
+  }
   configure(st);
   if (auto a = find_built_config(st)) return *a;
   compile(st);
@@ -727,10 +1005,24 @@ std::optional<core::KernelArtifact> Builder::find_built_inputs(const BuildState&
   return std::nullopt;
 }
 
+static std::string lane_source(const BuildInputs& in, const core::KernelSpec& spec) {
+  // Every commit of every git repository shares a lane (a kernel is a kernel:
+  // switching from one commit to another rewrites the files they differ in);
+  // a plain directory has one lane wherever its content goes; a tarball or a
+  // Debian package version is its own.
+  if (core::starts_with(in.source_identity, "git commit ")) return "git";
+  if (core::starts_with(in.source_identity, "tree:")) {
+    std::error_code ec;
+    auto dir = fs::weakly_canonical(spec.source, ec);
+    return "tree " + (ec ? spec.source : dir.string());
+  }
+  return in.source_identity;
+}
+
 void Builder::enter_lane(BuildState& st) const {
-  // The lane: one work tree and O= directory per (source, arch, config inputs).
+  // The lane: one work tree and O= directory per (source's lane, arch, config inputs).
   core::Sha256 lh;
-  lh.field(st.in.source_identity).field(st.arch).field(st.in.config_base);
+  lh.field(lane_source(st.in, st.spec)).field(st.arch).field(st.in.config_base);
   for (const auto& [n, d] : st.in.fragments) lh.field(n).field(d);
   st.lane = st.cache / "lanes" / short_hash(lh.hex());
   st.src = st.lane / "src";
@@ -742,16 +1034,60 @@ void Builder::prepare_lane(const BuildState& st) const {
   if (fs::exists(st.lane / ".src-complete")) return;
   report(st, "link work tree");
   fs::remove_all(st.src);
+  fs::remove_all(st.out);
   fs::create_directories(st.lane);
   proc::Options o;
   o.argv = {"cp", "-al", st.pristine, st.src.string()};
   proc::Result r = proc::run(o);
-  if (!r.ok()) throw BuildError("cannot link a work tree from " + st.pristine + ": " + r.describe() + "\n" + r.tail);
+  if (!r.ok()) {
+    // Another file system (a directory source elsewhere): copies instead of links.
+    fs::remove_all(st.src);
+    report(st, "copy work tree");
+    o.argv = {"cp", "-a", "--reflink=auto", st.pristine, st.src.string()};
+    r = proc::run(o);
+  }
+  if (!r.ok()) throw BuildError("cannot make a work tree from " + st.pristine + ": " + r.describe() + "\n" + r.tail);
   write_text(st.lane / ".src-complete", "");
-  write_text(st.lane / "state.json", json{{"patches", json::array()}, {"files", json::array()}}.dump());
+  write_text(st.lane / "state.json",
+             json{{"source", st.in.source_identity}, {"patches", json::array()}, {"files", json::array()}}.dump());
 }
 
-void Builder::switch_patch_set(const BuildState& st) const {
+void Builder::switch_source(BuildState& st) const {
+  json state = json::parse(core::read_text(st.lane / "state.json"));
+  // A lane from before lanes were shared holds its one source.
+  if (!state.contains("source")) state["source"] = st.in.source_identity;
+  const std::string was = state["source"].get<std::string>();
+  if (was == st.in.source_identity) return;
+  // The files the patch set changed are switch_patch_set's to put right.
+  std::set<std::string> skip = {".kab-complete"};
+  for (const auto& f : state["files"]) skip.insert(f.get<std::string>());
+  // Two commits: the files git says they differ in. Anything else, or a
+  // switch that was interrupted (source ""): every file compared.
+  std::optional<std::vector<std::string>> only;
+  const std::string commit = "git commit ";
+  if (core::starts_with(was, commit) && core::starts_with(st.in.source_identity, commit) && !st.spec.git_repo.empty()) {
+    auto [ok, names] = proc::capture({"git", "-C", st.spec.git_repo, "diff", "--name-only", "--no-renames", "-z",
+                                      was.substr(commit.size()), st.in.source_identity.substr(commit.size())}, 600);
+    if (ok) {
+      only.emplace();
+      for (const auto& n : core::split(names, '\0'))
+        if (!n.empty()) only->push_back(n);
+    }
+  }
+  const std::string from = was.empty() ? "an interrupted switch" : was;
+  report(st, "switch work tree from " + from + (only ? " (" + std::to_string(only->size()) + " files differ)"
+                                                      : " (comparing every file)"));
+  // Until the switch is complete the lane says it holds no known source, and
+  // no known patch set.
+  state["source"] = "";
+  state["patches"] = nullptr;
+  write_text(st.lane / "state.json", state.dump());
+  for (auto& rel : sync_work_tree(st.pristine, st.src.string(), only, skip)) st.changed.insert(std::move(rel));
+  state["source"] = st.in.source_identity;
+  write_text(st.lane / "state.json", state.dump());
+}
+
+void Builder::switch_patch_set(BuildState& st) const {
   // Plumbing first, then the definition's.
   std::vector<std::string> all_patches = plumbing_patches(st.arch);
   all_patches.insert(all_patches.end(), st.in.patch_paths.begin(), st.in.patch_paths.end());
@@ -762,10 +1098,24 @@ void Builder::switch_patch_set(const BuildState& st) const {
   if (state["patches"] == want_patches) return;
   report(st, "patch");
   fs::path staging = st.lane / "staging";
-  apply_patches_staged(st.pristine, all_patches, staging.string());   // throws, leaving the tree as it was
+  // Throws, leaving the tree as it was. A git source's patches (commits, a
+  // series, the work tree's changes) may merge three-way, as git am -3.
+  for (const auto& note : apply_patches_staged(st.pristine, all_patches, staging.string(), st.spec.git_repo)) {
+    report(st, note);
+    st.explain += "\n  " + note;
+  }
   std::set<std::string> new_files;
   for (const auto& p : all_patches)
     for (const auto& f : patched_files(core::read_text(p))) new_files.insert(f);
+  // Until the switch is complete the lane's state names every file it may
+  // have touched, with no known patch set: an interrupted switch is undone
+  // by the next.
+  {
+    json touched = state["files"];
+    for (const auto& f : new_files) touched.push_back(f);
+    write_text(st.lane / "state.json", json{{"source", state.value("source", st.in.source_identity)},
+                                            {"patches", nullptr}, {"files", touched}}.dump());
+  }
   // Restore what the previous patch set changed, then install the new files.
   for (const auto& f : state["files"]) {
     std::string rel = f.get<std::string>();
@@ -773,6 +1123,7 @@ void Builder::switch_patch_set(const BuildState& st) const {
     if (same_content(fs::path(st.pristine) / rel, st.src / rel)) continue;
     if (fs::exists(fs::path(st.pristine) / rel)) copy_file_fresh(fs::path(st.pristine) / rel, st.src / rel);
     else fs::remove(st.src / rel);
+    st.changed.insert(rel);
   }
   for (const auto& rel : new_files) {
     fs::path staged = staging / rel;
@@ -781,11 +1132,13 @@ void Builder::switch_patch_set(const BuildState& st) const {
     if (fs::exists(staged) && same_content(staged, st.src / rel)) continue;
     if (fs::exists(staged)) copy_file_fresh(staged, st.src / rel);
     else fs::remove(st.src / rel);   // deleted by the patch
+    st.changed.insert(rel);
   }
   fs::remove_all(staging);
   json files = json::array();
   for (const auto& f : new_files) files.push_back(f);
-  write_text(st.lane / "state.json", json{{"patches", want_patches}, {"files", files}}.dump());
+  write_text(st.lane / "state.json",
+             json{{"source", state.value("source", st.in.source_identity)}, {"patches", want_patches}, {"files", files}}.dump());
 }
 
 double Builder::run_make(const BuildState& st, const std::vector<std::string>& extra, const std::string& step,
@@ -831,12 +1184,18 @@ void Builder::configure(BuildState& st) const {
   fs::create_directories(st.out);
   { std::ofstream(st.log, std::ios::trunc) << "kab: building " << st.label << "\n"; }
 
-  // Base target, fragments in order, olddefconfig, then check.
+  // Base target, fragments in order, olddefconfig, then check. Made beside
+  // the lane's .config, which is replaced only when it differs: an unchanged
+  // .config keeps its mtime, and Kbuild rebuilds nothing for it (UML
+  // regenerates arch/um/kernel/config.c, and relinks, whenever it is newer).
   report(st, "config");
-  run_make(st, {st.spec.config_base}, "config", -1);
+  const std::string next_config = ".config.kab-next";
+  const std::string kconfig = "KCONFIG_CONFIG=" + next_config;
+  fs::remove(st.out / next_config);
+  run_make(st, {kconfig, st.spec.config_base}, "config", -1);
   std::vector<Wanted> wanted;
   {
-    std::ofstream cfg(st.out / ".config", std::ios::app);
+    std::ofstream cfg(st.out / next_config, std::ios::app);
     std::vector<std::string> frag_paths = st.spec.fragments;
     for (const auto& [a, list] : st.spec.arch_fragments)
       if (a == st.arch) frag_paths.insert(frag_paths.end(), list.begin(), list.end());
@@ -849,8 +1208,14 @@ void Builder::configure(BuildState& st) const {
       wanted.insert(wanted.end(), w.begin(), w.end());
     }
   }
-  run_make(st, {"olddefconfig"}, "config", -1);
-  const std::string final_config = core::read_text(st.out / ".config");
+  run_make(st, {kconfig, "olddefconfig"}, "config", -1);
+  const std::string final_config = core::read_text(st.out / next_config);
+  if (fs::exists(st.out / ".config") && core::read_text(st.out / ".config") == final_config) {
+    fs::remove(st.out / next_config);
+  } else {
+    fs::rename(st.out / next_config, st.out / ".config");
+  }
+  fs::remove(st.out / (next_config + ".old"));
   auto dropped = dropped_options(wanted, final_config);
   if (!dropped.empty()) {
     std::string msg = "the configuration of " + st.label + " lost options its fragments asked for:";
@@ -879,12 +1244,34 @@ std::optional<core::KernelArtifact> Builder::find_built_config(const BuildState&
 }
 
 void Builder::compile(BuildState& st) const {
-  // The expected object count comes from the last build of this lane.
   const fs::path lane_objects = st.lane / "objects";
   const fs::path arch_objects = st.cache / ("expected-objects-" + st.arch);
+  const fs::path built_config = st.lane / "built.config";
   int expected = 0;
-  if (fs::exists(lane_objects)) expected = std::stoi(core::trim(core::read_text(lane_objects)));
-  else if (fs::exists(arch_objects)) expected = std::stoi(core::trim(core::read_text(arch_objects)));
+  if (fs::exists(built_config)) {
+    // The lane holds a complete build: what depends on the files and options
+    // that changed since recompiles, and nothing else.
+    std::set<std::string> changed;
+    for (const auto& f : core::split(core::read_text(st.lane / "changed-since-build"), '\n'))
+      if (!f.empty()) changed.insert(f);
+    st.expected = objects_depending_on(
+        st.out.string(), changed, changed_options(core::read_text(built_config), core::read_text(st.out / ".config")));
+    // An object that changes relinks vmlinux: the link's own objects
+    // (kallsyms, version stamp, bzImage's), as many as the last incremental
+    // link here compiled, or of this arch anywhere (a cold build compiles all
+    // of arch/x86/boot after vmlinux.o, a relink only some).
+    if (st.expected > 0) {
+      const fs::path lane_link = st.lane / "link-objects", arch_link = st.cache / ("link-objects-" + st.arch);
+      st.expected += std::atoi(core::read_text(fs::exists(lane_link) ? lane_link : arch_link).c_str());
+    }
+    expected = st.expected;
+  } else if (fs::exists(lane_objects)) {
+    // Otherwise (a cold build) the count of the last cold build here, or of this arch.
+    expected = std::stoi(core::trim(core::read_text(lane_objects)));
+  } else if (fs::exists(arch_objects)) {
+    expected = std::stoi(core::trim(core::read_text(arch_objects)));
+  }
+  fs::remove(built_config);
   std::vector<std::string> targets = st.arch == "um" ? std::vector<std::string>{"linux"}
                                                      : std::vector<std::string>{"vmlinux", "bzImage"};
   std::vector<std::string> args = {"-j" + std::to_string(m_options.jobs)};
@@ -898,9 +1285,16 @@ void Builder::compile(BuildState& st) const {
     compile_log.assign((std::istreambuf_iterator<char>(f)), std::istreambuf_iterator<char>());
   }
   st.objects = count_compiled(compile_log);
+  if (auto link = compile_log.find("\n  LD      vmlinux.o\n"); link != std::string::npos && st.expected >= 0) {
+    const std::string n = std::to_string(count_compiled(compile_log.substr(link))) + "\n";
+    write_text(st.lane / "link-objects", n);
+    write_text(st.cache / ("link-objects-" + st.arch), n);
+  }
   // A cold build's count is the best estimate for the next cold build of this arch.
-  if (!fs::exists(lane_objects) || st.objects > expected)
+  if (st.expected < 0 && (!fs::exists(lane_objects) || st.objects > expected))
     write_text(lane_objects, std::to_string(std::max(st.objects, expected)) + "\n");
+  fs::copy_file(st.out / ".config", built_config, fs::copy_options::overwrite_existing);
+  fs::remove(st.lane / "changed-since-build");
   if (!fs::exists(arch_objects) && st.objects > 100) write_text(arch_objects, std::to_string(st.objects) + "\n");
 }
 
@@ -930,6 +1324,7 @@ core::KernelArtifact Builder::publish(const BuildState& st) const {
   a.wall_s = core::now_s() - st.t0;
   a.cpu_s = st.cpu_s;
   a.objects_compiled = st.objects;
+  a.objects_expected = st.expected;
   a.built_at = core::iso_now();
   a.explain = "built: " + st.explain;
   if (st.arch == "um") {
@@ -953,6 +1348,7 @@ core::KernelArtifact Builder::publish(const BuildState& st) const {
   meta["wall_s"] = a.wall_s;
   meta["cpu_s"] = a.cpu_s;
   meta["objects_compiled"] = st.objects;
+  meta["objects_expected"] = st.expected;
   meta["lane"] = st.lane.filename().string();
   write_text(tmp / "meta.json", meta.dump(2));
   fs::remove_all(st.art);
@@ -990,6 +1386,7 @@ std::vector<core::KernelArtifact> Builder::cached() const {
     a.wall_s = j.value("wall_s", 0.0);
     a.cpu_s = j.value("cpu_s", 0.0);
     a.objects_compiled = j.value("objects_compiled", 0);
+    a.objects_expected = j.value("objects_expected", -1);
     a.built_at = j.value("built_at", "");
     if (j.contains("inputs")) {
       a.source_identity = j["inputs"].value("source_identity", "");
@@ -1017,9 +1414,7 @@ int Builder::clean(const std::string& name) {
     }
   fs::path cache = m_options.cache_dir;
   if (name.empty()) {
-    fs::remove_all(cache / "lanes");
-    fs::remove_all(cache / "index");
-    fs::remove_all(cache / "last-inputs");
+    for (const char* d : {"lanes", "index", "last-inputs", "src", "patches"}) fs::remove_all(cache / d);
   } else {
     std::error_code ec;
     for (const auto& e : fs::directory_iterator(cache / "index", ec)) {
@@ -1028,6 +1423,48 @@ int Builder::clean(const std::string& name) {
     }
   }
   return removed;
+}
+
+SourcesCleaned Builder::clean_sources() {
+  SourcesCleaned done;
+  const fs::path cache = m_options.cache_dir;
+  // The sources lanes hold now (a lane switching away from one no longer needs it).
+  std::set<std::string> held;
+  std::error_code ec;
+  for (const auto& lane : fs::directory_iterator(cache / "lanes", ec)) {
+    json state = json::parse(core::read_text((lane.path() / "state.json").string()), nullptr, false);
+    if (state.is_object() && state.contains("source") && state["source"].is_string())
+      held.insert(short_hash(core::sha256_hex(state["source"].get<std::string>())));
+    else if (!state.is_discarded())
+      held.insert("*");   // a lane from before lanes named their source: keep every source
+  }
+  auto size_of = [](const fs::path& dir) {
+    std::uintmax_t bytes = 0;
+    std::error_code e;
+    for (auto it = fs::recursive_directory_iterator(dir, e); !e && it != fs::recursive_directory_iterator(); it.increment(e))
+      if (it->is_regular_file(e) && !it->is_symlink(e)) bytes += it->file_size(e);
+    return bytes;
+  };
+  if (!held.count("*"))
+    for (const auto& e : fs::directory_iterator(cache / "src", ec)) {
+      const std::string n = e.path().filename().string();
+      if (!e.is_directory() || n.find('.') != std::string::npos || held.count(n)) continue;
+      // Not while another kab extracts or exports it.
+      const int fd = ::open((e.path().string() + ".lock").c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+      if (fd < 0) continue;
+      if (::flock(fd, LOCK_EX | LOCK_NB) == 0) {
+        done.bytes += size_of(e.path());
+        fs::remove_all(e.path());
+        fs::remove(e.path().string() + ".lock");
+        ++done.sources;
+      }
+      ::close(fd);
+    }
+  if (fs::exists(cache / "patches")) {
+    done.bytes += size_of(cache / "patches");
+    fs::remove_all(cache / "patches");
+  }
+  return done;
 }
 
 }  // namespace kab::kernel

@@ -3,18 +3,23 @@
 //
 // Layout under the cache directory (~/.cache/kab):
 //   src/<source-hash>/        pristine extracted source, read-only, shared
-//   lanes/<lane-hash>/src     work tree (hard links to pristine; patched files are copies)
+//   lanes/<lane-hash>/src     work tree (hard links to pristine; patched or switched files are copies)
 //   lanes/<lane-hash>/out     Kbuild O= directory, reused by every kernel of the lane
 //   kernels/<key>/            artifacts: vmlinux, bzImage or linux, config, build.log, meta.json
 //   index/<input-hash>        input hash → key, so a repeated build is found without Kbuild
-// A lane is one (source, arch, config inputs): stock and patched kernels of
-// the same config share it, so switching between them recompiles only the
-// files the patches touch (Kbuild command lines hold absolute source paths,
-// so a tree at another path would recompile everything).
+// A lane is one (source's lane, arch, config inputs): stock and patched
+// kernels of the same config share it, so switching between them recompiles
+// only the files the patches touch (Kbuild command lines hold absolute source
+// paths, so a tree at another path would recompile everything). Every git
+// commit of any repository shares one lane, and a plain directory keeps one
+// whatever its content: a new commit or an edit rewrites only the files that
+// differ (lanes/<hash>/state.json names the source and patch set it holds).
 #pragma once
 
+#include <cstdint>
 #include <functional>
 #include <optional>
+#include <set>
 #include <stdexcept>
 #include <string>
 #include <vector>
@@ -68,6 +73,11 @@ struct BuildInputs {
   std::vector<std::string> differences(const BuildInputs& before) const;
 };
 
+struct SourcesCleaned {
+  int sources = 0;              // directories under src/ removed
+  std::uintmax_t bytes = 0;     // file bytes removed (shared hard links counted once per name)
+};
+
 class Builder : public core::KernelBuilder {
  public:
   explicit Builder(Options options);
@@ -76,8 +86,13 @@ class Builder : public core::KernelBuilder {
   BuildInputs inputs_of(const core::KernelSpec& spec, const std::string& arch, const std::string& variant) const;
   // Artifacts in the cache (from their meta.json).
   std::vector<core::KernelArtifact> cached() const;
-  // Removes artifacts (of kernel `name`, or all when empty) and, with all, the lanes.
+  // Removes artifacts (of kernel `name`, or all when empty) and, with all,
+  // everything else kab keeps: lanes, sources, patch files, indexes.
   int clean(const std::string& name);
+  // Removes the extracted tarballs and exported commits under src/ that no
+  // lane holds now (made again when a build needs one) and the patch files
+  // written from commits and mails (written again likewise).
+  SourcesCleaned clean_sources();
   // The harness plumbing patches for `arch` (paths, in order); empty but for um.
   std::vector<std::string> plumbing_patches(const std::string& arch) const;
 
@@ -103,10 +118,14 @@ class Builder : public core::KernelBuilder {
   void enter_lane(BuildState& st) const;
   // Links the lane's work tree to the pristine source, once per lane.
   void prepare_lane(const BuildState& st) const;
+  // Switches the work tree to this build's source when the lane holds
+  // another (a commit, a plain directory as it was): only the files that
+  // differ are rewritten, so only what uses them recompiles.
+  void switch_source(BuildState& st) const;
   // Stages and applies this kernel's patch set (plumbing first) and switches
   // the work tree to it (nothing to do when the lane has it already); throws
   // BuildError naming the failing hunks, the work tree then unchanged.
-  void switch_patch_set(const BuildState& st) const;
+  void switch_patch_set(BuildState& st) const;
   // Kbuild environment, a fresh build log, base config + fragments +
   // olddefconfig; sets the config hash and the artifact key. Throws
   // BuildError when the final .config lost an option a fragment asked for.
@@ -162,11 +181,38 @@ std::vector<std::string> source_differences(const BuildInputs& now, const BuildI
 // Files a unified diff touches (paths after stripping one component).
 std::vector<std::string> patched_files(const std::string& patch_text);
 
+// Makes work tree `dir` hold what `pristine` holds, entry by entry: one that
+// differs (another inode and other bytes, or a symlink elsewhere) becomes a
+// fresh copy (a new inode, mtime now: Kbuild recompiles what uses it), one
+// the pristine tree lacks is removed, one that is the same is left alone (its
+// objects stay valid). `only`: just these relative paths (the files two
+// commits differ in); else both whole trees. `skip`: paths the caller keeps.
+// Returns the paths changed, sorted. Never writes through a hard link.
+std::vector<std::string> sync_work_tree(const std::string& pristine, const std::string& dir,
+                                        const std::optional<std::vector<std::string>>& only,
+                                        const std::set<std::string>& skip);
+
+// How many objects of the Kbuild output `out_dir` (its .*.o.cmd files: the
+// source and every header fixdep recorded, and the config options used)
+// depend on a file of `changed` (paths relative to the source tree, which is
+// out_dir/../src) or an option of `changed_options` (X of CONFIG_X): what an
+// incremental build there will recompile.
+int objects_depending_on(const std::string& out_dir, const std::set<std::string>& changed,
+                         const std::set<std::string>& changed_options);
+
+// The options (X of CONFIG_X) whose values differ between two .config texts.
+std::set<std::string> changed_options(const std::string& before, const std::string& after);
+
 // Applies `patches` in order to a copy of the files they touch, taken from
 // `base_dir`, in `staging_dir`. On failure throws BuildError naming the patch
 // file and each failing hunk with its header; nothing in base_dir changes.
-void apply_patches_staged(const std::string& base_dir, const std::vector<std::string>& patches,
-                          const std::string& staging_dir);
+// With `repo` (the git repository a series or commits come from), a patch
+// whose context no longer matches is merged three-way as `git am -3` would:
+// the file it was made against (its "index" line's blob, read from repo), the
+// patch applied to that strictly, merged into the staged file with git
+// merge-file. Returns a note for each patch applied so.
+std::vector<std::string> apply_patches_staged(const std::string& base_dir, const std::vector<std::string>& patches,
+                                              const std::string& staging_dir, const std::string& repo = "");
 
 // An option a fragment asks for: value "y", "m", a literal, or "n" for
 // "# CONFIG_X is not set".

@@ -102,7 +102,9 @@ void check_ok_with_mechanism_over_run(const json& samples, double min_bw_bytes) 
 
 void check_no_leftovers() {
   auto [ok, doms] = proc::capture({"virsh", "-c", "qemu:///system", "list", "--name"});
-  CHECK(ok);
+  INFO(doms);
+  // No libvirtd (a test that boots no QEMU guest, run alone): no domain either.
+  if (!ok) CHECK(doms.find("Failed to connect socket to '/var/run/libvirt/libvirt-sock'") != std::string::npos);
   CHECK(doms.find("kab-") == std::string::npos);
   auto [pok, ps] = proc::capture({"ps", "-eo", "comm="});
   CHECK(ps.find("virtiofsd") == std::string::npos);

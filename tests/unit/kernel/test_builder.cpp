@@ -5,6 +5,7 @@
 #include <fstream>
 #include <sstream>
 
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "core/text.h"
@@ -469,5 +470,188 @@ TEST_CASE("git sources: commits and a mailed series are the same change, the use
   }
   // Nothing above wrote to the user's repository: work tree, index, refs, HEAD.
   CHECK(repo_state() == before);
+  fs::remove_all(root);
+}
+
+TEST_CASE("a lane's work tree switches only the files that differ, never writing through a hard link",
+          "[kernel][lane]") {
+  const fs::path root = fs::temp_directory_path() / ("kab-sync-" + std::to_string(::getpid()));
+  fs::remove_all(root);
+  const fs::path a = root / "a", b = root / "b", work = root / "work";
+  auto put = [](const fs::path& p, const std::string& text) {
+    fs::create_directories(p.parent_path());
+    std::ofstream(p, std::ios::trunc) << text;
+  };
+  put(a / "same.c", "int same;\n");
+  put(a / "edited.h", "#define X 1\n");
+  put(a / "sub/gone.c", "int gone;\n");
+  put(a / ".kab-complete", "a\n");
+  fs::create_symlink("same.c", a / "link");
+  // b: another tree (other inodes), one file edited, one removed, one added, the link retargeted.
+  put(b / "same.c", "int same;\n");
+  put(b / "edited.h", "#define X 2\n");
+  put(b / "added.c", "int added;\n");
+  put(b / ".kab-complete", "b\n");
+  fs::create_symlink("added.c", b / "link");
+  REQUIRE(kab::proc::capture({"cp", "-al", a.string(), work.string()}).first);
+  struct stat before {};
+  REQUIRE(::stat((work / "same.c").c_str(), &before) == 0);
+
+  SECTION("every file compared") {
+    auto changed = sync_work_tree(b.string(), work.string(), std::nullopt, {".kab-complete"});
+    CHECK(changed == std::vector<std::string>{"added.c", "edited.h", "link", "sub/gone.c"});
+    CHECK(slurp(work / "edited.h") == "#define X 2\n");
+    CHECK(slurp(work / "added.c") == "int added;\n");
+    CHECK_FALSE(fs::exists(work / "sub/gone.c"));
+    CHECK(fs::read_symlink(work / "link") == "added.c");
+    // The same bytes under another inode: left alone, so its object stays valid.
+    struct stat after {};
+    REQUIRE(::stat((work / "same.c").c_str(), &after) == 0);
+    CHECK(after.st_ino == before.st_ino);
+    CHECK(after.st_mtim.tv_sec == before.st_mtim.tv_sec);
+    CHECK(after.st_mtim.tv_nsec == before.st_mtim.tv_nsec);
+    // The tree the work tree was linked from is as it was.
+    CHECK(slurp(a / "edited.h") == "#define X 1\n");
+    CHECK(slurp(a / "sub/gone.c") == "int gone;\n");
+    CHECK(fs::read_symlink(a / "link") == "same.c");
+    CHECK(slurp(work / ".kab-complete") == "a\n");   // skipped
+    // Switched back: the same four, the edit undone.
+    auto back = sync_work_tree(a.string(), work.string(), std::nullopt, {".kab-complete"});
+    CHECK(back == changed);
+    CHECK(slurp(work / "edited.h") == "#define X 1\n");
+    CHECK_FALSE(fs::exists(work / "added.c"));
+    // Nothing differs: nothing written.
+    CHECK(sync_work_tree(a.string(), work.string(), std::nullopt, {".kab-complete"}).empty());
+  }
+  SECTION("only the files named (what git says two commits differ in)") {
+    auto changed = sync_work_tree(b.string(), work.string(), std::vector<std::string>{"edited.h", "same.c"}, {});
+    CHECK(changed == std::vector<std::string>{"edited.h"});
+    CHECK(fs::exists(work / "sub/gone.c"));   // not named: not looked at
+    CHECK(slurp(a / "edited.h") == "#define X 1\n");
+  }
+  SECTION("a file the caller keeps is skipped") {
+    auto changed = sync_work_tree(b.string(), work.string(), std::nullopt, {".kab-complete", "edited.h"});
+    CHECK(changed == std::vector<std::string>{"added.c", "link", "sub/gone.c"});
+    CHECK(slurp(work / "edited.h") == "#define X 1\n");
+  }
+  fs::remove_all(root);
+}
+
+TEST_CASE("an incremental build's object count is known in advance from Kbuild's dependency records",
+          "[kernel][lane]") {
+  const fs::path lane = fs::temp_directory_path() / ("kab-deps-" + std::to_string(::getpid()));
+  fs::remove_all(lane);
+  const fs::path out = lane / "out";
+  auto put = [](const fs::path& p, const std::string& text) {
+    fs::create_directories(p.parent_path());
+    std::ofstream(p, std::ios::trunc) << text;
+  };
+  // As fixdep writes them: the source, then its headers and the options it reads.
+  auto cmd = [&](const std::string& obj, const std::string& source, const std::vector<std::string>& deps) {
+    const fs::path o(obj);
+    std::string text = "cmd_" + obj + " := gcc -c -o " + obj + " " + source + "\n\nsource_" + obj + " := " + source +
+                       "\n\ndeps_" + obj + " := \\\n";
+    for (const auto& d : deps) text += "  " + d + " \\\n";
+    text += "\n" + obj + ": $(deps_" + obj + ")\n\n$(deps_" + obj + "):\n";
+    put(out / o.parent_path() / ("." + o.filename().string() + ".cmd"), text);
+  };
+  cmd("fs/fuse/file.o", "../src/fs/fuse/file.c",
+      {"$(wildcard include/config/FUSE_DAX)", "../src/include/linux/kconfig.h", "../src/fs/fuse/fuse_i.h"});
+  cmd("fs/fuse/dir.o", "../src/fs/fuse/dir.c", {"../src/fs/fuse/fuse_i.h"});
+  cmd("fs/fuse/virtio_fs.o", "../src/fs/fuse/virtio_fs.c", {"../src/fs/fuse/fuse_i.h", "$(wildcard include/config/VIRTIO_FS)"});
+  cmd("mm/filemap.o", (lane / "src/mm/filemap.c").string(), {"../src/include/linux/kconfig.h"});
+  put(out / "fs/fuse/.file.o.d", "fs/fuse/file.o: ../src/fs/fuse/file.c\n");   // not a .o.cmd: ignored
+  const std::set<std::string> none;
+  CHECK(objects_depending_on(out.string(), {"fs/fuse/file.c"}, none) == 1);
+  CHECK(objects_depending_on(out.string(), {"fs/fuse/fuse_i.h"}, none) == 3);
+  CHECK(objects_depending_on(out.string(), {"mm/filemap.c"}, none) == 1);   // an absolute source path
+  CHECK(objects_depending_on(out.string(), {"include/linux/kconfig.h", "fs/fuse/dir.c"}, none) == 3);
+  CHECK(objects_depending_on(out.string(), {"README"}, none) == 0);
+  CHECK(objects_depending_on(out.string(), {}, {"FUSE_DAX", "VIRTIO_FS"}) == 2);
+  CHECK(objects_depending_on(out.string(), {}, {"FUSE"}) == 0);   // not FUSE_DAX's prefix
+  fs::remove_all(lane);
+
+  CHECK(changed_options("CONFIG_A=y\nCONFIG_B=m\n# CONFIG_C is not set\n",
+                        "CONFIG_A=y\nCONFIG_B=y\nCONFIG_D=\"x\"\n") == std::set<std::string>{"B", "D"});
+  CHECK(changed_options("CONFIG_A=y\n", "# CONFIG_A is not set\n") == std::set<std::string>{"A"});
+  CHECK(changed_options("CONFIG_A=y\n", "CONFIG_A=y\n").empty());
+}
+
+// A patch whose hunk spans a line the source changed since the patch was
+// written: patch(1) refuses it (the changed line is inner context, beyond any
+// fuzz); git am -3 merges it from the file the patch names in its "index" line.
+TEST_CASE("a git patch whose context moved on merges three-way, as git am -3, or names the conflict",
+          "[kernel][git][threeway]") {
+  const fs::path root = fs::temp_directory_path() / ("kab-3way-" + std::to_string(::getpid()));
+  const fs::path repo = root / "linux";
+  fs::remove_all(root);
+  fs::create_directories(repo / "fs/demo");
+  auto git = [&](std::vector<std::string> args) {
+    args.insert(args.begin(), {"git", "-C", repo.string(), "-c", "user.name=kab", "-c", "user.email=kab@localhost"});
+    auto [ok, out] = kab::proc::capture(args);
+    INFO(out);
+    REQUIRE(ok);
+    return out;
+  };
+  // 40 lines; `edit` replaces some of them.
+  auto lines = [](const std::map<int, std::string>& edit) {
+    std::string text;
+    for (int i = 1; i <= 40; ++i) text += (edit.count(i) ? edit.at(i) : "int line" + std::to_string(i) + ";") + "\n";
+    return text;
+  };
+  std::ofstream(repo / "fs/demo/file.c") << lines({});
+  git({"init", "-q", "-b", "main"});
+  git({"add", "-A"});
+  git({"commit", "-q", "-m", "base"});
+  git({"checkout", "-q", "-b", "topic"});
+  std::ofstream(repo / "fs/demo/file.c", std::ios::trunc) << lines({{20, "int line20_patched;"}, {26, "int line26_patched;"}});
+  git({"commit", "-q", "-a", "-m", "demo: the patch"});
+  const fs::path patch = root / "0001-demo-the-patch.patch";
+  std::ofstream(patch) << git({"format-patch", "-1", "--stdout", "topic"});
+  git({"checkout", "-q", "main"});
+  // The source the patch is now applied to: line 23, inside the hunk, changed.
+  const fs::path source = root / "source";
+  fs::create_directories(source / "fs/demo");
+  const fs::path staged = root / "staged";
+
+  SECTION("a change between the patch's lines: merged, and said") {
+    std::ofstream(source / "fs/demo/file.c") << lines({{23, "int line23_moved_on;"}});
+    CHECK_THROWS_WITH(apply_patches_staged(source.string(), {patch.string()}, staged.string()),
+                      Catch::Contains("fs/demo/file.c: hunk #1 FAILED"));
+    auto notes = apply_patches_staged(source.string(), {patch.string()}, staged.string(), repo.string());
+    REQUIRE(notes.size() == 1);
+    CHECK(notes[0] == "patch 0001-demo-the-patch.patch did not apply as written; applied by a three-way merge with its "
+                      "preimage from " + repo.string() + " (as git am -3): fs/demo/file.c");
+    CHECK(slurp(staged / "fs/demo/file.c") ==
+          lines({{20, "int line20_patched;"}, {23, "int line23_moved_on;"}, {26, "int line26_patched;"}}));
+    // What applies as written is applied so, without a note.
+    std::ofstream(source / "fs/demo/file.c", std::ios::trunc) << lines({});
+    CHECK(apply_patches_staged(source.string(), {patch.string()}, staged.string(), repo.string()).empty());
+    CHECK(slurp(staged / "fs/demo/file.c") == lines({{20, "int line20_patched;"}, {26, "int line26_patched;"}}));
+  }
+  SECTION("the same line changed both ways: the hunk and the conflict named, the source untouched") {
+    std::ofstream(source / "fs/demo/file.c") << lines({{20, "int line20_elsewhere;"}});
+    try {
+      apply_patches_staged(source.string(), {patch.string()}, staged.string(), repo.string());
+      FAIL("a conflicting patch applied");
+    } catch (const BuildError& e) {
+      const std::string msg = e.what();
+      INFO(msg);
+      CHECK(msg.find("patch 0001-demo-the-patch.patch does not apply to the source:") == 0);
+      CHECK(msg.find("fs/demo/file.c: hunk #1 FAILED") != std::string::npos);
+      CHECK(msg.find("a three-way merge (as git am -3) did not help either: fs/demo/file.c: the three-way merge "
+                     "conflicts") != std::string::npos);
+    }
+    CHECK(slurp(source / "fs/demo/file.c") == lines({{20, "int line20_elsewhere;"}}));
+    CHECK_FALSE(fs::exists(staged));
+  }
+  SECTION("a preimage the repository does not hold: said") {
+    std::ofstream(source / "fs/demo/file.c") << lines({{23, "int line23_moved_on;"}});
+    const fs::path empty = root / "empty";
+    fs::create_directories(empty);
+    REQUIRE(kab::proc::capture({"git", "-C", empty.string(), "init", "-q"}).first);
+    CHECK_THROWS_WITH(apply_patches_staged(source.string(), {patch.string()}, staged.string(), empty.string()),
+                      Catch::Contains("did not help either: fs/demo/file.c: its preimage"));
+  }
   fs::remove_all(root);
 }
