@@ -68,6 +68,10 @@ nlohmann::ordered_json artifact_json(const core::KernelArtifact& a) {
   j["cpu_s"] = a.cpu_s;
   j["objects_compiled"] = a.objects_compiled;
   if (a.objects_expected >= 0) j["objects_expected"] = a.objects_expected;
+  if (!a.steps.empty()) {
+    j["steps"] = nlohmann::ordered_json::object();
+    for (const auto& [name, s] : a.steps) j["steps"][name] = s;
+  }
   j["explain"] = a.explain;
   j["source_name"] = a.source_name;
   j["patch_labels"] = a.patch_labels;
@@ -129,11 +133,16 @@ int cmd_kernel(const std::vector<std::string>& args) {
       return k_exit_ok;
     }
     if (explain) std::printf("%s\n", a.explain.c_str());
-    if (a.fresh)
-      std::printf("built %s (%s) in %s wall, %s CPU, %d objects compiled%s\n  %s\n", a.name.c_str(), a.arch.c_str(),
-                  core::human_seconds(a.wall_s).c_str(), core::human_seconds(a.cpu_s).c_str(), a.objects_compiled,
+    if (a.fresh) {
+      // Where the time went: "source 21.0 s, work tree 2.1 s, config 6.9 s, compile 12.0 s".
+      std::string steps;
+      for (const auto& [step, s] : a.steps) steps += (steps.empty() ? "" : ", ") + step + " " + core::human_seconds(s);
+      std::printf("built %s (%s) in %s wall%s, %s CPU, %d objects compiled%s\n  %s\n", a.name.c_str(), a.arch.c_str(),
+                  core::human_seconds(a.wall_s).c_str(), steps.empty() ? "" : (" (" + steps + ")").c_str(),
+                  core::human_seconds(a.cpu_s).c_str(), a.objects_compiled,
                   a.objects_expected >= 0 ? (" (" + std::to_string(a.objects_expected) + " expected)").c_str() : "",
                   a.dir.c_str());
+    }
     else
       std::printf("cached %s (%s) %s\n  %s\n", a.name.c_str(), a.arch.c_str(), a.key.substr(0, 12).c_str(),
                   a.dir.c_str());

@@ -33,6 +33,7 @@ struct KernelArtifact {
   double wall_s = 0, cpu_s = 0;
   int objects_compiled = 0;
   int objects_expected = -1;  // what the build expected to compile, known in advance; -1 when not known
+  std::vector<std::pair<std::string, double>> steps;   // wall seconds per build stage ("source", "compile", …)
   std::string built_at;       // ISO 8601 UTC of the build that made it (a cached artifact: that earlier build)
   std::string explain;        // why it was (or was not) built
 };

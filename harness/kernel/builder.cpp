@@ -920,6 +920,17 @@ struct Builder::BuildState {
   int objects = 0;                // compile steps of this build
   int expected = -1;              // compile steps known in advance (an incremental build), -1 when not known
   std::set<std::string> changed;  // work tree files this build changed (source switch, patch set)
+  // Wall seconds of each stage, in order ("inputs", "source", "work tree",
+  // "patch", "config", "compile"; "wait" for the lane's lock), at least 0.05 s each.
+  std::vector<std::pair<std::string, double>> steps;
+  std::string step_name;
+  double step_t0 = 0;
+  void step(const std::string& next) {   // ends the current stage, begins `next` ("" : none)
+    const double now = core::now_s();
+    if (!step_name.empty() && now - step_t0 >= 0.05) steps.emplace_back(step_name, now - step_t0);
+    step_name = next;
+    step_t0 = now;
+  }
 };
 
 core::KernelArtifact Builder::build(const core::KernelSpec& spec, const std::string& arch, const std::string& variant) {
@@ -940,15 +951,19 @@ core::KernelArtifact Builder::build_stages(BuildState& st) {
   // Fast path: these inputs were built before (checked again once the lane is
   // ours: another kab may have built them while this one waited).
   if (auto a = find_built_inputs(st, st.explain)) return *a;
+  st.step("source");   // extracted or exported once, then found
   st.pristine = pristine_source(spec, st.in.source_identity);
   enter_lane(st);
   // Kbuild must never run twice in one tree: the lane stays locked until
   // build returns (or kab dies).
+  st.step("wait");
   FileLock lock(st.lane / ".lock",
                 [&] { report(st, "wait for another kab building in lane " + st.lane.filename().string()); });
   if (auto a = find_built_inputs(st, "built by another kab while this one waited")) return *a;
+  st.step("work tree");   // linked once per lane, then switched
   prepare_lane(st);
   switch_source(st);
+  st.step("patch");
   switch_patch_set(st);
   // What changed in the work tree since the lane's last complete compile
   // (this switch, and any switch no compile followed).
@@ -958,9 +973,12 @@ core::KernelArtifact Builder::build_stages(BuildState& st) {
     for (const auto& f : st.changed) text += f + "\n";
     write_text(pending, text);
   }
+  st.step("config");
   configure(st);
   if (auto a = find_built_config(st)) return *a;
+  st.step("compile");
   compile(st);
+  st.step("");
   return publish(st);
 }
 
@@ -972,6 +990,7 @@ Builder::BuildState Builder::resolve_inputs(const core::KernelSpec& spec, const 
                                             const std::string& variant) const {
   BuildState st(spec, arch, variant);
   st.t0 = core::now_s();
+  st.step("inputs");   // resolved: refs, commits and mails as patches, a tree's files
   st.cache = m_options.cache_dir;
   st.in = inputs_of(spec, arch, variant);
   st.input_hash = st.in.hash();
@@ -1325,6 +1344,7 @@ core::KernelArtifact Builder::publish(const BuildState& st) const {
   a.cpu_s = st.cpu_s;
   a.objects_compiled = st.objects;
   a.objects_expected = st.expected;
+  a.steps = st.steps;
   a.built_at = core::iso_now();
   a.explain = "built: " + st.explain;
   if (st.arch == "um") {
@@ -1349,6 +1369,8 @@ core::KernelArtifact Builder::publish(const BuildState& st) const {
   meta["cpu_s"] = a.cpu_s;
   meta["objects_compiled"] = st.objects;
   meta["objects_expected"] = st.expected;
+  meta["steps"] = json::array();
+  for (const auto& [name, s] : st.steps) meta["steps"].push_back({{"step", name}, {"wall_s", s}});
   meta["lane"] = st.lane.filename().string();
   write_text(tmp / "meta.json", meta.dump(2));
   fs::remove_all(st.art);
@@ -1387,6 +1409,7 @@ std::vector<core::KernelArtifact> Builder::cached() const {
     a.cpu_s = j.value("cpu_s", 0.0);
     a.objects_compiled = j.value("objects_compiled", 0);
     a.objects_expected = j.value("objects_expected", -1);
+    for (const auto& s : j.value("steps", json::array())) a.steps.emplace_back(s.value("step", ""), s.value("wall_s", 0.0));
     a.built_at = j.value("built_at", "");
     if (j.contains("inputs")) {
       a.source_identity = j["inputs"].value("source_identity", "");

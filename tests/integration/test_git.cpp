@@ -620,11 +620,26 @@ TEST_CASE("kernel: kab kernel clean --sources removes the exported commits no la
     return names;
   };
   json base = build("base", "base.log");
+  {
+    // Where a first build's time went: each stage, together nearly all of it
+    // (resolving the inputs, under 0.05 s here, and storing the artifact are the rest).
+    INFO(base.dump());
+    double sum = 0;
+    for (const char* step : {"source", "work tree", "config", "compile"}) {
+      INFO(step);
+      REQUIRE(base["steps"].contains(step));
+      sum += base["steps"][step].get<double>();
+    }
+    CHECK(base["steps"]["source"].get<double>() > 1);   // exported from the repository, once
+    CHECK(sum <= base["wall_s"].get<double>());
+    CHECK(sum >= 0.9 * base["wall_s"].get<double>());
+  }
   // The RFC commit in the same lane: the work tree switched, not made again.
   json rfc = build("rfc", "rfc.log");
   CHECK(lane_of(rfc) == lane_of(base));
   CHECK(rfc["objects_compiled"].get<int>() < 40);
   CHECK(read(dir.path / "rfc.log").find("kab: kernel: switch work tree from git commit ") != std::string::npos);
+  CHECK(rfc["steps"]["compile"].get<double>() < base["steps"]["compile"].get<double>());
   const std::string base_commit = base["source_identity"], rfc_commit = rfc["source_identity"];
   std::vector<std::string> both = {base_commit + "\n", rfc_commit + "\n"};
   std::sort(both.begin(), both.end());
