@@ -391,15 +391,14 @@ void install_entry(const fs::path& pristine, const fs::path& dir, const std::str
   copy_file_fresh(from, to);
 }
 
-// Relative paths of the non-directories under `root`, but the top level's `skip`.
-std::vector<std::string> tree_entries(const fs::path& root, const std::set<std::string>& skip) {
+// Relative paths of the non-directories under `root`.
+std::vector<std::string> tree_entries(const fs::path& root) {
   std::vector<std::string> out;
   std::error_code ec;
   for (auto it = fs::recursive_directory_iterator(root, ec); !ec && it != fs::recursive_directory_iterator();
        it.increment(ec)) {
     if (it->is_directory(ec) && !it->is_symlink(ec)) continue;
-    std::string rel = it->path().lexically_relative(root).string();
-    if (!skip.count(rel)) out.push_back(std::move(rel));
+    out.push_back(it->path().lexically_relative(root).string());
   }
   return out;
 }
@@ -420,11 +419,11 @@ std::vector<std::string> sync_work_tree(const std::string& pristine, const std::
   } else {
     // What the pristine tree holds, then what the work tree holds beyond it.
     std::set<std::string> seen;
-    for (auto& rel : tree_entries(pristine, skip)) {
+    for (auto& rel : tree_entries(pristine)) {
       visit(rel);
       seen.insert(std::move(rel));
     }
-    for (const auto& rel : tree_entries(dir, skip))
+    for (const auto& rel : tree_entries(dir))
       if (!seen.count(rel)) visit(rel);
   }
   std::sort(changed.begin(), changed.end());
@@ -434,6 +433,9 @@ std::vector<std::string> sync_work_tree(const std::string& pristine, const std::
 int objects_depending_on(const std::string& out_dir, const std::set<std::string>& changed,
                          const std::set<std::string>& changed_options) {
   if (changed.empty() && changed_options.empty()) return 0;
+  // Kbuild names the sources relative to O= (../src/fs/fuse/file.c) or absolutely.
+  const std::string prefixes[] = {"../src/", (fs::path(out_dir).parent_path() / "src").string() + "/"};
+  const std::string wildcard = "$(wildcard include/config/";
   int n = 0;
   std::error_code ec;
   for (auto it = fs::recursive_directory_iterator(out_dir, ec); !ec && it != fs::recursive_directory_iterator();
@@ -446,13 +448,11 @@ int objects_depending_on(const std::string& out_dir, const std::set<std::string>
     auto check = [&](std::string path) {
       path = core::trim(path);
       if (!path.empty() && path.back() == '\\') path = core::trim(path.substr(0, path.size() - 1));
-      const std::string wildcard = "$(wildcard include/config/";
       if (core::starts_with(path, wildcard)) {
         hit = hit || changed_options.count(path.substr(wildcard.size(), path.size() - wildcard.size() - 1));
         return;
       }
-      // Kbuild names the sources relative to O= (../src/fs/fuse/file.c) or absolutely.
-      for (const auto& prefix : {std::string("../src/"), (fs::path(out_dir).parent_path() / "src").string() + "/"})
+      for (const auto& prefix : prefixes)
         if (core::starts_with(path, prefix)) {
           hit = hit || changed.count(path.substr(prefix.size()));
           return;
@@ -503,10 +503,15 @@ std::set<std::string> changed_options(const std::string& before, const std::stri
 
 namespace {
 
-proc::Result run_patch(const std::string& dir, const std::string& patch_file, bool strict) {
+enum class PatchMode { apply, strict, dry_run };
+
+// patch(1) on `dir`: as written (the fuzz patch allows), strictly (no fuzz:
+// a patch on its own preimage), or to see whether it applies.
+proc::Result run_patch(const std::string& dir, const std::string& patch_file, PatchMode mode) {
   proc::Options o;
   o.argv = {"patch", "-p1", "--forward", "--batch", "--no-backup-if-mismatch", "-r", "-", "-d", dir, "-i", patch_file};
-  if (strict) o.argv.push_back("--fuzz=0");
+  if (mode == PatchMode::strict) o.argv.push_back("--fuzz=0");
+  if (mode == PatchMode::dry_run) o.argv.push_back("--dry-run");
   return proc::run(o);
 }
 
@@ -565,7 +570,8 @@ std::string apply_three_way(const std::string& repo, const std::string& patch_fi
     write_text(dir / "file.patch", d.text);
     if (d.created) {
       if (fs::exists(staged)) return d.path + " exists already";
-      if (!run_patch(dir.string(), (dir / "file.patch").string(), true).ok()) return d.path + ": a new file that does not apply";
+      if (!run_patch(dir.string(), (dir / "file.patch").string(), PatchMode::strict).ok())
+        return d.path + ": a new file that does not apply";
       results.emplace_back(staged, core::read_text((dir / d.path).string()));
       continue;
     }
@@ -583,13 +589,12 @@ std::string apply_three_way(const std::string& repo, const std::string& patch_fi
       continue;
     }
     write_text(dir / d.path, pre);
-    if (!run_patch(dir.string(), (dir / "file.patch").string(), true).ok())
+    if (!run_patch(dir.string(), (dir / "file.patch").string(), PatchMode::strict).ok())
       return d.path + ": the patch does not apply to its own preimage " + d.pre_blob;
-    const std::string post = core::read_text((dir / d.path).string());
-    write_text(dir / "post", post);
-    write_text(dir / "ours", core::read_text(staged.string()));
+    // git merge-file writes into its first file: a copy, so a conflict leaves the staged file as it was.
+    fs::copy_file(staged, dir / "ours");
     proc::Options merge;
-    merge.argv = {"git", "merge-file", "-q", (dir / "ours").string(), (dir / "pre").string(), (dir / "post").string()};
+    merge.argv = {"git", "merge-file", "-q", (dir / "ours").string(), (dir / "pre").string(), (dir / d.path).string()};
     proc::Result r = proc::run(merge);
     if (!r.ok()) return d.path + ": the three-way merge conflicts (" + r.describe() + ")";
     results.emplace_back(staged, core::read_text((dir / "ours").string()));
@@ -617,13 +622,10 @@ std::vector<std::string> apply_patches_staged(const std::string& base_dir, const
     if (fs::exists(src)) copy_file_fresh(src, fs::path(staging_dir) / f);
   }
   for (const auto& p : patches) {
-    // Tried first without changing anything, so a three-way merge starts from
-    // the staged files as they were.
-    proc::Options dry;
-    dry.argv = {"patch", "-p1", "--forward", "--batch", "--dry-run", "-d", staging_dir, "-i", p};
-    const bool applies = proc::run(dry).ok();
+    // With a repository to merge from, tried first without changing anything,
+    // so a three-way merge starts from the staged files as they were.
     std::string three_way;
-    if (!applies && !repo.empty()) {
+    if (!repo.empty() && !run_patch(staging_dir, p, PatchMode::dry_run).ok()) {
       const fs::path work = fs::path(staging_dir).parent_path() / (fs::path(staging_dir).filename().string() + ".3way");
       fs::remove_all(work);
       three_way = apply_three_way(repo, p, staging_dir, work);
@@ -637,7 +639,7 @@ std::vector<std::string> apply_patches_staged(const std::string& base_dir, const
         continue;
       }
     }
-    proc::Result r = run_patch(staging_dir, p, false);
+    proc::Result r = run_patch(staging_dir, p, PatchMode::apply);
     if (r.ok()) continue;
     std::string text = core::read_text(p);
     std::string msg = "patch " + fs::path(p).filename().string() + " does not apply to the source:\n";
@@ -848,11 +850,14 @@ std::string debian_source_tarball(const std::string& package) {
   return found;
 }
 
+// A source's directory under src/ (extracted tarball, exported commit), by its identity.
+static std::string source_dir_name(const std::string& identity) { return short_hash(core::sha256_hex(identity)); }
+
 std::string Builder::pristine_source(const core::KernelSpec& spec, const std::string& identity) {
   const bool commit = core::starts_with(identity, "git commit ");
   const std::string& source = commit ? spec.git_repo : spec.source;
   if (!commit && fs::is_directory(source)) return source;
-  fs::path dir = fs::path(m_options.cache_dir) / "src" / short_hash(core::sha256_hex(identity));
+  fs::path dir = fs::path(m_options.cache_dir) / "src" / source_dir_name(identity);
   if (fs::exists(dir / ".kab-complete")) return dir.string();
   fs::create_directories(dir.parent_path());
   fs::path lock_file = dir;
@@ -1457,7 +1462,7 @@ SourcesCleaned Builder::clean_sources() {
   for (const auto& lane : fs::directory_iterator(cache / "lanes", ec)) {
     json state = json::parse(core::read_text((lane.path() / "state.json").string()), nullptr, false);
     if (state.is_object() && state.contains("source") && state["source"].is_string())
-      held.insert(short_hash(core::sha256_hex(state["source"].get<std::string>())));
+      held.insert(source_dir_name(state["source"].get<std::string>()));
     else if (!state.is_discarded())
       held.insert("*");   // a lane from before lanes named their source: keep every source
   }
