@@ -130,6 +130,7 @@ core::Comparison analyse_samples(store::ResultStore& db, const std::vector<std::
       const int stored = static_cast<int>(samples.size());
       o.sequential.looks = looks;
       o.sequential.look = std::clamp(stored / std::max(1, look_size), 1, looks);
+      o.sequential.look_size = look_size;
     }
   core::Comparison c;
   try {

@@ -196,6 +196,37 @@ bool fixed_block_size(const Scenario& sc, const Cell& cell) {
   return rw.find("rw") == std::string::npos && rw != "readwrite";
 }
 
+// The information fractions of a sequential run's looks 1..look, from the ok
+// samples of the primary family: a two-sample comparison of n and m samples
+// carries information n·m / (n + m), the planned n = m = 2·looks carries
+// looks. The family's least informed member sets a look's fraction (less
+// information spends less alpha: stricter, never laxer). The last planned
+// look spends what is left (t = 1). Looks that added nothing are left out:
+// their data is the earlier look's, judged again at its level. Empty when
+// every planned sample was ok (t_k = k / looks, the design's cached levels).
+std::vector<double> information_fractions(const std::vector<MetricResult*>& family,
+                                          const AnalysisOptions::Sequential& sq) {
+  if (sq.look_size <= 0 || sq.looks <= 0) return {};
+  auto before = [](const std::vector<int>& indices, int limit) {
+    return static_cast<double>(std::count_if(indices.begin(), indices.end(), [&](int i) { return i < limit; }));
+  };
+  std::vector<double> t;
+  bool as_planned = true;
+  for (int k = 1; k <= sq.look; ++k) {
+    double least = 1;
+    for (const MetricResult* r : family) {
+      const double n = before(r->base.plan_indices, k * sq.look_size);
+      const double m = before(r->candidate.plan_indices, k * sq.look_size);
+      const double info = n + m > 0 ? n * m / (n + m) / sq.looks : 0;
+      least = std::min(least, info);
+      as_planned = as_planned && n == 2 * k && m == 2 * k;
+    }
+    if (k == sq.looks) least = 1;
+    if (least > (t.empty() ? 0.0 : t.back())) t.push_back(std::min(1.0, least));
+  }
+  return as_planned ? std::vector<double>{} : t;
+}
+
 }  // namespace
 
 const std::vector<MetricInfo>& all_metrics() {
@@ -472,8 +503,12 @@ Comparison analyze(const Scenario& scenario, const std::vector<Sample>& samples,
   // A sequential run's primary family is judged at this look: Holm's step-down
   // with each step's boundary from the design at alpha / (hypotheses left).
   std::optional<SequentialLook> look;
-  if (o.sequential.look > 0 && !families[true].empty())
-    look = sequential_look(o.sequential.look, o.sequential.looks, c.alpha, static_cast<int>(families[true].size()));
+  if (o.sequential.look > 0 && !families[true].empty()) {
+    const int family = static_cast<int>(families[true].size());
+    auto t = information_fractions(families[true], o.sequential);
+    look = t.empty() ? sequential_look(o.sequential.look, o.sequential.looks, c.alpha, family)
+                     : sequential_look(t, o.sequential.look, o.sequential.looks, c.alpha, family);
+  }
   for (auto& [primary, members] : families) {
     std::vector<double> p;
     for (auto* r : members) p.push_back(r->test.p);
@@ -501,6 +536,7 @@ Comparison analyze(const Scenario& scenario, const std::vector<Sample>& samples,
   if (look) {
     c.look = look->look;
     c.looks = look->looks;
+    c.information = look->information;
   }
 
   int worst = -1;

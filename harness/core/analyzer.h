@@ -80,6 +80,10 @@ struct AnalysisOptions {
   struct Sequential {
     int look = 0;   // 1-based; 0 = a fixed-n run
     int looks = 0;  // planned, the last at the cap
+    // Samples per look in plan order (Plan::look_size): with it the look is
+    // judged at the information its ok samples carry (a failed sample is
+    // information that did not arrive); 0: at k / looks.
+    int look_size = 0;
   } sequential;
   // Samples of several runs pooled with the run as a block (kab report R1 R2 …):
   // the test, the Hodges–Lehmann estimate and its intervals compare values
@@ -169,6 +173,7 @@ struct Comparison {
   std::uint64_t seed = 1;
   Metric primary = Metric::bandwidth;
   int look = 0, looks = 0;        // a sequential run's look (0: fixed n)
+  double information = 0;         // a sequential look's information fraction (look / looks with no sample failed)
   bool block_by_run = false;      // several runs, compared within each run (AnalysisOptions::block_by_run)
   std::vector<std::int64_t> run_ids;                          // ascending
   std::vector<std::string> backends;                          // order of first appearance

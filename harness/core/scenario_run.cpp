@@ -1,6 +1,8 @@
 #include "core/scenario_run.h"
 
 #include <algorithm>
+#include <cmath>
+#include <cstdio>
 
 #include "core/planner.h"
 
@@ -23,7 +25,7 @@ std::string noise_text(const PinningPlan& plan, const Scenario& s, std::optional
   return text;
 }
 
-Comparison look_at(const Scenario& s, const std::vector<Sample>& samples, int look, int looks) {
+Comparison look_at(const Scenario& s, const std::vector<Sample>& samples, int look, int looks, int look_size) {
   AnalysisOptions o;
   o.base_arm = s.arms.at(0).name;
   o.candidate_arm = s.arms.at(1).name;
@@ -33,13 +35,21 @@ Comparison look_at(const Scenario& s, const std::vector<Sample>& samples, int lo
   o.seed = s.seed;
   o.sequential.look = look;
   o.sequential.looks = looks;
+  o.sequential.look_size = look_size;
   return analyze(s, samples, o);
 }
 
 namespace {
 
 std::string look_line(const Comparison& c) {
-  std::string line = "look " + std::to_string(c.look) + " of " + std::to_string(c.looks) + ": " + to_string(c.verdict);
+  std::string line = "look " + std::to_string(c.look) + " of " + std::to_string(c.looks);
+  if (c.looks > 0 && std::fabs(c.information - static_cast<double>(c.look) / c.looks) > 1e-9) {
+    char t[96];
+    std::snprintf(t, sizeof t, " (information %.3f, not %.3f: samples failed)", c.information,
+                  static_cast<double>(c.look) / c.looks);
+    line += t;
+  }
+  line += ": " + to_string(c.verdict);
   for (const auto& cell : c.cells)
     for (const auto& r : cell.metrics)
       if (r.primary) {
@@ -175,7 +185,7 @@ RunOutcome ScenarioRun::execute(const RunRequest& rq) {
     st.stop_before = [&](int index) {
       if (index == 0 || index % plan.look_size != 0) return false;
       res.look = index / plan.look_size;
-      Comparison c = look_at(s, m_p.store->run_samples(res.run_id), res.look, plan.looks);
+      Comparison c = look_at(s, m_p.store->run_samples(res.run_id), res.look, plan.looks, plan.look_size);
       res.verdict = c.verdict;
       m_p.progress->note(look_line(c));
       res.decided = c.verdict != Verdict::inconclusive;
@@ -190,7 +200,7 @@ RunOutcome ScenarioRun::execute(const RunRequest& rq) {
   if (plan.look_size > 0 && !sum.stopped && !sum.interrupted) {
     // At the cap: the last look.
     res.look = plan.looks;
-    Comparison c = look_at(s, m_p.store->run_samples(res.run_id), res.look, plan.looks);
+    Comparison c = look_at(s, m_p.store->run_samples(res.run_id), res.look, plan.looks, plan.look_size);
     res.verdict = c.verdict;
     m_p.progress->note(look_line(c));
   }

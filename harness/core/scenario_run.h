@@ -123,8 +123,10 @@ struct RunOutcome {
 };
 
 // What a look at a sequential run decides: the primary metric's Comparison
-// over the samples so far at look `look` of `looks` (core/sequential.h).
-Comparison look_at(const Scenario& scenario, const std::vector<Sample>& samples, int look, int looks);
+// over the samples so far at look `look` of `looks` (core/sequential.h), at
+// the information of its ok samples when `look_size` (Plan::look_size) is
+// given, at look / looks when it is 0.
+Comparison look_at(const Scenario& scenario, const std::vector<Sample>& samples, int look, int looks, int look_size);
 
 // The (kernel, variant) pairs a plan boots, each once, in arm order, as
 // kernel_ref keys ("stock-6.1", "stock-6.1+debug").

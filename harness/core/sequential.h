@@ -55,6 +55,9 @@ struct SequentialLook {
   // the equivalence test (two one-sided tests at alpha each, Bonferroni over
   // the family): 1 − equivalence_level is the interval's coverage.
   double equivalence_level = 0.1;
+  // The information fraction this look was judged at (k / looks when every
+  // planned sample of the looks so far was ok).
+  double information = 1;
 };
 
 // The look `look` of `looks` equally spaced ones (t_k = k / looks) for a
@@ -62,5 +65,13 @@ struct SequentialLook {
 // (Holm) test levels, each a boundary of the design at alpha / (family − j),
 // and the equivalence interval's level from the design at 2·alpha / family.
 SequentialLook sequential_look(int look, int looks, double alpha, int family);
+
+// The same at the information actually reached: `fractions` are the
+// information fractions of the looks so far (increasing, in (0, 1]), the last
+// one this look's. Samples that failed leave a look with less information than
+// planned; the spending function spends alpha by information, not by look
+// count, so the stated error rates still hold (Lan and DeMets 1983). `look`
+// and `looks` are only reported.
+SequentialLook sequential_look(std::span<const double> fractions, int look, int looks, double alpha, int family);
 
 }  // namespace kab::core

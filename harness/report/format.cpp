@@ -158,7 +158,8 @@ std::string statistics_text(const core::Comparison& c) {
          (c.look > 0 ? " Sampled until decided: this is look " + std::to_string(c.look) + " of " +
                            std::to_string(c.looks) + " (one ABBA block per look); the primary metric is judged "
                            "against the look's boundary of a group-sequential design (Lan-DeMets "
-                           "O'Brien-Fleming-type alpha spending over the looks, Holm step-down over the cells) "
+                           "O'Brien-Fleming-type alpha spending by the information the ok samples carry, "
+                           "Holm step-down over the cells) "
                            "and its repeated confidence interval, so stopping at the first decision keeps the "
                            "error rates at alpha. Its p is the unadjusted one, compared with that boundary, and its "
                            "bracket the repeated interval at 1 - the boundary: it leaves out no change exactly "

@@ -184,6 +184,7 @@ std::string render_json(const core::Comparison& c, const core::ReportContext& ct
   if (c.look > 0)
     j["comparison"]["sequential"] = {{"look", c.look},
                                      {"looks", c.looks},
+                                     {"information", c.information},
                                      {"spending", "Lan-DeMets O'Brien-Fleming-type"},
                                      {"samples_per_look", "one ABBA block: 2 per arm, cell and backend"}};
   return j.dump(2) + "\n";

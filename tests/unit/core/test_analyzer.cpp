@@ -3,6 +3,7 @@
 #include <map>
 
 #include "core/analyzer.h"
+#include "core/sequential.h"
 #include "core/scenario_run.h"
 
 using namespace kab::core;
@@ -518,8 +519,9 @@ struct SequentialTally {
 };
 
 // noise(normal, seed) gives one sample's multiplicative factor.
+// fail_one_in > 0: one sample in that many fails (no values), at random.
 template <typename Noise>
-SequentialTally sequential_runs(double factor, int seeds, std::uint64_t seed0, Noise noise) {
+SequentialTally sequential_runs(double factor, int seeds, std::uint64_t seed0, Noise noise, int fail_one_in = 0) {
   Scenario sc = scenario();
   sc.min_effect = 0.05;
   sc.stop.until_decided = true;
@@ -539,8 +541,10 @@ SequentialTally sequential_runs(double factor, int seeds, std::uint64_t seed0, N
       for (const char* arm : {"stock", "rfc", "rfc", "stock"}) {
         const bool cand = arm[0] == 'r';
         s.push_back(sample(arm, 650 * draw() * (cand ? factor : 1), static_cast<int>(s.size())));
+        if (fail_one_in > 0 && normal.g.below(static_cast<std::uint64_t>(fail_one_in)) == 0)
+          s.back().health.status = SampleStatus::failed;
       }
-      v = look_at(sc, s, look, looks).verdict;
+      v = look_at(sc, s, look, looks, 4).verdict;
       if (v != Verdict::inconclusive) break;
     }
     ++t.verdicts[v];
@@ -557,9 +561,10 @@ struct Truths {
 };
 
 template <typename Noise>
-Truths three_truths(int seeds, std::uint64_t seed0, Noise noise) {
-  return {sequential_runs(1.0, seeds, seed0, noise), sequential_runs(0.9, seeds, seed0 + 4000, noise),
-          sequential_runs(0.95, seeds, seed0 + 8000, noise)};
+Truths three_truths(int seeds, std::uint64_t seed0, Noise noise, int fail_one_in = 0) {
+  return {sequential_runs(1.0, seeds, seed0, noise, fail_one_in),
+          sequential_runs(0.9, seeds, seed0 + 4000, noise, fail_one_in),
+          sequential_runs(0.95, seeds, seed0 + 8000, noise, fail_one_in)};
 }
 
 std::string describe(const SequentialTally& t);
@@ -620,6 +625,17 @@ TEST_CASE("sequential: error rates under optional stopping, 1000 seeds each", "[
     CHECK(slower.wrong(Verdict::improvement) == 0);
     CHECK(slower.wrong(Verdict::regression) >= seeds * 50 / 100);
   }
+  SECTION("TCG-like noise, one sample in 8 failed: looks at the information that arrived") {
+    // A failed sample is information that did not arrive: each look is judged
+    // at the fraction its ok samples carry (stricter than k / looks).
+    auto [aa, slower, margin] = three_truths(seeds, 61000, tcg, 8);
+    WARN("TCG-like, CV 12%, 1 in 8 samples failed, min effect 5%, max 40 per arm." << describe(Truths{aa, slower, margin}));
+    CHECK(aa.wrong(Verdict::improvement, Verdict::regression) <= alpha_count);
+    CHECK(slower.wrong(Verdict::equivalent) <= alpha_count);
+    CHECK(margin.wrong(Verdict::equivalent) <= alpha_count);
+    CHECK(slower.wrong(Verdict::improvement) == 0);
+    CHECK(slower.wrong(Verdict::regression) >= seeds * 70 / 100);
+  }
   SECTION("quiet noise: it stops early") {
     auto [aa, slower, margin] = three_truths(seeds, 41000, quiet);
     WARN("quiet, CV 2%, min effect 5%, max 40 per arm." << describe(Truths{aa, slower, margin}));
@@ -632,6 +648,60 @@ TEST_CASE("sequential: error rates under optional stopping, 1000 seeds each", "[
     CHECK(aa.mean_per_arm < 20);
     CHECK(slower.mean_per_arm < 12);
   }
+}
+
+TEST_CASE("sequential: a look with failed samples is judged at the information that arrived", "[analyzer][sequential]") {
+  Scenario sc = scenario();
+  sc.arms = {Arm{"stock", "stock-6.1", ""}, Arm{"rfc", "rfc-6.1", ""}};
+  sc.stop.until_decided = true;
+  sc.stop.max_samples = 20;   // 10 looks of one ABBA block (4 samples)
+  std::vector<Sample> s;
+  const double base[] = {650, 610, 700, 640, 660, 620};
+  const double cand[] = {600, 640, 580, 630, 590, 610};
+  for (int block = 0; block < 3; ++block)
+    for (const char* arm : {"stock", "rfc", "rfc", "stock"}) {
+      const bool c = arm[0] == 'r';
+      const int i = static_cast<int>(s.size());
+      s.push_back(sample(arm, c ? cand[i / 2] : base[i / 2], i));
+    }
+  auto level = [](const Comparison& c) { return metric(c.cells[0], Metric::bandwidth).level; };
+  const double planned = sequential_look(3, 10, 0.05, 1).test_levels[0];
+
+  // Every sample ok: look 3 of 10 is t = 0.3, the planned design.
+  auto all = look_at(sc, s, 3, 10, 4);
+  CHECK(all.information == Approx(0.3));
+  CHECK(level(all) == Approx(planned).epsilon(1e-12));
+
+  // One candidate sample of look 3 failed: 6 + 5 samples, information
+  // 6·5/11 of the planned 10, a stricter boundary.
+  auto one = s;
+  one[9].health.status = SampleStatus::failed;
+  REQUIRE(one[9].arm == "rfc");
+  auto c1 = look_at(sc, one, 3, 10, 4);
+  const std::vector<double> t1{0.1, 0.2, 30.0 / 11 / 10};
+  CHECK(c1.information == Approx(t1[2]));
+  CHECK(level(c1) == Approx(sequential_levels(t1, 0.05)[2]).epsilon(1e-12));
+  CHECK(level(c1) < planned);
+  CHECK(metric(c1.cells[0], Metric::bandwidth).candidate.summary.n == 5);
+
+  // The whole of look 3 failed: no new information, judged as look 2 was.
+  auto none = s;
+  for (int i = 8; i < 12; ++i) none[static_cast<std::size_t>(i)].health.status = SampleStatus::failed;
+  auto c0 = look_at(sc, none, 3, 10, 4);
+  CHECK(c0.look == 3);
+  CHECK(c0.information == Approx(0.2));
+  CHECK(level(c0) == Approx(sequential_look(2, 10, 0.05, 1).test_levels[0]).epsilon(1e-12));
+
+  // The last planned look spends what is left, whatever failed.
+  Scenario three = sc;
+  three.stop.max_samples = 6;   // 3 looks
+  auto last = look_at(three, one, 3, 3, 4);
+  CHECK(last.information == 1);
+  const std::vector<double> t3{1.0 / 3, 2.0 / 3, 1};
+  CHECK(level(last) == Approx(sequential_levels(t3, 0.05)[2]).epsilon(1e-12));
+
+  // By look count (look_size 0), as a caller without the plan asks.
+  CHECK(level(look_at(sc, one, 3, 10, 0)) == Approx(planned).epsilon(1e-12));
 }
 
 TEST_CASE("pooling runs with the run as a block: a faster run does not make a change", "[analyzer][simulation][stratified]") {
@@ -715,7 +785,7 @@ TEST_CASE("the interval shown beside a verdict is the one it was judged by", "[a
     sc.arms = {Arm{"stock", "stock-6.1", ""}, Arm{"rfc", "rfc-6.1", ""}};
     sc.stop.until_decided = true;
     sc.stop.max_samples = 20;
-    auto l = look_at(sc, arms(base, cand), 4, 10);
+    auto l = look_at(sc, arms(base, cand), 4, 10, 0);   // arms() does not interleave: by look count
     const auto& q = metric(l.cells[0], Metric::bandwidth);
     CHECK(q.at_look);
     CHECK(q.ci_coverage == Approx(1 - q.level));

@@ -407,8 +407,8 @@ TEST_CASE("scenario run: sampling until decided looks after every ABBA block", "
     for (const auto& smp : rig.store.samples) stock += smp.arm == "stock";
     CHECK(stock == 8);
     // kab report judges the stored samples at the same look.
-    CHECK(look_at(s, rig.store.samples, 4, 10).verdict == Verdict::regression);
-    CHECK(look_at(s, rig.store.samples, 3, 10).verdict == Verdict::inconclusive);
+    CHECK(look_at(s, rig.store.samples, 4, 10, 4).verdict == Verdict::regression);
+    CHECK(look_at(s, rig.store.samples, 3, 10, 4).verdict == Verdict::inconclusive);
   }
   SECTION("no change on a quiet machine: equivalent before the cap") {
     auto out = ScenarioRun(bandwidths(1.0, 0.002)).execute(rig.rq);

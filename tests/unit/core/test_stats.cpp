@@ -289,6 +289,18 @@ TEST_CASE("sequential_look: Holm steps and the equivalence interval", "[stats][s
   CHECK(three.test_levels[1] < three.test_levels[2]);
   CHECK(three.equivalence_level == Approx(sequential_levels(t2, 0.10 / 3)[1]).epsilon(1e-12));
   CHECK_THROWS(sequential_look(6, 5, 0.05, 1));
+  // At the information reached: the design over those fractions.
+  std::vector<double> uneven{0.2, 0.35};  // a sample of look 2 failed
+  auto at = sequential_look(uneven, 2, 5, 0.05, 3);
+  CHECK(at.look == 2);
+  CHECK(at.information == 0.35);
+  CHECK(at.test_levels[0] == Approx(sequential_levels(uneven, 0.05 / 3)[1]).epsilon(1e-12));
+  CHECK(at.test_levels[2] == Approx(sequential_levels(uneven, 0.05)[1]).epsilon(1e-12));
+  CHECK(at.equivalence_level == Approx(sequential_levels(uneven, 0.10 / 3)[1]).epsilon(1e-12));
+  // Less information than planned by this look spends less: stricter than
+  // look 2 of 5 (whose first look is the same).
+  CHECK(at.test_levels[2] < three.test_levels[2]);
+  CHECK_THROWS(sequential_look(std::vector<double>{}, 1, 5, 0.05, 1));
 }
 
 TEST_CASE("van Elteren's stratified test and the stratified Hodges-Lehmann ratio match the reference",
