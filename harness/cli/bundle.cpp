@@ -269,15 +269,7 @@ OpenedBundle read_bundle(const std::string& file, const std::string& dir) {
   }
   b.scenario = *parsed.value;
   // The scenario as the run ran it.
-  const json& e = b.manifest.at("effective");
-  b.scenario.arms.clear();
-  for (const auto& a : e.at("arms"))
-    b.scenario.arms.push_back({a.at("name").get<std::string>(), a.at("kernel").get<std::string>(),
-                               a.at("variant").get<std::string>()});
-  b.scenario.repetitions = e.at("repetitions").get<int>();
-  b.scenario.seed = std::stoull(e.at("seed").get<std::string>());
-  b.scenario.stop.until_decided = e.at("until_decided").get<bool>();
-  b.scenario.stop.max_samples = e.at("max_samples").get<int>();
+  apply_effective(b.scenario, b.manifest.at("effective"));
   for (const auto& a : b.scenario.arms)
     if (!b.kernels.count(a.kernel)) throw Fatal(file + ": arm " + a.name + "'s kernel " + a.kernel + " is not in it", k_exit_usage);
   // The same plan, byte for byte, or it would not rerun what was measured.

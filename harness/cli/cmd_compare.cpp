@@ -263,7 +263,13 @@ int cmd_compare(const std::vector<std::string>& args) {
       std::fprintf(stderr, "kab: run %lld sampled until decided: %s at look %d of %d (%s)\n",
                    static_cast<long long>(r.run_id), core::to_string(r.verdict).c_str(), r.look, r.looks,
                    r.decided ? "decided before the cap" : "the cap");
-    if (r.interrupted) return k_exit_interrupted;
+    if (r.interrupted) {
+      if (bundle.empty() && tree.empty())   // (kernels made from a tree are not in kernels/)
+        std::fprintf(stderr, "kab: run %lld interrupted; kab run %s --db %s --resume %lld continues it as planned\n",
+                     static_cast<long long>(r.run_id), scenario_path.c_str(), db_path.c_str(),
+                     static_cast<long long>(r.run_id));
+      return k_exit_interrupted;
+    }
     if (auto failed = arms_without_ok_sample(db_path, r.run_id, s); !failed.empty())
       throw Fatal(no_ok_sample_message(r.run_id, failed), k_exit_run_failed);
     run_ids.push_back(r.run_id);

@@ -25,7 +25,18 @@ int cmd_run(const std::vector<std::string>& args) {
   app.add_flag("--json", json, "print the result as JSON");
   if (auto code = parse_args(app, args)) return *code;
   rq.scenario = load_scenario_or_exit(rq.scenario_path);
+  if (reps > 0 && resume) throw Fatal("--resume continues a run as it was planned: drop --repetitions", k_exit_usage);
   if (reps > 0) rq.scenario.repetitions = reps;
+  if (resume) {
+    // The run as it was made: kab compare's --base/--candidate,
+    // --until-decided, --max-samples and a replicate's seed are not in the
+    // scenario's text but are in its plan.
+    auto store = store::ResultStore::open(rq.db_path);
+    auto run = store.run(resume);
+    if (!run) throw Fatal("no run " + std::to_string(resume) + " in " + rq.db_path, k_exit_usage);
+    const std::string effective = store::run_fact(*run, "scenario.effective");
+    if (!effective.empty()) apply_effective(rq.scenario, nlohmann::json::parse(effective));
+  }
   rq.resume = resume;
   rq.command_line = join_args("run", args);
   core::RunOutcome r = execute_run(rq);
@@ -33,10 +44,17 @@ int cmd_run(const std::vector<std::string>& args) {
     nlohmann::ordered_json j{{"run", r.run_id},          {"stored", r.stored},
                              {"skipped", r.skipped},     {"not_ok", r.not_ok},
                              {"interrupted", r.interrupted}, {"accelerator", r.accelerator}};
+    if (r.looks > 0)
+      j["sequential"] = {{"look", r.look}, {"looks", r.looks}, {"verdict", core::to_string(r.verdict)},
+                         {"decided", r.decided}};
     std::cout << j.dump(2) << "\n";
   } else {
     std::printf("run %lld: %d samples stored (%d not ok), %d already stored\n", static_cast<long long>(r.run_id),
                 r.stored, r.not_ok, r.skipped);
+    if (r.looks > 0 && !r.interrupted)
+      std::printf("run %lld sampled until decided: %s at look %d of %d (%s)\n", static_cast<long long>(r.run_id),
+                  core::to_string(r.verdict).c_str(), r.look, r.looks,
+                  r.decided ? "decided before the cap" : "the cap");
   }
   if (r.interrupted) return k_exit_interrupted;
   if (auto failed = arms_without_ok_sample(rq.db_path, r.run_id, rq.scenario); !failed.empty()) {

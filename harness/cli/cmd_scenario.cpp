@@ -42,6 +42,17 @@ nlohmann::ordered_json cell_json(const core::Cell& cell) {
   return j;
 }
 
+void apply_effective(core::Scenario& s, const nlohmann::json& e) {
+  s.arms.clear();
+  for (const auto& a : e.at("arms"))
+    s.arms.push_back({a.at("name").get<std::string>(), a.at("kernel").get<std::string>(),
+                      a.at("variant").get<std::string>()});
+  s.repetitions = e.at("repetitions").get<int>();
+  s.seed = std::stoull(e.at("seed").get<std::string>());
+  s.stop.until_decided = e.at("until_decided").get<bool>();
+  s.stop.max_samples = e.at("max_samples").get<int>();
+}
+
 nlohmann::ordered_json plan_json(const core::Scenario& s, const core::Plan& plan) {
   nlohmann::ordered_json j;
   j["scenario"] = s.name;

@@ -91,6 +91,12 @@ core::KernelArtifact build_kernel(const std::string& name, const std::string& ar
 // The plan as `kab plan --json` prints it (also stored with every run).
 nlohmann::ordered_json plan_json(const core::Scenario& s, const core::Plan& plan);
 
+// The scenario as run `effective` (a run's "scenario.effective" fact: arms,
+// repetitions, seed, stop) applied to the scenario of its text: what kab
+// compare's flags and a replicate's seed changed. Resuming a run and
+// rerunning a bundle plan from it.
+void apply_effective(core::Scenario& s, const nlohmann::json& effective);
+
 // "kab CMD ARG…", as stored with a run.
 std::string join_args(const std::string& cmd, const std::vector<std::string>& args);
 

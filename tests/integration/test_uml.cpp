@@ -10,6 +10,7 @@
 #include <fstream>
 #include <nlohmann/json.hpp>
 #include <regex>
+#include <set>
 #include <sstream>
 
 #include "helpers.h"
@@ -175,6 +176,102 @@ TEST_CASE("uml: kab run interrupted with SIGINT exits 130, keeps what it stored,
   CHECK(rl[0]["samples"] == res["stored"]);
   for (const auto& s : show(db, res["run"].get<long long>())) CHECK(s["status"] == "ok");
   check_no_uml_leftovers(child.pid());
+}
+
+TEST_CASE("uml: an interrupted compare sampled until decided resumes with kab run --resume and goes on looking",
+          "[integration][uml][resume][sequential]") {
+  fs::path dir = TestDir("uml-resume-sequential").path;
+  const std::string db = (dir / "kab.db").string();
+  const std::string log = (dir / "first.log").string();
+  // A/A through --candidate (arms A and B, both stock-6.1) sampled until
+  // decided, at most 8 per arm: 4 looks of one ABBA block. Neither the arms
+  // nor the stop are in the scenario's text; the resume must plan them again.
+  proc::Child child(kab_options({"compare", "--scenario", "scenarios/quick-uml.yaml", "--candidate", "stock-6.1",
+                                 "--until-decided", "--max-samples", "8", "--db", db},
+                                log));
+  // Interrupt inside look 2 (after look 1's four samples, inside the sixth).
+  auto t0 = std::chrono::steady_clock::now();
+  while (read(log).find("kab: sample 5/16") == std::string::npos) {
+    REQUIRE(child.running());
+    REQUIRE(std::chrono::steady_clock::now() - t0 < std::chrono::minutes(20));
+    std::this_thread::sleep_for(std::chrono::milliseconds(200));
+  }
+  std::this_thread::sleep_for(std::chrono::seconds(3));
+  ::kill(child.pid(), SIGINT);
+  REQUIRE(child.wait(120));
+  const std::string first = read(log);
+  INFO(first);
+  CHECK(child.result().exit_code == 130);
+  // Look 1 was taken before the fifth sample; the interrupt said how to go on.
+  CHECK(first.find("look 1 of 4: ") != std::string::npos);
+  CHECK(first.find("kab: run 1 interrupted; kab run scenarios/quick-uml.yaml --db " + db + " --resume 1 continues it") !=
+        std::string::npos);
+  json before = last_json(run_kab({"runs", "--db", db, "--json"}, 60).output);
+  REQUIRE(before.size() == 1);
+  CHECK(before[0]["status"] == "interrupted");
+  CHECK(before[0]["planned"] == 16);
+  const int stored_before = before[0]["samples"];
+  CHECK(stored_before >= 5);
+  CHECK(stored_before < 8);
+
+  auto [r, pid] = run_kab_tracked({"run", "scenarios/quick-uml.yaml", "--db", db, "--resume", "1", "--json"}, 1800,
+                                  (dir / "second.log").string());
+  const std::string second = read(dir / "second.log");
+  INFO(second);
+  CHECK(second.find("made from another scenario") == std::string::npos);
+  REQUIRE((r.exit_code == 0 || r.exit_code == 1));
+  json res = last_json(second);
+  CHECK(res["run"] == 1);
+  CHECK(res["skipped"] == stored_before);
+  REQUIRE(res.contains("sequential"));
+  const int look = res["sequential"]["look"];
+  CHECK(res["sequential"]["looks"] == 4);
+  // The looks go on where the first process stopped: look 2 is this process's
+  // first, and it stops at a look (decided) or at the cap.
+  CHECK(look >= 2);
+  CHECK(second.find("look 1 of 4") == std::string::npos);
+  CHECK(second.find("look 2 of 4: ") != std::string::npos);
+  CHECK(second.find("look " + std::to_string(look) + " of 4: " + res["sequential"]["verdict"].get<std::string>()) !=
+        std::string::npos);
+  CHECK(res["sequential"]["decided"] == (look < 4));
+  // Every sample of the looks taken, once, from the effective arms.
+  json samples = show(db, 1);
+  REQUIRE(samples.size() == static_cast<std::size_t>(4 * look));
+  std::set<int> idx;
+  for (const auto& s : samples) {
+    idx.insert(s["index"].get<int>());
+    CHECK((s["arm"] == "A" || s["arm"] == "B"));
+    CHECK(s["kernel"] == "stock-6.1");
+  }
+  CHECK(idx.size() == samples.size());
+  CHECK(*idx.rbegin() == 4 * look - 1);
+  json after = last_json(run_kab({"runs", "--db", db, "--json"}, 60).output);
+  CHECK(after[0]["status"] == "complete");
+  // kab report judges the run at the look it reached.
+  json rep = last_json(run_kab({"report", "1", "--db", db, "--format", "json"}, 120).output);
+  CHECK(rep["comparison"]["sequential"]["look"] == look);
+  CHECK(rep["comparison"]["verdict"] == res["sequential"]["verdict"]);
+  // Pooled with a fixed-n run of the same arms, it is analysed as fixed n,
+  // and every report says that this reads the stopping as planned.
+  auto fixed = run_kab({"compare", "--scenario", "scenarios/quick-uml.yaml", "--candidate", "stock-6.1",
+                        "--repetitions", "1", "--db", db},
+                       1200, (dir / "fixed.log").string());
+  INFO(read(dir / "fixed.log"));
+  REQUIRE((fixed.exit_code == 0 || fixed.exit_code == 1));
+  json pooled = last_json(run_kab({"report", "1", "2", "--db", db, "--format", "json"}, 120).output);
+  CHECK(pooled["comparison"]["run_ids"] == json::array({1, 2}));
+  CHECK_FALSE(pooled["comparison"].contains("sequential"));
+  int sequential_pooled = 0;
+  for (const auto& w : pooled["comparison"]["warnings"])
+    if (w["kind"] == "sequential_pooled") {
+      ++sequential_pooled;
+      CHECK(w["message"].get<std::string>().find("analysed as one fixed-n comparison") != std::string::npos);
+    }
+  CHECK(sequential_pooled == 1);
+  auto text = run_kab({"report", "1", "2", "--db", db}, 120);
+  CHECK(text.output.find("sampled until decided: the pooled samples are analysed as one fixed-n comparison") !=
+        std::string::npos);
+  check_no_uml_leftovers(pid);
 }
 
 TEST_CASE("uml: backends[].binary runs the scenario's own virtiofsd, named in every sample", "[integration][uml][inputs]") {
