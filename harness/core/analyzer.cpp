@@ -145,8 +145,11 @@ void decide(MetricResult& r, double min_effect, const Judge& j) {
   // The interval wholly beyond min_effect: the change is large, only not yet
   // significant (a sequential look's strict boundary, or few samples). What
   // would decide is a test that detects the change seen, not equivalence.
-  const bool beyond = std::isfinite(e.lo) && std::isfinite(e.hi) && (e.hi < 1 - min_effect || e.lo > 1 + min_effect);
-  if (beyond && std::isfinite(r.base.summary.cv) && std::isfinite(r.candidate.summary.cv) && r.ratio > 0) {
+  const bool beyond =
+      reachable && std::isfinite(e.lo) && std::isfinite(e.hi) && (e.hi < 1 - min_effect || e.lo > 1 + min_effect);
+  // So is a change beyond min_effect seen at an n no interval bounds.
+  const bool large_seen = beyond || (!reachable && std::fabs(r.change) >= min_effect);
+  if (large_seen && std::isfinite(r.base.summary.cv) && std::isfinite(r.candidate.summary.cv) && r.ratio > 0) {
     const double cv = std::sqrt((r.base.summary.cv * r.base.summary.cv + r.candidate.summary.cv * r.candidate.summary.cv) / 2);
     const double z = inverse_normal_cdf(1 - j.alpha / 2 / static_cast<double>(j.family)) + inverse_normal_cdf(0.8);
     const double n = 2 * std::pow(z * cv / std::fabs(std::log(r.ratio)), 2) * 3.141592653589793 / 3;
@@ -161,7 +164,11 @@ void decide(MetricResult& r, double min_effect, const Judge& j) {
     why = p_text + " < " + level_text + " but " + change_text + " < min effect " + pct(min_effect);
   else
     why = p_text + " >= " + (j.look ? "" : "alpha ") + level_text;
-  if (beyond)
+  if (!reachable)
+    // The interval would be the range of the ratios seen: it bounds nothing.
+    why += "; no " + (j.look ? "repeated 1 - " + fmt("%.3g", 1 - j.coverage) : fmt("%.4g%%", j.coverage * 100)) +
+           " interval is bounded at n = " + std::to_string(n1) + " + " + std::to_string(n2);
+  else if (beyond)
     why += "; the " + interval + " lies beyond " + pct(min_effect) + ": a change larger than min effect, not yet significant";
   else if (std::isfinite(e.lo) && std::isfinite(e.hi))
     why += "; the " + interval + " does not exclude a change of " + pct(min_effect);

@@ -181,7 +181,9 @@ RunSummary Orchestrator::run(const Plan& plan, const RunSettings& st, const std:
   RunSummary sum;
   std::set<int> done = m_p.sink->completed_indices(st.run_id);
   const int total = static_cast<int>(plan.samples.size());
+  int position = -1;   // in this plan (a shard's samples keep the whole plan's indices)
   for (const auto& ps : plan.samples) {
+    ++position;
     if (done.count(ps.index)) {
       ++sum.skipped;
       continue;
@@ -203,7 +205,7 @@ RunSummary Orchestrator::run(const Plan& plan, const RunSettings& st, const std:
     m_p.sink->add_sample(s);
     ++sum.stored;
     ++sum.by_status[s.health.status];
-    if (st.on_sample) st.on_sample(ps.index, total, s);
+    if (st.on_sample) st.on_sample(position, total, s);
   }
   return sum;
 }

@@ -65,7 +65,8 @@ struct RunSettings {
   std::vector<int> vcpu_cpus, emulator_cpus;              // pinning (empty = none)
   bool keep_work = false;                                 // keep per-sample dirs of ok samples
   std::string noise;                                      // noise controls applied, stored with each sample
-  // Called after each stored sample: index, total, sample.
+  // Called after each stored sample: its position in the plan given (its plan
+  // index, unless the plan is a shard), the plan's size, the sample.
   std::function<void(int, int, const Sample&)> on_sample;
   // Asked before each sample still to run, with its plan index: true ends the
   // run there, complete (a sequential run that has decided).

@@ -4,6 +4,8 @@
 
 #include <algorithm>
 #include <numeric>
+#include <stdexcept>
+#include <string>
 
 namespace kab::core {
 
@@ -96,6 +98,30 @@ Plan make_plan(const Scenario& s) {
       for (int rep = 0; rep < s.repetitions; ++rep) add(g, rep);
   }
   return plan;
+}
+
+Plan shard_of(const Plan& plan, int shard, int shards) {
+  if (plan.look_size > 0)
+    throw std::invalid_argument("a plan sampled until decided cannot be sharded: each look needs the samples of all before it");
+  if (shards < 1 || shard < 1 || shard > shards)
+    throw std::invalid_argument("shard " + std::to_string(shard) + "/" + std::to_string(shards) +
+                                ": need 1 <= i <= N");
+  Plan out;
+  out.seed = plan.seed;
+  int block = -1;
+  const PlannedSample* previous = nullptr;
+  for (const auto& ps : plan.samples) {
+    // A block begins where the group or the pair of repetitions changes.
+    if (!previous || previous->backend != ps.backend || previous->cell != ps.cell ||
+        previous->repetition / 2 != ps.repetition / 2)
+      ++block;
+    previous = &ps;
+    if (block % shards == shard - 1) out.samples.push_back(ps);
+  }
+  if (block + 1 < shards)
+    throw std::invalid_argument("the plan has " + std::to_string(block + 1) + " ABBA block" + (block == 0 ? "" : "s") +
+                                ": it splits into at most that many shards, not " + std::to_string(shards));
+  return out;
 }
 
 }  // namespace kab::core

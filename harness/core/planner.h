@@ -20,4 +20,13 @@ std::vector<Cell> expand_cells(const FioSpec& fio);
 // group per look, so the run can stop after any look with the groups alike.
 Plan make_plan(const Scenario& scenario);
 
+// Shard `shard` (1-based) of `shards` of a fixed-n plan (kab run --shard i/N):
+// whole ABBA blocks — the repetitions 2k and 2k + 1 of one (cell, backend),
+// every arm — dealt to the shards in turn in plan order, so each shard holds
+// blocks of every group and both arms alike. The samples keep their plan
+// indices; the shards together are the plan. Throws std::invalid_argument
+// for a sequential plan (its looks need every sample), a shard outside
+// 1..shards, or more shards than the plan has blocks.
+Plan shard_of(const Plan& plan, int shard, int shards);
+
 }  // namespace kab::core

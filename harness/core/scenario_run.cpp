@@ -65,7 +65,14 @@ RunOutcome ScenarioRun::execute(const RunRequest& rq) {
   const Scenario& s = rq.scenario;
   Hypervisor& hv = *m_p.hypervisor;
   RunOutcome res;
-  const Plan plan = make_plan(s);
+  const Plan plan = [&] {
+    if (rq.shards == 0) return make_plan(s);
+    try {
+      return shard_of(make_plan(s), rq.shard, rq.shards);
+    } catch (const std::invalid_argument& e) {
+      throw RunError(RunError::Kind::input, (s.path.empty() ? s.name : s.path) + ": " + e.what());
+    }
+  }();
   const std::string arch = hv.kernel_arch();
 
   // Everything the plan boots, built (or taken from the cache) before the
@@ -177,7 +184,9 @@ RunOutcome ScenarioRun::execute(const RunRequest& rq) {
   op.read_file = m_p.read_file;
   op.remove_tree = m_p.remove_tree;
   m_p.progress->note("run " + std::to_string(res.run_id) + ": " + std::to_string(plan.samples.size()) + " samples (" +
-                     res.accelerator + "), results in " + rq.where);
+                     res.accelerator +
+                     (rq.shards ? ", shard " + std::to_string(rq.shard) + " of " + std::to_string(rq.shards) : "") +
+                     "), results in " + rq.where);
   if (plan.look_size > 0) {
     // Sequential: before the first sample of every look after the first, look
     // at the data; stop when the primary metric is decided.

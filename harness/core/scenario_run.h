@@ -104,6 +104,8 @@ struct RunRequest {
   Scenario scenario;
   std::map<std::string, KernelSpec> kernels;   // every arm's definition, by name
   std::int64_t resume = 0;                     // run id to continue, 0 = a new run
+  // Shard `shard` of `shards` of the plan (planner.h shard_of); 0 = the whole plan.
+  int shard = 0, shards = 0;
   bool keep_work = false;                      // keep ok samples' directories too
   std::string command;                         // stored with the run
   std::string where;                           // the database, for messages

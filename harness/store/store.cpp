@@ -352,12 +352,14 @@ std::string ResultStore::integrity_check() {
 
 // ----- runs -----------------------------------------------------------------
 
-std::int64_t ResultStore::begin_run(const RunInfo& info) {
-  const std::string op = "begin run of " + info.scenario_name;
-  Transaction tx(*m_db, op);
-  Stmt s(*m_db, insert_sql("runs", k_run_columns), op);
-  s.bind(":created_at", now_iso8601())
-      .bind(":status", to_string(RunStatus::running))
+namespace {
+
+std::int64_t insert_run(ResultStore::Db& db, const RunInfo& info, const std::string& created_at, RunStatus status,
+                        const std::string& finished_at, const std::string& op) {
+  Transaction tx(db, op);
+  Stmt s(db, insert_sql("runs", k_run_columns), op);
+  s.bind(":created_at", created_at)
+      .bind(":status", to_string(status))
       .bind(":scenario_name", info.scenario_name)
       .bind(":scenario_text", info.scenario_text)
       .bind(":scenario_hash", info.scenario_hash.empty() ? core::fnv1a64_hex(info.scenario_text) : info.scenario_hash)
@@ -377,9 +379,24 @@ std::int64_t ResultStore::begin_run(const RunInfo& info) {
       .bind(":kab_revision", info.kab_revision)
       .bind(":extra_json", encode_string_map(info.extra));
   s.step();
-  auto id = sqlite3_last_insert_rowid(m_db->handle);
+  auto id = sqlite3_last_insert_rowid(db.handle);
+  if (!finished_at.empty()) {
+    Stmt f(db, "UPDATE runs SET finished_at = :finished_at WHERE id = :id", op);
+    f.bind(":finished_at", finished_at).bind(":id", static_cast<std::int64_t>(id));
+    f.step();
+  }
   tx.commit();
   return id;
+}
+
+}  // namespace
+
+std::int64_t ResultStore::begin_run(const RunInfo& info) {
+  return insert_run(*m_db, info, now_iso8601(), RunStatus::running, "", "begin run of " + info.scenario_name);
+}
+
+std::int64_t ResultStore::import_run(const RunRecord& r) {
+  return insert_run(*m_db, r.info, r.created_at, r.status, r.finished_at, "import run of " + r.info.scenario_name);
 }
 
 namespace {

@@ -139,6 +139,9 @@ class ResultStore {
 
   // Stores a new run with status running; returns its id.
   std::int64_t begin_run(const RunInfo& info);
+  // Stores a run made in another database (kab db merge) as it was there:
+  // its created_at, finished_at, status and facts; returns its id here.
+  std::int64_t import_run(const RunRecord& r);
   // Sets the run's status and finished_at. Throws (not_found) on an unknown id.
   void finish_run(std::int64_t run_id, RunStatus status);
   // `kab run --resume`: sets the run back to running, clears finished_at.

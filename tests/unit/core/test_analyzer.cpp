@@ -253,6 +253,11 @@ TEST_CASE("analyze: verdicts", "[analyzer]") {
     CHECK(bw.test.p == Approx(1.0 / 3));
     CHECK(bw.verdict == Verdict::inconclusive);
     CHECK_THAT(bw.reason, Catch::StartsWith("n = 2 + 2 cannot reach p < 0.05 (best possible p 0.333); "));
+    // The interval would be the range of the ratios seen (+98% … +101%): it is not shown as
+    // if it bounded the change; what would decide is a test that detects the change seen.
+    CHECK_THAT(bw.reason, Catch::Contains("% interval is bounded at n = 2 + 2; about "));
+    CHECK_THAT(bw.reason, !Catch::Contains("lies beyond"));
+    CHECK(bw.samples_needed == 3);
     CHECK(c.verdict == Verdict::inconclusive);
   }
   SECTION("n = 2 per arm without any difference is inconclusive too, never equivalent") {

@@ -139,3 +139,59 @@ TEST_CASE("make_plan for sampling until decided: look by look, every group alike
   CHECK(fixed.looks == 0);
   CHECK(fixed.samples.size() == 2 * 2 * 5);
 }
+
+TEST_CASE("shard_of deals whole ABBA blocks in turn, and the shards are the plan", "[planner][shards]") {
+  // Two cells x two backends, 6 repetitions: 4 groups of 3 blocks, 12 blocks.
+  Scenario s = two_arm_scenario(6, 3);
+  BackendSpec dpu;
+  dpu.name = "dpu";
+  s.backends.push_back(dpu);
+  s.fio.matrix = {{"bs", {"4k", "1M"}}};
+  const Plan plan = make_plan(s);
+  REQUIRE(plan.samples.size() == 48);
+  std::map<int, int> owner;   // plan index → shard
+  for (int shard = 1; shard <= 3; ++shard) {
+    const Plan p = shard_of(plan, shard, 3);
+    CHECK(p.seed == plan.seed);
+    CHECK(p.samples.size() == 16);   // 4 blocks of 4 samples
+    std::map<std::string, int> per_arm;
+    std::map<std::string, int> per_group;
+    for (std::size_t i = 0; i < p.samples.size(); ++i) {
+      const auto& ps = p.samples[i];
+      CHECK(owner.emplace(ps.index, shard).second);
+      // The sample is the plan's, at its plan index.
+      CHECK(plan.samples[static_cast<std::size_t>(ps.index)].arm == ps.arm);
+      CHECK(plan.samples[static_cast<std::size_t>(ps.index)].repetition == ps.repetition);
+      ++per_arm[ps.arm];
+      ++per_group[ps.backend + cell_label(ps.cell)];
+      // Blocks are whole: repetitions 2k and 2k + 1 of a group, ABBA.
+      if (i % 4 == 0) {
+        REQUIRE(i + 3 < p.samples.size());
+        CHECK(p.samples[i + 3].index == ps.index + 3);
+        CHECK(ps.repetition % 2 == 0);
+        CHECK(p.samples[i + 3].repetition == ps.repetition + 1);
+        CHECK(ps.arm == p.samples[i + 3].arm);
+        CHECK(p.samples[i + 1].arm == p.samples[i + 2].arm);
+        CHECK(ps.arm != p.samples[i + 1].arm);
+      }
+    }
+    CHECK(per_arm == std::map<std::string, int>{{"rfc", 8}, {"stock", 8}});
+    // Dealt in turn: a group's 3 blocks go to 3 different shards.
+    CHECK(per_group.size() == 4);
+    for (const auto& [group, n] : per_group) CHECK(n == 4);
+  }
+  CHECK(owner.size() == 48);   // every sample once
+  // One shard of one is the plan.
+  CHECK(shard_of(plan, 1, 1).samples.size() == 48);
+  // An odd repetition count: the last block is one repetition of each arm.
+  const Plan odd = make_plan(two_arm_scenario(3, 9));
+  CHECK(shard_of(odd, 1, 2).samples.size() == 4);
+  CHECK(shard_of(odd, 2, 2).samples.size() == 2);
+  CHECK_THROWS_WITH(shard_of(odd, 1, 3), "the plan has 2 ABBA blocks: it splits into at most that many shards, not 3");
+  CHECK_THROWS_AS(shard_of(plan, 0, 2), std::invalid_argument);
+  CHECK_THROWS_AS(shard_of(plan, 3, 2), std::invalid_argument);
+  Scenario seq = two_arm_scenario(0, 3);
+  seq.stop.until_decided = true;
+  seq.stop.max_samples = 8;
+  CHECK_THROWS_WITH(shard_of(make_plan(seq), 1, 2), Catch::Contains("cannot be sharded"));
+}

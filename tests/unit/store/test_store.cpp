@@ -675,6 +675,46 @@ TEST_CASE("ResultStore stores a plan index of a run once", "[store]") {
   }
 }
 
+TEST_CASE("ResultStore imports a run of another database as it was", "[store]") {
+  TempDir tmp;
+  auto a = ResultStore::open(tmp.path / "a.db");
+  const auto id = a.begin_run(run_info());
+  a.add_sample(full_sample(id, 3));
+  a.finish_run(id, RunStatus::interrupted);
+  const RunRecord there = *a.run(id);
+  REQUIRE_FALSE(there.finished_at.empty());
+
+  auto b = ResultStore::open(tmp.path / "b.db");
+  b.begin_run(run_info());   // b's ids are its own
+  const auto imported = b.import_run(there);
+  CHECK(imported == 2);
+  const RunRecord here = *b.run(imported);
+  CHECK(here.created_at == there.created_at);
+  CHECK(here.finished_at == there.finished_at);
+  CHECK(here.status == RunStatus::interrupted);
+  CHECK(here.info.plan_seed == there.info.plan_seed);
+  CHECK(here.info.scenario_hash == there.info.scenario_hash);
+  CHECK(here.info.extra == there.info.extra);
+  CHECK(here.samples_stored == 0);
+  // Its samples, carried over with every field and artifact.
+  auto s = a.samples(id);
+  REQUIRE(s.size() == 1);
+  s[0].run_id = imported;
+  b.add_sample(s[0]);
+  auto copied = b.samples(imported);
+  REQUIRE(copied.size() == 1);
+  CHECK(copied[0].plan_index == 3);
+  CHECK(copied[0].started_at == s[0].started_at);
+  CHECK(copied[0].fio.bw_bytes == s[0].fio.bw_bytes);
+  CHECK(copied[0].console_log == s[0].console_log);
+  CHECK(b.run(imported)->samples_stored == 1);
+  // A run imported while running stays running, without finished_at.
+  const auto running = a.begin_run(run_info());
+  const auto again = b.import_run(*a.run(running));
+  CHECK(b.run(again)->status == RunStatus::running);
+  CHECK(b.run(again)->finished_at.empty());
+}
+
 TEST_CASE("ResultStore takes concurrent writers without lock errors", "[store]") {
   TempDir tmp;
   const fs::path db = tmp.path / "kab.db";
