@@ -209,8 +209,9 @@ bool fixed_block_size(const Scenario& sc, const Cell& cell) {
 // looks. The family's least informed member sets a look's fraction (less
 // information spends less alpha: stricter, never laxer). The last planned
 // look spends what is left (t = 1). Looks that added nothing are left out:
-// their data is the earlier look's, judged again at its level. Empty when
-// every planned sample was ok (t_k = k / looks, the design's cached levels).
+// their data is the earlier look's, judged again at its level. With every
+// planned sample ok the fractions are k / looks exactly (n = m = 2k). Empty
+// without a look size (judged at k / looks).
 std::vector<double> information_fractions(const std::vector<MetricResult*>& family,
                                           const AnalysisOptions::Sequential& sq) {
   if (sq.look_size <= 0 || sq.looks <= 0) return {};
@@ -218,7 +219,6 @@ std::vector<double> information_fractions(const std::vector<MetricResult*>& fami
     return static_cast<double>(std::count_if(indices.begin(), indices.end(), [&](int i) { return i < limit; }));
   };
   std::vector<double> t;
-  bool as_planned = true;
   for (int k = 1; k <= sq.look; ++k) {
     double least = 1;
     for (const MetricResult* r : family) {
@@ -226,12 +226,11 @@ std::vector<double> information_fractions(const std::vector<MetricResult*>& fami
       const double m = before(r->candidate.plan_indices, k * sq.look_size);
       const double info = n + m > 0 ? n * m / (n + m) / sq.looks : 0;
       least = std::min(least, info);
-      as_planned = as_planned && n == 2 * k && m == 2 * k;
     }
     if (k == sq.looks) least = 1;
     if (least > (t.empty() ? 0.0 : t.back())) t.push_back(std::min(1.0, least));
   }
-  return as_planned ? std::vector<double>{} : t;
+  return t;
 }
 
 }  // namespace

@@ -204,17 +204,6 @@ double last_level(std::span<const double> fractions, double alpha) {
   return std::erfc(design_look(fractions, alpha).c / std::sqrt(2.0));
 }
 
-// The levels of a look whose design so far is `fractions` (its last the look's).
-SequentialLook look_from(std::span<const double> fractions, double alpha, int family) {
-  check_design(fractions, alpha);
-  SequentialLook l;
-  l.alpha = alpha;
-  l.information = fractions.back();
-  for (int j = 0; j < family; ++j) l.test_levels.push_back(last_level(fractions, alpha / (family - j)));
-  l.equivalence_level = last_level(fractions, std::min(0.5, 2 * alpha / family));
-  return l;
-}
-
 }  // namespace
 
 SequentialLook sequential_look(int look, int looks, double alpha, int family) {
@@ -222,18 +211,20 @@ SequentialLook sequential_look(int look, int looks, double alpha, int family) {
     throw std::invalid_argument("sequential look: need 1 <= look <= looks and a family of at least 1");
   std::vector<double> t;
   for (int k = 1; k <= look; ++k) t.push_back(static_cast<double>(k) / looks);
-  SequentialLook l = look_from(t, alpha, family);
-  l.look = look;
-  l.looks = looks;
-  return l;
+  return sequential_look(t, look, looks, alpha, family);
 }
 
 SequentialLook sequential_look(std::span<const double> fractions, int look, int looks, double alpha, int family) {
   if (fractions.empty() || family < 1 || look < 1 || look > looks)
     throw std::invalid_argument("sequential look: need information at one look at least and a family of at least 1");
-  SequentialLook l = look_from(fractions, alpha, family);
+  check_design(fractions, alpha);
+  SequentialLook l;
   l.look = look;
   l.looks = looks;
+  l.alpha = alpha;
+  l.information = fractions.back();
+  for (int j = 0; j < family; ++j) l.test_levels.push_back(last_level(fractions, alpha / (family - j)));
+  l.equivalence_level = last_level(fractions, std::min(0.5, 2 * alpha / family));
   return l;
 }
 

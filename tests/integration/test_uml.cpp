@@ -37,6 +37,20 @@ KabRun run_kab_tracked(const std::vector<std::string>& args, double timeout_s, c
   return r;
 }
 
+// Waits until LOG holds TEXT (kab still running, at most 20 minutes), lets
+// the next sample start, and interrupts kab with SIGINT; its end awaited.
+void interrupt_after(proc::Child& child, const std::string& log, const std::string& text) {
+  auto t0 = std::chrono::steady_clock::now();
+  while (read(log).find(text) == std::string::npos) {
+    REQUIRE(child.running());
+    REQUIRE(std::chrono::steady_clock::now() - t0 < std::chrono::minutes(20));
+    std::this_thread::sleep_for(std::chrono::milliseconds(200));
+  }
+  std::this_thread::sleep_for(std::chrono::seconds(3));
+  ::kill(child.pid(), SIGINT);
+  REQUIRE(child.wait(120));   // the sample's guest and backend are torn down, not waited out
+}
+
 // Nothing of that kab's samples outlives it: no UML guest or backend process,
 // no share, no socket, UML directory or memory file. (The work directory of a
 // sample that was not ok is kept, with its console and record, and removed here.)
@@ -153,15 +167,7 @@ TEST_CASE("uml: kab run interrupted with SIGINT exits 130, keeps what it stored,
   const std::string log = (dir / "kab.log").string();
   proc::Child child(kab_options({"run", "scenarios/quick-uml.yaml", "--db", db, "--json"}, log));
   // Wait for the first stored sample, then interrupt inside the second.
-  auto t0 = std::chrono::steady_clock::now();
-  while (read(log).find("kab: sample 1/6") == std::string::npos) {
-    REQUIRE(child.running());
-    REQUIRE(std::chrono::steady_clock::now() - t0 < std::chrono::minutes(20));
-    std::this_thread::sleep_for(std::chrono::milliseconds(200));
-  }
-  std::this_thread::sleep_for(std::chrono::seconds(3));
-  ::kill(child.pid(), SIGINT);
-  REQUIRE(child.wait(120));   // the sample's guest and backend are torn down, not waited out
+  interrupt_after(child, log, "kab: sample 1/6");
   const std::string out = read(log);
   INFO(out);
   CHECK(child.result().exit_code == 130);
@@ -190,15 +196,7 @@ TEST_CASE("uml: an interrupted compare sampled until decided resumes with kab ru
                                  "--until-decided", "--max-samples", "8", "--db", db},
                                 log));
   // Interrupt inside look 2 (after look 1's four samples, inside the sixth).
-  auto t0 = std::chrono::steady_clock::now();
-  while (read(log).find("kab: sample 5/16") == std::string::npos) {
-    REQUIRE(child.running());
-    REQUIRE(std::chrono::steady_clock::now() - t0 < std::chrono::minutes(20));
-    std::this_thread::sleep_for(std::chrono::milliseconds(200));
-  }
-  std::this_thread::sleep_for(std::chrono::seconds(3));
-  ::kill(child.pid(), SIGINT);
-  REQUIRE(child.wait(120));
+  interrupt_after(child, log, "kab: sample 5/16");
   const std::string first = read(log);
   INFO(first);
   CHECK(child.result().exit_code == 130);
