@@ -25,7 +25,6 @@ int cmd_run(const std::vector<std::string>& args) {
   app.add_flag("--json", json, "print the result as JSON");
   if (auto code = parse_args(app, args)) return *code;
   rq.scenario = load_scenario_or_exit(rq.scenario_path);
-  if (reps > 0 && resume) throw Fatal("--resume continues a run as it was planned: drop --repetitions", k_exit_usage);
   if (reps > 0) rq.scenario.repetitions = reps;
   if (resume) {
     // The run as it was made: kab compare's --base/--candidate,
@@ -35,7 +34,15 @@ int cmd_run(const std::vector<std::string>& args) {
     auto run = store.run(resume);
     if (!run) throw Fatal("no run " + std::to_string(resume) + " in " + rq.db_path, k_exit_usage);
     const std::string effective = store::run_fact(*run, "scenario.effective");
-    if (!effective.empty()) apply_effective(rq.scenario, nlohmann::json::parse(effective));
+    if (!effective.empty()) {
+      apply_effective(rq.scenario, nlohmann::json::parse(effective));
+      // The command line that started the run, with --resume added, is
+      // accepted; a different number of repetitions would be another plan.
+      if (reps > 0 && reps != rq.scenario.repetitions)
+        throw Fatal("run " + std::to_string(resume) + " was planned with " + std::to_string(rq.scenario.repetitions) +
+                        " repetitions; --resume continues it as planned: drop --repetitions " + std::to_string(reps),
+                    k_exit_usage);
+    }
   }
   rq.resume = resume;
   rq.command_line = join_args("run", args);

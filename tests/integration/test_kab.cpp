@@ -264,6 +264,14 @@ TEST_CASE("run: killed with SIGKILL mid-run, resumed without duplicates", "[inte
   CHECK(stored_before >= 1);
   CHECK(stored_before < 4);
 
+  // Another number of repetitions would be another plan: refused, nothing run.
+  auto other = run_kab({"run", "scenarios/quick.yaml", "--db", dir.db(), "--repetitions", "3", "--resume",
+                        std::to_string(run)},
+                       60);
+  CHECK(other.exit_code == 2);
+  CHECK(other.output.find("was planned with 2 repetitions") != std::string::npos);
+  CHECK(last_json(run_kab({"runs", "--db", dir.db(), "--json"}, 60).output)[0]["samples"] == stored_before);
+  // The command line that started it, with --resume added, continues it.
   auto r = run_kab({"run", "scenarios/quick.yaml", "--db", dir.db(), "--repetitions", "2", "--resume", std::to_string(run),
                 "--json"},
                1800, (dir.path / "second.log").string());
