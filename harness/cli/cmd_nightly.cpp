@@ -23,6 +23,7 @@
 #include "cli/app.h"
 #include "cli/parse.h"
 #include "cli/reporting.h"
+#include "cli/merge.h"
 #include "cli/runner.h"
 #include "core/changepoint.h"
 #include "core/hash.h"
@@ -38,6 +39,7 @@
 #include "report/trend.h"
 #include "scenario/suite.h"
 #include "store/store.h"
+#include "vm/platforms.h"
 
 namespace fs = std::filesystem;
 using json = nlohmann::ordered_json;
@@ -305,12 +307,6 @@ std::string today_utc() {
   return buf;
 }
 
-std::string host_name() {
-  char host[256] = {};
-  ::gethostname(host, sizeof host - 1);
-  return host;
-}
-
 // What one scenario of a night found.
 struct NightResult {
   std::string scenario;
@@ -336,7 +332,9 @@ struct BisectStep {
   double change = 0;           // tested / good − 1, the primary metric's median
   core::Interval ci;           // its interval (ratio), at coverage
   double coverage = 0.95;
-  std::string decision;        // "regression" / "no regression" (step 0), "bad", "good", "undecided"
+  std::string decision;        // "regression" / "no regression" (step 0), "bad", "good", "undecided",
+                               // "skipped" (the commit did not build: no run)
+  std::string why;             // a skipped commit's build error, its first line
 };
 
 struct BisectResult {
@@ -369,6 +367,9 @@ std::string percent(double v) {
 }
 
 std::string step_text(const BisectResult& b, const BisectStep& st) {
+  if (st.decision == "skipped")
+    return "step " + std::to_string(st.step) + ": " + short_commit(st.commit) + " (\"" + st.subject +
+           "\") did not build, skipped: " + st.why;
   char ci[64];
   std::snprintf(ci, sizeof ci, "[%s, %s]", percent(st.ci.lo - 1).c_str(), percent(st.ci.hi - 1).c_str());
   return (st.step == 0 ? std::string("confirm") : "step " + std::to_string(st.step)) + ": " + short_commit(st.commit) +
@@ -400,10 +401,24 @@ BisectResult bisect(const BisectRequest& rq) {
   // The good end is the same kernel at every step: resolved once.
   const TreeKernel good = tree_kernel(rq.suite.tree, rq.config, ref_name(rq.suite.ref) + "-" + short_commit(rq.good),
                                       rq.good, rq.base_commit, rq.suite.base);
-  auto measure = [&](const std::string& commit, int step) {
-    const TreeKernel tested = tree_kernel(rq.suite.tree, rq.config,
-                                          ref_name(rq.suite.ref) + "-" + short_commit(commit), commit, rq.base_commit,
-                                          rq.suite.base);
+  auto tested_kernel = [&](const std::string& commit) {
+    return tree_kernel(rq.suite.tree, rq.config, ref_name(rq.suite.ref) + "-" + short_commit(commit), commit,
+                       rq.base_commit, rq.suite.base);
+  };
+  // A midpoint that does not build is skipped, as git bisect skip does: the
+  // build error's first line, or "" when it built (now or before).
+  const vm::Platform* platform = vm::find_platform(rq.scenario.guest.platform);
+  const std::string arch = platform ? platform->make()->kernel_arch() : "x86_64";
+  auto build_error = [&](const TreeKernel& tested) -> std::string {
+    try {
+      kernel::Builder(kernel_options()).build(tested.spec, arch, "");
+      return "";
+    } catch (const kernel::BuildError& e) {
+      const std::string what = e.what();
+      return what.substr(0, what.find('\n'));
+    }
+  };
+  auto measure_kernel = [&](const TreeKernel& tested, const std::string& commit, int step) {
     RunRequest run;
     run.scenario_path = rq.scenario_path;
     run.scenario = rq.scenario;
@@ -426,6 +441,7 @@ BisectResult bisect(const BisectRequest& rq) {
     st.run = o.run_id;
     return std::make_pair(st, analyse(db, {o.run_id}, run.scenario, "good", "tested"));
   };
+  auto measure = [&](const std::string& commit, int step) { return measure_kernel(tested_kernel(commit), commit, step); };
   auto primary_in = [&](const core::Comparison& c, const std::string& column) -> const core::MetricResult* {
     for (const auto& cell : c.cells)
       if (cell.backend + " " + cell.label == column)
@@ -472,9 +488,36 @@ BisectResult bisect(const BisectRequest& rq) {
   // Binary search over good..bad: lo is good (−1: the good commit), hi bad.
   int lo = -1, hi = static_cast<int>(commits.size()) - 1;
   int step = 1;
+  std::set<int> skipped;
   while (hi - lo > 1) {
-    const int mid = lo + (hi - lo) / 2;
-    auto [st, c] = measure(commits[static_cast<std::size_t>(mid)], step);
+    // The commit nearest the middle that was not skipped.
+    int mid = -1;
+    const int middle = lo + (hi - lo) / 2;
+    for (int d = 0; mid < 0 && d < hi - lo; ++d)
+      for (int candidate : {middle - d, middle + d})
+        if (mid < 0 && candidate > lo && candidate < hi && !skipped.count(candidate)) mid = candidate;
+    if (mid < 0) {
+      std::string list;
+      for (int i = lo + 1; i <= hi; ++i) list += (list.empty() ? "" : ", ") + short_commit(commits[static_cast<std::size_t>(i)]);
+      b.message = "the first bad commit is one of " + list + ": the commits before " +
+                  short_commit(commits[static_cast<std::size_t>(hi)]) + " in that range did not build";
+      return b;
+    }
+    const std::string& commit = commits[static_cast<std::size_t>(mid)];
+    const TreeKernel tested = tested_kernel(commit);
+    if (const std::string why = build_error(tested); !why.empty()) {
+      BisectStep st;
+      st.step = step++;
+      st.commit = commit;
+      st.subject = subject_of(tree, commit);
+      st.decision = "skipped";
+      st.why = why;
+      b.steps.push_back(st);
+      if (verbosity() != Verbosity::quiet) std::fprintf(stderr, "kab: bisect %s\n", step_text(b, st).c_str());
+      skipped.insert(mid);
+      continue;
+    }
+    auto [st, c] = measure_kernel(tested, commit, step);
     const core::MetricResult* m = primary_in(c, b.column);
     if (m) {
       st.change = m->change;
@@ -500,13 +543,16 @@ BisectResult bisect(const BisectRequest& rq) {
   b.first_bad = commits[static_cast<std::size_t>(hi)];
   b.first_bad_subject = subject_of(tree, b.first_bad);
   b.message = "first bad commit: " + short_commit(b.first_bad) + " (\"" + b.first_bad_subject + "\"), ";
-  if (b.steps.size() == 1) {
+  const auto measured = static_cast<std::size_t>(
+      std::count_if(b.steps.begin() + 1, b.steps.end(), [](const BisectStep& st) { return st.decision != "skipped"; }));
+  if (measured == 0 && skipped.empty()) {
     b.message += "the range's only commit; the regression confirmed in run " + std::to_string(b.steps[0].run);
   } else {
     char conf[32];
-    std::snprintf(conf, sizeof conf, "%.1f%%", 100 * (1 - 0.025 * static_cast<double>(b.steps.size() - 1)));
-    b.message += std::to_string(b.steps.size() - 1) + " step(s) over " + std::to_string(commits.size()) +
+    std::snprintf(conf, sizeof conf, "%.1f%%", 100 * (1 - 0.025 * static_cast<double>(measured)));
+    b.message += std::to_string(measured) + " step(s) over " + std::to_string(commits.size()) +
                  " commit(s); each decision wrong with at most 2.5%, so with " + conf + " or more";
+    if (!skipped.empty()) b.message += "; " + std::to_string(skipped.size()) + " commit(s) skipped: they did not build";
   }
   return b;
 }
@@ -525,7 +571,8 @@ json bisect_json(const BisectResult& b) {
                           {"change", st.change},
                           {"ci", {st.ci.lo - 1, st.ci.hi - 1}},
                           {"coverage", st.coverage},
-                          {"decision", st.decision}});
+                          {"decision", st.decision},
+                          {"why", st.why}});
   return j;
 }
 
@@ -560,6 +607,10 @@ int cmd_nightly(const std::vector<std::string>& args) {
   bool bisect_on_alert = false;
   app.add_flag("--bisect", bisect_on_alert,
                "on an alert, find the commit that regressed between the last good night and the head (kab bisect)");
+  bool keep_sources = false;
+  app.add_flag("--keep-sources", keep_sources,
+               "keep the commits exported for the night's builds (by default removed at the end when no lane holds "
+               "them, as kab kernel clean --sources does: a tree a night)");
   if (auto code = parse_args(app, args)) return *code;
 
   // Everything is checked before anything is built: the suite, its refs, its scenarios.
@@ -917,6 +968,14 @@ int cmd_nightly(const std::vector<std::string>& args) {
                std::any_of(results.begin(), results.end(), [](const NightResult& r) { return !r.reports.empty(); })
                    ? ", SCENARIO/comparison.*"
                    : "");
+  // Each night exports its head (and a bisection its midpoints) under the
+  // cache's src/: ~1.2 GiB a tree. What no lane holds now is made again when
+  // a build needs it.
+  if (!keep_sources) {
+    const kernel::SourcesCleaned c = kernel::Builder(kernel_options()).clean_sources();
+    std::fprintf(stderr, "kab: nightly: removed %d source tree(s) no lane holds, %.1f MiB (--keep-sources keeps them)\n",
+                 c.sources, static_cast<double>(c.bytes) / (1 << 20));
+  }
   return code;
 }
 
@@ -998,7 +1057,26 @@ int cmd_db(const std::vector<std::string>& args) {
   prune->add_option("--suite", suite, "only this suite (default: every suite)");
   prune->add_option("--db", db_path, "SQLite database (default results/kab.db)");
   prune->add_flag("--dry-run", dry_run, "say what would be deleted, delete nothing");
+  auto* merge = app.add_subcommand("merge", "merge the runs of several databases (shards of one plan, other hosts) "
+                                            "into OUT: idempotent, no sample twice, every conflict named and nothing "
+                                            "written then; prints the merged runs' ids in OUT on stdout");
+  std::string merge_out;
+  std::vector<std::string> merge_in;
+  merge->add_option("out", merge_out, "the database to merge into (created when missing)")->required();
+  merge->add_option("inputs", merge_in, "the databases to merge")->required();
   if (auto code = parse_args(app, args)) return *code;
+  if (merge->parsed()) {
+    const MergeOutcome o = merge_databases(merge_out, merge_in);
+    for (const auto& line : o.lines) std::fprintf(stderr, "kab: db merge: %s\n", line.c_str());
+    std::fprintf(stderr, "kab: db merge: %d run%s, %d sample%s, %d kernel build%s added to %s (%d sample%s there already)\n",
+                 o.runs_added, o.runs_added == 1 ? "" : "s", o.samples_added, o.samples_added == 1 ? "" : "s",
+                 o.kernels_added, o.kernels_added == 1 ? "" : "s", merge_out.c_str(), o.samples_present,
+                 o.samples_present == 1 ? "" : "s");
+    std::string ids;
+    for (auto id : o.runs) ids += (ids.empty() ? "" : " ") + std::to_string(id);
+    std::printf("%s\n", ids.c_str());
+    return k_exit_ok;
+  }
   if (!fs::exists(db_path)) throw Fatal("no database " + db_path, k_exit_usage);
   store::ResultStore db = store::ResultStore::open(db_path);
   std::vector<std::pair<std::string, std::string>> pairs;   // (suite, scenario), in order of first night

@@ -1,6 +1,8 @@
 // kab run, kab runs, kab show
 #include <cstdio>
 #include <iostream>
+#include <optional>
+#include <tuple>
 #include <nlohmann/json.hpp>
 
 #include "cli/app.h"
@@ -9,6 +11,19 @@
 #include "core/text.h"
 
 namespace kab::cli {
+
+namespace {
+
+// "I/N" with 1 <= I <= N.
+std::optional<std::pair<int, int>> parse_shard(const std::string& text) {
+  int i = 0, n = 0;
+  char slash = 0, rest = 0;
+  if (std::sscanf(text.c_str(), "%d%c%d%c", &i, &slash, &n, &rest) != 3 || slash != '/' || i < 1 || i > n)
+    return std::nullopt;
+  return std::pair(i, n);
+}
+
+}  // namespace
 
 int cmd_run(const std::vector<std::string>& args) {
   CLI::App app{"Run a scenario: build what is missing, run every sample, store each the moment it ends.", "run"};
@@ -21,11 +36,25 @@ int cmd_run(const std::vector<std::string>& args) {
   app.add_option("--db", rq.db_path, "SQLite database (default results/kab.db)");
   app.add_option("--resume", resume, "continue run RUN at its first missing sample");
   app.add_option("--repetitions", reps, "override the scenario's repetitions");
+  std::string shard;
+  app.add_option("--shard", shard,
+                 "run shard I of N of the plan (I/N): whole ABBA blocks dealt in turn; kab db merge joins the "
+                 "shards' databases, kab report RUN… compares them with each run as a block");
   app.add_flag("--keep", rq.keep_work, "keep every sample's work directory (console, domain XML)");
   app.add_flag("--json", json, "print the result as JSON");
   if (auto code = parse_args(app, args)) return *code;
   rq.scenario = load_scenario_or_exit(rq.scenario_path);
   if (reps > 0) rq.scenario.repetitions = reps;
+  if (!shard.empty()) {
+    auto parsed = parse_shard(shard);
+    if (!parsed) throw Fatal("--shard: expected I/N with 1 <= I <= N, got '" + shard + "'", k_exit_usage);
+    if (rq.scenario.stop.until_decided)
+      throw Fatal(rq.scenario_path + ": sampled until decided (stop.until_decided): its looks need every sample "
+                  "before them, so it cannot be sharded",
+                  k_exit_usage);
+    std::tie(rq.shard, rq.shards) = *parsed;
+    rq.run_extra["shard"] = std::to_string(rq.shard) + "/" + std::to_string(rq.shards);
+  }
   if (resume) {
     // The run as it was made: kab compare's --base/--candidate,
     // --until-decided, --max-samples and a replicate's seed are not in the
@@ -43,6 +72,14 @@ int cmd_run(const std::vector<std::string>& args) {
                         " repetitions; --resume continues it as planned: drop --repetitions " + std::to_string(reps),
                     k_exit_usage);
     }
+    // Likewise its shard: the same --shard or none.
+    auto stored = parse_shard(store::run_fact(*run, "shard"));
+    if (!shard.empty() && (!stored || *stored != std::make_pair(rq.shard, rq.shards)))
+      throw Fatal("run " + std::to_string(resume) + " is " +
+                      (stored ? "shard " + store::run_fact(*run, "shard") : std::string("not sharded")) +
+                      "; --resume continues it as planned: drop --shard " + shard,
+                  k_exit_usage);
+    if (stored) std::tie(rq.shard, rq.shards) = *stored;
   }
   rq.resume = resume;
   rq.command_line = join_args("run", args);
@@ -51,6 +88,7 @@ int cmd_run(const std::vector<std::string>& args) {
     nlohmann::ordered_json j{{"run", r.run_id},          {"stored", r.stored},
                              {"skipped", r.skipped},     {"not_ok", r.not_ok},
                              {"interrupted", r.interrupted}, {"accelerator", r.accelerator}};
+    if (rq.shards > 0) j["shard"] = std::to_string(rq.shard) + "/" + std::to_string(rq.shards);
     if (r.looks > 0)
       j["sequential"] = {{"look", r.look}, {"looks", r.looks}, {"verdict", core::to_string(r.verdict)},
                          {"decided", r.decided}};

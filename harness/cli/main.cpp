@@ -38,7 +38,7 @@ const std::vector<Command> k_commands = {
     {"nightly", "one night of a suite: the head of a ref measured against its history, alerts", cmd_nightly},
     {"history", "the nights of a nightly suite: a metric per cell and the verdict of each", cmd_history},
     {"bisect", "find the commit of a suite's tree that regressed: measured steps, each decided", cmd_bisect},
-    {"db", "maintain the result database: kab db prune --keep-nights N", cmd_db},
+    {"db", "maintain the result database: kab db prune --keep-nights N, kab db merge OUT IN…", cmd_db},
     {"image", "build the guest image: initramfs, or --disk the ext4 root (kab image --help)", cmd_image},
     {"doctor", "check this machine: tools, accelerator, daemons, caches, noise", cmd_doctor},
 };

@@ -111,6 +111,9 @@ class Store : public core::RunStore {
     info.accelerator = r.accelerator;
     info.libvirt_version = r.platform_versions;
     info.extra["command"] = r.command;
+    // Who made the run, once: kab db merge knows it again in any database.
+    info.extra["run.uid"] = random_hex(16);
+    info.extra["host.name"] = host_name();
     for (auto& [k, v] : host::host_environment()) info.extra[k] = v;
     if (const vm::Platform* p = vm::find_platform(r.scenario->guest.platform))
       info.extra["env.guest.memory_backing"] = std::string(p->name) + ": " + p->memory_backing;
@@ -312,6 +315,8 @@ core::RunOutcome execute_run(const RunRequest& rq) {
   for (const auto& arm : s.arms)
     if (!req.kernels.count(arm.kernel)) req.kernels[arm.kernel] = load_kernel_or_exit(arm.kernel);
   req.resume = rq.resume;
+  req.shard = rq.shard;
+  req.shards = rq.shards;
   req.keep_work = rq.keep_work;
   req.command = rq.command_line;
   req.where = rq.db_path;
@@ -399,6 +404,25 @@ TreeKernel tree_kernel(const std::string& tree, const core::KernelSpec& config, 
                  ref.c_str(), base_label.c_str());
   }
   return t;
+}
+
+std::string host_name() {
+  char host[256] = {};
+  ::gethostname(host, sizeof host - 1);
+  return host;
+}
+
+std::string random_hex(int bytes) {
+  std::ifstream in("/dev/urandom", std::ios::binary);
+  std::string raw(static_cast<std::size_t>(bytes), '\0');
+  if (!in.read(raw.data(), bytes)) throw Fatal("cannot read /dev/urandom");
+  static const char* digits = "0123456789abcdef";
+  std::string hex;
+  for (unsigned char c : raw) {
+    hex += digits[c >> 4];
+    hex += digits[c & 15];
+  }
+  return hex;
 }
 
 }  // namespace kab::cli

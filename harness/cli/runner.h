@@ -23,6 +23,7 @@ struct RunRequest {
   core::Scenario scenario;
   std::string db_path;
   std::int64_t resume = 0;      // run id to continue, 0 = new run
+  int shard = 0, shards = 0;    // kab run --shard i/N (0: the whole plan)
   bool keep_work = false;
   bool quiet = false;           // no progress line
   std::string command_line;     // how kab was invoked, stored with the run
@@ -99,5 +100,11 @@ void apply_effective(core::Scenario& s, const nlohmann::json& effective);
 
 // "kab CMD ARG…", as stored with a run.
 std::string join_args(const std::string& cmd, const std::vector<std::string>& args);
+
+// This host's name (gethostname).
+std::string host_name();
+
+// `bytes` random bytes from /dev/urandom as lowercase hex (a run's uid).
+std::string random_hex(int bytes);
 
 }  // namespace kab::cli

@@ -10,6 +10,7 @@
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
+#include <regex>
 #include <sstream>
 
 #include <unistd.h>
@@ -469,6 +470,14 @@ TEST_CASE("nightly: two nights of a moving branch, a planted delay on the second
   CHECK(log2.find("first bad commit: " + delay + " (\"TESTING: fuse: add fixed delay to writeback\"), 2 step(s) over 5 "
                   "commit(s)") != std::string::npos);
   CHECK(read(dir.path / "n2" / "quick" / "bisect.txt").find("step 2: " + delay) != std::string::npos);
+  // The commits exported for the night's builds (the head, the midpoints) no
+  // lane holds now are removed at its end: the lane holds one, the others go.
+  {
+    std::smatch m;
+    REQUIRE(std::regex_search(log2, m, std::regex("kab: nightly: removed ([0-9]+) source tree\\(s\\) no lane holds, "
+                                                  "[0-9.]+ MiB \\(--keep-sources keeps them\\)\n")));
+    CHECK(std::stoi(m[1]) >= 1);
+  }
   CHECK(read(dir.path / "n2" / "nightly.junit.xml").find("tests=\"1\" failures=\"1\"") != std::string::npos);
   // The trend page: both nights charted, night 2 linked to its comparison (night 1 had none).
   const std::string page = read(dir.path / "n2" / "nightly.html");
@@ -586,6 +595,43 @@ TEST_CASE("nightly: two nights of a moving branch, a planted delay on the second
   CHECK(bj["steps"][0]["decision"] == "regression");
   CHECK(bj["steps"][0]["change"].get<double>() < -0.3);
   CHECK(read(blog).find("first bad commit: " + delay) != std::string::npos);
+
+  // A midpoint that does not build is skipped (git bisect skip), and the
+  // bisection goes on with the nearest commit that builds; --cell names the
+  // cell. Off c2: a commit that breaks fs/fuse, its revert, the delay.
+  git(repo, {"checkout", "-q", "-b", "skip", c2});
+  std::ofstream(repo / "fs/fuse/file.c", std::ios::app) << "\nthis line is not C;\n";
+  git(repo, {"commit", "-q", "-a", "-m", "fuse: a commit that does not build"});
+  const std::string broken = git(repo, {"rev-parse", "HEAD"}).substr(0, 12);
+  git(repo, {"revert", "--no-edit", "HEAD"});
+  const std::string fixed = git(repo, {"rev-parse", "HEAD"}).substr(0, 12);
+  git(repo, {"am", "-q", k_root + "/kernels/patches/testing/0001-TESTING-fuse-add-fixed-delay-to-writeback.patch"});
+  const std::string delay2 = git(repo, {"rev-parse", "HEAD"}).substr(0, 12);
+  git(repo, {"checkout", "-q", "next"});
+  const std::string slog = (dir.path / "bisect-skip.log").string();
+  auto skip = run_kab({"bisect", suite.string(), "--good", c2, "--bad", delay2, "--cell", "virtiofsd (default)",
+                       "--repetitions", "4", "--db", dir.db(), "--out", (dir.path / "bisect-skip").string()},
+                      3600, slog);
+  INFO(read(slog));
+  CHECK(skip.exit_code == 0);
+  json sj = json::parse(read(dir.path / "bisect-skip" / "bisect.json"));
+  CHECK(sj["commits"] == 3);
+  CHECK(sj["cell"] == "virtiofsd (default)");
+  CHECK(sj["first_bad"].get<std::string>().rfind(delay2, 0) == 0);
+  REQUIRE(sj["steps"].size() == 3);
+  CHECK(sj["steps"][0]["decision"] == "regression");
+  // The first midpoint is the broken commit: skipped, no run; then its revert, good.
+  CHECK(sj["steps"][1]["commit"].get<std::string>().rfind(broken, 0) == 0);
+  CHECK(sj["steps"][1]["decision"] == "skipped");
+  CHECK(sj["steps"][1]["run"] == 0);
+  CHECK(sj["steps"][1]["why"].get<std::string>() != "");
+  CHECK(sj["steps"][2]["commit"].get<std::string>().rfind(fixed, 0) == 0);
+  CHECK(sj["steps"][2]["decision"] == "good");
+  CHECK(read(slog).find("kab: bisect step 1: " + broken + " (\"fuse: a commit that does not build\") did not build, "
+                        "skipped: ") != std::string::npos);
+  CHECK(read(slog).find("first bad commit: " + delay2 + " (\"TESTING: fuse: add fixed delay to writeback\"), 1 "
+                        "step(s) over 3 commit(s); each decision wrong with at most 2.5%, so with 97.5% or more; 1 "
+                        "commit(s) skipped: they did not build") != std::string::npos);
 
   // The user's branch is where they left it.
   CHECK(git(repo, {"rev-parse", "--abbrev-ref", "HEAD"}) == "next\n");

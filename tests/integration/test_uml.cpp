@@ -12,6 +12,7 @@
 #include <regex>
 #include <set>
 #include <sstream>
+#include <yaml-cpp/yaml.h>
 
 #include "helpers.h"
 #include "proc/runner.h"
@@ -621,4 +622,131 @@ TEST_CASE("uml: Debian's linux-source-6.12 builds from its package and is compar
     CHECK((s["writeback_tmp_peak_kb"].get<double>() > 0 || s["nr_writeback_temp_peak"].get<double>() > 0));
   }
   check_no_uml_leftovers(pid);
+}
+
+TEST_CASE("shards: the GitLab pipeline's commands, run here with two shards, give the verdicts of one unsharded run",
+          "[integration][uml][shards]") {
+  fs::path dir = TestDir("uml-shards").path;
+  const std::string scenario = k_root + "/tests/data/integration/delay-uml.yaml";
+  // The pipeline as shipped (docs/ci/gitlab-ci.yml): a parallel matrix of
+  // shard jobs and a merge-and-report job.
+  const YAML::Node ci = YAML::LoadFile(k_root + "/docs/ci/gitlab-ci.yml");
+  CHECK(ci["variables"]["KAB"].as<std::string>() == "build/harness/kab");
+  const YAML::Node measure = ci["measure"], report = ci["report"];
+  REQUIRE(measure["parallel"].as<int>() == 2);
+  CHECK(measure["before_script"][0].as<std::string>() == "make kab");
+  CHECK(report["needs"][0].as<std::string>() == "measure");
+  CHECK(report["artifacts"]["reports"]["junit"].as<std::string>() == "report/comparison.junit.xml");
+  // `make kab` builds what measures, not the tests.
+  auto [made, recipe] = proc::capture({"make", "-n", "-C", k_root, "kab"});
+  REQUIRE(made);
+  CHECK(recipe.find("--target kab kab-dpu") != std::string::npos);
+  // A job's script as the runner runs it (its lines in one shell, stopping at
+  // the first that fails), here: the binary under test for $KAB, the test's
+  // scenario for $KAB_SCENARIO, the CI variables of the job.
+  auto run_job = [&](const YAML::Node& job, Env env, const std::string& log) {
+    env.emplace_back("KAB", k_kab);
+    env.emplace_back("KAB_SCENARIO", scenario);
+    env.emplace_back("KAB_ROOT", k_root);
+    std::string script;
+    for (const auto& line : job["script"]) script += line.as<std::string>() + "\n";
+    proc::Options o;
+    o.argv = {"bash", "-e", "-o", "pipefail", "-c", script};
+    o.cwd = dir.string();
+    o.output_path = log;
+    o.env = env;
+    o.timeout_s = 1800;
+    const auto r = proc::run(o);
+    return r.signal ? 128 + r.signal : r.exit_code;
+  };
+  for (int i = 1; i <= 2; ++i) {
+    const std::string log = (dir / ("measure-" + std::to_string(i) + ".log")).string();
+    const int rc = run_job(measure, {{"CI_NODE_INDEX", std::to_string(i)}, {"CI_NODE_TOTAL", "2"}}, log);
+    INFO(read(log));
+    REQUIRE(rc == 0);
+    CHECK(read(log).find("kab: run 1: 8 samples (uml, shard " + std::to_string(i) + " of 2)") != std::string::npos);
+  }
+  // Each shard: two whole ABBA blocks of the 4, both arms alike; together the plan, no index twice.
+  std::set<int> indices;
+  for (int i = 1; i <= 2; ++i) {
+    const std::string db = (dir / "shards" / ("shard-" + std::to_string(i) + ".db")).string();
+    json samples = show(db, 1);
+    REQUIRE(samples.size() == 8);
+    int delay = 0;
+    for (const auto& s : samples) {
+      CHECK(s["status"] == "ok");
+      delay += s["arm"] == "delay";
+      CHECK(indices.insert(s["index"].get<int>()).second);
+    }
+    CHECK(delay == 4);
+  }
+  CHECK(indices.size() == 16);
+  CHECK(*indices.rbegin() == 15);
+  // The report job: merged, compared with each shard's run a block; a regression fails it (exit 1).
+  const std::string report_log = (dir / "report.log").string();
+  const int report_rc = run_job(report, {}, report_log);
+  const std::string rlog = read(report_log);
+  INFO(rlog);
+  CHECK(report_rc == 1);
+  CHECK(rlog.find("kab: db merge: runs 1 2 hold shards 1/2, 2/2 of delay-uml (seed 5): the whole plan") !=
+        std::string::npos);
+  const json sharded = json::parse(read(dir / "report" / "comparison.json"));
+  CHECK(sharded["comparison"]["run_ids"] == json::array({1, 2}));
+  CHECK(sharded["comparison"]["base"]["included"] == 8);
+  CHECK(read(dir / "report" / "comparison.junit.xml").find("<failure") != std::string::npos);
+
+  // The same plan unsharded, on this machine: the same verdicts.
+  const std::string whole_db = (dir / "whole.db").string();
+  auto whole = run_kab({"run", scenario, "--db", whole_db}, 1800, (dir / "whole.log").string());
+  INFO(read(dir / "whole.log"));
+  REQUIRE(whole.exit_code == 0);
+  const json unsharded = last_json(run_kab({"report", "1", "--db", whole_db, "--format", "json"}, 120).output);
+  CHECK(unsharded["comparison"]["verdict"] == "regression");
+  CHECK(sharded["comparison"]["verdict"] == unsharded["comparison"]["verdict"]);
+  auto verdict_of = [](const json& c, const std::string& metric) {
+    for (const auto& m : c["comparison"]["cells"][0]["metrics"])
+      if (m["metric"] == metric) return m["verdict"].get<std::string>();
+    return std::string("absent");
+  };
+  CHECK(verdict_of(sharded, "bandwidth") == "regression");
+  CHECK(verdict_of(sharded, "bandwidth") == verdict_of(unsharded, "bandwidth"));
+
+  // Merging again adds nothing and names the same runs.
+  const std::string merged = (dir / "merged.db").string();
+  auto count = [&](const std::string& db) {
+    auto [ok, n] = proc::capture({"sqlite3", db, "SELECT count(*) FROM samples"});
+    REQUIRE(ok);
+    return n;
+  };
+  REQUIRE(count(merged) == "16\n");
+  // (stdout alone: the ids, for $(…) in a job's script.)
+  auto [again, ids] = proc::capture({"bash", "-c", "KAB_ROOT=" + k_root + " " + k_kab + " db merge " + merged + " " +
+                                                      (dir / "shards/shard-1.db").string() + " " +
+                                                      (dir / "shards/shard-2.db").string() + " 2> " +
+                                                      (dir / "again.err").string()});
+  CHECK(again);
+  CHECK(ids == "1 2\n");
+  CHECK(read(dir / "again.err").find("kab: db merge: 0 runs, 0 samples, 0 kernel builds added to " + merged +
+                                     " (16 samples there already)") != std::string::npos);
+  CHECK(count(merged) == "16\n");
+  // A sample of the same run that differs is a conflict, named; nothing is written.
+  fs::copy_file(dir / "shards/shard-1.db", dir / "bad.db");
+  REQUIRE(proc::capture({"sqlite3", (dir / "bad.db").string(),
+                         "UPDATE samples SET bw_bytes = bw_bytes * 2 WHERE plan_index = (SELECT min(plan_index) FROM samples)"})
+              .first);
+  auto bad = run_kab({"db", "merge", merged, (dir / "bad.db").string()}, 120);
+  CHECK(bad.exit_code == 2);
+  CHECK(bad.output.find("nothing merged into " + merged + ": 1 conflict") != std::string::npos);
+  CHECK(bad.output.find(" differs: " + (dir / "bad.db").string() + " run 1 holds ") != std::string::npos);
+  CHECK(count(merged) == "16\n");
+  // So is a second run of one shard of the plan (another run, the same shard).
+  fs::copy_file(dir / "shards/shard-1.db", dir / "twin.db");
+  REQUIRE(proc::capture({"sqlite3", (dir / "twin.db").string(),
+                         "UPDATE runs SET extra_json = json_set(extra_json, '$.\"run.uid\"', 'twin')"})
+              .first);
+  auto twin = run_kab({"db", "merge", merged, (dir / "twin.db").string()}, 120);
+  CHECK(twin.exit_code == 2);
+  CHECK(twin.output.find("shard 1/2 of delay-uml (seed 5) is in " + (dir / "twin.db").string() + " run 1 and in " +
+                         merged + " run 1, two runs of it") != std::string::npos);
+  CHECK(count(merged) == "16\n");
 }
