@@ -682,6 +682,22 @@ TEST_CASE("shards: the GitLab pipeline's commands, run here with two shards, giv
   }
   CHECK(indices.size() == 16);
   CHECK(*indices.rbegin() == 15);
+  // A shard's run resumes as the shard it is: the job's command line with
+  // --resume added continues it (here: nothing missing, nothing booted),
+  // another shard is refused before anything runs.
+  {
+    const std::string db1 = (dir / "shards/shard-1.db").string();
+    auto other = run_kab({"run", scenario, "--db", db1, "--shard", "2/2", "--resume", "1"}, 60);
+    CHECK(other.exit_code == 2);
+    CHECK(other.output.find("run 1 is shard 1/2; --resume continues it as planned") != std::string::npos);
+    auto same = run_kab({"run", scenario, "--db", db1, "--shard", "1/2", "--resume", "1", "--json"}, 600);
+    INFO(same.output);
+    REQUIRE(same.ok());
+    const json r = last_json(same.output);
+    CHECK(r["stored"] == 0);
+    CHECK(r["skipped"] == 8);
+    CHECK(show(db1, 1).size() == 8);
+  }
   // The report job: merged, compared with each shard's run a block; a regression fails it (exit 1).
   const std::string report_log = (dir / "report.log").string();
   const int report_rc = run_job(report, {}, report_log);
