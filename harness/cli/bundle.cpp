@@ -105,6 +105,10 @@ void write_bundle(store::ResultStore& db, std::int64_t run_id, const std::string
     root["fio"]["job_file"] = "job.fio";
     write_text(top / "job.fio", job);
   }
+  if (const std::string check = store::run_fact(*run, "host_check_text"); !check.empty()) {
+    root["fio"]["host_check"] = "host-check.fio";
+    write_text(top / "host-check.fio", check);
+  }
   YAML::Emitter emitted;
   emitted << root;
   write_text(top / "scenario.yaml", "# " + run->info.scenario_name + " as run " + std::to_string(run_id) + " ran it\n" +

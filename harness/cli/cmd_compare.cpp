@@ -365,9 +365,7 @@ int cmd_report(const std::vector<std::string>& args) {
   // The scenario as it was run (its text is stored with the run); kernels
   // and fio options are not re-checked against today's files.
   scenario::Context as_run;
-  auto job = first->info.extra.find("job_file_text");
-  const std::string job_text = job == first->info.extra.end() ? "" : job->second;
-  as_run.read_job_file = [job_text](const std::string&) { return std::optional<std::string>(job_text); };
+  as_run.read_job_file = stored_job_files(*first);
   as_run.min_arms = 1;   // a gate run's scenario has one; said below
   auto parsed = scenario::parse_scenario(first->info.scenario_name + " (run " + std::to_string(ids.front()) + ")",
                                          first->info.scenario_text, as_run);

@@ -152,7 +152,7 @@ int cmd_show(const std::vector<std::string>& args) {
       arr.push_back({{"index", s.plan_index}, {"arm", s.arm}, {"kernel", s.kernel}, {"backend", s.backend},
                      {"cell", core::cell_label(s.cell)}, {"repetition", s.repetition},
                      {"status", core::to_string(s.health.status)}, {"reason", s.health.reason},
-                     {"failed_by", core::to_string(s.health.failed_by)},
+                     {"failed_by", core::to_string(s.health.failed_by)}, {"findings", s.health.findings},
                      {"bw_bytes", s.fio.bw_bytes}, {"iops", s.fio.iops},
                      {"read_bw_bytes", s.fio.read_bw_bytes}, {"write_bw_bytes", s.fio.write_bw_bytes},
                      {"read_iops", s.fio.read_iops}, {"write_iops", s.fio.write_iops}, {"clat_p99_ns", s.fio.clat_p99_ns},

@@ -52,7 +52,8 @@ std::optional<Shard> shard_of_run(const store::RunRecord& r) {
 // The plan a shard is part of: the same scenario as run, seed and split.
 std::string shard_set_key(const store::RunRecord& r, int count) {
   return core::fnv1a64_hex(r.info.scenario_text + "\n" + store::run_fact(r, "scenario.effective") + "\n" +
-                           store::run_fact(r, "job_file_text") + "\n" + std::to_string(r.info.plan_seed) + "\n" +
+                           store::run_fact(r, "job_file_text") + "\n" + store::run_fact(r, "host_check_text") +
+                           "\n" + std::to_string(r.info.plan_seed) + "\n" +
                            std::to_string(count));
 }
 

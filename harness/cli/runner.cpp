@@ -11,6 +11,8 @@
 #include <map>
 #include <thread>
 
+#include <nlohmann/json.hpp>
+
 #include "backend/backends.h"
 #include "cli/app.h"
 #include "core/health.h"
@@ -97,9 +99,8 @@ class Store : public core::RunStore {
   std::optional<core::StoredRun> stored_run(std::int64_t id) override {
     auto r = m_db.run(id);
     if (!r) return std::nullopt;
-    auto job = r->info.extra.find("job_file_text");
     return core::StoredRun{r->info.plan_seed, r->info.plan_size, r->info.scenario_text,
-                           job == r->info.extra.end() ? "" : job->second};
+                           store::run_fact(*r, "job_file_text"), store::run_fact(*r, "host_check_text")};
   }
   std::int64_t begin_run(const core::RunRecord& r) override {
     store::RunInfo info = host_run_info();
@@ -127,6 +128,10 @@ class Store : public core::RunStore {
     info.extra["image"] = r.image.description;
     // The job file as read: a resume must run the same job, a report shows it.
     if (!r.scenario->fio.job_file.empty()) info.extra["job_file_text"] = r.scenario->fio.job_file_text;
+    if (!r.scenario->fio.host_check.empty()) {
+      info.extra["host_check"] = r.scenario->fio.host_check;
+      info.extra["host_check_text"] = r.scenario->fio.host_check_text;
+    }
     // What the command changed of the scenario's text (kab compare's --base,
     // --candidate, --repetitions, --until-decided, --max-samples, a replicate's
     // seed): with the text, the scenario as run (kab bundle).
@@ -233,6 +238,43 @@ class StderrProgress : public core::RunProgress {
  private:
   bool m_quiet;
 };
+
+// fio.host_check: the job file run by the host's fio in the share's
+// directory. fio says a failed verify in its exit code and in each job's
+// error; either fails the check, with fio's own words.
+std::string run_host_check(const std::string& job_text, const std::string& shared_dir, const std::string& work) {
+  std::error_code ec;
+  fs::create_directories(work, ec);
+  const std::string job = work + "/host-check.fio", json_path = work + "/host-check.json",
+                    log = work + "/host-check.log";
+  std::ofstream(job) << job_text;
+  proc::Options o;
+  o.argv = {"fio", "--output-format=json", "--output=" + json_path, job};
+  o.cwd = shared_dir;
+  o.output_path = log;
+  o.timeout_s = 600;
+  o.tail_lines = 12;
+  proc::Result r;
+  try {
+    r = proc::run(o);
+  } catch (const std::exception& e) {
+    return std::string("fio could not run: ") + e.what();
+  }
+  std::string failed_jobs;
+  try {
+    const auto j = nlohmann::json::parse(core::read_text(json_path));
+    for (const auto& jb : j.at("jobs"))
+      if (const int err = jb.value("error", 0); err != 0)
+        failed_jobs += (failed_jobs.empty() ? "" : ", ") + jb.value("jobname", std::string("?")) + " (error " +
+                       std::to_string(err) + ")";
+  } catch (const std::exception&) {
+    if (r.ok()) failed_jobs = "its JSON output (" + json_path + ") cannot be read";
+  }
+  if (r.ok() && failed_jobs.empty()) return "";
+  std::string why = "fio " + r.describe();
+  if (!failed_jobs.empty()) why += ", failed: " + failed_jobs;
+  return why + "\n" + core::trim(r.tail);
+}
 
 }  // namespace
 
@@ -343,6 +385,7 @@ core::RunOutcome execute_run(const RunRequest& rq) {
   ports.workspace = &workspace;
   ports.progress = &progress;
   ports.parse_record = fio::parse_record;
+  ports.host_check = run_host_check;
   ports.read_file = core::read_text;
   ports.remove_tree = [](const std::string& p) {
     std::error_code ec;
@@ -404,6 +447,14 @@ TreeKernel tree_kernel(const std::string& tree, const core::KernelSpec& config, 
                  ref.c_str(), base_label.c_str());
   }
   return t;
+}
+
+std::function<std::optional<std::string>(const std::string&)> stored_job_files(const store::RunRecord& run) {
+  const std::string job = store::run_fact(run, "job_file_text"), check = store::run_fact(run, "host_check_text"),
+                    check_name = fs::path(store::run_fact(run, "host_check")).filename().string();
+  return [=](const std::string& path) {
+    return std::optional<std::string>(!check_name.empty() && fs::path(path).filename() == check_name ? check : job);
+  };
 }
 
 std::string host_name() {

@@ -4,6 +4,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <nlohmann/json.hpp>
 #include <optional>
 #include <map>
@@ -103,6 +104,11 @@ std::string join_args(const std::string& cmd, const std::vector<std::string>& ar
 
 // This host's name (gethostname).
 std::string host_name();
+
+// scenario::Context::read_job_file for the scenario stored with a run: the
+// job file's and fio.host_check's texts as read when the run began (by file
+// name: the stored scenario names them relative to where it was).
+std::function<std::optional<std::string>(const std::string&)> stored_job_files(const store::RunRecord& run);
 
 // `bytes` random bytes from /dev/urandom as lowercase hex (a run's uid).
 std::string random_hex(int bytes);

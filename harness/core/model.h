@@ -59,6 +59,11 @@ struct FioSpec {
   std::string job_file;                            // run this fio job file instead (absolute path)
   std::string job_file_text;                       // its text as read when the scenario was loaded
   FioOptions override;                             // set in every job section of job_file
+  // A fio job file run on the host in the share's directory after the guest
+  // ended and before the share is removed (fio.host_check): the data as the
+  // backend stored it, read without the guest's kernel. Its failure fails the sample.
+  std::string host_check;                          // absolute path ("" = none)
+  std::string host_check_text;                     // its text as read when the scenario was loaded
 };
 
 struct Scenario {

@@ -36,6 +36,14 @@ std::string tail_lines(const std::string& text, std::size_t n) {
   return text.substr(pos + 1);
 }
 
+std::string first_line(const std::string& text) { return text.substr(0, text.find('\n')); }
+
+// The file name of a path, without its directories.
+std::string fs_name(const std::string& path) {
+  const auto slash = path.rfind('/');
+  return slash == std::string::npos ? path : path.substr(slash + 1);
+}
+
 }  // namespace
 
 Sample Orchestrator::run_one(const PlannedSample& ps, const RunSettings& st) {
@@ -121,6 +129,18 @@ Sample Orchestrator::run_one(const PlannedSample& ps, const RunSettings& st) {
   }
   const bool backend_alive = backend->alive();
   const double t_guest_end = m_p.host->now_s();
+  // The host side of the share, before the backend's stop removes it: what
+  // the guest wrote, as the backend stored it. Only after a guest that ran its
+  // job to the end (a crashed guest's files are not a finished write).
+  std::string host_check_failed;
+  if (!m_s.fio.host_check_text.empty() && out.end == GuestOutcome::End::completed) {
+    if (!m_p.host_check)
+      host_check_failed = "no host check port";
+    else if (bh.shared_dir.empty())
+      host_check_failed = "the backend has no share directory on the host";
+    else
+      host_check_failed = m_p.host_check(m_s.fio.host_check_text, bh.shared_dir, work);
+  }
   s.backend_usage = backend->stop();
   s.backend_stats_json = backend->stats_json();
   s.vm_usage = out.vm_usage;
@@ -146,6 +166,16 @@ Sample Orchestrator::run_one(const PlannedSample& ps, const RunSettings& st) {
   } else if (!backend_alive && out.end == GuestOutcome::End::failed) {
     // The hypervisor ended the guest because its backend died: say why it died.
     s.health.reason += "; its log ends: " + tail_lines(m_p.read_file(bh.log_path), 3);
+  }
+  if (!host_check_failed.empty()) {
+    // Data the guest's own checks passed (or not) and the host finds wrong:
+    // the guest's kernel wrote it, so the guest failed.
+    if (s.health.status == SampleStatus::ok) {
+      s.health.status = SampleStatus::failed;
+      s.health.reason = "host check (" + fs_name(m_s.fio.host_check) + ", on the host side of the share): " +
+                        first_line(host_check_failed);
+    }
+    s.health.findings.push_back("host check:\n" + host_check_failed);
   }
   if (s.health.status != SampleStatus::ok)
     s.health.failed_by = hypervisor_failed || out.platform_failed || (!backend_alive && out.end == GuestOutcome::End::failed)

@@ -54,6 +54,10 @@ struct OrchestratorPorts {
   RecordParser parse_record;
   std::function<std::string(const std::string& path)> read_file;
   std::function<void(const std::string& path)> remove_tree;
+  // Runs fio.host_check's job text in the share's directory (the host side
+  // of the share), its files in work_dir; "" when it passed, else why not.
+  std::function<std::string(const std::string& job_text, const std::string& shared_dir, const std::string& work_dir)>
+      host_check;
 };
 
 struct RunSettings {

@@ -120,7 +120,8 @@ RunOutcome ScenarioRun::execute(const RunRequest& rq) {
     }
     if (!stored) throw RunError(RunError::Kind::input, "no run " + std::to_string(rq.resume) + " in " + rq.where);
     if (stored->seed != plan.seed || stored->plan_size != static_cast<int>(plan.samples.size()) ||
-        stored->scenario_text != s.text || stored->job_file_text != s.fio.job_file_text)
+        stored->scenario_text != s.text || stored->job_file_text != s.fio.job_file_text ||
+        stored->host_check_text != s.fio.host_check_text)
       throw RunError(RunError::Kind::input, "run " + std::to_string(rq.resume) +
                                                 " was made from another scenario, job file or seed; cannot resume it with " +
                                                 (s.path.empty() ? s.name : s.path));
@@ -183,6 +184,7 @@ RunOutcome ScenarioRun::execute(const RunRequest& rq) {
   op.parse_record = m_p.parse_record;
   op.read_file = m_p.read_file;
   op.remove_tree = m_p.remove_tree;
+  op.host_check = m_p.host_check;
   m_p.progress->note("run " + std::to_string(res.run_id) + ": " + std::to_string(plan.samples.size()) + " samples (" +
                      res.accelerator +
                      (rq.shards ? ", shard " + std::to_string(rq.shard) + " of " + std::to_string(rq.shards) : "") +

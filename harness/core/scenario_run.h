@@ -46,6 +46,7 @@ struct StoredRun {
   int plan_size = 0;
   std::string scenario_text;
   std::string job_file_text;   // the fio job file as read when the run began ("" = none)
+  std::string host_check_text; // fio.host_check's file as read then ("" = none)
 };
 
 // The result store as a run sees it (the SQLite ResultStore in kab).
@@ -98,6 +99,9 @@ struct RunPorts {
   std::function<std::string(const std::string& path)> read_file;
   std::function<void(const std::string& path)> remove_tree;
   std::function<bool()> interrupted;
+  // OrchestratorPorts::host_check (needed when the scenario has fio.host_check).
+  std::function<std::string(const std::string& job_text, const std::string& shared_dir, const std::string& work_dir)>
+      host_check;
 };
 
 struct RunRequest {

@@ -11,8 +11,8 @@ namespace kab::scenario {
 
 namespace {
 
-const std::vector<std::string> k_gate_keys = {"families", "backends", "guest"};
-const std::vector<std::string> k_family_keys = {"job_file", "summary", "memory", "backends"};
+const std::vector<std::string> k_gate_keys = {"families", "backends", "guest", "host_check"};
+const std::vector<std::string> k_family_keys = {"job_file", "summary", "memory", "backends", "host_check"};
 
 std::string dump(const YAML::Node& n) {
   YAML::Emitter e;
@@ -33,6 +33,18 @@ Parsed<GateDefinition> parse_gate(const std::string& path, const std::string& te
       r.error_at(*root, "a gate definition must be a map (families, backends, guest), got " + kind_of(*root));
     } else {
       r.check_keys(*root, k_gate_keys);
+      // A job file beside the definition, resolved and required to exist.
+      auto job_path = [&](const YAML::Node& node, const std::string& what) -> std::string {
+        auto s = r.scalar(node, what);
+        if (!s) return "";
+        fs::path p = *s;
+        if (p.is_relative()) p = dir / p;
+        if (!fs::exists(p)) r.error_at(node, "job file '" + *s + "' does not exist (looked for " + p.string() + ")");
+        return p.lexically_normal().string();
+      };
+      // The host check every family ends with, unless it names its own.
+      std::string host_check;
+      if ((*root)["host_check"]) host_check = job_path((*root)["host_check"], "host_check");
       if (r.require(*root, "families", "gate definition") && r.expect_map((*root)["families"], "families")) {
         const YAML::Node families = (*root)["families"];
         for (auto it = families.begin(); it != families.end(); ++it) {
@@ -42,12 +54,8 @@ Parsed<GateDefinition> parse_gate(const std::string& path, const std::string& te
           if (!r.expect_map(v, "families." + f.name)) continue;
           r.check_keys(v, k_family_keys);
           if (!r.require(v, "job_file", "family '" + f.name + "'")) continue;
-          if (auto s = r.scalar(v["job_file"], "job_file")) {
-            fs::path p = *s;
-            if (p.is_relative()) p = dir / p;
-            if (!fs::exists(p)) r.error_at(v["job_file"], "job file '" + *s + "' does not exist (looked for " + p.string() + ")");
-            f.job_file = p.lexically_normal().string();
-          }
+          f.job_file = job_path(v["job_file"], "job_file");
+          f.host_check = v["host_check"] ? job_path(v["host_check"], "host_check") : host_check;
           if (v["summary"])
             if (auto s = r.scalar(v["summary"], "summary")) f.summary = *s;
           if (v["memory"])
@@ -119,6 +127,7 @@ std::string gate_scenario_text(const GateDefinition& def, const GateFamily& fami
   guest["timeout"] = std::to_string(run.timeout_s) + "s";
   root["guest"] = guest;
   root["fio"]["job_file"] = family.job_file;
+  if (!family.host_check.empty()) root["fio"]["host_check"] = family.host_check;
   root["fio"]["override"]["runtime"] = run.runtime_s;
   root["repetitions"] = 1;
   root["seed"] = 1;

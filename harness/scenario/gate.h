@@ -14,6 +14,7 @@ namespace kab::scenario {
 struct GateFamily {
   std::string name;
   std::string job_file;   // absolute
+  std::string host_check; // absolute: fio.host_check of its scenario ("" = none)
   std::string summary;
   std::string memory;     // the guest's memory for this family ("" = the definition's)
   std::vector<std::string> backends;   // the backends it can run against ("" = all); a shared

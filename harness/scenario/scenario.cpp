@@ -26,7 +26,7 @@ const std::vector<std::string> k_backend_keys = {"name",    "type",  "binary", "
                                                  "sandbox", "store", "cpus",   "cpu_quota", "dpu"};
 const std::vector<std::string> k_dpu_keys = {"cores", "core_cpus", "latency_us", "bandwidth_mbps", "queue_depth"};
 const std::vector<std::string> k_guest_keys = {"platform", "vcpus", "memory", "cmdline", "timeout", "image"};
-const std::vector<std::string> k_fio_keys = {"job", "matrix", "exclude", "job_file", "override"};
+const std::vector<std::string> k_fio_keys = {"job", "matrix", "exclude", "job_file", "override", "host_check"};
 const std::vector<std::string> k_arm_keys = {"kernel", "variant"};
 
 class ScenarioParser {
@@ -444,36 +444,63 @@ class ScenarioParser {
   // A user's fio job file: read now (its text is run and stored with the run),
   // every option name checked against the installed fio, paths outside the
   // share and devices refused at the file's own line and column.
-  void read_job_file(const std::string& path) {
-    auto& fio = m_s.fio;
-    fio.job_file = path;
-    if (m_ctx.read_job_file) fio.job_file_text = m_ctx.read_job_file(path).value_or("");
+  // A fio job file's text, read now, with its errors at their line and
+  // column: option names the installed fio does not know, paths outside the
+  // share, no job section. On the host (fio.host_check) a job may not run
+  // commands either: exec_prerun/exec_postrun and the exec engine would run
+  // them as kab's user, outside the guest.
+  std::string read_fio_file(const std::string& path, bool on_host) {
+    std::string text;
+    if (m_ctx.read_job_file) text = m_ctx.read_job_file(path).value_or("");
     else {
       std::ifstream in(path, std::ios::binary);
       std::ostringstream ss;
       ss << in.rdbuf();
-      fio.job_file_text = ss.str();
+      text = ss.str();
     }
     std::vector<core::Diagnostic> errors;
-    core::FioJobFile file = core::parse_fio_job_file(path, fio.job_file_text, errors);
+    core::FioJobFile file = core::parse_fio_job_file(path, text, errors);
     for (const auto& sec : file.sections)
       for (const auto& o : sec.options) {
+        if (on_host && (o.key == "exec_prerun" || o.key == "exec_postrun" ||
+                        (o.key == "ioengine" && (o.value == "exec" || core::starts_with(o.value, "external")))))
+          errors.push_back({path, o.line, o.col,
+                            "'" + o.key + (o.key == "ioengine" ? "=" + o.value : std::string()) +
+                                "' runs a command, and a host check runs on the host: not allowed there",
+                            core::line_of(text, o.line)});
         if (!m_ctx.fio_knows || m_ctx.fio_knows(o.key)) continue;
         std::string msg = "unknown fio option '" + o.key + "'";
         if (auto s = core::suggest(o.key, m_ctx.fio_options)) msg += ", did you mean '" + *s + "'?";
-        errors.push_back({path, o.line, o.col, msg, core::line_of(fio.job_file_text, o.line)});
+        errors.push_back({path, o.line, o.col, msg, core::line_of(text, o.line)});
       }
     for (auto& d : core::check_fio_job_targets(file)) errors.push_back(std::move(d));
     bool any_job = false;
     for (const auto& sec : file.sections) any_job |= sec.name != "global";
     if (!any_job) errors.push_back({path, 0, 0, "the job file has no job section ([name] after [global]): fio would run nothing", ""});
     for (auto& d : errors) m_r.add(std::move(d));
+    return text;
+  }
+
+  void read_job_file(const std::string& path) {
+    m_s.fio.job_file = path;
+    m_s.fio.job_file_text = read_fio_file(path, false);
   }
 
   void parse_fio(const YAML::Node& f) {
     if (!m_r.expect_map(f, "fio")) return;
     m_r.check_keys(f, k_fio_keys);
     auto& fio = m_s.fio;
+    if (f["host_check"])
+      if (auto v = m_r.scalar(f["host_check"], "host_check")) {
+        fs::path p = *v;
+        if (p.is_relative()) p = fs::path(m_s.path).parent_path() / p;
+        if (!m_ctx.read_job_file && !fs::is_regular_file(p))
+          m_r.error_at(f["host_check"], "host_check '" + *v + "' does not exist");
+        else {
+          fio.host_check = p.lexically_normal().string();
+          fio.host_check_text = read_fio_file(fio.host_check, true);
+        }
+      }
     if (f["override"] && !f["job_file"])
       m_r.error_at(f["override"], "'override' sets options in a job file's sections: it needs 'job_file' (put options "
                                   "of a generated job under 'job')");

@@ -76,6 +76,9 @@ TEST_CASE("gate: every family runs clean on stock-6.1's debug variant and reads 
     CHECK(row["status"] == "ok");
     CHECK(json::parse(row["findings"].get<std::string>()).empty());
     CHECK(row["text"].get<std::string>().find("variant: debug") != std::string::npos);
+    // Each family ends with the gate's host check (an ok sample passed it).
+    CHECK(row["text"].get<std::string>().find("host_check: " + k_root + "/scenarios/gate/host-check.fio") !=
+          std::string::npos);
     // fio ran the family whole: every job without error, the time-based jobs
     // wrote, and the check read its 8 MiB back after the cache was dropped.
     json fio = json::parse(row["fio"].get<std::string>());
@@ -215,6 +218,16 @@ TEST_CASE("gate: a kernel that silently corrupts buffered writes fails the famil
   const std::string reason = res["reason"];
   CHECK(reason.find("fio exited") != std::string::npos);
   CHECK(reason.find("verify failed") != std::string::npos);
+  // The host's fio, reading the share's directory after the guest, finds the
+  // corrupt blocks too (the stored findings; the guest's failure is the reason).
+  bool host_found = false;
+  const json stored = show(dir.db(), res["run"].get<long long>());
+  INFO(stored.dump(2));
+  REQUIRE(stored.size() == 1);
+  for (const auto& f : stored[0]["findings"])
+    host_found |= f.get<std::string>().rfind("host check:\nfio exited with 1, failed: host-check (error 84)", 0) == 0 &&
+                  f.get<std::string>().find("verify failed at file gate-check.dat") != std::string::npos;
+  CHECK(host_found);
   check_no_leftovers();
 }
 
@@ -251,6 +264,12 @@ TEST_CASE("gate: --variant \"\" runs the kernel as defined, --keep keeps each sa
     if (!before.count(d)) kept.push_back(d);
   REQUIRE(kept.size() == 1);
   CHECK(fs::exists(fs::path(kept[0]) / "sample-0" / "console.log"));
+  // The host check (gate.yaml's host_check) read the family's check file from
+  // the share's directory on the host: all 8 MiB, every block's crc32c right.
+  const json host = json::parse(read(fs::path(kept[0]) / "sample-0" / "host-check.json"));
+  REQUIRE(host["jobs"].size() == 1);
+  CHECK(host["jobs"][0]["error"] == 0);
+  CHECK(host["jobs"][0]["read"]["io_bytes"] == 8 << 20);
   fs::remove_all(kept[0]);
   check_no_leftovers();
 }

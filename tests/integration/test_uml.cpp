@@ -766,3 +766,78 @@ TEST_CASE("shards: the GitLab pipeline's commands, run here with two shards, giv
                          merged + " run 1, two runs of it") != std::string::npos);
   CHECK(count(merged) == "16\n");
 }
+
+TEST_CASE("uml: fio.host_check reads the share on the host after the guest, and fails a sample whose data is wrong there",
+          "[integration][uml][gate]") {
+  fs::path dir = TestDir("uml-host-check").path;
+  const std::string data = k_root + "/tests/data/integration/";
+  // Written and checked in the guest, then checked on the host: every sample ok,
+  // and the host's fio read the whole file (its JSON kept with --keep).
+  {
+    const std::string db = (dir / "clean.db").string();
+    auto [r, pid] = run_kab_tracked({"run", data + "host-check-uml.yaml", "--db", db, "--json", "--keep"}, 600,
+                                    (dir / "clean.log").string());
+    const std::string out = read(dir / "clean.log");
+    INFO(out);
+    REQUIRE(r.ok());
+    const json res = last_json(out);
+    const json samples = show(db, res["run"].get<long long>());
+    REQUIRE(samples.size() == 2);
+    for (const auto& s : samples) {
+      INFO(s.dump());
+      CHECK(s["status"] == "ok");
+      const fs::path work = "/dev/shm/kab-run-" + std::to_string(res["run"].get<long long>()) + "-" +
+                            std::to_string(pid) + "/sample-" + std::to_string(s["index"].get<int>());
+      const json host = json::parse(read(work / "host-check.json"));
+      REQUIRE(host["jobs"].size() == 1);
+      CHECK(host["jobs"][0]["jobname"] == "host-check");
+      CHECK(host["jobs"][0]["error"] == 0);
+      CHECK(host["jobs"][0]["read"]["io_bytes"] == 8 << 20);   // every block of the file, verified
+      std::error_code ec;
+      fs::remove_all(work, ec);
+    }
+    check_no_uml_leftovers(pid);
+  }
+  // One block overwritten after the guest's own check passed: the guest's fio
+  // succeeds, the host's finds the block, and the sample fails for it.
+  {
+    const std::string db = (dir / "corrupt.db").string();
+    std::string t = read(data + "host-check-uml.yaml");
+    t.replace(t.find("job_file: host-check-write.fio"), 30, "job_file: " + data + "host-check-corrupt.fio");
+    t.replace(t.find("host_check: ../../../"), 21, "host_check: " + k_root + "/");
+    std::ofstream(dir / "corrupt.yaml") << t;
+    auto [r, pid] = run_kab_tracked({"run", (dir / "corrupt.yaml").string(), "--db", db, "--json"}, 600,
+                                    (dir / "corrupt.log").string());
+    const std::string out = read(dir / "corrupt.log");
+    INFO(out);
+    CHECK(r.exit_code == 3);   // no arm has an ok sample
+    const json samples = show(db, 1);
+    REQUIRE(samples.size() == 2);
+    for (const auto& s : samples) {
+      INFO(s.dump());
+      CHECK(s["status"] == "failed");
+      CHECK(s["failed_by"] == "guest");
+      CHECK(s["reason"].get<std::string>().rfind(
+                "host check (host-check.fio, on the host side of the share): fio exited with 1, failed: host-check "
+                "(error 84)",
+                0) == 0);
+      // fio's own words, in the stored findings: the block at 320 KiB.
+      bool found = false;
+      for (const auto& f : s["findings"])
+        found |= f.get<std::string>().rfind("host check:\n", 0) == 0 &&
+                 f.get<std::string>().find("offset 327680") != std::string::npos;
+      CHECK(found);
+    }
+    check_no_uml_leftovers(pid);
+  }
+  // A host check may not run commands on the host: refused at its line.
+  std::ofstream(dir / "exec.fio") << "[host-check]\nfilename=gate-check.dat\nexec_prerun=true\n";
+  std::string t = read(data + "host-check-uml.yaml");
+  t.replace(t.find("job_file: host-check-write.fio"), 30, "job_file: " + data + "host-check-write.fio");
+  t.replace(t.find("host_check: ../../../scenarios/gate/host-check.fio"), 50, "host_check: exec.fio");
+  std::ofstream(dir / "exec.yaml") << t;
+  auto v = run_kab({"validate", (dir / "exec.yaml").string()}, 60);
+  CHECK(v.exit_code == 2);
+  CHECK(v.output.find((dir / "exec.fio").string() + ":3:1: 'exec_prerun' runs a command, and a host check runs "
+                      "on the host: not allowed there") != std::string::npos);
+}

@@ -162,6 +162,37 @@ TEST_CASE("orchestrator records failures as outcomes, not exceptions", "[orchest
   }
 }
 
+TEST_CASE("orchestrator: fio.host_check runs in the share after a finished guest, before the backend stops",
+          "[orchestrator]") {
+  Rig rig("panic-after-2");
+  rig.s.fio.host_check = "/scenarios/check.fio";
+  rig.s.fio.host_check_text = "[host-check]\nverify_only=1\n";
+  std::vector<std::string> calls;
+  auto ports = rig.ports();
+  ports.host_check = [&](const std::string& job, const std::string& shared, const std::string& work) {
+    CHECK(job == rig.s.fio.host_check_text);
+    CHECK(rig.live_backends == 1);   // the share is still there
+    calls.push_back(shared);
+    return work == "/work/sample-1" ? std::string("fio exited with 1, failed: host-check (error 84)\nbad magic header")
+                                    : std::string();
+  };
+  Orchestrator o(rig.s, ports);
+  o.run(make_plan(rig.s), rig.st, [] { return false; });
+  // Only the two guests that finished: a crashed guest's files are not a finished write.
+  CHECK(calls == std::vector<std::string>{"/work/sample-0/share", "/work/sample-1/share"});
+  REQUIRE(rig.sink.samples.size() == 6);
+  CHECK(rig.sink.samples[0].health.status == SampleStatus::ok);
+  const Sample& s = rig.sink.samples[1];
+  CHECK(s.health.status == SampleStatus::failed);
+  CHECK(s.health.failed_by == FailedBy::guest);
+  CHECK(s.health.reason ==
+        "host check (check.fio, on the host side of the share): fio exited with 1, failed: host-check (error 84)");
+  REQUIRE_FALSE(s.health.findings.empty());
+  CHECK(s.health.findings.front() == "host check:\nfio exited with 1, failed: host-check (error 84)\nbad magic header");
+  CHECK(rig.sink.samples[2].health.status == SampleStatus::crashed);
+  CHECK(rig.live_backends == 0);
+}
+
 TEST_CASE("orchestrator resumes without duplicates after a kill at any sample", "[orchestrator]") {
   for (int killed_after = 0; killed_after <= 6; ++killed_after) {
     Rig rig("");

@@ -306,6 +306,34 @@ TEST_CASE("fio job files as people write them: run, or refused at their line bef
   }
 }
 
+TEST_CASE("fio.host_check: a job file for the host's fio, read and checked as the guest's, that runs no command",
+          "[scenario][fio_job]") {
+  SECTION("read beside the scenario, its text kept for the run") {
+    auto parsed = scenario::parse_scenario(
+        std::string(KAB_TEST_DATA) + "/fio/scenario.yaml",
+        "arms: {stock: stock-6.1, rfc: rfc-6.1}\nfio:\n  job_file: verify-job.fio\n  host_check: verify-job.fio\n",
+        context());
+    INFO(scenario::format_errors(parsed.errors));
+    REQUIRE(parsed.value);
+    CHECK(parsed.value->fio.host_check == std::string(KAB_TEST_DATA) + "/fio/verify-job.fio");
+    CHECK(parsed.value->fio.host_check_text == parsed.value->fio.job_file_text);
+    CHECK(parsed.value->fio.host_check_text.find("verify=") != std::string::npos);
+  }
+  SECTION("refused: a missing file, a path outside the share, a command") {
+    CHECK(job_file_scenario("falloc.fio", "  host_check: nothing.fio\n").second.find(
+              "fio/scenario.yaml:5:15: host_check 'nothing.fio' does not exist") == 0);
+    CHECK(job_file_scenario("falloc.fio", "  host_check: outside-filename.fio\n").second.find(
+              "fio/outside-filename.fio:2:10: filename=/root/fio-test.dat is outside the share") == 0);
+    CHECK(job_file_scenario("falloc.fio", "  host_check: host-exec.fio\n").second ==
+          "fio/host-exec.fio:4:1: 'exec_prerun' runs a command, and a host check runs on the host: not allowed there\n"
+          "exec_prerun=true\n^ near here\n"
+          "fio/host-exec.fio:5:1: 'ioengine=exec' runs a command, and a host check runs on the host: not allowed there\n"
+          "ioengine=exec\n^ near here\n");
+    // The same file as the guest's job: fio runs it there, in the guest.
+    CHECK(job_file_scenario("host-exec.fio").first);
+  }
+}
+
 TEST_CASE("generated jobs: every cell's values checked by the installed fio", "[scenario][fio_job]") {
   const std::string path = std::string(KAB_TEST_DATA) + "/scenarios/inline.yaml";
   auto errors_of_text = [&](const std::string& text) {
@@ -491,6 +519,9 @@ TEST_CASE("the gate's families are scenarios fio accepts, one arm each, with the
     REQUIRE(s.arms.size() == 1);
     CHECK(s.arms[0].kernel == "stock-6.1");
     CHECK(s.arms[0].variant == "debug");
+    // Every family ends with the host check of gate.yaml, read with the scenario.
+    CHECK(s.fio.host_check == KAB_SOURCE_DIR "/scenarios/gate/host-check.fio");
+    CHECK(s.fio.host_check_text.find("verify_only=1") != std::string::npos);
     if (f.name == "mmap") {   // no shared mapping of a FOPEN_DIRECT_IO file (cache=none)
       CHECK(f.backends == std::vector<std::string>{"writeback", "always", "dpu"});
       continue;
