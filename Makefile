@@ -33,10 +33,10 @@ $(BUILD)/Makefile: CMakeLists.txt
 build: $(BUILD)/Makefile
 	cmake --build $(BUILD) -j$(JOBS)
 
-# kab and kab-dpu only, not the tests: what a machine that measures needs
+# kab, kab-dpu and the guest's kab-append only, not the tests: what a machine that measures needs
 # (make demo, a CI runner's shard job).
 kab: deps $(BUILD)/Makefile
-	cmake --build $(BUILD) -j$(JOBS) --target kab kab-dpu
+	cmake --build $(BUILD) -j$(JOBS) --target kab kab-dpu kab-append
 
 # The whole suite: unit tests, then integration tests with real kernels,
 # libvirt, QEMU, virtiofsd and fio.

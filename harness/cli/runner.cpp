@@ -329,10 +329,22 @@ store::RunInfo host_run_info() {
   return info;
 }
 
+// The guest's kab-append (images/tools): beside kab, in the build tree, or in
+// PATH; else where the build puts it, for the image's "missing" error.
+std::string append_tool_path() {
+  std::error_code ec;
+  const fs::path self = fs::read_symlink("/proc/self/exe", ec).parent_path();
+  for (const fs::path& p : {self / "kab-append", self / "../images/tools/kab-append"})
+    if (fs::exists(p)) return fs::canonical(p).string();
+  const std::string in_path = proc::which("kab-append");
+  return in_path.empty() ? (self / "../images/tools/kab-append").lexically_normal().string() : in_path;
+}
+
 std::unique_ptr<core::ImageBuilder> image_builder(const std::string& kind, bool quiet) {
   image::InitramfsOptions io;
   io.cache_dir = paths().cache_dir;
   io.agent_path = paths().root + "/images/agent/init";
+  io.append_tool = append_tool_path();
   if (kind != "disk") return std::make_unique<image::InitramfsBuilder>(io);
   image::DiskImageOptions d;
   d.tree = io;

@@ -12,7 +12,9 @@ const std::regex& findings_pattern() {
       R"(Kernel panic - not syncing|Oops:|Oops\[|BUG: |kernel BUG at|WARNING: |------------\[ cut here \]|)"
       R"(KASAN:|UBSAN:|possible circular locking|possible recursive locking|inconsistent lock state|)"
       R"(INFO: task .* blocked for more than|rcu: INFO: .* stall|rcu_sched self-detected stall|)"
-      R"(soft lockup - CPU|hard LOCKUP|general protection fault|Unable to handle kernel)");
+      R"(soft lockup - CPU|hard LOCKUP|general protection fault|Unable to handle kernel|)"
+      // kab's own guest-side checks report through the kernel log (images/tools).
+      R"(kab-append: integrity check failed)");
   return re;
 }
 

@@ -163,7 +163,17 @@ Sample Orchestrator::run_one(const PlannedSample& ps, const RunSettings& st) {
       s.health.status = SampleStatus::failed;
       s.health.reason = why;
     }
-  } else if (!backend_alive && out.end == GuestOutcome::End::failed) {
+  } else if (!s.agent_record.empty()) {
+    // A guest that did not finish (hung, crashed): its record still says how
+    // long it took to boot (its uptime when fio started), the rest is not a measurement.
+    Sample partial;
+    try {
+      m_p.parse_record(s.agent_record, partial);
+    } catch (const std::exception&) {
+    }
+    s.boot_s = partial.boot_s;
+  }
+  if (out.end != GuestOutcome::End::completed && !backend_alive && out.end == GuestOutcome::End::failed) {
     // The hypervisor ended the guest because its backend died: say why it died.
     s.health.reason += "; its log ends: " + tail_lines(m_p.read_file(bh.log_path), 3);
   }

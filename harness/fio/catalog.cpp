@@ -37,6 +37,25 @@ bool Catalog::knows(const std::string& option) {
   // describes aliases (readwrite → rw) and engine options otherwise.
   auto [ok, out] = proc::capture({m_fio, "--cmdhelp=" + option});
   bool known = out.find("No such command") == std::string::npos && !core::trim(out).empty();
+  if (!known) {
+    if (!m_engine_options) {
+      m_engine_options.emplace();
+      auto [eok, engines] = proc::capture({m_fio, "--enghelp"});
+      std::istringstream es(engines);
+      for (std::string engine; std::getline(es, engine);) {
+        engine = core::trim(engine);
+        if (engine.empty() || engine.find(' ') != std::string::npos) continue;   // "Available IO engines:"
+        auto [hok, help] = proc::capture({m_fio, "--enghelp=" + engine});
+        std::istringstream hs(help);
+        for (std::string line; std::getline(hs, line);)
+          if (auto colon = line.find(':'); colon != std::string::npos) {
+            const std::string name = core::trim(line.substr(0, colon));
+            if (!name.empty() && name.find(' ') == std::string::npos) m_engine_options->insert(name);
+          }
+      }
+    }
+    known = m_engine_options->count(option) > 0;
+  }
   m_asked[option] = known;
   return known;
 }

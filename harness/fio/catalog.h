@@ -3,6 +3,8 @@
 #pragma once
 
 #include <map>
+#include <optional>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -25,6 +27,10 @@ class Catalog {
   std::string m_version;
   std::vector<std::string> m_names;
   std::map<std::string, bool> m_asked;
+  // Every engine's own options (`fio --enghelp=ENGINE`: the exec engine's
+  // program, arguments, grace_time…), listed the first time a name is not
+  // otherwise known; --cmdhelp does not name them.
+  std::optional<std::set<std::string>> m_engine_options;
 };
 
 }  // namespace kab::fio

@@ -89,6 +89,7 @@ std::string InitramfsBuilder::key() const {
   core::Sha256 h;
   h.field("kab-initramfs-v2");   // v2: busybox applet links in the tree
   h.field(core::sha256_file(m_o.agent_path)).field(core::sha256_file(m_o.busybox)).field(core::sha256_file(m_o.fio));
+  if (!m_o.append_tool.empty()) h.field("kab-append").field(core::sha256_file(m_o.append_tool));
   // Libraries by path, size and mtime: hashing ~100 MB on every run would cost seconds.
   for (const auto& l : libraries()) {
     struct stat st {};
@@ -101,6 +102,8 @@ std::string InitramfsBuilder::key() const {
 void InitramfsBuilder::require_inputs() const {
   for (const auto& f : {m_o.agent_path, m_o.busybox, m_o.fio})
     if (!fs::exists(f)) throw std::runtime_error("guest image: " + f + " is missing (make deps installs busybox-static and fio)");
+  if (!m_o.append_tool.empty() && !fs::exists(m_o.append_tool))
+    throw std::runtime_error("guest image: " + m_o.append_tool + " is missing (make kab builds it)");
 }
 
 std::vector<std::string> busybox_applets(const std::string& busybox) {
@@ -139,6 +142,8 @@ std::vector<TreeEntry> InitramfsBuilder::tree() const {
   for (const auto& a : busybox_applets(m_o.busybox))
     if ("/bin/" + a != "/bin/busybox") t.push_back({TreeEntry::Kind::symlink, "/bin/" + a, "", "busybox", 0777});
   t.push_back({TreeEntry::Kind::file, "/usr/bin/fio", m_o.fio, "", 0755});
+  // Linked statically: no library of its own to carry.
+  if (!m_o.append_tool.empty()) t.push_back({TreeEntry::Kind::file, "/usr/bin/kab-append", m_o.append_tool, "", 0755});
   for (const auto& lib : libraries()) {
     ensure_dirs(lib);
     t.push_back({TreeEntry::Kind::file, lib, fs::canonical(lib).string(), "", 0755});

@@ -33,6 +33,7 @@ struct InitramfsOptions {
   std::string agent_path;        // images/agent/init
   std::string busybox = "/bin/busybox";
   std::string fio = "/usr/bin/fio";
+  std::string append_tool;       // kab-append (images/tools), the gate's O_APPEND check ("" = none)
 };
 
 // One file of the guest's root tree. A file's bytes are read from `source`

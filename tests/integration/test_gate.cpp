@@ -3,6 +3,7 @@
 #include <catch2/catch.hpp>
 
 #include <fstream>
+#include <regex>
 #include <set>
 #include <sstream>
 
@@ -65,9 +66,9 @@ TEST_CASE("gate: every family runs clean on stock-6.1's debug variant and reads 
   const std::string log = read(dir.path / "gate.log");
   INFO(log);
   CHECK(r.exit_code == 0);
-  CHECK(log.find("gate: clean — 5 samples in 5 runs, 0 not clean") != std::string::npos);
+  CHECK(log.find("gate: clean — 6 samples in 6 runs, 0 not clean") != std::string::npos);
   json rows = gate_samples(dir.db());
-  REQUIRE(rows.size() == 5);
+  REQUIRE(rows.size() == 6);
   std::set<std::string> families;
   for (const auto& row : rows) {
     INFO(row["scenario"] << ": " << row["reason"]);
@@ -97,7 +98,20 @@ TEST_CASE("gate: every family runs clean on stock-6.1's debug variant and reads 
     CHECK(checked);
     CHECK(written > 0);
   }
-  CHECK(families == std::set<std::string>{"gate-writeback", "gate-lifecycle", "gate-mmap", "gate-mixed", "gate-pressure"});
+  CHECK(families == std::set<std::string>{"gate-writeback", "gate-lifecycle", "gate-mmap", "gate-mixed", "gate-append",
+                                          "gate-pressure"});
+  // The append family's kab-append ran in the guest and checked what its
+  // writers appended: its line in the kernel log, every writer's count > 0.
+  for (const auto& row : rows)
+    if (row["scenario"] == "gate-append") {
+      const std::string console = consoles(dir.db(), row["run"].get<long long>()).at("gate").second;
+      std::smatch m;
+      INFO(console);
+      REQUIRE(std::regex_search(console, m, std::regex("kab-append: checked append\\.dat: 4 writers appended records "
+                                                       "([0-9]+),([0-9]+),([0-9]+),([0-9]+) of 3000 bytes with "
+                                                       "O_APPEND, whole and in order")));
+      for (int i = 1; i <= 4; ++i) CHECK(std::stoi(m[i]) > 0);
+    }
   // The pressure family's guest had the little memory the family asks for,
   // and its record says whether reclaim ran (at 4 s a family it may not have).
   for (const auto& row : rows)
@@ -343,4 +357,62 @@ TEST_CASE("debug: a debug kernel boots under QEMU with KASAN and lockdep on and 
   CHECK(config.find("\nCONFIG_KASAN=y\n") != std::string::npos);
   CHECK(config.find("\nCONFIG_PROVE_LOCKING=y\n") != std::string::npos);
   check_no_leftovers();
+}
+
+TEST_CASE("gate: kab-append, the append family's check, finds a changed byte, a torn record, a lost one and a "
+          "reordered one",
+          "[integration][gate]") {
+  TestDir dir("kab-append");
+  const std::string tool = (fs::path(k_kab).parent_path() / "../images/tools/kab-append").lexically_normal().string();
+  const std::string file = (dir.path / "append.dat").string(), log = (dir.path / "kmsg.log").string();
+  auto run = [&](std::vector<std::string> argv) {
+    kab::proc::Options o;
+    o.argv = {tool};
+    o.argv.insert(o.argv.end(), argv.begin(), argv.end());
+    o.env = {{"KAB_APPEND_LOG", log}};   // the host's kernel log is not the test's
+    o.timeout_s = 120;
+    return kab::proc::run(o);
+  };
+  // Four writers, 300 records each, here on the host's file system: all checked.
+  auto r = run({file, "4", "3000", "300"});
+  INFO(r.output);
+  REQUIRE(r.ok());
+  CHECK(r.output.find(file + " 300,300,300,300\n") != std::string::npos);
+  CHECK(read(log).find("kab-append: checked " + file + ": 4 writers appended records 300,300,300,300 of 3000 bytes "
+                       "with O_APPEND, whole and in order") != std::string::npos);
+  CHECK(fs::file_size(file) == 4u * 300 * 3000);
+  const std::string good = read(file);
+  auto check_with = [&](const std::string& content, const std::string& counts) {
+    std::ofstream(file, std::ios::binary | std::ios::trunc) << content;
+    return run({"--check", file, "3000", counts});
+  };
+  auto failed_with = [&](const kab::proc::Result& res, const std::string& what) {
+    INFO(res.output);
+    CHECK(res.exit_code == 1);
+    CHECK(res.output.find("kab-append: integrity check failed: " + file + ": " + what) != std::string::npos);
+    CHECK(read(log).find("kab-append: integrity check failed: " + file + ": " + what) != std::string::npos);
+  };
+  CHECK(check_with(good, "300,300,300,300").ok());
+  // A byte of record 10's payload changed.
+  std::string changed = good;
+  changed[10 * 3000 + 100] ^= 0x20;
+  failed_with(check_with(changed, "300,300,300,300"), "record at offset 30000: writer ");
+  CHECK(read(log).find("checksum mismatch") != std::string::npos);
+  // A record torn: its second half where another's header should be.
+  std::string torn = good;
+  torn.replace(5 * 3000, 1500, good.substr(7 * 3000 + 1500, 1500));
+  failed_with(check_with(torn, "300,300,300,300"), "record at offset 15000: no record header (torn or misplaced append)");
+  // The last record lost: the size says so.
+  failed_with(check_with(good.substr(0, good.size() - 3000), "300,300,300,300"),
+              std::to_string(good.size() - 3000) + " bytes, expected " + std::to_string(good.size()));
+  // Two records of one writer in the other order.
+  auto writer_of = [&](std::size_t i) { return static_cast<unsigned char>(good[i * 3000 + 8]); };
+  std::size_t a = 0, b = 1;
+  while (writer_of(b) != writer_of(a)) ++b;
+  std::string swapped = good;
+  swapped.replace(a * 3000, 3000, good.substr(b * 3000, 3000));
+  swapped.replace(b * 3000, 3000, good.substr(a * 3000, 3000));
+  failed_with(check_with(swapped, "300,300,300,300"),
+              "record at offset 0: writer " + std::to_string(writer_of(a)) + "'s record 1, expected 0 (records lost or "
+              "reordered)");
 }

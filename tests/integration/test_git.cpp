@@ -430,6 +430,14 @@ TEST_CASE("nightly: two nights of a moving branch, a planted delay on the second
   const std::string delay = git(repo, {"rev-parse", "HEAD"}).substr(0, 12);
   doc_commit("fourth note");
   const std::string slow = doc_commit("fifth note");
+  // A source tree no lane holds (as an earlier night's exported head leaves
+  // one: night 2 builds its commits as patches in v6.1's lane and exports
+  // none): the night removes it.
+  const char* cache_env = std::getenv("KAB_CACHE_DIR");
+  const fs::path stale = fs::path(cache_env ? cache_env : std::string(std::getenv("HOME")) + "/.cache/kab") / "src" /
+                         "0bad0bad0bad0bad";
+  fs::create_directories(stale);
+  std::ofstream(stale / "Makefile") << std::string(3 << 20, 'x');
   const std::string log2_path = (dir.path / "n2.log").string();
   auto r2 = run_kab({"nightly", suite.string(), "--night", "n2", "--bisect", "--db", dir.db(), "--out",
                      (dir.path / "n2").string()},
@@ -470,13 +478,15 @@ TEST_CASE("nightly: two nights of a moving branch, a planted delay on the second
   CHECK(log2.find("first bad commit: " + delay + " (\"TESTING: fuse: add fixed delay to writeback\"), 2 step(s) over 5 "
                   "commit(s)") != std::string::npos);
   CHECK(read(dir.path / "n2" / "quick" / "bisect.txt").find("step 2: " + delay) != std::string::npos);
-  // The commits exported for the night's builds (the head, the midpoints) no
-  // lane holds now are removed at its end: the lane holds one, the others go.
+  // Source trees no lane holds are removed at the night's end: the stale one
+  // (3 MiB) at least.
   {
     std::smatch m;
     REQUIRE(std::regex_search(log2, m, std::regex("kab: nightly: removed ([0-9]+) source tree\\(s\\) no lane holds, "
-                                                  "[0-9.]+ MiB \\(--keep-sources keeps them\\)\n")));
+                                                  "([0-9.]+) MiB \\(--keep-sources keeps them\\)\n")));
     CHECK(std::stoi(m[1]) >= 1);
+    CHECK(std::stod(m[2]) >= 3.0);
+    CHECK_FALSE(fs::exists(stale));
   }
   CHECK(read(dir.path / "n2" / "nightly.junit.xml").find("tests=\"1\" failures=\"1\"") != std::string::npos);
   // The trend page: both nights charted, night 2 linked to its comparison (night 1 had none).

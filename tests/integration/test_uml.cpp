@@ -640,7 +640,7 @@ TEST_CASE("shards: the GitLab pipeline's commands, run here with two shards, giv
   // `make kab` builds what measures, not the tests.
   auto [made, recipe] = proc::capture({"make", "-n", "-C", k_root, "kab"});
   REQUIRE(made);
-  CHECK(recipe.find("--target kab kab-dpu") != std::string::npos);
+  CHECK(recipe.find("--target kab kab-dpu kab-append") != std::string::npos);
   // A job's script as the runner runs it (its lines in one shell, stopping at
   // the first that fails), here: the binary under test for $KAB, the test's
   // scenario for $KAB_SCENARIO, the CI variables of the job.

@@ -159,6 +159,8 @@ class FakeHost : public HostProbe {
 
 // The record parser's stand-in: a record that ends with status=ok is 100 MiB/s.
 inline std::string fake_parse_record(const std::string& rec, Sample& s) {
+  // The guest's uptime at fio's start, as the real parser reads it (ended or not).
+  if (auto at = rec.find("KAB-FIO-START uptime="); at != std::string::npos) s.boot_s = std::stod(rec.substr(at + 21));
   if (rec.find("KAB-END status=ok") == std::string::npos) return "no end";
   s.fio.bw_bytes = 100 << 20;
   return "";

@@ -103,6 +103,15 @@ TEST_CASE("orchestrator records failures as outcomes, not exceptions", "[orchest
     CHECK(s.health.findings.back().find("console tail:") == 0);
     CHECK(rig.live_backends == 0);
   }
+  SECTION("a guest that hung after fio started: its boot time from its record, QEMU's start-up added") {
+    Rig rig("boot-timeout@3");
+    rig.fs.files["/work/sample-3/report.log"] = "KAB-BEGIN sample=3 uptime=0.4\nKAB-FIO-START uptime=9.25\n";
+    rig.run();
+    const Sample& s = rig.sink.samples[3];
+    CHECK(s.health.status == SampleStatus::timeout);
+    CHECK(s.boot_s == Approx(9.25 + 0.5));
+    CHECK(s.fio_s == 0);   // fio did not end: no measurement
+  }
   SECTION("panic-after-2") {
     Rig rig("panic-after-2");
     auto sum = rig.run();

@@ -498,7 +498,7 @@ TEST_CASE("the gate's families are scenarios fio accepts, one arm each, with the
   REQUIRE(def.value);
   std::vector<std::string> names;
   for (const auto& f : def.value->families) names.push_back(f.name);
-  CHECK(names == std::vector<std::string>{"writeback", "lifecycle", "mmap", "mixed", "pressure"});
+  CHECK(names == std::vector<std::string>{"writeback", "lifecycle", "mmap", "mixed", "append", "pressure"});
   CHECK(def.value->backends == std::vector<std::string>{"writeback", "always", "none", "dpu"});
   scenario::Context ctx = context();
   ctx.min_arms = 1;
