@@ -241,8 +241,10 @@ class StderrProgress : public core::RunProgress {
 
 // fio.host_check: the job file run by the host's fio in the share's
 // directory. fio says a failed verify in its exit code and in each job's
-// error; either fails the check, with fio's own words.
-std::string run_host_check(const std::string& job_text, const std::string& shared_dir, const std::string& work) {
+// error: a job's error is wrong data; fio failing without one (missing,
+// timed out, the job rejected) is a check that could not be made.
+core::HostCheckResult run_host_check(const std::string& job_text, const std::string& shared_dir,
+                                     const std::string& work) {
   std::error_code ec;
   fs::create_directories(work, ec);
   const std::string job = work + "/host-check.fio", json_path = work + "/host-check.json",
@@ -258,7 +260,7 @@ std::string run_host_check(const std::string& job_text, const std::string& share
   try {
     r = proc::run(o);
   } catch (const std::exception& e) {
-    return std::string("fio could not run: ") + e.what();
+    return {std::string("fio could not run: ") + e.what(), false};
   }
   std::string failed_jobs;
   try {
@@ -268,12 +270,12 @@ std::string run_host_check(const std::string& job_text, const std::string& share
         failed_jobs += (failed_jobs.empty() ? "" : ", ") + jb.value("jobname", std::string("?")) + " (error " +
                        std::to_string(err) + ")";
   } catch (const std::exception&) {
-    if (r.ok()) failed_jobs = "its JSON output (" + json_path + ") cannot be read";
+    if (r.ok()) return {"fio exited with 0 but its JSON output (" + json_path + ") cannot be read", false};
   }
-  if (r.ok() && failed_jobs.empty()) return "";
+  if (r.ok() && failed_jobs.empty()) return {};
   std::string why = "fio " + r.describe();
   if (!failed_jobs.empty()) why += ", failed: " + failed_jobs;
-  return why + "\n" + core::trim(r.tail);
+  return {why + "\n" + core::trim(r.tail), !failed_jobs.empty() && !r.timed_out && !r.interrupted};
 }
 
 }  // namespace

@@ -50,6 +50,10 @@ struct GuestSpec {
   std::string cmdline;             // extra kernel command line
   double timeout_s = 300;          // per-sample timeout
   std::string image = "initramfs"; // initramfs | disk
+  // A line the console must hold for a finished sample to be ok
+  // (guest.expect_console): a guest-side check that reports through the
+  // kernel log (kab-append) and never ran, or was killed first, fails the sample.
+  std::string expect_console;
 };
 
 struct FioSpec {

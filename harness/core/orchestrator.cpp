@@ -128,23 +128,23 @@ Sample Orchestrator::run_one(const PlannedSample& ps, const RunSettings& st) {
     out.reason = std::string("hypervisor: ") + e.what();
   }
   const bool backend_alive = backend->alive();
-  const double t_guest_end = m_p.host->now_s();
   // The host side of the share, before the backend's stop removes it: what
   // the guest wrote, as the backend stored it. Only after a guest that ran its
   // job to the end (a crashed guest's files are not a finished write).
-  std::string host_check_failed;
+  HostCheckResult host_check;
   if (!m_s.fio.host_check_text.empty() && out.end == GuestOutcome::End::completed) {
     if (!m_p.host_check)
-      host_check_failed = "no host check port";
+      host_check = {"no host check port", false};
     else if (bh.shared_dir.empty())
-      host_check_failed = "the backend has no share directory on the host";
+      host_check = {"the backend has no share directory on the host", false};
     else
-      host_check_failed = m_p.host_check(m_s.fio.host_check_text, bh.shared_dir, work);
+      host_check = m_p.host_check(m_s.fio.host_check_text, bh.shared_dir, work);
   }
+  const double t_stop = m_p.host->now_s();   // teardown: the backend's stop, not the check
   s.backend_usage = backend->stop();
   s.backend_stats_json = backend->stats_json();
   s.vm_usage = out.vm_usage;
-  s.teardown_s = m_p.host->now_s() - t_guest_end;
+  s.teardown_s = m_p.host->now_s() - t_stop;
   s.host_load_after = m_p.host->load1();
   s.host_steal_pct = m_p.host->steal_pct_since_last();
 
@@ -177,18 +177,29 @@ Sample Orchestrator::run_one(const PlannedSample& ps, const RunSettings& st) {
     // The hypervisor ended the guest because its backend died: say why it died.
     s.health.reason += "; its log ends: " + tail_lines(m_p.read_file(bh.log_path), 3);
   }
-  if (!host_check_failed.empty()) {
-    // Data the guest's own checks passed (or not) and the host finds wrong:
-    // the guest's kernel wrote it, so the guest failed.
+  bool host_check_platform = false;
+  if (!host_check.failure.empty()) {
+    // Data the host finds wrong: the guest's kernel wrote it, so the guest
+    // failed. A check that could not be made (fio missing, timed out, its
+    // job rejected) says nothing of the kernel: the platform failed.
     if (s.health.status == SampleStatus::ok) {
       s.health.status = SampleStatus::failed;
-      s.health.reason = "host check (" + fs_name(m_s.fio.host_check) + ", on the host side of the share): " +
-                        first_line(host_check_failed);
+      s.health.reason = "host check (" + fs_name(m_s.fio.host_check) + ", on the host side of the share)" +
+                        (host_check.data_wrong ? ": " : " could not run: ") + first_line(host_check.failure);
+      host_check_platform = !host_check.data_wrong;
     }
-    s.health.findings.push_back("host check:\n" + host_check_failed);
+    s.health.findings.push_back("host check:\n" + host_check.failure);
+  }
+  // A guest-side check that reports through the kernel log must have said
+  // it passed (guest.expect_console).
+  if (s.health.status == SampleStatus::ok && !m_s.guest.expect_console.empty() &&
+      s.console_log.find(m_s.guest.expect_console) == std::string::npos) {
+    s.health.status = SampleStatus::failed;
+    s.health.reason = "the console never says \"" + m_s.guest.expect_console +
+                      "\" (guest.expect_console): the guest's own check did not report that it passed";
   }
   if (s.health.status != SampleStatus::ok)
-    s.health.failed_by = hypervisor_failed || out.platform_failed || (!backend_alive && out.end == GuestOutcome::End::failed)
+    s.health.failed_by = host_check_platform || hypervisor_failed || out.platform_failed || (!backend_alive && out.end == GuestOutcome::End::failed)
                              ? FailedBy::platform
                              : FailedBy::guest;
   if (s.health.status != SampleStatus::ok && s.health.status != SampleStatus::unhealthy)

@@ -43,6 +43,13 @@ class HostProbe {
 // the fio adapter (it parses fio's JSON); returns "" or a failure reason.
 using RecordParser = std::function<std::string(const std::string& record, Sample& sample)>;
 
+// What fio.host_check found: "" failure when it passed; data_wrong when a
+// job of it reported an error (a failed verify), else it could not be made.
+struct HostCheckResult {
+  std::string failure;
+  bool data_wrong = false;
+};
+
 struct OrchestratorPorts {
   Hypervisor* hypervisor = nullptr;
   std::function<std::unique_ptr<Backend>(const BackendSpec&)> make_backend;
@@ -55,8 +62,8 @@ struct OrchestratorPorts {
   std::function<std::string(const std::string& path)> read_file;
   std::function<void(const std::string& path)> remove_tree;
   // Runs fio.host_check's job text in the share's directory (the host side
-  // of the share), its files in work_dir; "" when it passed, else why not.
-  std::function<std::string(const std::string& job_text, const std::string& shared_dir, const std::string& work_dir)>
+  // of the share), its files in work_dir.
+  std::function<HostCheckResult(const std::string& job_text, const std::string& shared_dir, const std::string& work_dir)>
       host_check;
 };
 

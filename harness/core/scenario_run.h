@@ -100,7 +100,7 @@ struct RunPorts {
   std::function<void(const std::string& path)> remove_tree;
   std::function<bool()> interrupted;
   // OrchestratorPorts::host_check (needed when the scenario has fio.host_check).
-  std::function<std::string(const std::string& job_text, const std::string& shared_dir, const std::string& work_dir)>
+  std::function<HostCheckResult(const std::string& job_text, const std::string& shared_dir, const std::string& work_dir)>
       host_check;
 };
 

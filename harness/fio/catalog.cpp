@@ -50,7 +50,8 @@ bool Catalog::knows(const std::string& option) {
         for (std::string line; std::getline(hs, line);)
           if (auto colon = line.find(':'); colon != std::string::npos) {
             const std::string name = core::trim(line.substr(0, colon));
-            if (!name.empty() && name.find(' ') == std::string::npos) m_engine_options->insert(name);
+            // "fio: engine rados not loadable" is not an option.
+            if (!name.empty() && name != "fio" && name.find(' ') == std::string::npos) m_engine_options->insert(name);
           }
       }
     }

@@ -25,7 +25,8 @@ const std::vector<std::string> k_stop_keys = {"until_decided", "max_samples"};
 const std::vector<std::string> k_backend_keys = {"name",    "type",  "binary", "cache",     "writeback", "thread_pool_size",
                                                  "sandbox", "store", "cpus",   "cpu_quota", "dpu"};
 const std::vector<std::string> k_dpu_keys = {"cores", "core_cpus", "latency_us", "bandwidth_mbps", "queue_depth"};
-const std::vector<std::string> k_guest_keys = {"platform", "vcpus", "memory", "cmdline", "timeout", "image"};
+const std::vector<std::string> k_guest_keys = {"platform", "vcpus",  "memory",        "cmdline",
+                                               "timeout",  "image", "expect_console"};
 const std::vector<std::string> k_fio_keys = {"job", "matrix", "exclude", "job_file", "override", "host_check"};
 const std::vector<std::string> k_arm_keys = {"kernel", "variant"};
 
@@ -299,6 +300,12 @@ class ScenarioParser {
       }
     if (g["cmdline"])
       if (auto v = m_r.scalar(g["cmdline"], "cmdline")) s.cmdline = *v;
+    if (g["expect_console"])
+      if (auto v = m_r.scalar(g["expect_console"], "expect_console")) {
+        if (v->empty() || v->find_first_of("\r\n") != std::string::npos)
+          m_r.error_at(g["expect_console"], "expect_console is text a console line holds: one line, not empty");
+        else s.expect_console = *v;
+      }
     if (g["timeout"])
       if (auto v = m_r.duration(g["timeout"], "timeout")) {
         if (*v <= 0) m_r.error_at(g["timeout"], "'timeout' must be above 0");
@@ -446,9 +453,11 @@ class ScenarioParser {
   // share and devices refused at the file's own line and column.
   // A fio job file's text, read now, with its errors at their line and
   // column: option names the installed fio does not know, paths outside the
-  // share, no job section. On the host (fio.host_check) a job may not run
-  // commands either: exec_prerun/exec_postrun and the exec engine would run
-  // them as kab's user, outside the guest.
+  // share, no job section. On the host (fio.host_check) a job runs as kab's
+  // user outside the guest, so it may not run commands (exec_prerun,
+  // exec_postrun, the exec engine), load an engine other than fio's own
+  // synchronous and asynchronous ones, name an absolute path (the share is
+  // its working directory; /mnt/kab is the guest's name for it) or write logs.
   std::string read_fio_file(const std::string& path, bool on_host) {
     std::string text;
     if (m_ctx.read_job_file) text = m_ctx.read_job_file(path).value_or("");
@@ -462,12 +471,30 @@ class ScenarioParser {
     core::FioJobFile file = core::parse_fio_job_file(path, text, errors);
     for (const auto& sec : file.sections)
       for (const auto& o : sec.options) {
-        if (on_host && (o.key == "exec_prerun" || o.key == "exec_postrun" ||
-                        (o.key == "ioengine" && (o.value == "exec" || core::starts_with(o.value, "external")))))
-          errors.push_back({path, o.line, o.col,
-                            "'" + o.key + (o.key == "ioengine" ? "=" + o.value : std::string()) +
-                                "' runs a command, and a host check runs on the host: not allowed there",
-                            core::line_of(text, o.line)});
+        if (on_host) {
+          static const std::set<std::string> engines = {"psync", "sync", "pvsync", "pvsync2", "vsync",
+                                                        "mmap",  "libaio", "posixaio", "io_uring", "null"};
+          static const std::set<std::string> logs = {"write_iolog", "read_iolog", "write_bw_log", "write_lat_log",
+                                                     "write_iops_log", "write_hist_log", "replay_redirect"};
+          std::string why;
+          if (o.key == "exec_prerun" || o.key == "exec_postrun" || (o.key == "ioengine" && o.value == "exec"))
+            why = "runs a command";
+          else if (o.key == "ioengine" && !engines.count(o.value))
+            why = "is not one of the engines a host check may load (psync, sync, pvsync, pvsync2, vsync, mmap, "
+                  "libaio, posixaio, io_uring, null)";
+          else if (logs.count(o.key))
+            why = "reads or writes a file outside the share";
+          else if ((o.key == "filename" || o.key == "directory" || o.key == "opendir") &&
+                   o.value.find('/') != std::string::npos && (o.value[0] == '/' || o.value.find("..") != std::string::npos))
+            why = "names a path outside the share (a host check runs in the share's directory: give a relative name)";
+          if (!why.empty())
+            errors.push_back({path, o.line, o.col,
+                              "'" + o.key + (o.key == "ioengine" || o.key == "filename" || o.key == "directory"
+                                                 ? "=" + o.value
+                                                 : std::string()) +
+                                  "' " + why + ", and a host check runs on the host: not allowed there",
+                              core::line_of(text, o.line)});
+        }
         if (!m_ctx.fio_knows || m_ctx.fio_knows(o.key)) continue;
         std::string msg = "unknown fio option '" + o.key + "'";
         if (auto s = core::suggest(o.key, m_ctx.fio_options)) msg += ", did you mean '" + *s + "'?";
@@ -499,6 +526,11 @@ class ScenarioParser {
         else {
           fio.host_check = p.lexically_normal().string();
           fio.host_check_text = read_fio_file(fio.host_check, true);
+          // fio's own verdict on its values, as for the guest's job.
+          if (m_ctx.fio_parse && m_r.errors().empty())
+            if (std::string msg = core::trim(m_ctx.fio_parse(fio.host_check_text)); !msg.empty())
+              m_r.error_at(f["host_check"], "fio rejects the host check (fio --parse-only: " +
+                                                msg.substr(0, msg.find('\n')) + ")");
         }
       }
     if (f["override"] && !f["job_file"])

@@ -1,13 +1,13 @@
 // kab-append: the correctness gate's O_APPEND check, run in the guest by
-// the "append" family (scenarios/gate/append.fio, through fio's exec engine).
+// the "append" family (scenarios/gate/append.fio, as a job's exec_prerun).
 // fio cannot append with O_APPEND from several processes, so this does:
 //
 //   kab-append FILE WRITERS RECORD_BYTES [MAX_RECORDS]
 //     WRITERS processes append records of RECORD_BYTES (not a multiple of
 //     the page size: partial pages are the hard case) to FILE, each opened
-//     with O_APPEND, fsync/fdatasync every 32 records, until SIGTERM (fio
-//     sends it when the job's runtime ends) or MAX_RECORDS each (default
-//     2500: 30 MB of 3000-byte records, read back in about a second). Then the
+//     with O_APPEND, fsync/fdatasync every 32 records, MAX_RECORDS each
+//     (default 2500: 30 MB of 3000-byte records, read back in about a
+//     second) or until SIGTERM/SIGINT (then what was written). Then the
 //     guest's page cache is dropped and the file read back and checked:
 //     every record whole (magic, writer, sequence, checksum), none lost or
 //     repeated, each writer's in the order it wrote them, the file's size
@@ -17,10 +17,15 @@
 //
 // A failed check is written to the kernel log (/dev/kmsg) as
 // "kab-append: integrity check failed: …", which kab's console scan reports
-// as a finding like a kernel's own, and the exit status is 1. A passed one is
-// logged there too ("kab-append: checked …"), so a run shows it happened.
-// KAB_APPEND_LOG=FILE appends those lines to FILE instead (the tests run it
-// on the host, whose kernel log is not theirs).
+// as a finding like a kernel's own; an error that is not the data's (no
+// space, a writer that could not start) as "kab-append: error: …". A passed
+// check is logged as "kab-append: checked …", and the family requires that
+// line (gate.yaml's expect_console): a check that never ran or was killed
+// before it ended fails the sample too. The exit status is 0 for a passed
+// check, 1 for wrong data, 2 for an error (fio's exec_prerun does not read it).
+// KAB_APPEND_LOG=FILE appends those lines to FILE instead, and the page cache
+// is then not dropped (the tests run it on the host, whose kernel log and
+// page cache are not theirs).
 #include <fcntl.h>
 #include <signal.h>
 #include <sys/stat.h>
@@ -32,6 +37,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <ctime>
 #include <string>
 #include <vector>
 
@@ -42,6 +48,7 @@ constexpr std::size_t k_header = 8 + 4 * 4;   // magic, writer, sequence, record
 
 volatile sig_atomic_t g_stop = 0;
 void on_term(int) { g_stop = 1; }
+bool g_child = false;   // in a writer: a failure ends only this process
 
 void log_kmsg(const std::string& line) {
   std::fprintf(stderr, "%s\n", line.c_str());
@@ -54,9 +61,18 @@ void log_kmsg(const std::string& line) {
   ::close(k);
 }
 
+// The data is wrong.
 [[noreturn]] void fail(const std::string& what) {
   log_kmsg("kab-append: integrity check failed: " + what);
+  if (g_child) std::_Exit(1);
   std::exit(1);
+}
+
+// Something other than the data went wrong: no check was made.
+[[noreturn]] void error(const std::string& what) {
+  log_kmsg("kab-append: error: " + what);
+  if (g_child) std::_Exit(2);
+  std::exit(2);
 }
 
 void put32(unsigned char* p, std::uint32_t v) { std::memcpy(p, &v, 4); }
@@ -86,19 +102,21 @@ void fill(std::vector<unsigned char>& rec, std::uint32_t writer, std::uint32_t s
 // One writer: appends until told to stop; returns how many records it wrote.
 std::uint32_t append_records(const char* path, std::uint32_t writer, std::size_t bytes, std::uint32_t max) {
   const int fd = ::open(path, O_WRONLY | O_APPEND | O_CLOEXEC);
-  if (fd < 0) fail(std::string("writer ") + std::to_string(writer) + ": open: " + std::strerror(errno));
+  if (fd < 0) error(std::string("writer ") + std::to_string(writer) + ": open: " + std::strerror(errno));
   std::vector<unsigned char> rec(bytes);
   std::uint32_t seq = 0;
   for (; seq < max && !g_stop; ++seq) {
     fill(rec, writer, seq);
     const ssize_t n = ::write(fd, rec.data(), rec.size());
-    if (n != static_cast<ssize_t>(rec.size()))
-      fail("writer " + std::to_string(writer) + ": record " + std::to_string(seq) + ": write returned " +
-           std::to_string(n) + (n < 0 ? std::string(" (") + std::strerror(errno) + ")" : std::string(" (short)")));
+    if (n < 0)   // ENOSPC, EIO: said, but not as wrong data
+      error("writer " + std::to_string(writer) + ": record " + std::to_string(seq) + ": write: " + std::strerror(errno));
+    if (n != static_cast<ssize_t>(rec.size()))   // an append of a regular file is whole or fails
+      fail("writer " + std::to_string(writer) + ": record " + std::to_string(seq) + ": a short append (" +
+           std::to_string(n) + " of " + std::to_string(rec.size()) + " bytes)");
     if (seq % 32 == 31 && ((writer % 2) ? ::fsync(fd) : ::fdatasync(fd)) != 0)
-      fail("writer " + std::to_string(writer) + ": fsync: " + std::strerror(errno));
+      error("writer " + std::to_string(writer) + ": fsync: " + std::strerror(errno));
   }
-  if (::close(fd) != 0) fail("writer " + std::to_string(writer) + ": close: " + std::strerror(errno));
+  if (::close(fd) != 0) error("writer " + std::to_string(writer) + ": close: " + std::strerror(errno));
   return seq;
 }
 
@@ -107,7 +125,7 @@ void check(const char* path, std::size_t bytes, const std::vector<std::uint32_t>
   std::uint64_t total = 0;
   for (auto c : counts) total += c;
   const int fd = ::open(path, O_RDONLY | O_CLOEXEC);
-  if (fd < 0) fail(std::string(path) + ": open: " + std::strerror(errno));
+  if (fd < 0) error(std::string(path) + ": open: " + std::strerror(errno));
   struct stat st {};
   ::fstat(fd, &st);
   if (static_cast<std::uint64_t>(st.st_size) != total * bytes)
@@ -120,7 +138,8 @@ void check(const char* path, std::size_t bytes, const std::vector<std::uint32_t>
     std::size_t got = 0;
     while (got < bytes) {
       const ssize_t n = ::pread(fd, rec.data() + got, bytes - got, static_cast<off_t>(at + got));
-      if (n <= 0) fail(std::string(path) + ": read at " + std::to_string(at + got) + " failed");
+      if (n < 0) error(std::string(path) + ": read at " + std::to_string(at + got) + ": " + std::strerror(errno));
+      if (n == 0) fail(std::string(path) + ": the file ends at " + std::to_string(at + got) + ", before its size");
       got += static_cast<std::size_t>(n);
     }
     const std::string where = std::string(path) + ": record at offset " + std::to_string(at);
@@ -137,6 +156,12 @@ void check(const char* path, std::size_t bytes, const std::vector<std::uint32_t>
     ++next[writer];
   }
   ::close(fd);
+  // Every writer's records all there (the size alone would let one writer's
+  // lost record and another's extra one pass).
+  for (std::size_t w = 0; w < counts.size(); ++w)
+    if (next[w] != counts[w])
+      fail(std::string(path) + ": writer " + std::to_string(w) + " appended " + std::to_string(counts[w]) +
+           " records, the file holds " + std::to_string(next[w]));
 }
 
 std::vector<std::uint32_t> parse_counts(const std::string& text) {
@@ -183,22 +208,42 @@ int main(int argc, char** argv) {
   const std::uint32_t max = argc == 5 ? static_cast<std::uint32_t>(std::strtoul(argv[4], nullptr, 10)) : 2500;
   if (writers < 1 || writers > 64 || bytes <= k_header || bytes > (1u << 20)) return usage();
 
+  // SIGTERM (fio, at the end of the job's runtime) and SIGINT stop the
+  // writers. Blocked from here on in this process and taken with
+  // sigtimedwait, so a stop that comes while the writers start or between two
+  // of them ending is not lost; each writer unblocks it and stops at its next record.
   struct sigaction sa {};
-  sa.sa_handler = on_term;   // no SA_RESTART: waitpid returns to pass the stop on
+  sa.sa_handler = on_term;
   ::sigaction(SIGTERM, &sa, nullptr);
   ::sigaction(SIGINT, &sa, nullptr);
+  sigset_t stops;
+  sigemptyset(&stops);
+  sigaddset(&stops, SIGTERM);
+  sigaddset(&stops, SIGINT);
+  ::sigprocmask(SIG_BLOCK, &stops, nullptr);
 
   const int fd = ::open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-  if (fd < 0) fail(std::string(path) + ": create: " + std::strerror(errno));
+  if (fd < 0) error(std::string(path) + ": create: " + std::strerror(errno));
   ::close(fd);
+  log_kmsg(std::string("kab-append: ") + std::to_string(writers) + " writers appending to " + path);
   int pipefd[2];
-  if (::pipe(pipefd) != 0) fail(std::string("pipe: ") + std::strerror(errno));
+  if (::pipe(pipefd) != 0) error(std::string("pipe: ") + std::strerror(errno));
   std::vector<pid_t> pids;
+  auto stop_writers = [&] {
+    for (pid_t p : pids) ::kill(p, SIGKILL);
+    while (::waitpid(-1, nullptr, 0) > 0) {
+    }
+  };
   for (long w = 0; w < writers; ++w) {
     const pid_t pid = ::fork();
-    if (pid < 0) fail(std::string("fork: ") + std::strerror(errno));
+    if (pid < 0) {
+      stop_writers();
+      error(std::string("fork: ") + std::strerror(errno));
+    }
     if (pid == 0) {
+      g_child = true;
       ::close(pipefd[0]);
+      ::sigprocmask(SIG_UNBLOCK, &stops, nullptr);   // a stop already pending arrives here
       std::uint32_t msg[2] = {static_cast<std::uint32_t>(w), append_records(path, static_cast<std::uint32_t>(w), bytes, max)};
       if (::write(pipefd[1], msg, sizeof msg) != sizeof msg) std::_Exit(3);
       std::_Exit(0);
@@ -206,23 +251,34 @@ int main(int argc, char** argv) {
     pids.push_back(pid);
   }
   ::close(pipefd[1]);
-  // Wait for the writers; a stop asked of this process is passed on to them.
+  // Wait for the writers, passing a stop on to them.
   bool passed_on = false;
-  for (std::size_t done = 0; done < pids.size();) {
+  std::size_t done = 0;
+  while (done < pids.size()) {
     int status = 0;
-    const pid_t pid = ::waitpid(-1, &status, 0);
-    if (pid < 0 && errno == EINTR) {
-      if (g_stop && !passed_on) {
-        for (pid_t p : pids) ::kill(p, SIGTERM);
-        passed_on = true;
+    const pid_t pid = ::waitpid(-1, &status, WNOHANG);
+    if (pid < 0) {
+      stop_writers();
+      error(std::string("waitpid: ") + std::strerror(errno));
+    }
+    if (pid > 0) {
+      ++done;
+      if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) {
+        // The writer said why in the log (1: wrong data, 2: an error).
+        const bool data = WIFEXITED(status) && WEXITSTATUS(status) == 1;
+        const std::string how = WIFEXITED(status) ? "with status " + std::to_string(WEXITSTATUS(status))
+                                                  : "by signal " + std::to_string(WTERMSIG(status));
+        stop_writers();
+        if (data) fail("a writer found its append wrong and ended " + how);
+        error("a writer ended " + how);
       }
       continue;
     }
-    if (pid < 0) fail(std::string("waitpid: ") + std::strerror(errno));
-    if (!WIFEXITED(status) || WEXITSTATUS(status) != 0)
-      fail("a writer ended " + (WIFEXITED(status) ? "with status " + std::to_string(WEXITSTATUS(status))
-                                                   : "by signal " + std::to_string(WTERMSIG(status))));
-    ++done;
+    const struct timespec tick {0, 50 * 1000 * 1000};
+    if (::sigtimedwait(&stops, nullptr, &tick) > 0 && !passed_on) {
+      for (pid_t p : pids) ::kill(p, SIGTERM);
+      passed_on = true;
+    }
   }
   std::vector<std::uint32_t> counts(static_cast<std::size_t>(writers), 0);
   std::uint32_t msg[2];
@@ -230,7 +286,8 @@ int main(int argc, char** argv) {
     if (msg[0] < counts.size()) counts[msg[0]] = msg[1];
   // Read back as the backend holds it: written back, the guest's cache dropped.
   ::sync();
-  if (const int dc = ::open("/proc/sys/vm/drop_caches", O_WRONLY | O_CLOEXEC); dc >= 0) {
+  if (const int dc = std::getenv("KAB_APPEND_LOG") ? -1 : ::open("/proc/sys/vm/drop_caches", O_WRONLY | O_CLOEXEC);
+      dc >= 0) {
     if (::write(dc, "3", 1) < 0) {
     }
     ::close(dc);

@@ -182,15 +182,20 @@ TEST_CASE("orchestrator: fio.host_check runs in the share after a finished guest
     CHECK(job == rig.s.fio.host_check_text);
     CHECK(rig.live_backends == 1);   // the share is still there
     calls.push_back(shared);
-    return work == "/work/sample-1" ? std::string("fio exited with 1, failed: host-check (error 84)\nbad magic header")
-                                    : std::string();
+    if (work == "/work/sample-1") return HostCheckResult{"fio exited with 1, failed: host-check (error 84)\nbad magic header", true};
+    if (work == "/work/sample-0") return HostCheckResult{"fio timed out after 600 s\n", false};
+    return HostCheckResult{};
   };
   Orchestrator o(rig.s, ports);
   o.run(make_plan(rig.s), rig.st, [] { return false; });
   // Only the two guests that finished: a crashed guest's files are not a finished write.
   CHECK(calls == std::vector<std::string>{"/work/sample-0/share", "/work/sample-1/share"});
   REQUIRE(rig.sink.samples.size() == 6);
-  CHECK(rig.sink.samples[0].health.status == SampleStatus::ok);
+  // A check that could not be made says nothing of the kernel: the platform failed.
+  const Sample& t = rig.sink.samples[0];
+  CHECK(t.health.status == SampleStatus::failed);
+  CHECK(t.health.failed_by == FailedBy::platform);
+  CHECK(t.health.reason == "host check (check.fio, on the host side of the share) could not run: fio timed out after 600 s");
   const Sample& s = rig.sink.samples[1];
   CHECK(s.health.status == SampleStatus::failed);
   CHECK(s.health.failed_by == FailedBy::guest);
@@ -200,6 +205,23 @@ TEST_CASE("orchestrator: fio.host_check runs in the share after a finished guest
   CHECK(s.health.findings.front() == "host check:\nfio exited with 1, failed: host-check (error 84)\nbad magic header");
   CHECK(rig.sink.samples[2].health.status == SampleStatus::crashed);
   CHECK(rig.live_backends == 0);
+}
+
+TEST_CASE("orchestrator: guest.expect_console fails a finished sample whose console lacks the line", "[orchestrator]") {
+  Rig rig("", 1);
+  rig.s.guest.expect_console = "kab-append: checked ";
+  rig.run();
+  REQUIRE(rig.sink.samples.size() == 2);
+  for (const auto& s : rig.sink.samples) {
+    CHECK(s.health.status == SampleStatus::failed);
+    CHECK(s.health.failed_by == FailedBy::guest);
+    CHECK(s.health.reason == "the console never says \"kab-append: checked \" (guest.expect_console): the guest's own "
+                             "check did not report that it passed");
+  }
+  Rig said("", 1);
+  said.s.guest.expect_console = "Run /init as init process";   // in the fake's console (tests/data/console/ok.txt)
+  said.run();
+  for (const auto& s : said.sink.samples) CHECK(s.health.status == SampleStatus::ok);
 }
 
 TEST_CASE("orchestrator resumes without duplicates after a kill at any sample", "[orchestrator]") {
