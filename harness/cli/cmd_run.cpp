@@ -6,24 +6,12 @@
 #include <nlohmann/json.hpp>
 
 #include "cli/app.h"
+#include "cli/merge.h"
 #include "cli/parse.h"
 #include "cli/runner.h"
 #include "core/text.h"
 
 namespace kab::cli {
-
-namespace {
-
-// "I/N" with 1 <= I <= N.
-std::optional<std::pair<int, int>> parse_shard(const std::string& text) {
-  int i = 0, n = 0;
-  char slash = 0, rest = 0;
-  if (std::sscanf(text.c_str(), "%d%c%d%c", &i, &slash, &n, &rest) != 3 || slash != '/' || i < 1 || i > n)
-    return std::nullopt;
-  return std::pair(i, n);
-}
-
-}  // namespace
 
 int cmd_run(const std::vector<std::string>& args) {
   CLI::App app{"Run a scenario: build what is missing, run every sample, store each the moment it ends.", "run"};

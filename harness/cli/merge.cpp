@@ -35,20 +35,6 @@ std::string fingerprint(const core::Sample& s) {
          core::to_string(s.health.status) + ", " + bw + " B/s";
 }
 
-struct Shard {
-  int index = 0, count = 0;
-};
-
-std::optional<Shard> shard_of_run(const store::RunRecord& r) {
-  Shard s;
-  char slash = 0, rest = 0;
-  const std::string text = store::run_fact(r, "shard");
-  if (std::sscanf(text.c_str(), "%d%c%d%c", &s.index, &slash, &s.count, &rest) != 3 || slash != '/' || s.index < 1 ||
-      s.index > s.count)
-    return std::nullopt;
-  return s;
-}
-
 // The plan a shard is part of: the same scenario as run, seed and split.
 std::string shard_set_key(const store::RunRecord& r, int count) {
   return core::fnv1a64_hex(r.info.scenario_text + "\n" + store::run_fact(r, "scenario.effective") + "\n" +
@@ -83,6 +69,14 @@ struct ShardSet {
 
 }  // namespace
 
+std::optional<std::pair<int, int>> parse_shard(const std::string& text) {
+  int i = 0, n = 0;
+  char slash = 0, rest = 0;
+  if (std::sscanf(text.c_str(), "%d%c%d%c", &i, &slash, &n, &rest) != 3 || slash != '/' || i < 1 || i > n)
+    return std::nullopt;
+  return std::pair(i, n);
+}
+
 MergeOutcome merge_databases(const std::string& output, const std::vector<std::string>& inputs) {
   for (const auto& in : inputs) {
     if (!fs::exists(in)) throw Fatal("kab db merge: no database " + in, k_exit_usage);
@@ -96,16 +90,17 @@ MergeOutcome merge_databases(const std::string& output, const std::vector<std::s
   std::vector<std::string> conflicts;
   auto note_shard = [&](const store::RunRecord& r, const std::string& ident, const std::string& where,
                         const std::map<std::string, Target>& known, bool from_input) {
-    auto sh = shard_of_run(r);
-    if (!sh) return;
-    ShardSet& set = sets[shard_set_key(r, sh->count)];
+    const auto shard = parse_shard(store::run_fact(r, "shard"));
+    if (!shard) return;
+    const auto [index, count] = *shard;
+    ShardSet& set = sets[shard_set_key(r, count)];
     set.scenario = r.info.scenario_name;
     set.seed = r.info.plan_seed;
-    set.count = sh->count;
+    set.count = count;
     set.touched = set.touched || from_input;
-    auto [it, fresh] = set.members.try_emplace(sh->index, ident);
+    auto [it, fresh] = set.members.try_emplace(index, ident);
     if (!fresh && it->second != ident)
-      conflicts.push_back("shard " + std::to_string(sh->index) + "/" + std::to_string(sh->count) + " of " +
+      conflicts.push_back("shard " + std::to_string(index) + "/" + std::to_string(count) + " of " +
                           r.info.scenario_name + " (seed " + std::to_string(r.info.plan_seed) + ") is in " + where +
                           " and in " + known.at(it->second).where + ", two runs of it");
   };

@@ -12,10 +12,16 @@
 #pragma once
 
 #include <cstdint>
+#include <optional>
 #include <string>
+#include <utility>
 #include <vector>
 
 namespace kab::cli {
+
+// A shard as `kab run --shard` takes it and its run stores it: "I/N" with
+// 1 <= I <= N; nullopt for anything else ("" included).
+std::optional<std::pair<int, int>> parse_shard(const std::string& text);
 
 struct MergeOutcome {
   // The output's run id of every run of the inputs, in input order (merged

@@ -1,6 +1,7 @@
 #include "core/orchestrator.h"
 
 #include <algorithm>
+#include <filesystem>
 
 #include "core/fio_job.h"
 #include "core/health.h"
@@ -37,12 +38,6 @@ std::string tail_lines(const std::string& text, std::size_t n) {
 }
 
 std::string first_line(const std::string& text) { return text.substr(0, text.find('\n')); }
-
-// The file name of a path, without its directories.
-std::string fs_name(const std::string& path) {
-  const auto slash = path.rfind('/');
-  return slash == std::string::npos ? path : path.substr(slash + 1);
-}
 
 }  // namespace
 
@@ -173,7 +168,7 @@ Sample Orchestrator::run_one(const PlannedSample& ps, const RunSettings& st) {
     }
     s.boot_s = partial.boot_s;
   }
-  if (out.end != GuestOutcome::End::completed && !backend_alive && out.end == GuestOutcome::End::failed) {
+  if (!backend_alive && out.end == GuestOutcome::End::failed) {
     // The hypervisor ended the guest because its backend died: say why it died.
     s.health.reason += "; its log ends: " + tail_lines(m_p.read_file(bh.log_path), 3);
   }
@@ -184,7 +179,7 @@ Sample Orchestrator::run_one(const PlannedSample& ps, const RunSettings& st) {
     // job rejected) says nothing of the kernel: the platform failed.
     if (s.health.status == SampleStatus::ok) {
       s.health.status = SampleStatus::failed;
-      s.health.reason = "host check (" + fs_name(m_s.fio.host_check) + ", on the host side of the share)" +
+      s.health.reason = "host check (" + std::filesystem::path(m_s.fio.host_check).filename().string() + ", on the host side of the share)" +
                         (host_check.data_wrong ? ": " : " could not run: ") + first_line(host_check.failure);
       host_check_platform = !host_check.data_wrong;
     }

@@ -508,6 +508,21 @@ class ScenarioParser {
     return text;
   }
 
+  // A file the scenario names under KEY (fio.job_file, fio.host_check),
+  // relative to the scenario's directory; nullopt, with the error at the key,
+  // when it is not there.
+  std::optional<fs::path> file_beside(const YAML::Node& node, const std::string& key) {
+    auto v = m_r.scalar(node, key);
+    if (!v) return std::nullopt;
+    fs::path p = *v;
+    if (p.is_relative()) p = fs::path(m_s.path).parent_path() / p;
+    if (!m_ctx.read_job_file && !fs::is_regular_file(p)) {
+      m_r.error_at(node, key + " '" + *v + "' does not exist");
+      return std::nullopt;
+    }
+    return p;
+  }
+
   void read_job_file(const std::string& path) {
     m_s.fio.job_file = path;
     m_s.fio.job_file_text = read_fio_file(path, false);
@@ -518,32 +533,20 @@ class ScenarioParser {
     m_r.check_keys(f, k_fio_keys);
     auto& fio = m_s.fio;
     if (f["host_check"])
-      if (auto v = m_r.scalar(f["host_check"], "host_check")) {
-        fs::path p = *v;
-        if (p.is_relative()) p = fs::path(m_s.path).parent_path() / p;
-        if (!m_ctx.read_job_file && !fs::is_regular_file(p))
-          m_r.error_at(f["host_check"], "host_check '" + *v + "' does not exist");
-        else {
-          fio.host_check = p.lexically_normal().string();
-          fio.host_check_text = read_fio_file(fio.host_check, true);
-          // fio's own verdict on its values, as for the guest's job.
-          if (m_ctx.fio_parse && m_r.errors().empty())
-            if (std::string msg = core::trim(m_ctx.fio_parse(fio.host_check_text)); !msg.empty())
-              m_r.error_at(f["host_check"], "fio rejects the host check (fio --parse-only: " +
-                                                msg.substr(0, msg.find('\n')) + ")");
-        }
+      if (auto p = file_beside(f["host_check"], "host_check")) {
+        fio.host_check = p->lexically_normal().string();
+        fio.host_check_text = read_fio_file(fio.host_check, true);
+        // fio's own verdict on its values, as for the guest's job.
+        if (m_ctx.fio_parse && m_r.errors().empty())
+          if (std::string msg = core::trim(m_ctx.fio_parse(fio.host_check_text)); !msg.empty())
+            m_r.error_at(f["host_check"], "fio rejects the host check (fio --parse-only: " +
+                                              msg.substr(0, msg.find('\n')) + ")");
       }
     if (f["override"] && !f["job_file"])
       m_r.error_at(f["override"], "'override' sets options in a job file's sections: it needs 'job_file' (put options "
                                   "of a generated job under 'job')");
     if (f["job_file"]) {
-      if (auto v = m_r.scalar(f["job_file"], "job_file")) {
-        fs::path p = *v;
-        if (p.is_relative()) p = fs::path(m_s.path).parent_path() / p;
-        if (!m_ctx.read_job_file && !fs::is_regular_file(p))
-          m_r.error_at(f["job_file"], "job_file '" + *v + "' does not exist");
-        else read_job_file(p.string());
-      }
+      if (auto p = file_beside(f["job_file"], "job_file")) read_job_file(p->string());
       if (f["job"] || f["matrix"])
         m_r.error_at(f["job_file"], "'job_file' runs a fio job file as it is: it excludes 'job' and 'matrix' (use "
                                     "'override' to change its options)");

@@ -394,7 +394,8 @@ TEST_CASE("nightly: two nights of a moving branch, a planted delay on the second
     CHECK(timer.find("\nOnCalendar=*-*-* 01:00:00\n") != std::string::npos);
     CHECK(timer.find("\nUnit=kab-nightly@%i.service\n") != std::string::npos);
   }
-  unit_args.insert(unit_args.end(), {"--night", "n1", "--out", (dir.path / "n1").string()});
+  // --keep-sources: night 1 removes no source tree (night 2, without it, does).
+  unit_args.insert(unit_args.end(), {"--night", "n1", "--keep-sources", "--out", (dir.path / "n1").string()});
   const auto r1 = run_kab(unit_args, 3600, (dir.path / "n1.log").string());
   const std::string log1 = read(dir.path / "n1.log");
   INFO(log1);
@@ -404,6 +405,7 @@ TEST_CASE("nightly: two nights of a moving branch, a planted delay on the second
                   "as v6.1 itself; 1 scenario; baseline the last 3 night(s) that did not regress\n") != std::string::npos);
   CHECK(log1.find("kab: nightly fuse-it, night n1, quick (run 1): no earlier night to compare with: this night is the "
                   "baseline's first\n") != std::string::npos);
+  CHECK(log1.find("kab: nightly: removed") == std::string::npos);
   json s1 = json::parse(read(dir.path / "n1" / "nightly.json"));
   CHECK(s1["exit_code"] == 0);
   REQUIRE(s1["scenarios"].size() == 1);
