@@ -11,7 +11,10 @@
 #include "cli/runner.h"
 #include "core/hash.h"
 #include "core/planner.h"
+#include "core/system.h"
 #include "core/text.h"
+#include "kernel/builder.h"
+#include "kernel/git_source.h"
 #include "proc/runner.h"
 #include "scenario/scenario.h"
 #include "scenario/yaml_reader.h"
@@ -61,12 +64,65 @@ json host_facts(const store::RunInfo& i) {
   return h;
 }
 
+// A kernel built from a git repository, as the bundle holds it: the commit
+// it builds on (source: {git: REPO, ref: COMMIT}; the rerun names a clone of
+// REPO with --tree when REPO is not there), the change under test (commits
+// or a series) as one mbox beside it, its patch files and fragments as in
+// kernels/. The same inputs by patch-id: the same build key.
+void write_git_kernel(const fs::path& top, const std::string& kernel, const core::KernelSpec& spec,
+                      const kernel::BuildInputs& in, const fs::path& kernels_dir) {
+  if (spec.git_ref == "WORKTREE")
+    throw Fatal("kernel " + kernel + " is the work tree of " + spec.git_repo +
+                    " with its uncommitted changes, which exist only on this machine: commit them and compare the commit",
+                k_exit_usage);
+  const std::string prefix = "git commit ";
+  const std::string commit = in.source_identity.substr(prefix.size());
+  const std::size_t mails = in.patch_paths.size() - spec.patches.size();
+  YAML::Node k(YAML::NodeType::Map);
+  k["description"] = in.source_name + (mails > 0 ? " and the change the run measured" : "");
+  k["source"]["git"] = spec.git_repo;
+  k["source"]["ref"] = commit;
+  if (mails > 0) {
+    // The mails of the commits or the series, in order, as one mbox.
+    std::string mbox;
+    for (std::size_t i = 0; i < mails; ++i) {
+      std::string text = core::read_text(in.patch_paths[i]);
+      if (!core::starts_with(text, "From ")) text = "From 0000000000000000000000000000000000000000 Mon Sep 17 00:00:00 2001\n" + text;
+      if (!text.empty() && text.back() != '\n') text += '\n';
+      mbox += text;
+    }
+    write_text(top / "kernels" / "patches" / (kernel + ".mbox"), mbox);
+    k["series"] = kernel + ".mbox";
+  }
+  auto relative = [&](const std::string& f, const char* sub) {
+    auto rel = inside(f, kernels_dir / sub);
+    if (!rel)
+      throw Fatal("kernel " + kernel + " names " + f + ", outside " + (kernels_dir / sub).string() +
+                      ": a bundle keeps the files of kernels/ at their places",
+                  k_exit_usage);
+    fs::create_directories((top / "kernels" / sub / *rel).parent_path());
+    fs::copy_file(f, top / "kernels" / sub / *rel, fs::copy_options::overwrite_existing);
+    return rel->string();
+  };
+  for (const auto& p : spec.patches) k["patches"].push_back(relative(p, "patches"));
+  k["config"]["base"] = spec.config_base;
+  for (const auto& f : spec.fragments) k["config"]["fragments"].push_back(relative(f, "configs"));
+  for (const auto& [arch, frags] : spec.arch_fragments)
+    for (const auto& f : frags) k["config"]["arch_fragments"][arch].push_back(relative(f, "configs"));
+  for (const auto& [variant, frags] : spec.variants)
+    for (const auto& f : frags) k["variants"][variant].push_back(relative(f, "configs"));
+  YAML::Emitter emitted;
+  emitted << k;
+  write_text(top / "kernels" / (kernel + ".yaml"), "# " + kernel + " as the run built it\n" + std::string(emitted.c_str()) + "\n");
+}
+
 }  // namespace
 
-OpenedBundle read_bundle(const std::string& file, const std::string& dir);
+OpenedBundle read_bundle(const std::string& file, const std::string& dir, const std::string& tree);
 
 void write_bundle(store::ResultStore& db, std::int64_t run_id, const std::string& out,
-                  const std::map<std::string, core::KernelSpec>& used, const std::string& kernels_dir) {
+                  const std::map<std::string, core::KernelSpec>& used, const std::string& kernels_dir,
+                  const kernel::Builder& builder) {
   auto run = db.run(run_id);
   if (!run) throw Fatal("no run " + std::to_string(run_id) + " in " + db.path().string(), k_exit_usage);
   const std::string effective_text = store::run_fact(*run, "scenario.effective");
@@ -136,33 +192,50 @@ void write_bundle(store::ResultStore& db, std::int64_t run_id, const std::string
                                      k_exit_usage);
       spec = *parsed.value;
     }
-    if (!spec.git_repo.empty() || !core::starts_with(spec.source, "linux-source-"))
+    if (spec.git_repo.empty() && !core::starts_with(spec.source, "linux-source-"))
       throw Fatal("kernel " + kernel + " builds from " + spec.source +
-                      ", which exists only on this machine; a bundle holds kernel definitions of a Debian source "
-                      "package and their files",
+                      ", which exists only on this machine; a bundle holds kernels of a Debian source package or of "
+                      "a git commit, with their files",
                   k_exit_usage);
-    // The patches as the run applied them (sha256 of each file).
-    if (rec->patch_hashes.size() != spec.patches.size())
-      throw Fatal(spec.path + " names " + std::to_string(spec.patches.size()) + " patches; run " +
-                      std::to_string(run_id) + " built " + kernel + " with " + std::to_string(rec->patch_hashes.size()),
-                  k_exit_usage);
-    for (std::size_t i = 0; i < spec.patches.size(); ++i)
-      if (core::sha256_file(spec.patches[i]) != rec->patch_hashes[i])
-        throw Fatal(spec.patches[i] + " changed since run " + std::to_string(run_id) + " built " + kernel +
-                        " with it: the bundle would not rerun what was measured",
-                    k_exit_usage);
     if (std::find(bundled.begin(), bundled.end(), kernel) == bundled.end()) {
       bundled.push_back(kernel);
-      std::vector<std::string> files = files_of(spec);
-      files.push_back(spec.path);
-      for (const auto& f : files) {
-        auto rel = inside(f, kernels_dir);
-        if (!rel)
-          throw Fatal(spec.path + " names " + f + ", outside " + kernels_dir +
-                          ": a bundle keeps the files of kernels/ at their places",
-                      k_exit_usage);
-        fs::create_directories((top / "kernels" / *rel).parent_path());
-        fs::copy_file(f, top / "kernels" / *rel, fs::copy_options::overwrite_existing);
+      auto inputs_of = [&](const core::KernelSpec& k) {
+        try {
+          return builder.inputs_of(k, rec->arch, variant);
+        } catch (const kernel::BuildError& e) {
+          throw Fatal("kernel " + kernel + ": " + e.what(), k_exit_usage);
+        }
+      };
+      if (!spec.git_repo.empty()) {
+        write_git_kernel(top, kernel, spec, inputs_of(spec), kernels_dir);
+      } else {
+        std::vector<std::string> files = files_of(spec);
+        files.push_back(spec.path);
+        for (const auto& f : files) {
+          auto rel = inside(f, kernels_dir);
+          if (!rel)
+            throw Fatal(spec.path + " names " + f + ", outside " + kernels_dir +
+                            ": a bundle keeps the files of kernels/ at their places",
+                        k_exit_usage);
+          fs::create_directories((top / "kernels" / *rel).parent_path());
+          fs::copy_file(f, top / "kernels" / *rel, fs::copy_options::overwrite_existing);
+        }
+      }
+      // What the bundle holds is what the run built: the same inputs (the
+      // source, every patch by content or patch-id, fragments, compiler)
+      // under the same final .config make the run's build key.
+      auto bundled_spec = scenario::load_kernel((top / "kernels" / (kernel + ".yaml")).string(), (top / "kernels").string());
+      if (!bundled_spec.value) throw Fatal("kernel " + kernel + ": the definition bundled does not load: " +
+                                           scenario::format_errors(bundled_spec.errors));
+      const kernel::BuildInputs again = inputs_of(*bundled_spec.value);
+      if (core::Sha256().field(again.hash()).field(rec->config_hash).hex() != rec->build_key) {
+        std::string why;
+        if (auto built = builder.built_inputs(rec->build_key))
+          for (const auto& d : again.differences(*built)) why += "; " + d;
+        throw Fatal("kernel " + kernel + " is no longer what run " + std::to_string(run_id) + " built (build " +
+                        rec->build_key.substr(0, 12) + ")" + (why.empty() ? ": its definition, patches, fragments or the compiler changed since" : why) +
+                        ": the bundle would not rerun what was measured",
+                    k_exit_usage);
       }
     }
     fs::create_directories(top / "built");
@@ -198,7 +271,44 @@ void write_bundle(store::ResultStore& db, std::int64_t run_id, const std::string
   if (!ok) throw Fatal("tar could not write " + target + ": " + core::trim(output));
 }
 
-OpenedBundle open_bundle(const std::string& file, const std::string& dir) {
+namespace {
+
+// A bundled git kernel's source: the commit it names, in TREE (written into
+// its definition) or in the repository it was bundled from.
+void locate_git_source(const std::string& file, const std::string& name, const std::string& yaml, const std::string& tree) {
+  YAML::Node k;
+  try {
+    k = YAML::LoadFile(yaml);
+  } catch (const YAML::Exception&) {
+    return;   // loading it says what is wrong, with its line
+  }
+  if (!k.IsMap() || !k["source"] || !k["source"].IsMap() || !k["source"]["git"] || !k["source"]["ref"]) return;
+  const std::string there = k["source"]["git"].as<std::string>(""), commit = k["source"]["ref"].as<std::string>("");
+  if (commit.size() != 40 || commit.find_first_not_of("0123456789abcdef") != std::string::npos)
+    throw Fatal(file + ": kernel " + name + " names ref " + commit + "; a bundle names a commit id", k_exit_usage);
+  const std::string repo = tree.empty() ? there : fs::absolute(tree).lexically_normal().string();
+  const std::string what = "kernel " + name + " of " + file + " builds on commit " + commit.substr(0, 12) + " of " + there;
+  if (!fs::exists(fs::path(repo) / ".git"))
+    throw Fatal(tree.empty() ? what + ", which is not on this machine: name a clone that holds the commit with --tree"
+                             : "--tree " + tree + " is not a git repository (" + what + ")",
+                k_exit_usage);
+  try {
+    kernel::git_commit(repo, commit);
+  } catch (const kernel::BuildError&) {
+    throw Fatal((tree.empty() ? there : "--tree " + tree) + " does not hold commit " + commit.substr(0, 12) + " (" + what +
+                    "): fetch it there first",
+                k_exit_usage);
+  }
+  if (tree.empty()) return;
+  k["source"]["git"] = repo;
+  YAML::Emitter emitted;
+  emitted << k;
+  write_text(yaml, std::string(emitted.c_str()) + "\n");
+}
+
+}  // namespace
+
+OpenedBundle open_bundle(const std::string& file, const std::string& dir, const std::string& tree) {
   if (!fs::is_regular_file(file)) throw Fatal("--bundle " + file + " does not exist", k_exit_usage);
   std::error_code ec;
   fs::remove_all(dir, ec);
@@ -215,7 +325,7 @@ OpenedBundle open_bundle(const std::string& file, const std::string& dir) {
   auto [ok, output] = proc::capture({"tar", "-C", dir, "--no-same-owner", "--no-same-permissions", "-xzf", file}, 120);
   if (!ok) throw Fatal(file + " is not a kab bundle (tar: " + core::trim(output) + ")", k_exit_usage);
   try {
-    return read_bundle(file, dir);
+    return read_bundle(file, dir, tree);
   } catch (const json::exception& e) {
     throw Fatal(file + ": its manifest is not what kab writes: " + e.what(), k_exit_usage);
   } catch (const std::invalid_argument& e) {
@@ -225,7 +335,7 @@ OpenedBundle open_bundle(const std::string& file, const std::string& dir) {
   }
 }
 
-OpenedBundle read_bundle(const std::string& file, const std::string& dir) {
+OpenedBundle read_bundle(const std::string& file, const std::string& dir, const std::string& tree) {
   OpenedBundle b;
   b.dir = (fs::path(dir) / k_top).string();
   auto text = scenario::read_file(b.dir + "/manifest.json");
@@ -249,6 +359,8 @@ OpenedBundle read_bundle(const std::string& file, const std::string& dir) {
     k.at("config_hash").get<std::string>();
   }
   const std::string kernels_dir = b.dir + "/kernels";
+  for (const auto& name : scenario::list_kernel_names(kernels_dir))
+    locate_git_source(file, name, kernels_dir + "/" + name + ".yaml", tree);
   for (const auto& name : scenario::list_kernel_names(kernels_dir)) {
     auto parsed = scenario::load_kernel(kernels_dir + "/" + name + ".yaml", kernels_dir);
     if (!parsed.value) {
@@ -257,8 +369,11 @@ OpenedBundle read_bundle(const std::string& file, const std::string& dir) {
     }
     // What kab bundles, nothing else: a Debian source package, files of the bundle.
     const core::KernelSpec& k = *parsed.value;
-    if (!k.git_repo.empty() || !core::starts_with(k.source, "linux-source-"))
-      throw Fatal(file + ": kernel " + name + " builds from " + k.source + ", not a Debian source package", k_exit_usage);
+    if (k.git_repo.empty() && !core::starts_with(k.source, "linux-source-"))
+      throw Fatal(file + ": kernel " + name + " builds from " + k.source + ", neither a Debian source package nor a git commit",
+                  k_exit_usage);
+    if (!k.git_repo.empty() && !k.commits.empty())
+      throw Fatal(file + ": kernel " + name + " names commits " + k.commits + "; a bundle holds them as a series", k_exit_usage);
     for (const auto& f : files_of(k))
       if (!inside(f, kernels_dir) || !fs::is_regular_file(f))
         throw Fatal(file + ": kernel " + name + " names " + f + ", which is not a file of the bundle", k_exit_usage);

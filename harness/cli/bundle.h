@@ -6,7 +6,8 @@
 //   kab-bundle/scenario.yaml     the scenario as run (its job file beside it as job.fio)
 //   kab-bundle/kernels/…         each arm's kernel definition and every file it
 //                                names (patches, series, config fragments), at
-//                                their places under kernels/
+//                                their places under kernels/; a git kernel as
+//                                its commit and patches/KERNEL.mbox
 //   kab-bundle/built/ARM.config  the final .config each arm's kernel was built with
 //
 // Made with `tar`; read back by extracting into a directory of its own.
@@ -19,6 +20,7 @@
 #include <vector>
 
 #include "core/model.h"
+#include "kernel/builder.h"
 #include "store/store.h"
 
 namespace kab::cli {
@@ -27,11 +29,14 @@ inline constexpr int k_bundle_version = 1;
 
 // Writes run RUN of DB as a bundle to OUT (a .tar.gz). The kernel definitions
 // are those in USED (the ones a command made or read from a bundle, whose
-// files live under KERNELS_DIR), else KERNELS_DIR/NAME.yaml. Throws Fatal
-// (exit 2) when the run cannot be bundled: a kernel from a git tree or a
-// tarball, a file outside KERNELS_DIR, a patch that changed since the run built it.
+// files live under KERNELS_DIR), else KERNELS_DIR/NAME.yaml; BUILDER resolves
+// their inputs. A git kernel is bundled as its commit and its change as an
+// mbox. Throws Fatal (exit 2) when the run cannot be bundled: a kernel from a
+// directory or tarball or a work tree's uncommitted changes, a file outside
+// KERNELS_DIR, a kernel whose inputs changed since the run built it.
 void write_bundle(store::ResultStore& db, std::int64_t run, const std::string& out,
-                  const std::map<std::string, core::KernelSpec>& used, const std::string& kernels_dir);
+                  const std::map<std::string, core::KernelSpec>& used, const std::string& kernels_dir,
+                  const kernel::Builder& builder);
 
 struct OpenedBundle {
   std::string dir;                     // where it was extracted (kab-bundle/)
@@ -44,7 +49,9 @@ struct OpenedBundle {
 // Extracts FILE into DIR (created; emptied first) and reads it. Throws Fatal
 // (exit 2) naming what is wrong with it, and when the scenario it holds does
 // not plan byte for byte the samples the bundle recorded.
-OpenedBundle open_bundle(const std::string& file, const std::string& dir);
+// A git kernel builds on its commit in TREE when given, else in the
+// repository it was bundled from; either must hold the commit.
+OpenedBundle open_bundle(const std::string& file, const std::string& dir, const std::string& tree = "");
 
 // The facts of the bundle's host that differ here: "accelerator: kvm there, tcg here".
 std::vector<std::string> bundle_differences(const nlohmann::json& manifest, const store::RunInfo& here);

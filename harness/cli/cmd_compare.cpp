@@ -95,7 +95,8 @@ int cmd_compare(const std::vector<std::string>& args) {
                  "(or WORKTREE: the tree as it is on disk)");
   app.add_option("--tree", tree,
                  "a git repository: --base and --candidate are its refs, built with the guest config of "
-                 "kernels/stock-6.1.yaml, without a kernel definition to write");
+                 "kernels/stock-6.1.yaml, without a kernel definition to write; with --bundle, a clone that holds "
+                 "the commits the bundle's git kernels build on");
   app.add_option("--candidate-series", candidate_series,
                  "with --tree: the candidate is --base plus this mbox (git format-patch, b4 am)");
   auto* scenario_opt = app.add_option("--scenario", scenario_path, "scenario file (default scenarios/rfc-writeback.yaml)");
@@ -126,10 +127,10 @@ int cmd_compare(const std::vector<std::string>& args) {
   app.add_option("--out", out.out_dir, "also write every format into this directory");
   bundle_opt->excludes(scenario_opt)->excludes(reps_opt);
   if (auto code = parse_args(app, args)) return *code;
-  if (!bundle.empty() && (!base.empty() || !candidate.empty() || !tree.empty() || until_decided || max_samples > 0 ||
-                          replicates > 1))
+  if (!bundle.empty() && (!base.empty() || !candidate.empty() || !candidate_series.empty() || until_decided ||
+                          max_samples > 0 || replicates > 1))
     throw Fatal("--bundle reruns the comparison it holds: its kernels, scenario and plan (drop --base, --candidate, "
-                "--tree, --until-decided, --max-samples, --replicate)",
+                "--candidate-series, --until-decided, --max-samples, --replicate)",
                 k_exit_usage);
   if (!gate && (gate_time != "10m" || !gate_families.empty() || !gate_backends.empty()))
     throw Fatal("--gate-time, --gate-family and --gate-backend set up the gate: add --gate", k_exit_usage);
@@ -151,7 +152,7 @@ int cmd_compare(const std::vector<std::string>& args) {
     char tmpl[] = "/tmp/kab-rerun-XXXXXX";
     if (!::mkdtemp(tmpl)) throw Fatal("cannot make a temporary directory in /tmp");
     bundle_dir.dir = tmpl;
-    opened = open_bundle(bundle, bundle_dir.dir);
+    opened = open_bundle(bundle, bundle_dir.dir, tree);
     rq.scenario = opened->scenario;
     rq.scenario_path = opened->dir + "/scenario.yaml";
     rq.kernels = opened->kernels;
@@ -187,7 +188,7 @@ int cmd_compare(const std::vector<std::string>& args) {
   // The arms: from a git tree (kernel definitions made here), the scenario's,
   // or base/candidate as given (named after the scenario arm that uses the
   // kernel, else after the kernel).
-  if (!tree.empty()) {
+  if (!tree.empty() && !opened) {
     tree_arms(tree, base, candidate, candidate_series, rq);
   } else if (!candidate_series.empty()) {
     throw Fatal("--candidate-series is the series on --tree's --base: add --tree", k_exit_usage);
@@ -329,7 +330,7 @@ int cmd_compare(const std::vector<std::string>& args) {
     const std::string name = "kab-bundle-run" + std::to_string(run_ids.front()) + ".tar.gz";
     try {
       write_bundle(db, run_ids.front(), (fs::path(out.out_dir) / name).string(), rq.kernels,
-                   opened ? opened->dir + "/kernels" : paths().kernels_dir);
+                   opened ? opened->dir + "/kernels" : paths().kernels_dir, kernel::Builder(kernel_options()));
       recipe = "kab compare --bundle " + name;
       if (gate) {
         recipe += " --gate";
@@ -416,7 +417,7 @@ int cmd_bundle(const std::vector<std::string>& args) {
   if (auto code = parse_args(app, args)) return *code;
   if (!fs::exists(db_path)) throw Fatal("no database " + db_path, k_exit_usage);
   store::ResultStore db = store::ResultStore::open(db_path);
-  write_bundle(db, run, out, {}, paths().kernels_dir);
+  write_bundle(db, run, out, {}, paths().kernels_dir, kernel::Builder(kernel_options()));
   std::printf("%s\n", out.c_str());
   return k_exit_ok;
 }

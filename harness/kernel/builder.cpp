@@ -17,6 +17,7 @@
 #include <regex>
 #include <set>
 #include <sstream>
+#include <unordered_map>
 
 #include "core/hash.h"
 #include "core/system.h"
@@ -430,34 +431,53 @@ std::vector<std::string> sync_work_tree(const std::string& pristine, const std::
   return changed;
 }
 
-int objects_depending_on(const std::string& out_dir, const std::set<std::string>& changed,
-                         const std::set<std::string>& changed_options) {
-  if (changed.empty() && changed_options.empty()) return 0;
-  // Kbuild names the sources relative to O= (../src/fs/fuse/file.c) or absolutely.
-  const std::string prefixes[] = {"../src/", (fs::path(out_dir).parent_path() / "src").string() + "/"};
+int objects_out_of_date(const std::string& out_dir, const std::set<std::string>& changed_options) {
+  // Make's own rule, asked before make runs: a target older than a
+  // prerequisite, or missing, is remade; a prerequisite that does not exist
+  // (fixdep gives each an empty rule) counts as remade. Kbuild names the
+  // sources relative to O= (../src/fs/fuse/file.c) or absolutely.
   const std::string wildcard = "$(wildcard include/config/";
+  std::unordered_map<std::string, std::optional<struct timespec>> mtimes;
+  auto mtime = [&](const std::string& path) -> const std::optional<struct timespec>& {
+    auto [it, fresh] = mtimes.try_emplace(path);
+    if (fresh) {
+      struct stat sb {};
+      if (::stat(path.c_str(), &sb) == 0) it->second = sb.st_mtim;
+    }
+    return it->second;
+  };
+  auto newer = [](const struct timespec& a, const struct timespec& b) {
+    return a.tv_sec != b.tv_sec ? a.tv_sec > b.tv_sec : a.tv_nsec > b.tv_nsec;
+  };
   int n = 0;
   std::error_code ec;
   for (auto it = fs::recursive_directory_iterator(out_dir, ec); !ec && it != fs::recursive_directory_iterator();
        it.increment(ec)) {
     const std::string name = it->path().filename().string();
+    // Not the host tools (out/tools: objtool and the libraries it links, made
+    // by their own makefiles, which name files from directories of their own):
+    // a kernel change does not rebuild them.
+    if (it.depth() == 0 && name == "tools" && it->is_directory()) {
+      it.disable_recursion_pending();
+      continue;
+    }
     if (name.size() < 7 || name[0] != '.' || name.compare(name.size() - 6, 6, ".o.cmd") != 0) continue;
-    std::ifstream in(it->path());
-    std::string line;
-    bool in_deps = false, hit = false;
+    const auto target = mtime((it->path().parent_path() / name.substr(1, name.size() - 5)).string());
+    bool hit = !target;
     auto check = [&](std::string path) {
       path = core::trim(path);
       if (!path.empty() && path.back() == '\\') path = core::trim(path.substr(0, path.size() - 1));
+      if (path.empty()) return;
       if (core::starts_with(path, wildcard)) {
         hit = hit || changed_options.count(path.substr(wildcard.size(), path.size() - wildcard.size() - 1));
         return;
       }
-      for (const auto& prefix : prefixes)
-        if (core::starts_with(path, prefix)) {
-          hit = hit || changed.count(path.substr(prefix.size()));
-          return;
-        }
+      const auto& t = mtime(path[0] == '/' ? path : out_dir + "/" + path);
+      hit = hit || !t || newer(*t, *target);
     };
+    std::ifstream in(it->path());
+    std::string line;
+    bool in_deps = false;
     while (!hit && std::getline(in, line)) {
       if (core::starts_with(line, "source_")) {
         auto at = line.find(":= ");
@@ -737,6 +757,14 @@ Builder::Builder(Options options) : m_options(std::move(options)) {
   if (m_options.jobs <= 0) m_options.jobs = nproc();
 }
 
+std::optional<BuildInputs> Builder::built_inputs(const std::string& key) const {
+  const fs::path meta = fs::path(m_options.cache_dir) / "kernels" / key / "meta.json";
+  if (key.empty() || !fs::exists(meta)) return std::nullopt;
+  const json j = json::parse(core::read_text(meta.string()));
+  if (!j.contains("inputs")) return std::nullopt;
+  return inputs_from_json(j["inputs"]);
+}
+
 BuildInputs Builder::inputs_of(const core::KernelSpec& spec, const std::string& arch, const std::string& variant) const {
   BuildInputs in;
   // A commit of a repository: identified by the commit id alone, wherever the
@@ -970,14 +998,6 @@ core::KernelArtifact Builder::build_stages(BuildState& st) {
   switch_source(st);
   st.step("patch");
   switch_patch_set(st);
-  // What changed in the work tree since the lane's last complete compile
-  // (this switch, and any switch no compile followed).
-  if (!st.changed.empty()) {
-    const fs::path pending = st.lane / "changed-since-build";
-    std::string text = fs::exists(pending) ? core::read_text(pending) : "";
-    for (const auto& f : st.changed) text += f + "\n";
-    write_text(pending, text);
-  }
   st.step("config");
   configure(st);
   if (auto a = find_built_config(st)) return *a;
@@ -1273,13 +1293,12 @@ void Builder::compile(BuildState& st) const {
   const fs::path built_config = st.lane / "built.config";
   int expected = 0;
   if (fs::exists(built_config)) {
-    // The lane holds a complete build: what depends on the files and options
-    // that changed since recompiles, and nothing else.
-    std::set<std::string> changed;
-    for (const auto& f : core::split(core::read_text(st.lane / "changed-since-build"), '\n'))
-      if (!f.empty()) changed.insert(f);
-    st.expected = objects_depending_on(
-        st.out.string(), changed, changed_options(core::read_text(built_config), core::read_text(st.out / ".config")));
+    // The lane holds a build, complete or cut short since: what make will
+    // find out of date (a source the switch rewrote, an object a failed
+    // compile left missing) or reading an option that changed since the last
+    // complete build recompiles, and nothing else.
+    st.expected = objects_out_of_date(st.out.string(),
+                                      changed_options(core::read_text(built_config), core::read_text(st.out / ".config")));
     // An object that changes relinks vmlinux: the link's own objects
     // (kallsyms, version stamp, bzImage's), as many as the last incremental
     // link here compiled, or of this arch anywhere (a cold build compiles all
@@ -1295,7 +1314,6 @@ void Builder::compile(BuildState& st) const {
   } else if (fs::exists(arch_objects)) {
     expected = std::stoi(core::trim(core::read_text(arch_objects)));
   }
-  fs::remove(built_config);
   std::vector<std::string> targets = st.arch == "um" ? std::vector<std::string>{"linux"}
                                                      : std::vector<std::string>{"vmlinux", "bzImage"};
   std::vector<std::string> args = {"-j" + std::to_string(m_options.jobs)};
@@ -1318,7 +1336,6 @@ void Builder::compile(BuildState& st) const {
   if (st.expected < 0 && (!fs::exists(lane_objects) || st.objects > expected))
     write_text(lane_objects, std::to_string(std::max(st.objects, expected)) + "\n");
   fs::copy_file(st.out / ".config", built_config, fs::copy_options::overwrite_existing);
-  fs::remove(st.lane / "changed-since-build");
   if (!fs::exists(arch_objects) && st.objects > 100) write_text(arch_objects, std::to_string(st.objects) + "\n");
 }
 

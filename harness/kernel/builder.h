@@ -84,6 +84,8 @@ class Builder : public core::KernelBuilder {
   core::KernelArtifact build(const core::KernelSpec& spec, const std::string& arch, const std::string& variant) override;
 
   BuildInputs inputs_of(const core::KernelSpec& spec, const std::string& arch, const std::string& variant) const;
+  // The inputs the cached build KEY was made from; nullopt when it is not in the cache.
+  std::optional<BuildInputs> built_inputs(const std::string& key) const;
   // Artifacts in the cache (from their meta.json).
   std::vector<core::KernelArtifact> cached() const;
   // Removes artifacts (of kernel `name`, or all when empty) and, with all,
@@ -193,12 +195,11 @@ std::vector<std::string> sync_work_tree(const std::string& pristine, const std::
                                         const std::set<std::string>& skip);
 
 // How many objects of the Kbuild output `out_dir` (its .*.o.cmd files: the
-// source and every header fixdep recorded, and the config options used)
-// depend on a file of `changed` (paths relative to the source tree, which is
-// out_dir/../src) or an option of `changed_options` (X of CONFIG_X): what an
-// incremental build there will recompile.
-int objects_depending_on(const std::string& out_dir, const std::set<std::string>& changed,
-                         const std::set<std::string>& changed_options);
+// source and every header fixdep recorded, and the config options used) an
+// incremental build there will recompile, by make's rule: the object is
+// missing, or older than a file it was built from (or that file is gone), or
+// it reads an option of `changed_options` (X of CONFIG_X).
+int objects_out_of_date(const std::string& out_dir, const std::set<std::string>& changed_options);
 
 // The options (X of CONFIG_X) whose values differ between two .config texts.
 std::set<std::string> changed_options(const std::string& before, const std::string& after);

@@ -14,6 +14,7 @@
 #include <sstream>
 
 #include <unistd.h>
+#include <yaml-cpp/yaml.h>
 
 #include "core/system.h"
 #include "helpers.h"
@@ -163,6 +164,51 @@ TEST_CASE("git: kab compare --tree builds the base from a tag and the candidate 
   // The user's tree: work tree, index, branches, HEAD as they were.
   CHECK(repository_state(repo) == before);
 
+  // The comparison's bundle, the recipe the reports name: the base as its
+  // commit, the candidate as that commit and its change as an mbox.
+  const fs::path bundle = dir.path / "report/kab-bundle-run1.tar.gz";
+  REQUIRE(fs::exists(bundle));
+  CHECK(j["context"]["command"] == "kab compare --bundle kab-bundle-run1.tar.gz");
+  {
+    const fs::path unpacked = dir.path / "unpacked";
+    fs::create_directories(unpacked);
+    REQUIRE(proc::capture({"tar", "-C", unpacked.string(), "-xzf", bundle.string()}).first);
+    const std::string cand = kernels[1]["kernel"];
+    const YAML::Node def = YAML::LoadFile((unpacked / "kab-bundle/kernels" / (cand + ".yaml")).string());
+    CHECK(def["source"]["ref"].as<std::string>() == git(repo, {"rev-parse", "v6.1^{commit}"}).substr(0, 40));
+    CHECK(def["series"].as<std::string>() == cand + ".mbox");
+    // (format-patch folds the subject after "is")
+    CHECK(read(unpacked / "kab-bundle/kernels/patches" / (cand + ".mbox"))
+              .find("Subject: [PATCH] fuse: use page cache pages for writeback io when virtio_fs is\n in use\n") !=
+          std::string::npos);
+  }
+  // Rerun elsewhere: another clone, another database. The same builds (by
+  // key, so from the cache here) and the same plan.
+  const fs::path elsewhere = dir.path / "elsewhere";
+  git(dir.path, {"clone", "-q", "--shared", cached.string(), elsewhere.string()});
+  const std::string rerun_db = (dir.path / "rerun.db").string();
+  auto rerun = run_kab({"compare", "--bundle", bundle.string(), "--tree", elsewhere.string(), "--db", rerun_db,
+                        "--format", "json", "--out", (dir.path / "rerun").string()},
+                       3600, (dir.path / "rerun.log").string());
+  {
+    INFO(read(dir.path / "rerun.log"));
+    REQUIRE((rerun.exit_code == 0 || rerun.exit_code == 1));
+    json again = kernels_table(rerun_db), first = kernels_table(dir.db());
+    REQUIRE(again.size() == 2);
+    CHECK(again[0]["build_key"] == first[0]["build_key"]);
+    CHECK(again[1]["build_key"] == first[1]["build_key"]);
+    CHECK(show(rerun_db, 1).size() == 2);
+  }
+  // A clone that lacks the commit: refused, nothing built or run.
+  const fs::path empty = dir.path / "empty";
+  git(dir.path, {"init", "-q", empty.string()});
+  auto lacking = run_kab({"compare", "--bundle", bundle.string(), "--tree", empty.string(), "--db",
+                          (dir.path / "lacking.db").string()}, 120);
+  CHECK(lacking.exit_code == 2);
+  CHECK(lacking.output.find("--tree " + empty.string() + " does not hold commit " +
+                            git(repo, {"rev-parse", "v6.1^{commit}"}).substr(0, 12)) != std::string::npos);
+  CHECK_FALSE(fs::exists(dir.path / "lacking.db"));
+
   // The same change as a mailed series, in a kernel definition: the same
   // build (by patch-id), taken from the cache; then as commits: the same again.
   const fs::path defs = dir.path / "kernels";
@@ -204,15 +250,30 @@ TEST_CASE("git: kab compare --tree builds the base from a tag and the candidate 
   // Neither the compare nor the builds from commits and mails wrote to the user's tree.
   CHECK(repository_state(repo) == before);
 
+  // A commit that does not compile, in the lane: the build fails in fs/fuse,
+  // and what it left half built is still counted right by the next build.
+  git(repo, {"checkout", "-q", "-b", "uncompilable", "rfc"});
+  std::ofstream(repo / "fs/fuse/file.c", std::ios::app) << "\nthis line is not C;\n";
+  git(repo, {"commit", "-q", "-a", "-m", "fuse: a commit that does not compile"});
+  git(repo, {"checkout", "-q", "main"});
+  std::ofstream(defs / "uncompilable.yaml") << "source: {git: " << repo.string() << "}\ncommits: v6.1..uncompilable\n" << cfg;
+  auto failed = run_kab({"kernel", "build", "uncompilable"}, 1800, (dir.path / "uncompilable.log").string(), env);
+  {
+    INFO(read(dir.path / "uncompilable.log"));
+    CHECK(failed.exit_code == 3);
+    CHECK(read(dir.path / "uncompilable.log").find("fs/fuse/file.c") != std::string::npos);
+  }
+
   // The branch moves (a commit outside fs/): a new build, and why. First the
-  // lane is put back to the RFC (on a fresh machine it holds it already; a
-  // rerun of this test may have left another patch set there).
+  // lane is put back to the RFC: from the failed build above, or whatever a
+  // rerun of this test left there.
   REQUIRE(run_kab({"kernel", "build", "commits", "--force", "--json"}, 1800, (dir.path / "again.log").string(), env).ok());
   {
-    // Whatever the lane held (the candidate, or another commit a rerun left
-    // there), the switch recompiles only what differs, counted in advance.
+    // The switch recompiles only what differs and what the failed compile
+    // left undone, counted in advance.
     json again = last_json(read(dir.path / "again.log"));
     INFO(again.dump());
+    CHECK(again["objects_compiled"].get<int>() > 0);
     CHECK(again["objects_compiled"].get<int>() < 40);
     CHECK(again["objects_expected"] == again["objects_compiled"]);
   }
@@ -227,7 +288,7 @@ TEST_CASE("git: kab compare --tree builds the base from a tag and the candidate 
   INFO(mlog);
   REQUIRE(moved.ok());
   CHECK(mlog.find("patch README: a line for kab's test added") != std::string::npos);
-  CHECK(mlog.find(" 0 objects compiled") != std::string::npos);   // a README compiles nothing
+  CHECK(mlog.find(" 0 objects compiled (0 expected)") != std::string::npos);   // a README compiles nothing
 
   // The work tree as it is (ref WORKTREE): HEAD (v6.1) plus the uncommitted
   // edit, in v6.1's lane, so the edit recompiles what it touches; reverted,

@@ -537,7 +537,7 @@ TEST_CASE("a lane's work tree switches only the files that differ, never writing
   fs::remove_all(root);
 }
 
-TEST_CASE("an incremental build's object count is known in advance from Kbuild's dependency records",
+TEST_CASE("an incremental build's object count is known in advance from Kbuild's dependency records and mtimes",
           "[kernel][lane]") {
   const fs::path lane = fs::temp_directory_path() / ("kab-deps-" + std::to_string(::getpid()));
   fs::remove_all(lane);
@@ -558,17 +558,53 @@ TEST_CASE("an incremental build's object count is known in advance from Kbuild's
   cmd("fs/fuse/file.o", "../src/fs/fuse/file.c",
       {"$(wildcard include/config/FUSE_DAX)", "../src/include/linux/kconfig.h", "../src/fs/fuse/fuse_i.h"});
   cmd("fs/fuse/dir.o", "../src/fs/fuse/dir.c", {"../src/fs/fuse/fuse_i.h"});
-  cmd("fs/fuse/virtio_fs.o", "../src/fs/fuse/virtio_fs.c", {"../src/fs/fuse/fuse_i.h", "$(wildcard include/config/VIRTIO_FS)"});
+  cmd("fs/fuse/virtio_fs.o", "../src/fs/fuse/virtio_fs.c",
+      {"../src/fs/fuse/fuse_i.h", "$(wildcard include/config/VIRTIO_FS)", "include/generated/bounds.h"});
   cmd("mm/filemap.o", (lane / "src/mm/filemap.c").string(), {"../src/include/linux/kconfig.h"});
   put(out / "fs/fuse/.file.o.d", "fs/fuse/file.o: ../src/fs/fuse/file.c\n");   // not a .o.cmd: ignored
+  // A host tool's, its paths relative to a directory of its own: not counted.
+  cmd("tools/objtool/check.o", "check.c", {"../lib/rbtree.c"});
+  // A built tree: every source an hour old, every object newer.
+  const auto hour_ago = fs::file_time_type::clock::now() - std::chrono::hours(1);
+  for (const char* f : {"src/fs/fuse/file.c", "src/fs/fuse/dir.c", "src/fs/fuse/virtio_fs.c", "src/fs/fuse/fuse_i.h",
+                        "src/include/linux/kconfig.h", "src/mm/filemap.c", "src/README", "out/include/generated/bounds.h"}) {
+    put(lane / f, "x\n");
+    fs::last_write_time(lane / f, hour_ago);
+  }
+  // (Explicit times: a file system stamps writes with a clock that may not
+  // tick between two of them.)
+  auto build = [&](const char* o, std::chrono::minutes after) {
+    put(out / o, "");
+    fs::last_write_time(out / o, hour_ago + after);
+  };
+  for (const char* o : {"fs/fuse/file.o", "fs/fuse/dir.o", "fs/fuse/virtio_fs.o", "mm/filemap.o"})
+    build(o, std::chrono::minutes(1));
   const std::set<std::string> none;
-  CHECK(objects_depending_on(out.string(), {"fs/fuse/file.c"}, none) == 1);
-  CHECK(objects_depending_on(out.string(), {"fs/fuse/fuse_i.h"}, none) == 3);
-  CHECK(objects_depending_on(out.string(), {"mm/filemap.c"}, none) == 1);   // an absolute source path
-  CHECK(objects_depending_on(out.string(), {"include/linux/kconfig.h", "fs/fuse/dir.c"}, none) == 3);
-  CHECK(objects_depending_on(out.string(), {"README"}, none) == 0);
-  CHECK(objects_depending_on(out.string(), {}, {"FUSE_DAX", "VIRTIO_FS"}) == 2);
-  CHECK(objects_depending_on(out.string(), {}, {"FUSE"}) == 0);   // not FUSE_DAX's prefix
+  CHECK(objects_out_of_date(out.string(), none) == 0);
+  auto touch = [&](const char* f) { put(lane / f, "y\n"); };   // as a switch rewrites a file: now
+  touch("src/README");
+  CHECK(objects_out_of_date(out.string(), none) == 0);   // nothing built from it
+  touch("src/fs/fuse/file.c");
+  CHECK(objects_out_of_date(out.string(), none) == 1);
+  touch("src/mm/filemap.c");
+  CHECK(objects_out_of_date(out.string(), none) == 2);   // an absolute source path
+  touch("src/fs/fuse/fuse_i.h");
+  CHECK(objects_out_of_date(out.string(), none) == 4);
+  // Built again: the objects newer than their sources; nothing to do.
+  for (const char* o : {"fs/fuse/file.o", "fs/fuse/dir.o", "fs/fuse/virtio_fs.o", "mm/filemap.o"})
+    build(o, std::chrono::minutes(120));
+  CHECK(objects_out_of_date(out.string(), none) == 0);
+  // A compile cut short: the object it failed on is missing.
+  fs::remove(out / "fs/fuse/dir.o");
+  CHECK(objects_out_of_date(out.string(), none) == 1);
+  build("fs/fuse/dir.o", std::chrono::minutes(120));
+  // A header gone (make remakes it by its empty rule, then the object), in the output tree.
+  fs::remove(out / "include/generated/bounds.h");
+  CHECK(objects_out_of_date(out.string(), none) == 1);
+  put(out / "include/generated/bounds.h", "");
+  build("fs/fuse/virtio_fs.o", std::chrono::minutes(120));
+  CHECK(objects_out_of_date(out.string(), {"FUSE_DAX", "VIRTIO_FS"}) == 2);
+  CHECK(objects_out_of_date(out.string(), {"FUSE"}) == 0);   // not FUSE_DAX's prefix
   fs::remove_all(lane);
 
   CHECK(changed_options("CONFIG_A=y\nCONFIG_B=m\n# CONFIG_C is not set\n",
