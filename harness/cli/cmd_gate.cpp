@@ -90,6 +90,19 @@ int cmd_gate(const std::vector<std::string>& args) {
       if (core::starts_with(k, prefix)) n += v;
     return static_cast<long long>(n);
   };
+  // The memory cgroup fio ran in (guest.memory_cgroup, the pressure
+  // family): its limit, how often usage reached it, what reclaim freed in it,
+  // OOM kills; null when the sample had none.
+  auto memcg = [](const core::Sample& smp) -> nlohmann::ordered_json {
+    const auto& vm = smp.guest.vmstat_delta;
+    auto at = [&](const char* k) {
+      auto it = vm.find(std::string("memcg_") + k);
+      return it == vm.end() ? 0LL : static_cast<long long>(it->second);
+    };
+    if (!vm.count("memcg_memory.max")) return nullptr;
+    return {{"limit_bytes", at("memory.max")}, {"max_events", at("max")},  {"oom_kill", at("oom_kill")},
+            {"pgscan", at("pgscan")},           {"pgsteal", at("pgsteal")}, {"peak_bytes", at("peak")}};
+  };
   const std::size_t runs = outcome.runs.size();
   if (json) {
     nlohmann::ordered_json j{{"kernel", kernel},       {"variant", variant},   {"build_key", build_key},
@@ -113,6 +126,7 @@ int cmd_gate(const std::vector<std::string>& args) {
                                            {"pgsteal", sum(r.sample, "pgsteal_")},
                                            {"nr_vmscan_write", sum(r.sample, "nr_vmscan_write")},
                                            {"allocstall", sum(r.sample, "allocstall_")}}},
+                              {"memory_cgroup", memcg(r.sample)},
                               {"rerun", rerun(r)}});
     }
     std::cout << j.dump(2) << "\n";
@@ -127,6 +141,12 @@ int cmd_gate(const std::vector<std::string>& args) {
                                                                     : core::to_string(r.sample.health.status).c_str(),
                   r.sample.fio_s, r.sample.boot_s, sum(r.sample, "pgsteal_"), static_cast<long long>(r.run));
     std::printf("  (reclaimed: pages kswapd and direct reclaim freed in the guest while fio ran)\n");
+    for (const auto& r : results)
+      if (auto m = memcg(r.sample); !m.is_null())
+        std::printf("  (%s on %s: fio in a memory cgroup of %lld MiB, at its limit %lld times, %lld pages reclaimed "
+                    "in it, %lld OOM kills)\n",
+                    r.family.c_str(), r.backend.c_str(), m["limit_bytes"].get<long long>() >> 20,
+                    m["max_events"].get<long long>(), m["pgsteal"].get<long long>(), m["oom_kill"].get<long long>());
     for (const auto& r : results) {
       if (r.sample.health.status == core::SampleStatus::ok) continue;
       std::printf("\n%s on %s (run %lld): %s\n", r.family.c_str(), r.backend.c_str(), static_cast<long long>(r.run),

@@ -54,6 +54,10 @@ struct GuestSpec {
   // (guest.expect_console): a guest-side check that reports through the
   // kernel log (kab-append) and never ran, or was killed first, fails the sample.
   std::string expect_console;
+  // fio (and what its jobs start) runs in a cgroup v2 memory cgroup of this
+  // memory.max (guest.memory_cgroup): reclaim and writeback of the cgroup, not
+  // only of the guest; 0 = none. The kernel needs CONFIG_MEMCG.
+  std::uint64_t memory_cgroup_bytes = 0;
 };
 
 struct FioSpec {

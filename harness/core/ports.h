@@ -53,7 +53,8 @@ struct GuestImage {
   std::string description;   // for the run record: "initramfs", "disk (ext4 root, …)"
 };
 
-// Environment the agent reads per sample (KAB_SAMPLE, KAB_TAG, KAB_REPORT).
+// Environment the agent reads per sample (KAB_SAMPLE, KAB_TAG, KAB_REPORT;
+// KAB_MEMCG, the memory cgroup limit in bytes, when guest.memory_cgroup is set).
 using SampleEnv = std::vector<std::pair<std::string, std::string>>;
 
 class ImageBuilder {

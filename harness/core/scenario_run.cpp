@@ -175,9 +175,10 @@ RunOutcome ScenarioRun::execute(const RunRequest& rq) {
   op.make_backend = m_p.make_backend;
   const std::string report_device = hv.report_device();
   op.sample_image = [&](const PlannedSample& ps, const std::string& job, const std::string& work) {
-    return m_p.image->sample_image(
-        img, {{"KAB_SAMPLE", std::to_string(ps.index)}, {"KAB_TAG", "kabfs"}, {"KAB_REPORT", report_device}}, job,
-        work);
+    SampleEnv env = {
+        {"KAB_SAMPLE", std::to_string(ps.index)}, {"KAB_TAG", "kabfs"}, {"KAB_REPORT", report_device}};
+    if (s.guest.memory_cgroup_bytes) env.emplace_back("KAB_MEMCG", std::to_string(s.guest.memory_cgroup_bytes));
+    return m_p.image->sample_image(img, env, job, work);
   };
   op.sink = m_p.store;
   op.host = m_p.host;

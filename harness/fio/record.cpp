@@ -189,7 +189,14 @@ std::string parse_record(const std::string& record, core::Sample& s) {
       (tag == "KAB-VMSTAT-BEFORE" ? vm_before : vm_after)[k] = v;
     } else if (tag == "KAB-STAT-BEFORE") stat_before = rest;
     else if (tag == "KAB-STAT-AFTER") stat_after = rest;
-    else if (tag == "KAB-ERROR") errors.push_back(rest);
+    else if (tag == "KAB-MEMCG") {
+      // The memory cgroup fio ran in (guest.memory_cgroup): its limit, its
+      // events and reclaim counters at the end, kept as memcg_KEY.
+      std::istringstream r(rest);
+      std::string k;
+      double v = 0;
+      if (r >> k >> v) s.guest.vmstat_delta["memcg_" + k] = v;
+    } else if (tag == "KAB-ERROR") errors.push_back(rest);
     else if (tag == "KAB-FIO-LOG" && fio_log.size() < 3 && !core::trim(rest).empty()) fio_log.push_back(core::trim(rest));
     else if (tag == "KAB-END") {
       ended = true;

@@ -13,7 +13,7 @@ namespace {
 
 const std::vector<std::string> k_gate_keys = {"families", "backends", "guest", "host_check"};
 const std::vector<std::string> k_family_keys = {"job_file", "summary", "memory", "backends", "host_check",
-                                                "expect_console"};
+                                                "expect_console", "memory_cgroup"};
 
 std::string dump(const YAML::Node& n) {
   YAML::Emitter e;
@@ -61,6 +61,8 @@ Parsed<GateDefinition> parse_gate(const std::string& path, const std::string& te
             if (auto s = r.scalar(v["summary"], "summary")) f.summary = *s;
           if (v["memory"])
             if (auto s = r.scalar(v["memory"], "memory")) f.memory = *s;
+          if (v["memory_cgroup"])
+            if (auto s = r.scalar(v["memory_cgroup"], "memory_cgroup")) f.memory_cgroup = *s;
           if (v["expect_console"])
             if (auto s = r.scalar(v["expect_console"], "expect_console")) f.expect_console = *s;
           if (v["backends"])
@@ -128,6 +130,7 @@ std::string gate_scenario_text(const GateDefinition& def, const GateFamily& fami
   YAML::Node guest = def.guest_yaml.empty() ? YAML::Node(YAML::NodeType::Map) : YAML::Load(def.guest_yaml);
   if (!family.memory.empty()) guest["memory"] = family.memory;
   if (!family.expect_console.empty()) guest["expect_console"] = family.expect_console;
+  if (!family.memory_cgroup.empty()) guest["memory_cgroup"] = family.memory_cgroup;
   guest["timeout"] = std::to_string(run.timeout_s) + "s";
   root["guest"] = guest;
   root["fio"]["job_file"] = family.job_file;

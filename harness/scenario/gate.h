@@ -18,6 +18,7 @@ struct GateFamily {
   std::string summary;
   std::string memory;     // the guest's memory for this family ("" = the definition's)
   std::string expect_console;   // guest.expect_console of its scenario ("" = none)
+  std::string memory_cgroup;    // guest.memory_cgroup of its scenario ("" = none)
   std::vector<std::string> backends;   // the backends it can run against ("" = all); a shared
                                        // mapping cannot be made on a FOPEN_DIRECT_IO file (cache=none)
 };

@@ -26,7 +26,7 @@ const std::vector<std::string> k_backend_keys = {"name",    "type",  "binary", "
                                                  "sandbox", "store", "cpus",   "cpu_quota", "dpu"};
 const std::vector<std::string> k_dpu_keys = {"cores", "core_cpus", "latency_us", "bandwidth_mbps", "queue_depth"};
 const std::vector<std::string> k_guest_keys = {"platform", "vcpus",  "memory",        "cmdline",
-                                               "timeout",  "image", "expect_console"};
+                                               "timeout",  "image", "expect_console", "memory_cgroup"};
 const std::vector<std::string> k_fio_keys = {"job", "matrix", "exclude", "job_file", "override", "host_check"};
 const std::vector<std::string> k_arm_keys = {"kernel", "variant"};
 
@@ -300,6 +300,13 @@ class ScenarioParser {
       }
     if (g["cmdline"])
       if (auto v = m_r.scalar(g["cmdline"], "cmdline")) s.cmdline = *v;
+    if (g["memory_cgroup"])
+      if (auto v = m_r.size(g["memory_cgroup"], "memory_cgroup")) {
+        if (*v < (16ull << 20) || *v >= s.memory_bytes)
+          m_r.error_at(g["memory_cgroup"], "'memory_cgroup' is fio's memory cgroup limit: at least 16M and below the "
+                                           "guest's memory (" + std::to_string(s.memory_bytes >> 20) + "M)");
+        else s.memory_cgroup_bytes = *v;
+      }
     if (g["expect_console"])
       if (auto v = m_r.scalar(g["expect_console"], "expect_console")) {
         if (v->empty() || v->find_first_of("\r\n") != std::string::npos)

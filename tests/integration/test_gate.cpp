@@ -121,7 +121,28 @@ TEST_CASE("gate: every family runs clean on stock-6.1's debug variant and reads 
       INFO(vm.dump());
       for (const char* k : {"pgscan_kswapd", "pgscan_direct", "pgsteal_kswapd", "pgsteal_direct", "nr_vmscan_write"})
         CHECK(vm.contains(k));
+      // fio ran in the family's memory cgroup of 48 MiB (3 s of fio may not
+      // fill it: below, 10 s do), without an OOM kill.
+      CHECK(row["text"].get<std::string>().find("memory_cgroup: 48M") != std::string::npos);
+      CHECK(vm.value("memcg_memory.max", 0.0) == 48 << 20);
+      CHECK(vm.value("memcg_peak", 0.0) > 4 << 20);
+      CHECK(vm.value("memcg_oom_kill", -1.0) == 0);
     }
+  CHECK(log.find("  (pressure on writeback: fio in a memory cgroup of 48 MiB, at its limit ") != std::string::npos);
+  // 10 s of the pressure family: its writers fill the cgroup, whose limit
+  // then starts reclaim there, many times, and nothing is OOM-killed.
+  auto p = run_kab({"gate", "stock-6.1", "--family", "pressure", "--backend", "writeback", "--time", "10s", "--db",
+                    dir.db(), "--json"},
+                   3600, (dir.path / "pressure.log").string());
+  const std::string plog = read(dir.path / "pressure.log");
+  INFO(plog);
+  CHECK(p.exit_code == 0);
+  const json memcg = last_json(plog)["results"].at(0)["memory_cgroup"];
+  CHECK(memcg["limit_bytes"] == 48 << 20);
+  CHECK(memcg["max_events"].get<long long>() > 10);
+  CHECK(memcg["pgsteal"].get<long long>() > 1000);
+  CHECK(memcg["oom_kill"] == 0);
+  CHECK(memcg["peak_bytes"].get<long long>() <= 48 << 20);
   CHECK(log.find("  (reclaimed: pages kswapd and direct reclaim freed in the guest while fio ran)\n") != std::string::npos);
   check_no_leftovers();
 }

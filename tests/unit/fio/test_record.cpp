@@ -57,6 +57,26 @@ TEST_CASE("the agent's record from real guests becomes a Sample", "[record]") {
                             "KAB-END status=mount-failed fio_rc=-1\r\n",
                             s) == "agent: mount-failed; mount: mount: mounting kabfs on /mnt/kab failed: No such device");
   }
+  SECTION("a memory cgroup the kernel cannot make: the agent's words") {
+    core::Sample s;
+    CHECK(fio::parse_record("KAB-BEGIN sample=1\r\nKAB-ERROR memory cgroup: mount: mounting cgroup2 on /sys/fs/cgroup "
+                            "failed: No such device (guest.memory_cgroup needs a kernel with CONFIG_MEMCG)\r\n"
+                            "KAB-END status=memcg-failed fio_rc=-1\r\n",
+                            s) == "agent: memcg-failed; memory cgroup: mount: mounting cgroup2 on /sys/fs/cgroup failed: No "
+                                  "such device (guest.memory_cgroup needs a kernel with CONFIG_MEMCG)");
+  }
+  SECTION("the memory cgroup fio ran in: its limit and counters, as memcg_KEY") {
+    std::string r = data("record-stock.txt");
+    const std::string lines = "KAB-MEMCG memory.max 100663296\r\nKAB-MEMCG max 412\r\nKAB-MEMCG oom_kill 0\r\n"
+                              "KAB-MEMCG pgsteal 51234\r\n";
+    r.insert(r.find("KAB-END"), lines);
+    core::Sample s;
+    CHECK(fio::parse_record(r, s) == "");
+    CHECK(s.guest.vmstat_delta.at("memcg_memory.max") == 100663296);
+    CHECK(s.guest.vmstat_delta.at("memcg_max") == 412);
+    CHECK(s.guest.vmstat_delta.at("memcg_oom_kill") == 0);
+    CHECK(s.guest.vmstat_delta.at("memcg_pgsteal") == 51234);
+  }
   SECTION("fio's JSON with an error") {
     core::FioMetrics m;
     CHECK(fio::parse_fio_json("fio: some warning\n{\"jobs\": [{\"error\": 5, \"write\": {\"io_bytes\": 0}, \"read\": {}}]}", m) ==

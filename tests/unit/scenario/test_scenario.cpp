@@ -578,3 +578,31 @@ TEST_CASE("a gate definition's mistakes are positioned", "[scenario][gate]") {
   INFO(n);
   CHECK(n.find("none.yaml:3:11: a gate needs at least one backend") != std::string::npos);
 }
+
+TEST_CASE("guest.memory_cgroup: fio's memory cgroup limit, below the guest's memory", "[scenario]") {
+  auto parse = [](const std::string& guest) {
+    return scenario::parse_scenario(
+        "s.yaml", "arms: {stock: stock-6.1, rfc: rfc-6.1}\nfio:\n  job: {rw: write, size: 16M}\nguest:\n" + guest,
+        context());
+  };
+  auto ok = parse("  memory: 384M\n  memory_cgroup: 96M\n");
+  INFO(scenario::format_errors(ok.errors));
+  REQUIRE(ok.value);
+  CHECK(ok.value->guest.memory_cgroup_bytes == 96ull << 20);
+  CHECK(parse("  memory: 384M\n").value->guest.memory_cgroup_bytes == 0);
+  // Not below the guest's memory, or too small for fio: refused at its value.
+  CHECK(scenario::format_errors(parse("  memory: 384M\n  memory_cgroup: 512M\n").errors).find(
+            "s.yaml:6:18: 'memory_cgroup' is fio's memory cgroup limit: at least 16M and below the guest's memory "
+            "(384M)\n") == 0);
+  CHECK(scenario::format_errors(parse("  memory_cgroup: 8M\n").errors).find("s.yaml:5:18: 'memory_cgroup' is fio's") == 0);
+  // The gate's pressure family asks for one.
+  auto gate = scenario::load_gate(KAB_SOURCE_DIR "/scenarios/gate/gate.yaml");
+  REQUIRE(gate.value);
+  bool found = false;
+  for (const auto& f : gate.value->families)
+    if (f.name == "pressure") {
+      found = true;
+      CHECK(f.memory_cgroup == "48M");
+    }
+  CHECK(found);
+}
