@@ -109,8 +109,10 @@ void write_git_kernel(const fs::path& top, const std::string& kernel, const core
   for (const auto& f : spec.fragments) k["config"]["fragments"].push_back(relative(f, "configs"));
   for (const auto& [arch, frags] : spec.arch_fragments)
     for (const auto& f : frags) k["config"]["arch_fragments"][arch].push_back(relative(f, "configs"));
-  for (const auto& [variant, frags] : spec.variants)
+  for (const auto& [variant, frags] : spec.variants) {
+    k["variants"][variant] = YAML::Node(YAML::NodeType::Sequence);
     for (const auto& f : frags) k["variants"][variant].push_back(relative(f, "configs"));
+  }
   YAML::Emitter emitted;
   emitted << k;
   write_text(top / "kernels" / (kernel + ".yaml"), "# " + kernel + " as the run built it\n" + std::string(emitted.c_str()) + "\n");
@@ -197,15 +199,15 @@ void write_bundle(store::ResultStore& db, std::int64_t run_id, const std::string
                       ", which exists only on this machine; a bundle holds kernels of a Debian source package or of "
                       "a git commit, with their files",
                   k_exit_usage);
+    auto inputs_of = [&](const core::KernelSpec& k) {
+      try {
+        return builder.inputs_of(k, rec->arch, variant);
+      } catch (const kernel::BuildError& e) {
+        throw Fatal("kernel " + kernel + ": " + e.what(), k_exit_usage);
+      }
+    };
     if (std::find(bundled.begin(), bundled.end(), kernel) == bundled.end()) {
       bundled.push_back(kernel);
-      auto inputs_of = [&](const core::KernelSpec& k) {
-        try {
-          return builder.inputs_of(k, rec->arch, variant);
-        } catch (const kernel::BuildError& e) {
-          throw Fatal("kernel " + kernel + ": " + e.what(), k_exit_usage);
-        }
-      };
       if (!spec.git_repo.empty()) {
         write_git_kernel(top, kernel, spec, inputs_of(spec), kernels_dir);
       } else {
@@ -221,9 +223,11 @@ void write_bundle(store::ResultStore& db, std::int64_t run_id, const std::string
           fs::copy_file(f, top / "kernels" / *rel, fs::copy_options::overwrite_existing);
         }
       }
-      // What the bundle holds is what the run built: the same inputs (the
-      // source, every patch by content or patch-id, fragments, compiler)
-      // under the same final .config make the run's build key.
+    }
+    {
+      // What the bundle holds is what each arm built (its variant too): the
+      // same inputs (the source, every patch by content or patch-id,
+      // fragments, compiler) under the same final .config make the arm's build key.
       auto bundled_spec = scenario::load_kernel((top / "kernels" / (kernel + ".yaml")).string(), (top / "kernels").string());
       if (!bundled_spec.value) throw Fatal("kernel " + kernel + ": the definition bundled does not load: " +
                                            scenario::format_errors(bundled_spec.errors));
@@ -367,7 +371,7 @@ OpenedBundle read_bundle(const std::string& file, const std::string& dir, const 
       std::fputs(scenario::format_errors(parsed.errors).c_str(), stderr);
       throw Fatal(file + ": kernel " + name + " does not load", k_exit_usage);
     }
-    // What kab bundles, nothing else: a Debian source package, files of the bundle.
+    // What kab bundles, nothing else: a Debian source package or a git commit, files of the bundle.
     const core::KernelSpec& k = *parsed.value;
     if (k.git_repo.empty() && !core::starts_with(k.source, "linux-source-"))
       throw Fatal(file + ": kernel " + name + " builds from " + k.source + ", neither a Debian source package nor a git commit",

@@ -7,6 +7,7 @@
 
 #include "cli/app.h"
 #include "cli/runner.h"
+#include "core/system.h"
 #include "core/text.h"
 #include "store/store.h"
 
@@ -45,6 +46,21 @@ std::vector<std::string> chosen(const std::vector<std::string>& asked, const std
 
 bool contains(const std::vector<std::string>& v, const std::string& s) {
   return std::find(v.begin(), v.end(), s) != v.end();
+}
+
+// Whether the kernel's definition turns on memory cgroups for VARIANT: a
+// fragment it merges (every arch's, the variant's) sets CONFIG_MEMCG=y, or
+// its base is defconfig (which has them).
+bool has_memcg(const core::KernelSpec& k, const std::string& variant) {
+  if (k.config_base == "defconfig") return true;
+  std::vector<std::string> files = k.fragments;
+  for (const auto& [arch, list] : k.arch_fragments) files.insert(files.end(), list.begin(), list.end());
+  for (const auto& [v, list] : k.variants)
+    if (v == variant) files.insert(files.end(), list.begin(), list.end());
+  for (const auto& f : files)
+    for (const auto& line : core::split(core::read_text(f), '\n'))
+      if (core::trim(line) == "CONFIG_MEMCG=y") return true;
+  return false;
 }
 
 }  // namespace
@@ -96,8 +112,18 @@ PreparedGate prepare_gate(const GateOptions& options) {
   scenario::Context ctx = validation_context();
   ctx.min_arms = 1;
   for (const auto& [name, k] : options.kernels) ctx.kernels.push_back(name);
-  for (const auto& f : def.value->families) {
+  const bool memcg = has_memcg(spec, variant);
+  for (scenario::GateFamily f : def.value->families) {
     if (!contains(g.families, f.name)) continue;
+    if (!f.memory_cgroup.empty() && !memcg) {
+      // A harness requirement, not the kernel's failure: the family runs
+      // without its cgroup, and says so.
+      if (verbosity() != Verbosity::quiet)
+        std::fprintf(stderr, "kab: gate: kernel %s%s does not turn on CONFIG_MEMCG: family %s runs without its memory "
+                             "cgroup\n",
+                     kernel.c_str(), variant.empty() ? "" : (" (" + variant + ")").c_str(), f.name.c_str());
+      f.memory_cgroup.clear();
+    }
     scenario::GateRun family_run = g.run;
     family_run.backends = backends_of(f);
     if (family_run.backends.empty()) {

@@ -463,7 +463,7 @@ int objects_out_of_date(const std::string& out_dir, const std::set<std::string>&
     }
     if (name.size() < 7 || name[0] != '.' || name.compare(name.size() - 6, 6, ".o.cmd") != 0) continue;
     const auto target = mtime((it->path().parent_path() / name.substr(1, name.size() - 5)).string());
-    bool hit = !target;
+    bool hit = !target, gone = false, sourced = false;
     auto check = [&](std::string path) {
       path = core::trim(path);
       if (!path.empty() && path.back() == '\\') path = core::trim(path.substr(0, path.size() - 1));
@@ -473,15 +473,22 @@ int objects_out_of_date(const std::string& out_dir, const std::set<std::string>&
         return;
       }
       const auto& t = mtime(path[0] == '/' ? path : out_dir + "/" + path);
-      hit = hit || !t || newer(*t, *target);
+      hit = hit || !t || newer(*t, *target);   // (a missing target is a hit already)
     };
     std::ifstream in(it->path());
     std::string line;
     bool in_deps = false;
-    while (!hit && std::getline(in, line)) {
+    while (!(hit && sourced) && !gone && std::getline(in, line)) {
       if (core::starts_with(line, "source_")) {
+        // The object of a source no longer in the tree (a file a patch set
+        // or commit added, switched away since) is not built: its record
+        // stays, make never reads it.
         auto at = line.find(":= ");
-        if (at != std::string::npos) check(line.substr(at + 3));
+        if (at == std::string::npos) continue;
+        sourced = true;
+        std::string source = core::trim(line.substr(at + 3));
+        gone = !mtime(source[0] == '/' ? source : out_dir + "/" + source);
+        if (!gone) check(source);
       } else if (core::starts_with(line, "deps_")) {
         in_deps = true;
       } else if (in_deps) {
@@ -489,7 +496,7 @@ int objects_out_of_date(const std::string& out_dir, const std::set<std::string>&
         if (line.empty() || line.back() != '\\') in_deps = false;
       }
     }
-    if (hit) ++n;
+    if (hit && !gone) ++n;
   }
   return n;
 }
@@ -503,7 +510,19 @@ std::set<std::string> changed_options(const std::string& before, const std::stri
     while (std::getline(ss, line)) {
       if (core::starts_with(line, "CONFIG_")) {
         auto eq = line.find('=');
-        if (eq != std::string::npos) m[line.substr(7, eq - 7)] = line.substr(eq + 1);
+        if (eq == std::string::npos) continue;
+        // A string as .config quotes it ("gcc (Debian …)", backslash
+        // escapes) and as include/config/auto.conf writes it (bare): one value.
+        std::string v = line.substr(eq + 1);
+        if (v.size() >= 2 && v.front() == '"' && v.back() == '"') {
+          std::string bare;
+          for (std::size_t i = 1; i + 1 < v.size(); ++i) {
+            if (v[i] == '\\' && i + 2 < v.size()) ++i;
+            bare += v[i];
+          }
+          v = bare;
+        }
+        m[line.substr(7, eq - 7)] = v;
       } else if (core::starts_with(line, "# CONFIG_") && line.find(" is not set") != std::string::npos) {
         m[line.substr(9, line.find(' ', 9) - 9)] = "n";
       }
@@ -952,7 +971,6 @@ struct Builder::BuildState {
   double cpu_s = 0;               // of the compile
   int objects = 0;                // compile steps of this build
   int expected = -1;              // compile steps known in advance (an incremental build), -1 when not known
-  std::set<std::string> changed;  // work tree files this build changed (source switch, patch set)
   // Wall seconds of each stage, in order ("inputs", "source", "work tree",
   // "patch", "config", "compile"; "wait" for the lane's lock), at least 0.05 s each.
   std::vector<std::pair<std::string, double>> steps;
@@ -1126,7 +1144,7 @@ void Builder::switch_source(BuildState& st) const {
   state["source"] = "";
   state["patches"] = nullptr;
   write_text(st.lane / "state.json", state.dump());
-  for (auto& rel : sync_work_tree(st.pristine, st.src.string(), only, skip)) st.changed.insert(std::move(rel));
+  sync_work_tree(st.pristine, st.src.string(), only, skip);
   state["source"] = st.in.source_identity;
   write_text(st.lane / "state.json", state.dump());
 }
@@ -1167,7 +1185,6 @@ void Builder::switch_patch_set(BuildState& st) const {
     if (same_content(fs::path(st.pristine) / rel, st.src / rel)) continue;
     if (fs::exists(fs::path(st.pristine) / rel)) copy_file_fresh(fs::path(st.pristine) / rel, st.src / rel);
     else fs::remove(st.src / rel);
-    st.changed.insert(rel);
   }
   for (const auto& rel : new_files) {
     fs::path staged = staging / rel;
@@ -1176,7 +1193,6 @@ void Builder::switch_patch_set(BuildState& st) const {
     if (fs::exists(staged) && same_content(staged, st.src / rel)) continue;
     if (fs::exists(staged)) copy_file_fresh(staged, st.src / rel);
     else fs::remove(st.src / rel);   // deleted by the patch
-    st.changed.insert(rel);
   }
   fs::remove_all(staging);
   json files = json::array();
@@ -1295,10 +1311,15 @@ void Builder::compile(BuildState& st) const {
   if (fs::exists(built_config)) {
     // The lane holds a build, complete or cut short since: what make will
     // find out of date (a source the switch rewrote, an object a failed
-    // compile left missing) or reading an option that changed since the last
-    // complete build recompiles, and nothing else.
-    st.expected = objects_out_of_date(st.out.string(),
-                                      changed_options(core::read_text(built_config), core::read_text(st.out / ".config")));
+    // compile left missing) or reading an option that changed recompiles,
+    // and nothing else.
+    // Options as Kbuild last applied them (include/config/auto.conf, written
+    // by syncconfig also in a compile that failed after it), else as the
+    // last complete build had them.
+    const fs::path applied = st.out / "include/config/auto.conf";
+    st.expected = objects_out_of_date(
+        st.out.string(), changed_options(core::read_text(fs::exists(applied) ? applied : built_config),
+                                         core::read_text(st.out / ".config")));
     // An object that changes relinks vmlinux: the link's own objects
     // (kallsyms, version stamp, bzImage's), as many as the last incremental
     // link here compiled, or of this arch anywhere (a cold build compiles all

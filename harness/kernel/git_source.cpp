@@ -137,6 +137,8 @@ std::string git_range_base(const std::string& repo, const std::string& range) {
   return git_commit(repo, range.substr(0, dots));
 }
 
+std::string mail_subject(const std::string& mail);
+
 std::vector<GitPatch> git_range_patches(const std::string& repo, const std::string& range, const std::string& dir) {
   const std::string base = git_range_base(repo, range);
   const std::string head = git_commit(repo, range.substr(range.find("..") + 2));
@@ -164,6 +166,9 @@ std::vector<GitPatch> git_range_patches(const std::string& repo, const std::stri
     p.patch_id = patch_id(p.file);
     if (p.patch_id.empty())
       throw BuildError("commit " + p.label + " of " + repo + " changes no file (an empty commit is not a patch)");
+    // Hashed as the same commit's mail is (git mailinfo drops a leading
+    // "[tag]"), so the commits and their series are one build.
+    p.subject = mail_subject(p.file);
     out.push_back(std::move(p));
   }
   if (out.empty()) throw BuildError("commits " + range + " of " + repo + " is empty: HEAD has nothing BASE has not");

@@ -594,6 +594,12 @@ TEST_CASE("an incremental build's object count is known in advance from Kbuild's
   for (const char* o : {"fs/fuse/file.o", "fs/fuse/dir.o", "fs/fuse/virtio_fs.o", "mm/filemap.o"})
     build(o, std::chrono::minutes(120));
   CHECK(objects_out_of_date(out.string(), none) == 0);
+  // The record of a source no longer in the tree (a file a commit added,
+  // switched away since): make never builds it, object there or not.
+  cmd("fs/fuse/added.o", "../src/fs/fuse/added.c", {"../src/fs/fuse/fuse_i.h"});
+  CHECK(objects_out_of_date(out.string(), none) == 0);
+  build("fs/fuse/added.o", std::chrono::minutes(1));
+  CHECK(objects_out_of_date(out.string(), none) == 0);
   // A compile cut short: the object it failed on is missing.
   fs::remove(out / "fs/fuse/dir.o");
   CHECK(objects_out_of_date(out.string(), none) == 1);
@@ -609,6 +615,11 @@ TEST_CASE("an incremental build's object count is known in advance from Kbuild's
 
   CHECK(changed_options("CONFIG_A=y\nCONFIG_B=m\n# CONFIG_C is not set\n",
                         "CONFIG_A=y\nCONFIG_B=y\nCONFIG_D=\"x\"\n") == std::set<std::string>{"B", "D"});
+  // .config quotes a string, include/config/auto.conf (what Kbuild applied) does not.
+  CHECK(changed_options("CONFIG_CC_VERSION_TEXT=gcc (Debian 12.2.0) 12.2.0\nCONFIG_LOCALVERSION=\nCONFIG_S=a\"b\n",
+                        "CONFIG_CC_VERSION_TEXT=\"gcc (Debian 12.2.0) 12.2.0\"\nCONFIG_LOCALVERSION=\"\"\n"
+                        "CONFIG_S=\"a\\\"b\"\n")
+            .empty());
   CHECK(changed_options("CONFIG_A=y\n", "# CONFIG_A is not set\n") == std::set<std::string>{"A"});
   CHECK(changed_options("CONFIG_A=y\n", "CONFIG_A=y\n").empty());
 }
