@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <map>
 #include <nlohmann/json.hpp>
+#include <optional>
 #include <sstream>
 
 #include "core/text.h"
@@ -147,6 +148,15 @@ std::string parse_fio_json(const std::string& json_text, core::FioMetrics& m) {
   return "";
 }
 
+// "KEY VALUE", as the agent writes a counter; nullopt when it is not one.
+static std::optional<std::pair<std::string, double>> key_value(const std::string& text) {
+  std::istringstream r(text);
+  std::string k;
+  double v = 0;
+  if (!(r >> k >> v)) return std::nullopt;
+  return std::make_pair(k, v);
+}
+
 std::string parse_record(const std::string& record, core::Sample& s) {
   std::istringstream ss(record);
   std::string line, json_text, end_status, stat_before, stat_after;
@@ -182,20 +192,13 @@ std::string parse_record(const std::string& record, core::Sample& s) {
       wb_sum += wb;
       ++n_samples;
     } else if (tag == "KAB-VMSTAT-BEFORE" || tag == "KAB-VMSTAT-AFTER") {
-      std::istringstream r(rest);
-      std::string k;
-      double v = 0;
-      r >> k >> v;
-      (tag == "KAB-VMSTAT-BEFORE" ? vm_before : vm_after)[k] = v;
+      if (auto kv = key_value(rest)) (tag == "KAB-VMSTAT-BEFORE" ? vm_before : vm_after)[kv->first] = kv->second;
     } else if (tag == "KAB-STAT-BEFORE") stat_before = rest;
     else if (tag == "KAB-STAT-AFTER") stat_after = rest;
     else if (tag == "KAB-MEMCG") {
       // The memory cgroup fio ran in (guest.memory_cgroup): its limit, its
       // events and reclaim counters at the end, kept as memcg_KEY.
-      std::istringstream r(rest);
-      std::string k;
-      double v = 0;
-      if (r >> k >> v) s.guest.vmstat_delta["memcg_" + k] = v;
+      if (auto kv = key_value(rest)) s.guest.vmstat_delta["memcg_" + kv->first] = kv->second;
     } else if (tag == "KAB-ERROR") errors.push_back(rest);
     else if (tag == "KAB-FIO-LOG" && fio_log.size() < 3 && !core::trim(rest).empty()) fio_log.push_back(core::trim(rest));
     else if (tag == "KAB-END") {
