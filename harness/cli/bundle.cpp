@@ -64,6 +64,34 @@ json host_facts(const store::RunInfo& i) {
   return h;
 }
 
+// A stored run's scenario as YAML (the file's own text, its arms replaced by
+// *ARMS when given), its job file and host check beside it as JOB and CHECK:
+// the texts read then, not what those paths hold now.
+void write_scenario(const fs::path& yaml, const store::RunRecord& run, const std::string& job,
+                    const std::string& check, const std::string& header, const YAML::Node* arms) {
+  YAML::Node root = YAML::Load(run.info.scenario_text);
+  if (arms) root["arms"] = *arms;
+  if (const std::string text = store::run_fact(run, "job_file_text"); !text.empty()) {
+    root["fio"]["job_file"] = job;
+    write_text(yaml.parent_path() / job, text);
+  }
+  if (const std::string text = store::run_fact(run, "host_check_text"); !text.empty()) {
+    root["fio"]["host_check"] = check;
+    write_text(yaml.parent_path() / check, text);
+  }
+  YAML::Emitter emitted;
+  emitted << root;
+  write_text(yaml, "# " + header + "\n" + std::string(emitted.c_str()) + "\n");
+}
+
+// The run ids a fact lists: "4,5,6".
+std::vector<std::int64_t> run_ids_of(const std::string& list) {
+  std::vector<std::int64_t> out;
+  for (const auto& id : core::split(list, ','))
+    if (!core::trim(id).empty()) out.push_back(std::stoll(core::trim(id)));
+  return out;
+}
+
 // A kernel built from a git repository, as the bundle holds it: the commit
 // it builds on (source: {git: REPO, ref: COMMIT}; the rerun names a clone of
 // REPO with --tree when REPO is not there), the change under test (commits
@@ -120,6 +148,40 @@ void write_git_kernel(const fs::path& top, const std::string& kernel, const core
 
 }  // namespace
 
+std::string made_kernel_fact(const core::KernelSpec& k) {
+  json pairs_a = json::array(), pairs_v = json::array();
+  for (const auto& [arch, f] : k.arch_fragments) pairs_a.push_back({arch, f});
+  for (const auto& [variant, f] : k.variants) pairs_v.push_back({variant, f});
+  return json{{"name", k.name},          {"path", k.path},         {"source", k.source},
+              {"git_repo", k.git_repo},  {"git_ref", k.git_ref},   {"commits", k.commits},
+              {"series", k.series},      {"patches", k.patches},   {"config_base", k.config_base},
+              {"fragments", k.fragments}, {"arch_fragments", pairs_a}, {"variants", pairs_v}}
+      .dump();
+}
+
+std::map<std::string, core::KernelSpec> made_kernels(const store::RunRecord& run) {
+  std::map<std::string, core::KernelSpec> out;
+  for (const auto& [key, value] : run.info.extra) {
+    if (!core::starts_with(key, k_made_kernel_fact)) continue;
+    const json j = json::parse(value);
+    core::KernelSpec k;
+    k.name = j.at("name");
+    k.path = j.at("path");
+    k.source = j.at("source");
+    k.git_repo = j.at("git_repo");
+    k.git_ref = j.at("git_ref");
+    k.commits = j.at("commits");
+    k.series = j.at("series");
+    k.patches = j.at("patches").get<std::vector<std::string>>();
+    k.config_base = j.at("config_base");
+    k.fragments = j.at("fragments").get<std::vector<std::string>>();
+    for (const auto& p : j.at("arch_fragments")) k.arch_fragments.emplace_back(p.at(0), p.at(1).get<std::vector<std::string>>());
+    for (const auto& p : j.at("variants")) k.variants.emplace_back(p.at(0), p.at(1).get<std::vector<std::string>>());
+    out[k.name] = k;
+  }
+  return out;
+}
+
 OpenedBundle read_bundle(const std::string& file, const std::string& dir, const std::string& tree);
 
 void write_bundle(store::ResultStore& db, std::int64_t run_id, const std::string& out,
@@ -150,7 +212,6 @@ void write_bundle(store::ResultStore& db, std::int64_t run_id, const std::string
 
   // The scenario as the run ran it: its arms (a command's --base and
   // --candidate replace the file's), its job file beside it.
-  YAML::Node root = YAML::Load(run->info.scenario_text);
   YAML::Node arms(YAML::NodeType::Map);
   for (const auto& a : effective["arms"]) {
     YAML::Node arm;
@@ -158,21 +219,19 @@ void write_bundle(store::ResultStore& db, std::int64_t run_id, const std::string
     if (!a["variant"].get<std::string>().empty()) arm["variant"] = a["variant"].get<std::string>();
     arms[a["name"].get<std::string>()] = arm;
   }
-  root["arms"] = arms;
-  if (const std::string job = store::run_fact(*run, "job_file_text"); !job.empty()) {
-    root["fio"]["job_file"] = "job.fio";
-    write_text(top / "job.fio", job);
-  }
-  if (const std::string check = store::run_fact(*run, "host_check_text"); !check.empty()) {
-    root["fio"]["host_check"] = "host-check.fio";
-    write_text(top / "host-check.fio", check);
-  }
-  YAML::Emitter emitted;
-  emitted << root;
-  write_text(top / "scenario.yaml", "# " + run->info.scenario_name + " as run " + std::to_string(run_id) + " ran it\n" +
-                                        std::string(emitted.c_str()) + "\n");
+  write_scenario(top / "scenario.yaml", *run, "job.fio", "host-check.fio",
+                 run->info.scenario_name + " as run " + std::to_string(run_id) + " ran it", &arms);
 
-  // Each arm's kernel: its definition as today, checked against what the run built.
+  // Each arm's kernel: the definition the command made (kab compare --tree,
+  // kab nightly; kept with the run), else kernels/NAME.yaml as today; either
+  // checked against what the run built.
+  std::map<std::string, core::KernelSpec> made_by_run;
+  try {
+    made_by_run = made_kernels(*run);
+  } catch (const json::exception& e) {
+    throw Fatal("run " + std::to_string(run_id) + ": a kernel definition stored with it does not read: " + e.what());
+  }
+  for (const auto& [k, v] : used) made_by_run[k] = v;
   const auto samples = db.samples(run_id, store::WithArtifacts::no);
   json kernels = json::array();
   std::vector<std::string> bundled;
@@ -184,10 +243,15 @@ void write_bundle(store::ResultStore& db, std::int64_t run_id, const std::string
                   k_exit_usage);
     auto rec = db.kernel(smp->kernel_build_key);
     if (!rec) throw Fatal("run " + std::to_string(run_id) + ": kernel " + smp->kernel_build_key + " is not recorded");
-    auto made = used.find(kernel);
+    auto made = made_by_run.find(kernel);
     core::KernelSpec spec;
-    if (made != used.end()) {
+    if (made != made_by_run.end()) {
       spec = made->second;
+      for (const auto& f : files_of(spec))
+        if (!fs::is_regular_file(f))
+          throw Fatal("kernel " + kernel + " (made by `" + store::run_fact(*run, "command") + "`) names " + f +
+                          ", which is no longer there",
+                      k_exit_usage);
     } else {
       auto parsed = scenario::load_kernel(kernels_dir + "/" + kernel + ".yaml", kernels_dir);
       if (!parsed.value) throw Fatal("kernel " + kernel + ": no definition " + kernels_dir + "/" + kernel + ".yaml to bundle",
@@ -256,6 +320,55 @@ void write_bundle(store::ResultStore& db, std::int64_t run_id, const std::string
                        {"source_identity", rec->source_identity}});
   }
 
+  // The gate the comparison ran first (kab compare --gate): each arm's
+  // family scenarios as they ran, with their job files, so a rerun runs the
+  // same checks (not the gate definition of the day) before measuring.
+  json gate = json::array();
+  for (const auto& arm : effective["arms"]) {
+    const std::string name = arm["name"], kernel = arm["kernel"];
+    const std::string ids = store::run_fact(*run, "gate.of." + name);
+    if (ids.empty()) continue;
+    json families = json::array();
+    std::string variant, runtime;
+    for (const auto id : run_ids_of(ids)) {
+      auto g = db.run(id);
+      if (!g || store::run_fact(*g, "gate.family").empty() || store::run_fact(*g, "gate.kernel") != kernel)
+        throw Fatal("run " + std::to_string(run_id) + " names run " + std::to_string(id) + " as the gate of kernel " +
+                        kernel + ", and " + db.path().string() + " holds no such gate run",
+                    k_exit_usage);
+      const std::string family = store::run_fact(*g, "gate.family");
+      variant = store::run_fact(*g, "gate.variant");
+      runtime = store::run_fact(*g, "gate.runtime_s");
+      // The debug build it checked is what the bundled definition builds.
+      for (const auto& smp : db.samples(id, store::WithArtifacts::no)) {
+        auto rec = db.kernel(smp.kernel_build_key);
+        auto bundled_spec = scenario::load_kernel((top / "kernels" / (kernel + ".yaml")).string(), (top / "kernels").string());
+        if (!rec || !bundled_spec.value) continue;
+        kernel::BuildInputs again;
+        try {
+          again = builder.inputs_of(*bundled_spec.value, rec->arch, smp.variant);
+        } catch (const kernel::BuildError& e) {
+          throw Fatal("kernel " + kernel + " (" + smp.variant + "): " + e.what(), k_exit_usage);
+        }
+        if (core::Sha256().field(again.hash()).field(rec->config_hash).hex() != rec->build_key)
+          throw Fatal("kernel " + kernel + "'s " + (smp.variant.empty() ? "build" : smp.variant + " variant") +
+                          " is no longer what gate run " + std::to_string(id) + " checked (build " +
+                          rec->build_key.substr(0, 12) + "): the bundle would not rerun the gate that ran",
+                      k_exit_usage);
+        break;
+      }
+      const std::string rel = "gate/" + kernel + "/" + family + ".yaml";
+      write_scenario(top / rel, *g, family + ".fio", family + "-host-check.fio",
+                     "gate-" + family + " of " + kernel + " as run " + std::to_string(id) + " ran it", nullptr);
+      families.push_back({{"family", family}, {"run", id}, {"scenario", rel}, {"plan_json", g->info.plan_json}});
+    }
+    gate.push_back({{"arm", name},
+                    {"kernel", kernel},
+                    {"variant", variant},
+                    {"runtime_s", runtime.empty() ? 0 : std::stoi(runtime)},
+                    {"families", families}});
+  }
+
   json manifest = {{"bundle_version", k_bundle_version},
                    {"run", run_id},
                    {"created_at", run->created_at},
@@ -268,6 +381,7 @@ void write_bundle(store::ResultStore& db, std::int64_t run_id, const std::string
                    {"kab_revision", run->info.kab_revision},
                    {"kernels", kernels},
                    {"host", host_facts(run->info)}};
+  if (!gate.empty()) manifest["gate"] = gate;
   write_text(top / "manifest.json", manifest.dump(2) + "\n");
   const std::string target = fs::absolute(out).string();
   fs::create_directories(fs::path(target).parent_path());
@@ -404,6 +518,45 @@ OpenedBundle read_bundle(const std::string& file, const std::string& dir, const 
                     std::to_string(b.manifest.at("run").get<long long>()) + " ran (kab " +
                     b.manifest.at("kab_version").get<std::string>() + " made it; this is kab " + KAB_VERSION + ")",
                 k_exit_usage);
+  // The gate the comparison ran first, family by family as it ran.
+  scenario::Context gate_ctx = ctx;
+  gate_ctx.min_arms = 1;
+  for (const auto& g : b.manifest.value("gate", json::array())) {
+    BundledGate bg;
+    bg.arm = g.at("arm").get<std::string>();
+    bg.kernel = g.at("kernel").get<std::string>();
+    bg.variant = g.at("variant").get<std::string>();
+    bg.runtime_s = g.at("runtime_s").get<int>();
+    if (std::none_of(b.scenario.arms.begin(), b.scenario.arms.end(),
+                     [&](const core::Arm& a) { return a.name == bg.arm && a.kernel == bg.kernel; }))
+      throw Fatal(file + ": its gate names arm " + bg.arm + " (kernel " + bg.kernel + "), which its scenario does not have",
+                  k_exit_usage);
+    for (const auto& f : g.at("families")) {
+      const std::string family = f.at("family").get<std::string>(), rel = f.at("scenario").get<std::string>();
+      const fs::path path = fs::path(b.dir) / rel;
+      if (!inside(path, b.dir) || !fs::is_regular_file(path))
+        throw Fatal(file + ": its gate's family " + family + " names " + rel + ", which is not a file of the bundle",
+                    k_exit_usage);
+      auto gs = scenario::load_scenario(path.string(), gate_ctx);
+      if (!gs.value) {
+        std::fputs(scenario::format_errors(gs.errors).c_str(), stderr);
+        throw Fatal(file + ": its gate's family " + family + " does not validate here", k_exit_usage);
+      }
+      const core::Scenario& sc = *gs.value;
+      if (sc.arms.size() != 1 || sc.arms[0].kernel != bg.kernel || sc.arms[0].variant != bg.variant)
+        throw Fatal(file + ": its gate's family " + family + " (" + rel + ") does not run kernel " + bg.kernel +
+                        (bg.variant.empty() ? "" : " (" + bg.variant + ")") + " alone",
+                    k_exit_usage);
+      const core::Plan p = core::make_plan(sc);
+      if (plan_json(sc, p).dump() != f.at("plan_json").get<std::string>())
+        throw Fatal(file + ": its gate's family " + family + " plans other samples here than run " +
+                        std::to_string(f.at("run").get<long long>()) + " ran",
+                    k_exit_usage);
+      bg.cells += static_cast<int>(p.samples.size());
+      bg.scenarios.emplace_back(family, sc);
+    }
+    b.gates.push_back(std::move(bg));
+  }
   return b;
 }
 

@@ -9,6 +9,9 @@
 //                                their places under kernels/; a git kernel as
 //                                its commit and patches/KERNEL.mbox
 //   kab-bundle/built/ARM.config  the final .config each arm's kernel was built with
+//   kab-bundle/gate/KERNEL/…     the gate the comparison ran first (kab compare
+//                                --gate): each family's scenario as it ran,
+//                                FAMILY.yaml, its job files beside it
 //
 // Made with `tar`; read back by extracting into a directory of its own.
 #pragma once
@@ -38,12 +41,29 @@ void write_bundle(store::ResultStore& db, std::int64_t run, const std::string& o
                   const std::map<std::string, core::KernelSpec>& used, const std::string& kernels_dir,
                   const kernel::Builder& builder);
 
+// A kernel definition a command made (kab compare --tree, kab nightly), kept
+// with the run as fact "kernel.made.NAME", so kab bundle RUN finds it later.
+inline constexpr const char* k_made_kernel_fact = "kernel.made.";
+std::string made_kernel_fact(const core::KernelSpec& k);
+// The definitions run RUN's facts hold, by name.
+std::map<std::string, core::KernelSpec> made_kernels(const store::RunRecord& run);
+
+// The gate of one arm's kernel as the bundle holds it: the family scenarios
+// its run ran, in order, each with the kernel, variant, backends and runtime.
+struct BundledGate {
+  std::string arm, kernel, variant;
+  int runtime_s = 0;
+  int cells = 0;   // (family, backend) pairs
+  std::vector<std::pair<std::string, core::Scenario>> scenarios;   // family → its scenario
+};
+
 struct OpenedBundle {
   std::string dir;                     // where it was extracted (kab-bundle/)
   nlohmann::json manifest;
   core::Scenario scenario;             // as run: the arms, repetitions, seed and stop of the run
   std::map<std::string, core::KernelSpec> kernels;   // by name, read from the bundle
   std::size_t planned = 0;             // samples of its plan
+  std::vector<BundledGate> gates;      // a gated comparison's gate, per arm, in arm order
 };
 
 // Extracts FILE into DIR (created; emptied first) and reads it. Throws Fatal

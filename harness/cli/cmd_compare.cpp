@@ -103,7 +103,8 @@ int cmd_compare(const std::vector<std::string>& args) {
   std::string bundle;
   auto* bundle_opt = app.add_option("--bundle", bundle,
                                     "rerun the comparison a bundle holds (kab bundle, or the one kab compare writes "
-                                    "into --out): its scenario, kernels and plan; says which environment facts differ");
+                                    "into --out): its scenario, kernels and plan, and its gate when it ran one; says "
+                                    "which environment facts differ");
   auto* reps_opt = app.add_option("--repetitions", reps, "override the scenario's repetitions");
   app.add_flag("--until-decided", until_decided,
                "sample in ABBA blocks until the primary metric is decided (a group-sequential design), up to "
@@ -212,7 +213,29 @@ int cmd_compare(const std::vector<std::string>& args) {
   // The gate of each arm's kernel: both checked before anything is built or
   // booted, then run (base first) before the measurement, whose runs name them.
   std::vector<std::pair<std::string, PreparedGate>> gates;
-  if (gate) {
+  if (opened && !opened->gates.empty()) {
+    // A bundle of a gated comparison: its gate runs again as it ran.
+    if (gate_time != "10m" || !gate_families.empty() || !gate_backends.empty())
+      throw Fatal("the bundle holds the gate its comparison ran, which reruns as it ran (drop --gate-time, "
+                  "--gate-family and --gate-backend)",
+                  k_exit_usage);
+    for (const auto& bg : opened->gates) {
+      PreparedGate g;
+      g.options.kernel = bg.kernel;
+      g.options.variant = bg.variant;
+      g.options.db = db_path;
+      g.options.command_line = rq.command_line;
+      g.options.kernels = rq.kernels;
+      g.options.total_s = bg.runtime_s * bg.cells;
+      g.run.kernel = bg.kernel;
+      g.run.variant = bg.variant;
+      g.run.runtime_s = bg.runtime_s;
+      g.cells = bg.cells;
+      g.scenarios = bg.scenarios;
+      for (const auto& [family, sc] : bg.scenarios) g.families.push_back(family);
+      gates.emplace_back(bg.arm, g);
+    }
+  } else if (gate) {
     auto total = core::parse_duration(gate_time);
     if (!total || *total <= 0)
       throw Fatal("--gate-time is not a duration: '" + gate_time + "' (expected e.g. 90s, 10m)", k_exit_usage);
@@ -331,13 +354,7 @@ int cmd_compare(const std::vector<std::string>& args) {
     try {
       write_bundle(db, run_ids.front(), (fs::path(out.out_dir) / name).string(), rq.kernels,
                    opened ? opened->dir + "/kernels" : paths().kernels_dir, kernel::Builder(kernel_options()));
-      recipe = "kab compare --bundle " + name;
-      if (gate) {
-        recipe += " --gate";
-        if (gate_time != "10m") recipe += " --gate-time " + gate_time;
-        for (const auto& f : gate_families) recipe += " --gate-family " + f;
-        for (const auto& b : gate_backends) recipe += " --gate-backend " + b;
-      }
+      recipe = "kab compare --bundle " + name;   // (with the gate, when one ran)
       extras.facts.push_back({"made with", rq.command_line});
     } catch (const std::exception& e) {   // the measurement is stored and reported all the same
       std::fprintf(stderr, "kab: no bundle of run %lld: %s\n", static_cast<long long>(run_ids.front()), e.what());

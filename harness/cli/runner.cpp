@@ -15,6 +15,7 @@
 
 #include "backend/backends.h"
 #include "cli/app.h"
+#include "cli/bundle.h"
 #include "core/health.h"
 #include "core/planner.h"
 #include "core/system.h"
@@ -384,7 +385,13 @@ core::RunOutcome execute_run(const RunRequest& rq) {
   const bool quiet = rq.quiet || verbosity() == Verbosity::quiet;
   std::unique_ptr<core::ImageBuilder> image = image_builder(s.guest.image, quiet);
   store::ResultStore db = store::ResultStore::open(rq.db_path);
-  Store store(db, rq.run_extra);
+  // The definitions the command made, kept with the run: kab bundle RUN
+  // bundles them later as they were.
+  std::map<std::string, std::string> extra = rq.run_extra;
+  for (const auto& arm : s.arms)
+    if (auto made = rq.kernels.find(arm.kernel); made != rq.kernels.end())
+      extra[k_made_kernel_fact + arm.kernel] = made_kernel_fact(made->second);
+  Store store(db, extra);
   Host host;
   ShmWorkspace workspace;
   StderrProgress progress(quiet);

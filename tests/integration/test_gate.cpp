@@ -185,17 +185,8 @@ TEST_CASE("compare --gate: a planted use-after-free fails the candidate's gate, 
   CHECK(flat.find("BUG: KASAN: use-after-free in fuse_writepages") != std::string::npos);
   CHECK(flat.find("rerun: kab gate testing-uaf-6.1 --family writeback --backend writeback --time 5s") !=
         std::string::npos);
-  // Its recipe: the bundle beside the reports, the gate as it ran.
-  {
-    REQUIRE(log.find("Reproduce:\n") != std::string::npos);
-    std::istringstream recipe(log.substr(log.find("Reproduce:\n") + 11));
-    std::string joined;
-    for (std::string word; recipe >> word;)
-      if (word != "\\") joined += (joined.empty() ? "" : " ") + word;
-    CHECK(joined.rfind("kab compare --bundle kab-bundle-run3.tar.gz --gate --gate-time 5s --gate-family writeback "
-                       "--gate-backend writeback",
-                       0) == 0);
-  }
+  // Its recipe: the bundle beside the reports, which holds the gate as it ran.
+  CHECK(log.find("Reproduce:\n  kab compare --bundle kab-bundle-run3.tar.gz\n") != std::string::npos);
   // The bundle holds the arms as run (the scenario's rfc arm did not run) and the planted patch.
   {
     const std::string bundle = (fs::path(out) / "kab-bundle-run3.tar.gz").string();
@@ -210,6 +201,16 @@ TEST_CASE("compare --gate: a planted use-after-free fails the candidate's gate, 
     INFO(text);
     CHECK(text.find("testing-uaf-6.1:") != std::string::npos);
     CHECK(text.find("rfc") == std::string::npos);
+    // The gate of each kernel: the family's scenario as it ran, its job files beside it.
+    for (const char* k : {"stock-6.1", "testing-uaf-6.1"})
+      for (const char* f : {"writeback.yaml", "writeback.fio", "writeback-host-check.fio"})
+        CHECK(files.find("kab-bundle/gate/" + std::string(k) + "/" + f + "\n") != std::string::npos);
+    auto [gshown, gate_text] = kab::proc::capture({"tar", "-xzOf", bundle, "kab-bundle/gate/testing-uaf-6.1/writeback.yaml"});
+    INFO(gate_text);
+    CHECK(gate_text.rfind("# gate-writeback of testing-uaf-6.1 as run 2 ran it\n", 0) == 0);
+    CHECK(gate_text.find("job_file: writeback.fio") != std::string::npos);
+    CHECK(gate_text.find("runtime: 5") != std::string::npos);
+    CHECK(gate_text.find("variant: debug") != std::string::npos);
   }
   check_mail_columns(read(fs::path(out) / "comparison.mail.txt"));
 
@@ -239,6 +240,33 @@ TEST_CASE("compare --gate: a planted use-after-free fails the candidate's gate, 
   INFO(rep.output);
   CHECK(rep.exit_code == 1);
   check_json(last_json(rep.output));
+
+  // The bundle reruns into another database, its gate first, as it ran: the
+  // finding again, the same verdict. Its gate's settings are not for changing.
+  const std::string bundle = (fs::path(out) / "kab-bundle-run3.tar.gz").string();
+  auto changed = run_kab({"compare", "--bundle", bundle, "--gate", "--gate-time", "1m", "--db",
+                          (dir.path / "changed.db").string()}, 120);
+  CHECK(changed.exit_code == 2);
+  CHECK(changed.output.find("the bundle holds the gate its comparison ran, which reruns as it ran") != std::string::npos);
+  CHECK_FALSE(fs::exists(dir.path / "changed.db"));
+  const std::string rerun_db = (dir.path / "rerun.db").string();
+  auto again = run_kab({"compare", "--bundle", bundle, "--db", rerun_db, "--format", "json", "--out",
+                        (dir.path / "rerun").string()},
+                       3600, (dir.path / "rerun.log").string());
+  const std::string rlog = read(dir.path / "rerun.log");
+  INFO(rlog);
+  CHECK(again.exit_code == 1);
+  CHECK(rlog.find("kab: gate of stock (stock-6.1): clean, 1 check in run 1\n") != std::string::npos);
+  CHECK(rlog.find("kab: gate of testing-uaf-6.1 (testing-uaf-6.1): FAILED 1 of 1 check in run 2\n") != std::string::npos);
+  check_json(json::parse(read(dir.path / "rerun/comparison.json")));
+  // The gate's scenario is the bundle's (its header), run on the same debug builds.
+  json rerun_rows = gate_samples(rerun_db);
+  REQUIRE(rerun_rows.size() == 6);
+  CHECK(rerun_rows[1]["text"].get<std::string>().rfind("# gate-writeback of testing-uaf-6.1 as run 2 ran it\n", 0) == 0);
+  auto keys = [](const std::string& db) {
+    return kab::proc::capture({"sqlite3", db, "SELECT run_id, kernel_build_key FROM samples WHERE run_id < 3 ORDER BY id"});
+  };
+  CHECK(keys(rerun_db).second == keys(dir.db()).second);
   check_no_leftovers();
 }
 

@@ -182,6 +182,22 @@ TEST_CASE("git: kab compare --tree builds the base from a tag and the candidate 
               .find("Subject: [PATCH] fuse: use page cache pages for writeback io when virtio_fs is\n in use\n") !=
           std::string::npos);
   }
+  // kab bundle of the run, later: the definitions the command made were
+  // kept with the run, so the same bundle, file for file.
+  {
+    const fs::path later = dir.path / "later.tar.gz";
+    auto b = run_kab({"bundle", "1", "-o", later.string(), "--db", dir.db()}, 600);
+    INFO(b.output);
+    REQUIRE(b.ok());
+    for (const auto& [name, file] : {std::pair{"a", bundle}, std::pair{"b", later}}) {
+      fs::create_directories(dir.path / name);
+      REQUIRE(proc::capture({"tar", "-C", (dir.path / name).string(), "-xzf", file.string()}).first);
+    }
+    auto [same, diff] = proc::capture({"diff", "-r", (dir.path / "a").string(), (dir.path / "b").string()});
+    INFO(diff);
+    CHECK(same);
+    CHECK(fs::exists(dir.path / "b/kab-bundle/kernels/patches" / (kernels[1]["kernel"].get<std::string>() + ".mbox")));
+  }
   // Rerun elsewhere: another clone, another database. The same builds (by
   // key, so from the cache here) and the same plan.
   const fs::path elsewhere = dir.path / "elsewhere";

@@ -534,9 +534,25 @@ TEST_CASE("bundle: a comparison's bundle reruns into another database with the p
     }
   }
   CHECK(d["comparison"]["verdict"] != "correctness_failure");
-  CHECK(d["context"]["command"] == "kab compare --bundle kab-bundle-run2.tar.gz --gate --gate-time 5s --gate-family "
-                                   "writeback --gate-backend writeback");
-  CHECK(fs::exists(dir / "d" / "kab-bundle-run2.tar.gz"));
+  // Its own bundle holds the gate that ran (today's, asked for with --gate):
+  // the recipe needs no gate options.
+  CHECK(d["context"]["command"] == "kab compare --bundle kab-bundle-run2.tar.gz");
+  REQUIRE(fs::exists(dir / "d" / "kab-bundle-run2.tar.gz"));
+  {
+    const std::string gated = (dir / "d" / "kab-bundle-run2.tar.gz").string();
+    const json g = json::parse(member(gated, "manifest.json"))["gate"];
+    INFO(g.dump(2));
+    REQUIRE(g.size() == 2);   // each arm's, both the one gate run of stock-6.1
+    for (const auto& arm : g) {
+      CHECK(arm["kernel"] == "stock-6.1");
+      CHECK(arm["variant"] == "debug");
+      CHECK(arm["runtime_s"] == 5);
+      REQUIRE(arm["families"].size() == 1);
+      CHECK(arm["families"][0]["run"] == 1);
+      CHECK(arm["families"][0]["scenario"] == "gate/stock-6.1/writeback.yaml");
+    }
+    CHECK(member(gated, "gate/stock-6.1/writeback.fio") == read(fs::path(k_root) / "scenarios/gate/writeback.fio"));
+  }
   check_no_uml_leftovers(pid4);
 
   // A bundle whose plan no longer matches its scenario is refused before anything runs.
