@@ -242,6 +242,7 @@ int cmd_compare(const std::vector<std::string>& args) {
     for (const auto& arm : s.arms) {
       GateOptions o;
       o.kernel = arm.kernel;
+      o.platform = s.guest.platform;   // the kernels measured are the ones checked (ARCH=um under UML)
       o.total_s = *total;
       o.families = gate_families;
       o.backends = gate_backends;

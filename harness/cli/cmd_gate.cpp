@@ -39,6 +39,9 @@ int cmd_gate(const std::vector<std::string>& args) {
   app.add_option("--backend", backend_args, "backends to run against, comma-separated (default: all in the definition)");
   app.add_option("--family", family_args, "families to run, comma-separated (default: all)");
   app.add_option("--definition", definition, "the gate definition (default scenarios/gate/gate.yaml)");
+  std::string platform;
+  app.add_option("--platform", platform,
+                 "the guests: qemu (the definition's default) or uml (the ARCH=um build of the variant)");
   app.add_option("--db", db, "SQLite database (default results/kab.db)");
   app.add_flag("--keep", keep, "keep every sample's work directory");
   app.add_flag("--json", json, "print the result as JSON");
@@ -53,6 +56,7 @@ int cmd_gate(const std::vector<std::string>& args) {
   o.variant = variant;
   o.total_s = *total;
   o.definition = definition;
+  o.platform = platform;
   o.families = family_args;
   o.backends = backend_args;
   o.db = db;
@@ -60,7 +64,9 @@ int cmd_gate(const std::vector<std::string>& args) {
   o.command_line = join_args("gate", args);
   const PreparedGate gate = prepare_gate(o);
   const scenario::GateRun& run = gate.run;
-  const std::string arm_text = kernel + (variant.empty() ? "" : " (" + variant + ")");
+  const std::string platform_used = gate.scenarios.front().second.guest.platform;
+  const std::string arm_text = kernel + (variant.empty() ? "" : " (" + variant + ")") +
+                               (platform_used == "qemu" ? "" : " on " + platform_used);
   if (verbosity() != Verbosity::quiet)
     std::fprintf(stderr, "kab: gate %s: %d (family, backend) pairs of %zu famil%s and %zu backend%s, fio %d s each\n",
                  arm_text.c_str(), gate.cells, gate.families.size(), gate.families.size() == 1 ? "y" : "ies",
@@ -72,7 +78,7 @@ int cmd_gate(const std::vector<std::string>& args) {
 
   // The verdict, and each finding with what reruns it alone.
   auto rerun = [&](const GateSampleResult& r) {
-    return gate_rerun_command(kernel, variant, r.family, r.backend, run.runtime_s);
+    return gate_rerun_command(kernel, variant, r.family, r.backend, run.runtime_s, platform_used);
   };
   const int failed = outcome.failed, infra = outcome.infra;
   double fio_s = 0, total_s = 0;
@@ -105,7 +111,7 @@ int cmd_gate(const std::vector<std::string>& args) {
   };
   const std::size_t runs = outcome.runs.size();
   if (json) {
-    nlohmann::ordered_json j{{"kernel", kernel},       {"variant", variant},   {"build_key", build_key},
+    nlohmann::ordered_json j{{"kernel", kernel},       {"variant", variant},   {"platform", platform_used}, {"build_key", build_key},
                              {"runtime_s", run.runtime_s}, {"passed", passed}, {"interrupted", interrupted},
                              {"fio_s", fio_s},         {"total_s", total_s}, {"results", nlohmann::ordered_json::array()}};
     for (const auto& r : results) {

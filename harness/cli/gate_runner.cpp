@@ -10,6 +10,7 @@
 #include "core/system.h"
 #include "core/text.h"
 #include "store/store.h"
+#include "vm/platforms.h"
 
 namespace fs = std::filesystem;
 
@@ -100,8 +101,11 @@ PreparedGate prepare_gate(const GateOptions& options) {
   for (const auto& f : def.value->families)
     if (contains(g.families, f.name)) g.cells += static_cast<int>(backends_of(f).size());
   if (g.cells == 0) throw Fatal("no family of the gate runs against the backends chosen (--backend)", k_exit_usage);
+  if (!options.platform.empty() && !vm::find_platform(options.platform))
+    throw Fatal("unknown platform '" + options.platform + "' (qemu, uml)", k_exit_usage);
   g.run.kernel = kernel;
   g.run.variant = variant;
+  g.run.platform = options.platform;
   g.run.backends = g.backends;
   g.run.runtime_s = std::max(3, static_cast<int>(std::floor(options.total_s / g.cells)));
   // The job's time-based phase, its checks (each bounded by the same runtime),
@@ -161,7 +165,8 @@ GateOutcome run_gate(const PreparedGate& g) {
     rq.run_extra = {{"gate.kernel", g.options.kernel},
                     {"gate.variant", g.options.variant},
                     {"gate.family", family},
-                    {"gate.runtime_s", std::to_string(g.run.runtime_s)}};
+                    {"gate.runtime_s", std::to_string(g.run.runtime_s)},
+                    {"gate.platform", s.guest.platform}};
     const core::RunOutcome r = execute_run(rq);
     out.runs.push_back(r.run_id);
     for (auto& smp : store::ResultStore::open(g.options.db).samples(r.run_id, store::WithArtifacts::yes)) {
@@ -178,8 +183,9 @@ GateOutcome run_gate(const PreparedGate& g) {
 }
 
 std::string gate_rerun_command(const std::string& kernel, const std::string& variant, const std::string& family,
-                               const std::string& backend, int runtime_s) {
-  return "kab gate " + kernel + (variant == "debug" ? "" : " --variant \"" + variant + "\"") + " --family " + family +
+                               const std::string& backend, int runtime_s, const std::string& platform) {
+  return "kab gate " + kernel + (variant == "debug" ? "" : " --variant \"" + variant + "\"") +
+         (platform.empty() || platform == "qemu" ? "" : " --platform " + platform) + " --family " + family +
          " --backend " + backend + " --time " + std::to_string(runtime_s) + "s";
 }
 
@@ -214,7 +220,9 @@ core::GateResult gate_result(store::ResultStore& db, const std::vector<std::int6
         c.finding = core::trim(smp.health.findings.front());
       c.run = id;
       c.fio_s = smp.fio_s;
-      if (!runtime.empty()) c.rerun = gate_rerun_command(smp.kernel, smp.variant, family, smp.backend, std::stoi(runtime));
+      if (!runtime.empty())
+        c.rerun = gate_rerun_command(smp.kernel, smp.variant, family, smp.backend, std::stoi(runtime),
+                                     fact("gate.platform"));
       g.checks.push_back(c);
     }
   }

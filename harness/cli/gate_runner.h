@@ -22,6 +22,7 @@ namespace kab::cli {
 struct GateOptions {
   std::string kernel;
   std::string variant = "debug";     // "" = the kernel as defined
+  std::string platform;              // the guests' ("qemu", "uml"); "" = the definition's
   double total_s = 600;              // fio time shared by every (family, backend)
   std::string definition;            // "" = scenarios/gate/gate.yaml
   std::vector<std::string> families, backends;   // as typed ("a,b" or repeated); empty = all
@@ -62,9 +63,10 @@ struct GateOutcome {
 
 GateOutcome run_gate(const PreparedGate& gate);
 
-// The command that reruns one check alone: "kab gate K --family F --backend B --time 5s".
+// The command that reruns one check alone: "kab gate K --family F --backend B --time 5s"
+// (and --platform P when it is not QEMU's).
 std::string gate_rerun_command(const std::string& kernel, const std::string& variant, const std::string& family,
-                               const std::string& backend, int runtime_s);
+                               const std::string& backend, int runtime_s, const std::string& platform = "");
 
 // A sample the platform failed (a backend that did not start or died, the
 // hypervisor) says nothing of the kernel.

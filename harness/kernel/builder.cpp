@@ -816,7 +816,18 @@ BuildInputs Builder::inputs_of(const core::KernelSpec& spec, const std::string& 
   in.arch = arch;
   in.config_base = spec.config_base;
   in.compiler = compiler_identity();
-  for (const auto& p : plumbing_patches(arch)) in.plumbing.emplace_back(fs::path(p).filename().string(), core::sha256_file(p));
+  // The source's kernel version picks the plumbing made for it.
+  std::string makefile;
+  if (!base_commit.empty())
+    makefile = git_file(spec.git_repo, base_commit, "Makefile");
+  else if (fs::is_directory(spec.source))
+    makefile = core::read_text((fs::path(spec.source) / "Makefile").string());
+  const std::string version = core::starts_with(spec.source, "linux-source-") ? spec.source.substr(13)
+                                                                                : kernel_version(makefile);
+  for (const auto& p : plumbing_patches(arch, version)) {
+    in.plumbing.emplace_back(fs::path(p).filename().string(), core::sha256_file(p));
+    in.plumbing_paths.push_back(p);
+  }
   // The change under test: commits or a series, by patch-id (the same change
   // as commits or as mails is the same build), then the definition's files.
   auto add_git = [&](const std::vector<GitPatch>& list) {
@@ -878,14 +889,34 @@ BuildInputs Builder::inputs_of(const core::KernelSpec& spec, const std::string& 
   return in;
 }
 
-std::vector<std::string> Builder::plumbing_patches(const std::string& arch) const {
+std::vector<std::string> Builder::plumbing_patches(const std::string& arch, const std::string& version) const {
   std::vector<std::string> out;
   if (arch != "um" || m_options.harness_patch_dir.empty()) return out;
+  const fs::path dir = fs::path(m_options.harness_patch_dir) / "uml";
   std::error_code ec;
-  for (const auto& e : fs::directory_iterator(fs::path(m_options.harness_patch_dir) / "uml", ec))
+  for (const auto& e : fs::directory_iterator(dir, ec))
     if (e.path().extension() == ".patch") out.push_back(e.path().string());
-  std::sort(out.begin(), out.end());
+  if (!version.empty())
+    for (const auto& e : fs::directory_iterator(dir / version, ec))
+      if (e.path().extension() == ".patch") out.push_back(e.path().string());
+  std::sort(out.begin(), out.end(), [](const std::string& a, const std::string& b) {
+    return fs::path(a).filename() < fs::path(b).filename();
+  });
   return out;
+}
+
+std::string kernel_version(const std::string& makefile) {
+  std::string version, patchlevel;
+  for (const auto& line : core::split(makefile, '\n')) {
+    const auto eq = line.find('=');
+    if (eq == std::string::npos) continue;
+    const std::string key = core::trim(line.substr(0, eq)), value = core::trim(line.substr(eq + 1));
+    if (key == "VERSION" && version.empty()) version = value;
+    if (key == "PATCHLEVEL" && patchlevel.empty()) patchlevel = value;
+    if (!version.empty() && !patchlevel.empty()) break;
+  }
+  const auto digits = [](const std::string& v) { return !v.empty() && v.find_first_not_of("0123456789") == std::string::npos; };
+  return digits(version) && digits(patchlevel) ? version + "." + patchlevel : "";
 }
 
 std::string debian_source_tarball(const std::string& package) {
@@ -1151,7 +1182,7 @@ void Builder::switch_source(BuildState& st) const {
 
 void Builder::switch_patch_set(BuildState& st) const {
   // Plumbing first, then the definition's.
-  std::vector<std::string> all_patches = plumbing_patches(st.arch);
+  std::vector<std::string> all_patches = st.in.plumbing_paths;
   all_patches.insert(all_patches.end(), st.in.patch_paths.begin(), st.in.patch_paths.end());
   json state = json::parse(core::read_text(st.lane / "state.json"));
   json want_patches = json::array();

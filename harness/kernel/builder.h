@@ -44,8 +44,10 @@ struct Options {
   bool use_ccache = true;
   bool force = false;           // rebuild even when cached
   // Harness plumbing patches (kernels/patches/harness): for ARCH=um, every
-  // uml/*.patch there is applied before the definition's patches. They are in
-  // the cache key but never among the patches under test.
+  // uml/*.patch there, and every uml/VERSION/*.patch for a source of that
+  // kernel version ("6.1"), is applied before the definition's patches, in
+  // file-name order. They are in the cache key but never among the patches
+  // under test.
   std::string harness_patch_dir;
   std::function<void(const Progress&)> progress;   // may be empty
 };
@@ -58,6 +60,7 @@ struct BuildInputs {
   std::vector<std::pair<std::string, std::string>> source_files;
   std::string arch;
   std::vector<std::pair<std::string, std::string>> plumbing;    // harness patches: file name → sha256
+  std::vector<std::string> plumbing_paths;                      // the same, as files (not hashed)
   std::vector<std::pair<std::string, std::string>> patches;     // file name → sha256; a commit's or mail's
                                                                 // subject → "patch-id:" its git patch-id
   // Not hashed: where the inputs come from, for applying and for people.
@@ -95,8 +98,10 @@ class Builder : public core::KernelBuilder {
   // lane holds now (made again when a build needs one) and the patch files
   // written from commits and mails (written again likewise).
   SourcesCleaned clean_sources();
-  // The harness plumbing patches for `arch` (paths, in order); empty but for um.
-  std::vector<std::string> plumbing_patches(const std::string& arch) const;
+  // The harness plumbing patches for `arch` and a source of kernel VERSION
+  // ("6.1"; "" unknown: only those of every version), paths in order; empty
+  // but for um.
+  std::vector<std::string> plumbing_patches(const std::string& arch, const std::string& version) const;
 
  private:
   // The read-only tree a lane links to: a directory source itself, else
@@ -149,6 +154,9 @@ class Builder : public core::KernelBuilder {
 
   Options m_options;
 };
+
+// "6.1" from a kernel Makefile's VERSION and PATCHLEVEL; "" when it has none.
+std::string kernel_version(const std::string& makefile);
 
 // The tarball of Debian package `package` (linux-source-X.Y) under /usr/src, "" when absent.
 std::string debian_source_tarball(const std::string& package);

@@ -109,6 +109,11 @@ std::string git_describe(const std::string& repo, const std::string& ref, const 
   return commit.substr(0, 12);
 }
 
+std::string git_file(const std::string& repo, const std::string& commit, const std::string& file) {
+  proc::Result r = git_run({"-C", repo, "show", "--end-of-options", commit + ":" + file});
+  return r.ok() ? r.output : std::string();
+}
+
 void git_export(const std::string& repo, const std::string& commit, const std::string& dir) {
   fs::create_directories(dir);
   proc::Options o;

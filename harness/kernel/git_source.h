@@ -23,6 +23,9 @@ std::string git_commit(const std::string& repo, const std::string& ref);
 // report names the source.
 std::string git_describe(const std::string& repo, const std::string& ref, const std::string& commit);
 
+// The text of FILE at COMMIT of REPO ("" when it has no such file).
+std::string git_file(const std::string& repo, const std::string& commit, const std::string& file);
+
 // The tree of COMMIT, exported with `git archive` into DIR (created; must not exist).
 void git_export(const std::string& repo, const std::string& commit, const std::string& dir);
 

@@ -131,6 +131,7 @@ std::string gate_scenario_text(const GateDefinition& def, const GateFamily& fami
   if (!family.memory.empty()) guest["memory"] = family.memory;
   if (!family.expect_console.empty()) guest["expect_console"] = family.expect_console;
   if (!family.memory_cgroup.empty()) guest["memory_cgroup"] = family.memory_cgroup;
+  if (!run.platform.empty()) guest["platform"] = run.platform;
   guest["timeout"] = std::to_string(run.timeout_s) + "s";
   root["guest"] = guest;
   root["fio"]["job_file"] = family.job_file;

@@ -39,6 +39,7 @@ Parsed<GateDefinition> load_gate(const std::string& path);
 // fio's runtime in every job section, the guest's timeout.
 struct GateRun {
   std::string kernel, variant;
+  std::string platform;                // guest.platform ("" = the definition's)
   std::vector<std::string> backends;   // names from the definition
   int runtime_s = 10;
   int timeout_s = 600;

@@ -170,13 +170,35 @@ TEST_CASE("harness plumbing patches: ARCH=um only, first, in the key but not und
   o.harness_patch_dir = (tmp / "harness").string();
   Builder builder(o);
   SECTION("listed for um only") {
-    CHECK(builder.plumbing_patches("x86_64").empty());
-    CHECK(builder.plumbing_patches("um") == std::vector<std::string>{(tmp / "harness/uml/0001-plumbing.patch").string()});
+    CHECK(builder.plumbing_patches("x86_64", "").empty());
+    CHECK(builder.plumbing_patches("um", "") == std::vector<std::string>{(tmp / "harness/uml/0001-plumbing.patch").string()});
     CHECK(builder.inputs_of(spec, "x86_64", "").plumbing.empty());
     BuildInputs um = builder.inputs_of(spec, "um", "");
     REQUIRE(um.plumbing.size() == 1);
     CHECK(um.plumbing[0].first == "0001-plumbing.patch");
     CHECK(um.patches.empty());   // never among the patches under test
+  }
+  SECTION("a version's own, for a source of that version, in file-name order") {
+    fs::create_directories(tmp / "harness/uml/6.1");
+    fs::copy_file(k_data + "/good.patch", tmp / "harness/uml/6.1/0000-first.patch");
+    fs::copy_file(k_data + "/good.patch", tmp / "harness/uml/6.1/0002-six-one.patch");
+    CHECK(builder.plumbing_patches("um", "6.1") ==
+          std::vector<std::string>{(tmp / "harness/uml/6.1/0000-first.patch").string(),
+                                   (tmp / "harness/uml/0001-plumbing.patch").string(),
+                                   (tmp / "harness/uml/6.1/0002-six-one.patch").string()});
+    CHECK(builder.plumbing_patches("um", "6.12").size() == 1);
+    CHECK(builder.plumbing_patches("x86_64", "6.1").empty());
+    // The version is the source's: a tree's Makefile, a Debian package's name.
+    const fs::path tree = tmp / "tree";
+    fs::create_directories(tree);
+    std::ofstream(tree / "Makefile") << "# SPDX-License-Identifier: GPL-2.0\nVERSION = 6\nPATCHLEVEL = 1\nSUBLEVEL = 192\n";
+    spec.source = tree.string();
+    BuildInputs um = builder.inputs_of(spec, "um", "");
+    REQUIRE(um.plumbing.size() == 3);
+    CHECK(um.plumbing[2].first == "0002-six-one.patch");
+    CHECK(um.plumbing_paths.size() == 3);
+    std::ofstream(tree / "Makefile") << "VERSION = 6\nPATCHLEVEL = 12\n";
+    CHECK(builder.inputs_of(spec, "um", "").plumbing.size() == 1);
   }
   SECTION("a change to it changes the key and is explained") {
     BuildInputs before = builder.inputs_of(spec, "um", "");
@@ -186,6 +208,14 @@ TEST_CASE("harness plumbing patches: ARCH=um only, first, in the key but not und
     CHECK(after.differences(before) == std::vector<std::string>{"plumbing patch 0001-plumbing.patch changed"});
   }
   fs::remove_all(tmp);
+}
+
+TEST_CASE("a kernel's version is its Makefile's VERSION.PATCHLEVEL", "[kernel]") {
+  CHECK(kernel_version("# SPDX\nVERSION = 6\nPATCHLEVEL = 1\nSUBLEVEL = 192\nEXTRAVERSION =\n") == "6.1");
+  CHECK(kernel_version("VERSION = 6\nPATCHLEVEL = 12\n") == "6.12");
+  CHECK(kernel_version("VERSION = 6\n").empty());
+  CHECK(kernel_version("VERSION = $(X)\nPATCHLEVEL = 1\n").empty());
+  CHECK(kernel_version("").empty());
 }
 
 // The source part of a build's inputs, as the builder takes it from a directory.

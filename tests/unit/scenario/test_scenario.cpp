@@ -513,6 +513,7 @@ TEST_CASE("the gate's families are scenarios fio accepts, one arm each, with the
     run.backends = {"none", "writeback"};
     run.runtime_s = 7;
     run.timeout_s = 621;
+    run.platform = f.name == "append" ? "uml" : "";   // kab gate --platform uml; "" the definition's
     const std::string text = scenario::gate_scenario_text(*def.value, f, run);
     INFO(text);
     auto parsed = scenario::parse_scenario("gate-" + f.name + ".yaml", text, ctx);   // fio --parse-only on the job file
@@ -523,6 +524,7 @@ TEST_CASE("the gate's families are scenarios fio accepts, one arm each, with the
     REQUIRE(s.arms.size() == 1);
     CHECK(s.arms[0].kernel == "stock-6.1");
     CHECK(s.arms[0].variant == "debug");
+    CHECK(s.guest.platform == (f.name == "append" ? "uml" : "qemu"));
     // Every family ends with the host check of gate.yaml, read with the scenario.
     CHECK(s.fio.host_check == KAB_SOURCE_DIR "/scenarios/gate/host-check.fio");
     CHECK(s.fio.host_check_text.find("verify_only=1") != std::string::npos);
@@ -552,7 +554,7 @@ TEST_CASE("the gate's families are scenarios fio accepts, one arm each, with the
     CHECK(job.find("exec_prerun=sysctl -w vm.drop_caches=3") != std::string::npos);
   }
   // A comparison still needs two arms.
-  auto one = scenario::parse_scenario("one.yaml", scenario::gate_scenario_text(*def.value, def.value->families[0], {"stock-6.1", "debug", {"writeback"}, 5, 600}), context());
+  auto one = scenario::parse_scenario("one.yaml", scenario::gate_scenario_text(*def.value, def.value->families[0], {"stock-6.1", "debug", "", {"writeback"}, 5, 600}), context());
   REQUIRE_FALSE(one.value);
   CHECK(scenario::format_errors(one.errors).find("at least two arms") != std::string::npos);
 }
