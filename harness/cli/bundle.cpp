@@ -16,6 +16,7 @@
 #include "kernel/builder.h"
 #include "kernel/git_source.h"
 #include "proc/runner.h"
+#include "scenario/gate.h"
 #include "scenario/scenario.h"
 #include "scenario/yaml_reader.h"
 
@@ -84,11 +85,22 @@ void write_scenario(const fs::path& yaml, const store::RunRecord& run, const std
   write_text(yaml, "# " + header + "\n" + std::string(emitted.c_str()) + "\n");
 }
 
+// The number a stored fact holds; Fatal naming the run and fact otherwise.
+long long fact_number(const std::string& text, std::int64_t run, const std::string& fact) {
+  try {
+    std::size_t used = 0;
+    const long long n = std::stoll(core::trim(text), &used);
+    if (used == core::trim(text).size()) return n;
+  } catch (const std::logic_error&) {
+  }
+  throw Fatal("run " + std::to_string(run) + ": its fact " + fact + " is not a number: '" + text + "'");
+}
+
 // The run ids a fact lists: "4,5,6".
-std::vector<std::int64_t> run_ids_of(const std::string& list) {
+std::vector<std::int64_t> run_ids_of(const std::string& list, std::int64_t run, const std::string& fact) {
   std::vector<std::int64_t> out;
   for (const auto& id : core::split(list, ','))
-    if (!core::trim(id).empty()) out.push_back(std::stoll(core::trim(id)));
+    if (!core::trim(id).empty()) out.push_back(fact_number(id, run, fact));
   return out;
 }
 
@@ -330,13 +342,17 @@ void write_bundle(store::ResultStore& db, std::int64_t run_id, const std::string
     if (ids.empty()) continue;
     json families = json::array();
     std::string variant, runtime;
-    for (const auto id : run_ids_of(ids)) {
+    for (const auto id : run_ids_of(ids, run_id, "gate.of." + name)) {
       auto g = db.run(id);
       if (!g || store::run_fact(*g, "gate.family").empty() || store::run_fact(*g, "gate.kernel") != kernel)
         throw Fatal("run " + std::to_string(run_id) + " names run " + std::to_string(id) + " as the gate of kernel " +
                         kernel + ", and " + db.path().string() + " holds no such gate run",
                     k_exit_usage);
       const std::string family = store::run_fact(*g, "gate.family");
+      if (!scenario::gate_family_name_ok(family))
+        throw Fatal("gate run " + std::to_string(id) + " names its family '" + family +
+                        "': a bundle's files are named after families of letters, digits, '-' and '_'",
+                    k_exit_usage);
       variant = store::run_fact(*g, "gate.variant");
       runtime = store::run_fact(*g, "gate.runtime_s");
       // The debug build it checked is what the bundled definition builds.
@@ -358,14 +374,16 @@ void write_bundle(store::ResultStore& db, std::int64_t run_id, const std::string
         break;
       }
       const std::string rel = "gate/" + kernel + "/" + family + ".yaml";
-      write_scenario(top / rel, *g, family + ".fio", family + "-host-check.fio",
+      if (!inside(top / rel, top / "gate"))
+        throw Fatal("kernel " + kernel + ": its name cannot name a directory of the bundle", k_exit_usage);
+      write_scenario(top / rel, *g, family + ".fio", family + ".host-check.fio",
                      "gate-" + family + " of " + kernel + " as run " + std::to_string(id) + " ran it", nullptr);
       families.push_back({{"family", family}, {"run", id}, {"scenario", rel}, {"plan_json", g->info.plan_json}});
     }
     gate.push_back({{"arm", name},
                     {"kernel", kernel},
                     {"variant", variant},
-                    {"runtime_s", runtime.empty() ? 0 : std::stoi(runtime)},
+                    {"runtime_s", fact_number(runtime, run_id, "gate.runtime_s of its gate")},
                     {"families", families}});
   }
 
@@ -453,6 +471,17 @@ OpenedBundle open_bundle(const std::string& file, const std::string& dir, const 
   }
 }
 
+namespace {
+
+// A bundle's scenario reads its job files from the bundle, nothing of this machine.
+void require_inside(const std::string& file, const core::Scenario& s, const std::string& dir) {
+  for (const std::string* f : {&s.fio.job_file, &s.fio.host_check})
+    if (!f->empty() && !inside(*f, dir))
+      throw Fatal(file + ": its scenario " + s.name + " names " + *f + ", which is not a file of the bundle", k_exit_usage);
+}
+
+}  // namespace
+
 OpenedBundle read_bundle(const std::string& file, const std::string& dir, const std::string& tree) {
   OpenedBundle b;
   b.dir = (fs::path(dir) / k_top).string();
@@ -463,7 +492,9 @@ OpenedBundle read_bundle(const std::string& file, const std::string& dir, const 
   } catch (const json::exception& e) {
     throw Fatal(file + ": manifest.json does not parse: " + e.what(), k_exit_usage);
   }
-  if (b.manifest.value("bundle_version", 0) != k_bundle_version)
+  // Version 1 had no gate; an older kab refuses version 2 rather than rerun
+  // a gated comparison without its gate.
+  if (b.manifest.value("bundle_version", 0) < 1 || b.manifest.value("bundle_version", 0) > k_bundle_version)
     throw Fatal(file + " is bundle version " + std::to_string(b.manifest.value("bundle_version", 0)) +
                     "; this kab reads version " + std::to_string(k_bundle_version),
                 k_exit_usage);
@@ -505,6 +536,7 @@ OpenedBundle read_bundle(const std::string& file, const std::string& dir, const 
     throw Fatal(file + ": its scenario does not validate here", k_exit_usage);
   }
   b.scenario = *parsed.value;
+  require_inside(file, b.scenario, b.dir);
   // The scenario as the run ran it.
   apply_effective(b.scenario, b.manifest.at("effective"));
   for (const auto& a : b.scenario.arms)
@@ -527,14 +559,23 @@ OpenedBundle read_bundle(const std::string& file, const std::string& dir, const 
     bg.kernel = g.at("kernel").get<std::string>();
     bg.variant = g.at("variant").get<std::string>();
     bg.runtime_s = g.at("runtime_s").get<int>();
+    if (bg.runtime_s <= 0 || bg.runtime_s > 7 * 24 * 3600 || g.at("families").empty())
+      throw Fatal(file + ": its gate of arm " + bg.arm + " has no families or a runtime of " +
+                      std::to_string(bg.runtime_s) + " s",
+                  k_exit_usage);
+    if (std::any_of(b.gates.begin(), b.gates.end(), [&](const BundledGate& o) { return o.arm == bg.arm; }))
+      throw Fatal(file + ": its gate names arm " + bg.arm + " twice", k_exit_usage);
     if (std::none_of(b.scenario.arms.begin(), b.scenario.arms.end(),
                      [&](const core::Arm& a) { return a.name == bg.arm && a.kernel == bg.kernel; }))
       throw Fatal(file + ": its gate names arm " + bg.arm + " (kernel " + bg.kernel + "), which its scenario does not have",
                   k_exit_usage);
     for (const auto& f : g.at("families")) {
       const std::string family = f.at("family").get<std::string>(), rel = f.at("scenario").get<std::string>();
+      if (!scenario::gate_family_name_ok(family))
+        throw Fatal(file + ": its gate names a family '" + family + "'; a family's name holds letters, digits, '-' and '_'",
+                    k_exit_usage);
       const fs::path path = fs::path(b.dir) / rel;
-      if (!inside(path, b.dir) || !fs::is_regular_file(path))
+      if (rel != "gate/" + bg.kernel + "/" + family + ".yaml" || !fs::is_regular_file(path))
         throw Fatal(file + ": its gate's family " + family + " names " + rel + ", which is not a file of the bundle",
                     k_exit_usage);
       auto gs = scenario::load_scenario(path.string(), gate_ctx);
@@ -543,6 +584,7 @@ OpenedBundle read_bundle(const std::string& file, const std::string& dir, const 
         throw Fatal(file + ": its gate's family " + family + " does not validate here", k_exit_usage);
       }
       const core::Scenario& sc = *gs.value;
+      require_inside(file, sc, b.dir);
       if (sc.arms.size() != 1 || sc.arms[0].kernel != bg.kernel || sc.arms[0].variant != bg.variant)
         throw Fatal(file + ": its gate's family " + family + " (" + rel + ") does not run kernel " + bg.kernel +
                         (bg.variant.empty() ? "" : " (" + bg.variant + ")") + " alone",

@@ -28,7 +28,7 @@
 
 namespace kab::cli {
 
-inline constexpr int k_bundle_version = 1;
+inline constexpr int k_bundle_version = 2;   // 2: a gated comparison's gate
 
 // Writes run RUN of DB as a bundle to OUT (a .tar.gz). The kernel definitions
 // are those in USED (the ones a command made or read from a bundle, whose

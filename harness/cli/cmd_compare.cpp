@@ -133,7 +133,7 @@ int cmd_compare(const std::vector<std::string>& args) {
     throw Fatal("--bundle reruns the comparison it holds: its kernels, scenario and plan (drop --base, --candidate, "
                 "--candidate-series, --until-decided, --max-samples, --replicate)",
                 k_exit_usage);
-  if (!gate && (gate_time != "10m" || !gate_families.empty() || !gate_backends.empty()))
+  if (!gate && bundle.empty() && (gate_time != "10m" || !gate_families.empty() || !gate_backends.empty()))
     throw Fatal("--gate-time, --gate-family and --gate-backend set up the gate: add --gate", k_exit_usage);
 
   RunRequest rq;
@@ -157,6 +157,7 @@ int cmd_compare(const std::vector<std::string>& args) {
     rq.scenario = opened->scenario;
     rq.scenario_path = opened->dir + "/scenario.yaml";
     rq.kernels = opened->kernels;
+    rq.kernels_made = false;
     std::fprintf(stderr, "kab: bundle of run %lld (%s, %s): the same plan, %zu samples\n",
                  opened->manifest["run"].get<long long>(), opened->manifest["scenario"].get<std::string>().c_str(),
                  opened->manifest["created_at"].get<std::string>().c_str(), opened->planned);
@@ -226,7 +227,7 @@ int cmd_compare(const std::vector<std::string>& args) {
       g.options.db = db_path;
       g.options.command_line = rq.command_line;
       g.options.kernels = rq.kernels;
-      g.options.total_s = bg.runtime_s * bg.cells;
+      g.options.total_s = static_cast<double>(bg.runtime_s) * bg.cells;
       g.run.kernel = bg.kernel;
       g.run.variant = bg.variant;
       g.run.runtime_s = bg.runtime_s;
@@ -235,6 +236,8 @@ int cmd_compare(const std::vector<std::string>& args) {
       for (const auto& [family, sc] : bg.scenarios) g.families.push_back(family);
       gates.emplace_back(bg.arm, g);
     }
+  } else if (!gate && (gate_time != "10m" || !gate_families.empty() || !gate_backends.empty())) {
+    throw Fatal("--gate-time, --gate-family and --gate-backend set up the gate: add --gate", k_exit_usage);
   } else if (gate) {
     auto total = core::parse_duration(gate_time);
     if (!total || *total <= 0)

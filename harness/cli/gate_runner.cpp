@@ -161,6 +161,7 @@ GateOutcome run_gate(const PreparedGate& g) {
     rq.keep_work = g.options.keep;
     rq.command_line = g.options.command_line + "  # gate " + g.options.kernel + ", family " + family;
     rq.kernels = g.options.kernels;
+    rq.kernels_made = false;   // (a gate run is not bundled on its own)
     // What a report needs to show the check and rerun it.
     rq.run_extra = {{"gate.kernel", g.options.kernel},
                     {"gate.variant", g.options.variant},

@@ -388,9 +388,10 @@ core::RunOutcome execute_run(const RunRequest& rq) {
   // The definitions the command made, kept with the run: kab bundle RUN
   // bundles them later as they were.
   std::map<std::string, std::string> extra = rq.run_extra;
-  for (const auto& arm : s.arms)
-    if (auto made = rq.kernels.find(arm.kernel); made != rq.kernels.end())
-      extra[k_made_kernel_fact + arm.kernel] = made_kernel_fact(made->second);
+  if (rq.kernels_made)
+    for (const auto& arm : s.arms)
+      if (auto made = rq.kernels.find(arm.kernel); made != rq.kernels.end())
+        extra[k_made_kernel_fact + arm.kernel] = made_kernel_fact(made->second);
   Store store(db, extra);
   Host host;
   ShmWorkspace workspace;

@@ -28,9 +28,14 @@ struct RunRequest {
   bool keep_work = false;
   bool quiet = false;           // no progress line
   std::string command_line;     // how kab was invoked, stored with the run
-  // Kernel definitions made by the command (kab compare --tree), by name;
-  // an arm whose kernel is not here is read from kernels/NAME.yaml.
+  // Kernel definitions made by the command (kab compare --tree) or read from
+  // a bundle, by name; an arm whose kernel is not here is read from
+  // kernels/NAME.yaml.
   std::map<std::string, core::KernelSpec> kernels;
+  // Whether the command made them: then they are kept with the run
+  // (kernel.made.NAME), for kab bundle RUN later. A bundle's live only
+  // while the command runs.
+  bool kernels_made = true;
   // Facts stored with a new run (RunInfo::extra): "gate.ARM", the gate runs
   // of an arm's kernel that kab compare --gate ran before it.
   std::map<std::string, std::string> run_extra;

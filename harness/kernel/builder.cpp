@@ -900,7 +900,8 @@ std::vector<std::string> Builder::plumbing_patches(const std::string& arch, cons
     for (const auto& e : fs::directory_iterator(dir / version, ec))
       if (e.path().extension() == ".patch") out.push_back(e.path().string());
   std::sort(out.begin(), out.end(), [](const std::string& a, const std::string& b) {
-    return fs::path(a).filename() < fs::path(b).filename();
+    const fs::path fa = fs::path(a).filename(), fb = fs::path(b).filename();
+    return fa != fb ? fa < fb : a < b;   // (the every-version one first, by path)
   });
   return out;
 }

@@ -1,5 +1,6 @@
 #include "scenario/gate.h"
 
+#include <cctype>
 #include <algorithm>
 #include <filesystem>
 
@@ -51,6 +52,8 @@ Parsed<GateDefinition> parse_gate(const std::string& path, const std::string& te
         for (auto it = families.begin(); it != families.end(); ++it) {
           GateFamily f;
           f.name = it->first.Scalar();
+          if (!gate_family_name_ok(f.name))
+            r.error_at(it->first, "a family's name may hold letters, digits, '-' and '_', got '" + f.name + "'");
           const YAML::Node v = it->second;
           if (!r.expect_map(v, "families." + f.name)) continue;
           r.check_keys(v, k_family_keys);
@@ -112,6 +115,13 @@ Parsed<GateDefinition> load_gate(const std::string& path) {
     return out;
   }
   return parse_gate(path, *text);
+}
+
+bool gate_family_name_ok(const std::string& name) {
+  if (name.empty()) return false;
+  for (char c : name)
+    if (!(std::isalnum(static_cast<unsigned char>(c)) || c == '-' || c == '_')) return false;
+  return true;
 }
 
 std::string gate_scenario_text(const GateDefinition& def, const GateFamily& family, const GateRun& run) {

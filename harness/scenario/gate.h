@@ -31,6 +31,10 @@ struct GateDefinition {
   std::string guest_yaml;                   // the guest map as written ("" = none)
 };
 
+// A family's name: letters, digits, '-' and '_' (it names files of a bundle,
+// and words of the command that reruns a check).
+bool gate_family_name_ok(const std::string& name);
+
 // Reads a gate definition; job files resolve against its directory and must exist.
 Parsed<GateDefinition> parse_gate(const std::string& path, const std::string& text);
 Parsed<GateDefinition> load_gate(const std::string& path);

@@ -2,7 +2,9 @@
 // detectors) boot and run fio like any other: the base of kab's correctness gate.
 #include <catch2/catch.hpp>
 
+#include <algorithm>
 #include <fstream>
+#include <functional>
 #include <regex>
 #include <set>
 #include <sstream>
@@ -203,7 +205,7 @@ TEST_CASE("compare --gate: a planted use-after-free fails the candidate's gate, 
     CHECK(text.find("rfc") == std::string::npos);
     // The gate of each kernel: the family's scenario as it ran, its job files beside it.
     for (const char* k : {"stock-6.1", "testing-uaf-6.1"})
-      for (const char* f : {"writeback.yaml", "writeback.fio", "writeback-host-check.fio"})
+      for (const char* f : {"writeback.yaml", "writeback.fio", "writeback.host-check.fio"})
         CHECK(files.find("kab-bundle/gate/" + std::string(k) + "/" + f + "\n") != std::string::npos);
     auto [gshown, gate_text] = kab::proc::capture({"tar", "-xzOf", bundle, "kab-bundle/gate/testing-uaf-6.1/writeback.yaml"});
     INFO(gate_text);
@@ -264,9 +266,46 @@ TEST_CASE("compare --gate: a planted use-after-free fails the candidate's gate, 
   REQUIRE(rerun_rows.size() == 6);
   CHECK(rerun_rows[1]["text"].get<std::string>().rfind("# gate-writeback of testing-uaf-6.1 as run 2 ran it\n", 0) == 0);
   auto keys = [](const std::string& db) {
-    return kab::proc::capture({"sqlite3", db, "SELECT run_id, kernel_build_key FROM samples WHERE run_id < 3 ORDER BY id"});
+    auto [ok, text] =
+        kab::proc::capture({"sqlite3", db, "SELECT run_id, kernel_build_key FROM samples WHERE run_id < 3 ORDER BY id"});
+    REQUIRE(ok);
+    REQUIRE(std::count(text.begin(), text.end(), '\n') == 2);   // a gate sample each
+    return text;
   };
-  CHECK(keys(rerun_db).second == keys(dir.db()).second);
+  CHECK(keys(rerun_db) == keys(dir.db()));
+
+  // A bundle is input from elsewhere: a gate whose family would name a file
+  // outside it, or whose scenario reads a file of this machine, is refused
+  // before anything is built or booted.
+  const fs::path x = dir.path / "x";
+  auto edited = [&](const std::string& name, const std::function<void(const fs::path&)>& edit) {
+    fs::remove_all(x);
+    fs::create_directories(x);
+    REQUIRE(kab::proc::capture({"tar", "-C", x.string(), "-xzf", bundle}).first);
+    edit(x / "kab-bundle");
+    const std::string file = (dir.path / name).string();
+    REQUIRE(kab::proc::capture({"tar", "-C", x.string(), "-czf", file, "kab-bundle"}).first);
+    auto r = run_kab({"compare", "--bundle", file, "--db", (dir.path / (name + ".db")).string()}, 120);
+    CHECK(r.exit_code == 2);
+    CHECK_FALSE(fs::exists(dir.path / (name + ".db")));
+    return r.output;
+  };
+  const std::string escaping = edited("escaping.tar.gz", [](const fs::path& top) {
+    json m = json::parse(read(top / "manifest.json"));
+    m["gate"][1]["families"][0]["family"] = "../../../../tmp/kab-escape";
+    m["gate"][1]["families"][0]["scenario"] = "gate/testing-uaf-6.1/../../../../tmp/kab-escape.yaml";
+    std::ofstream(top / "manifest.json") << m.dump(2);
+  });
+  CHECK(escaping.find("escaping.tar.gz: its gate names a family '../../../../tmp/kab-escape'; a family's name holds "
+                      "letters, digits, '-' and '_'") != std::string::npos);
+  const std::string reading = edited("reading.tar.gz", [](const fs::path& top) {
+    const fs::path f = top / "gate/testing-uaf-6.1/writeback.yaml";
+    std::string t = read(f);
+    t.replace(t.find("job_file: writeback.fio"), 23, "job_file: " + k_root + "/scenarios/gate/writeback.fio");
+    std::ofstream(f) << t;
+  });
+  CHECK(reading.find("reading.tar.gz: its scenario gate-writeback names " + k_root +
+                     "/scenarios/gate/writeback.fio, which is not a file of the bundle") != std::string::npos);
   check_no_leftovers();
 }
 

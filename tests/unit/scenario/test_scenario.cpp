@@ -579,6 +579,13 @@ TEST_CASE("a gate definition's mistakes are positioned", "[scenario][gate]") {
       gate_errors("none.yaml", "families:\n  writeback: {job_file: writeback.fio, backends: [wb]}\nbackends: []\n");
   INFO(n);
   CHECK(n.find("none.yaml:3:11: a gate needs at least one backend") != std::string::npos);
+  // A family's name names files of a bundle and a word of a command.
+  const std::string f = gate_errors("name.yaml", "families:\n  ../x: {job_file: writeback.fio}\nbackends:\n  - {name: dpu, type: dpu}\n");
+  INFO(f);
+  CHECK(f.find("name.yaml:2:3: a family's name may hold letters, digits, '-' and '_', got '../x'") != std::string::npos);
+  CHECK(scenario::gate_family_name_ok("sync_file-range2"));
+  CHECK_FALSE(scenario::gate_family_name_ok("a.b"));
+  CHECK_FALSE(scenario::gate_family_name_ok(""));
 }
 
 TEST_CASE("guest.memory_cgroup: fio's memory cgroup limit, below the guest's memory", "[scenario]") {
