@@ -6,6 +6,7 @@
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
+#include <set>
 
 #include "cli/app.h"
 #include "cli/runner.h"
@@ -22,6 +23,13 @@
 
 namespace fs = std::filesystem;
 using json = nlohmann::json;
+
+// A kernel definition as JSON, field by field (kernel.made.NAME); the
+// (arch or variant, fragments) pairs as two-element arrays.
+namespace kab::core {
+NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE(KernelSpec, name, path, source, git_repo, git_ref, commits, series, patches,
+                                   config_base, fragments, arch_fragments, variants)
+}  // namespace kab::core
 
 namespace kab::cli {
 
@@ -160,35 +168,13 @@ void write_git_kernel(const fs::path& top, const std::string& kernel, const core
 
 }  // namespace
 
-std::string made_kernel_fact(const core::KernelSpec& k) {
-  json pairs_a = json::array(), pairs_v = json::array();
-  for (const auto& [arch, f] : k.arch_fragments) pairs_a.push_back({arch, f});
-  for (const auto& [variant, f] : k.variants) pairs_v.push_back({variant, f});
-  return json{{"name", k.name},          {"path", k.path},         {"source", k.source},
-              {"git_repo", k.git_repo},  {"git_ref", k.git_ref},   {"commits", k.commits},
-              {"series", k.series},      {"patches", k.patches},   {"config_base", k.config_base},
-              {"fragments", k.fragments}, {"arch_fragments", pairs_a}, {"variants", pairs_v}}
-      .dump();
-}
+std::string made_kernel_fact(const core::KernelSpec& k) { return json(k).dump(); }
 
 std::map<std::string, core::KernelSpec> made_kernels(const store::RunRecord& run) {
   std::map<std::string, core::KernelSpec> out;
   for (const auto& [key, value] : run.info.extra) {
     if (!core::starts_with(key, k_made_kernel_fact)) continue;
-    const json j = json::parse(value);
-    core::KernelSpec k;
-    k.name = j.at("name");
-    k.path = j.at("path");
-    k.source = j.at("source");
-    k.git_repo = j.at("git_repo");
-    k.git_ref = j.at("git_ref");
-    k.commits = j.at("commits");
-    k.series = j.at("series");
-    k.patches = j.at("patches").get<std::vector<std::string>>();
-    k.config_base = j.at("config_base");
-    k.fragments = j.at("fragments").get<std::vector<std::string>>();
-    for (const auto& p : j.at("arch_fragments")) k.arch_fragments.emplace_back(p.at(0), p.at(1).get<std::vector<std::string>>());
-    for (const auto& p : j.at("variants")) k.variants.emplace_back(p.at(0), p.at(1).get<std::vector<std::string>>());
+    const auto k = json::parse(value).get<core::KernelSpec>();
     out[k.name] = k;
   }
   return out;
@@ -342,6 +328,9 @@ void write_bundle(store::ResultStore& db, std::int64_t run_id, const std::string
     if (ids.empty()) continue;
     json families = json::array();
     std::string variant, runtime;
+    const auto bundled_spec =
+        scenario::load_kernel((top / "kernels" / (kernel + ".yaml")).string(), (top / "kernels").string());
+    std::set<std::string> checked;   // debug builds (a kernel's gate runs share one)
     for (const auto id : run_ids_of(ids, run_id, "gate.of." + name)) {
       auto g = db.run(id);
       if (!g || store::run_fact(*g, "gate.family").empty() || store::run_fact(*g, "gate.kernel") != kernel)
@@ -357,8 +346,8 @@ void write_bundle(store::ResultStore& db, std::int64_t run_id, const std::string
       runtime = store::run_fact(*g, "gate.runtime_s");
       // The debug build it checked is what the bundled definition builds.
       for (const auto& smp : db.samples(id, store::WithArtifacts::no)) {
+        if (!checked.insert(smp.kernel_build_key).second) break;
         auto rec = db.kernel(smp.kernel_build_key);
-        auto bundled_spec = scenario::load_kernel((top / "kernels" / (kernel + ".yaml")).string(), (top / "kernels").string());
         if (!rec || !bundled_spec.value) continue;
         kernel::BuildInputs again;
         try {
